@@ -1,0 +1,107 @@
+"""Conversion of PFDN state dicts between the training form (RRRB branches) and the deployed form.
+
+Training form keys:  ``block1.conv1.{expand_conv,fea_conv,reduce_conv}.{weight,bias}``
+Deployed form keys:  ``block1.conv1.rep_conv.{weight,bias}`` (the released layout)
+
+The hyperparameters of a PFDN are inferable from either form's keys and shapes (:func:`infer_pfdn_options`),
+so a checkpoint is enough to rebuild its network.
+"""
+import re
+from collections import OrderedDict
+
+import torch
+
+from .rrrb import fuse_rrrb
+
+_BRANCHES = ('expand_conv', 'fea_conv', 'reduce_conv')
+
+
+def unwrap_state_dict(checkpoint, param_key=None):
+    """Return the bare state dict of a checkpoint: bare, or BasicSR's ``{'params', 'params_ema'}``.
+
+    ``param_key=None`` prefers ``params_ema`` (what BasicSR validates with) and falls back to ``params``.
+    A ``module.`` prefix left by (Distributed)DataParallel is removed.
+    """
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'expected a state dict, got {type(checkpoint).__name__}')
+    if any(k in checkpoint for k in ('params', 'params_ema')):
+        if param_key is None:
+            param_key = 'params_ema' if 'params_ema' in checkpoint else 'params'
+        if param_key not in checkpoint:
+            raise ValueError(f"checkpoint has no '{param_key}' entry (it has: {', '.join(sorted(checkpoint))})")
+        checkpoint = checkpoint[param_key]
+    elif param_key not in (None, 'params', 'params_ema'):
+        raise ValueError(f"checkpoint is a bare state dict; there is no '{param_key}' entry")
+    out = OrderedDict()
+    for k, v in checkpoint.items():
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"entry '{k}' is a {type(v).__name__}, not a tensor: not a PFDN state dict")
+        out[k[7:] if k.startswith('module.') else k] = v
+    return out
+
+
+def is_training_form(state_dict):
+    """True when the state dict holds RRRB branches (training form)."""
+    return any(k.endswith('.expand_conv.weight') for k in state_dict)
+
+
+@torch.no_grad()
+def reparameterize_state_dict(checkpoint, param_key=None):
+    """Fuse a training-form PFDN state dict into the deployed form, exactly, in the released key layout.
+
+    Args:
+        checkpoint (dict): Bare state dict or BasicSR's ``{'params', 'params_ema'}`` wrapper.
+        param_key (str | None): Entry of a wrapped checkpoint; None prefers ``params_ema``.
+
+    Returns:
+        OrderedDict: deployed-form state dict (same dtype as the input; fusion computed in float64).
+    """
+    sd = unwrap_state_dict(checkpoint, param_key)
+    if not is_training_form(sd):
+        raise ValueError('state dict is not in the training (RRRB) form: it has no *.expand_conv.weight keys')
+    out = OrderedDict()
+    for key, value in sd.items():
+        prefix, _, leaf = key.rpartition('.')
+        prefix, _, branch = prefix.rpartition('.')
+        if branch not in _BRANCHES:
+            out[key] = value
+            continue
+        if branch != 'expand_conv' or leaf != 'weight':
+            continue  # consumed together with expand_conv.weight below
+        names = [f'{prefix}.{b}.{p}' for b in _BRANCHES for p in ('weight', 'bias')]
+        missing = [n for n in names if n not in sd]
+        if missing:
+            raise ValueError(f"incomplete RRRB at '{prefix}': missing {', '.join(missing)}")
+        weight, bias = fuse_rrrb(*(sd[n].double() for n in names))
+        out[f'{prefix}.rep_conv.weight'] = weight.to(value.dtype)
+        out[f'{prefix}.rep_conv.bias'] = bias.to(value.dtype)
+    return out
+
+
+def infer_pfdn_options(state_dict):
+    """PFDN constructor arguments read off a state dict of either form (spandrel-style detection).
+
+    Raises ValueError when the keys are not those of a PFDN.
+    """
+    sd = unwrap_state_dict(state_dict)
+    required = ('conv_first.weight', 'conv_last.weight', 'tail.0.weight', 'block1.attn.conv1.weight')
+    missing = [k for k in required if k not in sd]
+    if missing:
+        raise ValueError(f"not a PFDN state dict: missing {', '.join(missing)}")
+    num_feat, num_in_ch = sd['conv_first.weight'].shape[:2]
+    num_block = max(int(m.group(1)) for k in sd for m in [re.match(r'block(\d+)\.', k)] if m)
+    tail_out = sd['tail.0.weight'].shape[0]
+    upscale = next((s for s in (4, 3, 2) if tail_out % (s * s) == 0 and tail_out // (s * s) == num_in_ch), None)
+    if upscale is None:
+        raise ValueError(f'cannot infer the upscale from tail.0.weight with {tail_out} outputs')
+    training = is_training_form(sd)
+    if training:
+        num_partial_feat = sd['block1.conv3.expand_conv.weight'].shape[1]
+        expand_ratio = sd['block1.conv1.expand_conv.weight'].shape[0] // num_feat
+    else:
+        num_partial_feat = sd['block1.conv3.rep_conv.weight'].shape[0]
+        expand_ratio = 2
+    return dict(num_in_ch=int(num_in_ch), num_out_ch=int(tail_out // upscale**2), num_feat=int(num_feat),
+                num_block=num_block, num_partial_feat=int(num_partial_feat),
+                esa_channels=int(sd['block1.attn.conv1.weight'].shape[0]), upscale=upscale,
+                rrrb_expand_ratio=int(expand_ratio), deploy=not training)

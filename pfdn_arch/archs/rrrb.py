@@ -1,0 +1,118 @@
+"""RRRB: the re-parameterizable residual-in-residual block of FMEN (Du et al., CVPRW 2022).
+
+While training, a 3x3 conv of C channels is replaced by
+
+    y   = expand(x)                 1x1, C -> M (M = ratio * C), bias b0
+    yp  = pad(y, 1) with the border filled with b0 per channel
+    z   = fea(yp) + y               3x3, M -> M, no padding, inner identity
+    out = reduce(z) + x             1x1, M -> C, outer identity
+
+Padding with b0 instead of zeros makes the whole block equal, borders included, to one zero-padded 3x3 conv whose
+kernel :func:`fuse_rrrb` computes. Because that kernel is a differentiable function of the branch weights, the
+training form can run either branch by branch (``mode='explicit'``) or as a single conv whose kernel is recomposed
+on every forward (``mode='online'``, online re-parameterization as in OREPA, CVPR 2022): same function, same
+gradients, several times faster per step.
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def fuse_rrrb(w0, b0, w1, b1, w2, b2):
+    """Compose an RRRB's branches into one 3x3 kernel and bias (differentiable; exact in real arithmetic).
+
+    Args:
+        w0, b0: expand 1x1 conv, shapes (M, C, 1, 1) and (M,).
+        w1, b1: fea 3x3 conv, shapes (M, M, 3, 3) and (M,).
+        w2, b2: reduce 1x1 conv, shapes (C, M, 1, 1) and (C,).
+
+    Returns:
+        (weight, bias) of shapes (C, C, 3, 3) and (C,) for a conv with padding 1.
+    """
+    mid = w1.shape[0]
+    # 1. inner identity: z = fea(yp) + y, y sits at the centre tap of yp.
+    w1 = w1 + _centre_identity(mid, w1)
+    # 2. compose with the 1x1 expand; the b0-filled border means b0 reaches every tap of the kernel.
+    k01 = torch.einsum('omuv,mi->oiuv', w1, w0[:, :, 0, 0])
+    b01 = b1 + torch.einsum('omuv,m->o', w1, b0)
+    # 3. compose with the 1x1 reduce.
+    r = w2[:, :, 0, 0]
+    weight = torch.einsum('om,miuv->oiuv', r, k01)
+    bias = b2 + r @ b01
+    # 4. outer identity.
+    return weight + _centre_identity(weight.shape[0], weight), bias
+
+
+def _centre_identity(channels, like):
+    """A (channels, channels, 3, 3) kernel that copies each input channel to its output (a centre-tap delta)."""
+    kernel = torch.zeros(channels, channels, 3, 3, dtype=like.dtype, device=like.device)
+    idx = torch.arange(channels, device=like.device)
+    kernel[idx, idx, 1, 1] = 1
+    return kernel
+
+
+class RRRB(nn.Module):
+    """A 3x3 conv (C -> C, padding 1) in its re-parameterizable training form or its deployed form.
+
+    Args:
+        num_feat (int): Channel number C (input = output).
+        expand_ratio (int): Width of the inner branch as a multiple of C. Default: 2.
+        mode (str): Training-form computation: 'online' (one conv, kernel recomposed each forward; default) or
+            'explicit' (expand, bias-padded 3x3, reduce, branch by branch).
+        deploy (bool): Build the deployed form (a single ``rep_conv``) directly. Default: False.
+    """
+
+    MODES = ('online', 'explicit')
+
+    def __init__(self, num_feat, expand_ratio=2, mode='online', deploy=False):
+        super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"RRRB mode must be one of {self.MODES}, got '{mode}'")
+        self.num_feat = num_feat
+        self.mode = mode
+        self.deploy = deploy
+        if deploy:
+            self.rep_conv = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        else:
+            mid = num_feat * expand_ratio
+            self.expand_conv = nn.Conv2d(num_feat, mid, 1)
+            self.fea_conv = nn.Conv2d(mid, mid, 3)
+            self.reduce_conv = nn.Conv2d(mid, num_feat, 1)
+
+    def fused_kernel(self):
+        """(weight, bias) of the equivalent 3x3 conv, differentiable w.r.t. the branch parameters."""
+        return fuse_rrrb(self.expand_conv.weight, self.expand_conv.bias, self.fea_conv.weight, self.fea_conv.bias,
+                         self.reduce_conv.weight, self.reduce_conv.bias)
+
+    def forward(self, x):
+        if self.deploy:
+            return self.rep_conv(x)
+        if self.mode == 'online':
+            weight, bias = self.fused_kernel()
+            return F.conv2d(x, weight, bias, padding=1)
+        return self._forward_explicit(x)
+
+    def _forward_explicit(self, x):
+        y = self.expand_conv(x)
+        b0 = self.expand_conv.bias.view(1, -1, 1, 1)
+        yp = F.pad(y - b0, (1, 1, 1, 1)) + b0  # border filled with b0, not zeros
+        z = self.fea_conv(yp) + y
+        return self.reduce_conv(z) + x
+
+    @torch.no_grad()
+    def reparameterize(self):
+        """Fuse the branches into ``rep_conv`` in place (computed in float64, stored in the branch dtype)."""
+        if self.deploy:
+            return
+        dtype = self.fea_conv.weight.dtype
+        weight, bias = fuse_rrrb(*(p.detach().double() for p in (
+            self.expand_conv.weight, self.expand_conv.bias, self.fea_conv.weight, self.fea_conv.bias,
+            self.reduce_conv.weight, self.reduce_conv.bias)))
+        self.rep_conv = nn.Conv2d(self.num_feat, self.num_feat, 3, 1, 1).to(self.fea_conv.weight.device, dtype)
+        self.rep_conv.weight.copy_(weight)
+        self.rep_conv.bias.copy_(bias)
+        del self.expand_conv, self.fea_conv, self.reduce_conv
+        self.deploy = True
+
+    def extra_repr(self):
+        return f'num_feat={self.num_feat}, deploy={self.deploy}' + ('' if self.deploy else f', mode={self.mode}')

@@ -1,0 +1,1 @@
+"""Command line: ``basicsr`` / ``pfdn`` and their sub-commands."""

@@ -1,0 +1,85 @@
+"""``basicsr train`` / ``basicsr test``: check the yml, then hand control to BasicSR's stock pipelines.
+
+BasicSR's ``parse_options`` reads ``sys.argv`` itself, so it gets the argv without the sub-command; the root is
+the working directory, so experiments and results go under it (not into site-packages).
+"""
+import os
+import sys
+
+import yaml
+
+from ..errors import UserError
+
+
+def _opt_path(argv):
+    for i, arg in enumerate(argv):
+        if arg == '-opt' and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith('-opt='):
+            return arg.split('=', 1)[1]
+    return None
+
+
+def check_options(opt_path, is_train, argv=()):
+    """Catch the common mistakes before BasicSR turns them into tracebacks. Returns the parsed yml."""
+    if opt_path is None:
+        raise UserError('missing -opt OPTIONS.yml (e.g. basicsr train -opt options/train_pfdn_x4.yml)')
+    if not os.path.isfile(opt_path):
+        raise UserError(f'options file not found: {opt_path}')
+    try:
+        with open(opt_path) as f:
+            opt = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise UserError(f'{opt_path} is not valid YAML: {str(err).splitlines()[0]}') from None
+    if not isinstance(opt, dict) or 'name' not in opt or 'datasets' not in opt:
+        raise UserError(f'{opt_path} is not a BasicSR options file (needs name, datasets, network_g, path)')
+    if '--force_yml' in argv:
+        return opt  # paths may be overridden on the command line; BasicSR checks them then
+    import torch
+
+    if opt.get('num_gpu', 0) not in (0, 'auto') and not torch.cuda.is_available():
+        raise UserError(f'{opt_path} asks for num_gpu: {opt["num_gpu"]} but CUDA is not available; set num_gpu: 0 '
+                        '(or auto) to run on the CPU')
+    for phase, ds in (opt.get('datasets') or {}).items():
+        if ds.get('prefetch_mode') == 'cuda' and not torch.cuda.is_available():
+            raise UserError(f'datasets.{phase}.prefetch_mode is cuda but CUDA is not available; use prefetch_mode: ~')
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            root = ds.get(key)
+            if root and not os.path.exists(os.path.expanduser(root)):
+                raise UserError(f'datasets.{phase}.{key} not found: {root} (see datasets/README.md for '
+                                "'basicsr prepare')")
+            if root and (ds.get('io_backend') or {}).get('type') == 'lmdb' and not os.path.isfile(
+                    os.path.join(os.path.expanduser(root), 'meta_info.txt')):
+                raise UserError(f'datasets.{phase}.{key} ({root}) is not an LMDB made for BasicSR (no meta_info.txt)')
+    auto_resume = '--auto_resume' in argv
+    for key, value in (opt.get('path') or {}).items():
+        if value and key.startswith('pretrain_network') and not os.path.isfile(os.path.expanduser(value)):
+            if auto_resume and key == 'pretrain_network_g' and is_train:
+                continue  # an auto-resumed stage loads its own save instead
+            raise UserError(f'path.{key} not found: {value}')
+    return opt
+
+
+def _run(argv, prog, is_train):
+    check_options(_opt_path(argv), is_train, argv)
+    sys.argv = [prog] + list(argv)
+    root = os.getcwd()
+    if is_train:
+        from basicsr.train import train_pipeline
+
+        from ..models import TrainingDiverged
+        try:
+            train_pipeline(root)
+        except TrainingDiverged as err:
+            raise UserError(str(err)) from None
+    else:
+        from basicsr.test import test_pipeline
+        test_pipeline(root)
+
+
+def train_main(argv, prog='basicsr train'):
+    _run(argv, prog, is_train=True)
+
+
+def test_main(argv, prog='basicsr test'):
+    _run(argv, prog, is_train=False)

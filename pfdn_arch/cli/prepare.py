@@ -1,0 +1,79 @@
+"""``basicsr prepare``: the data scripts PyPI basicsr does not ship, as sub-commands.
+
+    basicsr prepare lr        --hr DIR --out DIR --scale 4           MATLAB-style bicubic LR (mod-crop first)
+    basicsr prepare subimages --in DIR --out DIR --crop 960 --step 480 [--thresh 0]
+    basicsr prepare lmdb      --gt DIR --lq DIR --gt-lmdb X.lmdb --lq-lmdb Y.lmdb
+    basicsr prepare df2k      --hr DIR [DIR ...] --root datasets/DF2K      the whole DF2K pipeline of the schedule
+    basicsr prepare benchmark --hr DIR --name Set5 [--root datasets/benchmark] [--scales 4]
+    basicsr prepare samples   --out DIR                                 scikit-image's built-in photos as PNG
+"""
+import argparse
+import os
+
+from ..data import prepare as prep
+from ..errors import UserError
+
+
+def main(argv, prog='basicsr prepare'):
+    p = argparse.ArgumentParser(prog=prog, description='Prepare data for BasicSR (progress with ETA; existing '
+                                                       'outputs are kept; an interrupted run can be rerun).')
+    sub = p.add_subparsers(dest='what', required=True)
+    s = sub.add_parser('lr', help='LR images by MATLAB-style bicubic')
+    s.add_argument('--hr', required=True)
+    s.add_argument('--out', required=True)
+    s.add_argument('--scale', type=int, default=4)
+    s = sub.add_parser('subimages', help='overlapping square crops')
+    s.add_argument('--in', dest='src', required=True)
+    s.add_argument('--out', required=True)
+    s.add_argument('--crop', type=int, default=960)
+    s.add_argument('--step', type=int, default=480)
+    s.add_argument('--thresh', type=int, default=0)
+    s = sub.add_parser('lmdb', help='paired GT/LQ LMDBs for PairedImageDataset')
+    s.add_argument('--gt', required=True)
+    s.add_argument('--lq', required=True)
+    s.add_argument('--gt-lmdb', required=True)
+    s.add_argument('--lq-lmdb', required=True)
+    s = sub.add_parser('df2k', help='HR folders -> 960-px sub-images, x4 LR, paired LMDBs (every schedule stage)')
+    s.add_argument('--hr', nargs='+', required=True, help='DIV2K_train_HR and Flickr2K_HR folders')
+    s.add_argument('--root', default='datasets/DF2K')
+    s.add_argument('--crop', type=int, default=960, help='HR crop (>= 960 for the LR-240 fine-tune)')
+    s.add_argument('--step', type=int, default=480)
+    s.add_argument('--scale', type=int, default=4)
+    s = sub.add_parser('benchmark', help='<root>/<name>/{HR,LR_bicubic/X<s>} from an HR-only folder')
+    s.add_argument('--hr', required=True)
+    s.add_argument('--name', required=True, help=f"e.g. {', '.join(prep.BENCHMARK_SETS)}")
+    s.add_argument('--root', default='datasets/benchmark')
+    s.add_argument('--scales', type=int, nargs='+', default=[4])
+    s = sub.add_parser('samples', help="scikit-image's built-in photos as PNG (small data for smoke runs)")
+    s.add_argument('--out', required=True)
+    a = p.parse_args(argv)
+
+    if a.what == 'lr':
+        n = prep.make_lr(a.hr, a.out, a.scale)
+        print(f'{n} LR images written to {a.out} (existing ones kept)')
+    elif a.what == 'subimages':
+        skipped = prep.extract_subimages(a.src, a.out, a.crop, a.step, a.thresh)
+        print(f'sub-images in {a.out}' + (f'; {skipped} images smaller than {a.crop} skipped' if skipped else ''))
+    elif a.what == 'lmdb':
+        n = prep.make_paired_lmdb(a.gt, a.lq, a.gt_lmdb, a.lq_lmdb)
+        print(f'{a.gt_lmdb} and {a.lq_lmdb}: {n} pairs, identical keys')
+    elif a.what == 'df2k':
+        if a.crop % a.scale:
+            raise UserError(f'--crop {a.crop} is not a multiple of --scale {a.scale}')
+        sub_hr = os.path.join(a.root, f'DF2K_HR_sub{a.crop}')
+        sub_lr = os.path.join(a.root, f'DF2K_LR_bicubic_X{a.scale}_sub{a.crop // a.scale}')
+        for folder in a.hr:
+            prep.extract_subimages(folder, sub_hr, a.crop, a.step, desc=f'crops of {os.path.basename(folder)}')
+        prep.make_lr(sub_hr, sub_lr, a.scale)
+        gt_lmdb, lq_lmdb = sub_hr + '.lmdb', sub_lr + '.lmdb'
+        if os.path.isdir(gt_lmdb) and os.path.isdir(lq_lmdb):
+            print(f'{gt_lmdb} and {lq_lmdb} exist; kept as they are')
+        else:
+            n = prep.make_paired_lmdb(sub_hr, sub_lr, gt_lmdb, lq_lmdb)
+            print(f'{gt_lmdb} and {lq_lmdb}: {n} pairs')
+    elif a.what == 'benchmark':
+        out = prep.prepare_benchmark(a.hr, a.name, a.root, tuple(a.scales))
+        print(f'{out}: HR and LR_bicubic/X{"/X".join(map(str, a.scales))}')
+    elif a.what == 'samples':
+        from ..data.samples import write_samples
+        print(f'{len(write_samples(a.out))} sample photos in {a.out}')

@@ -1,0 +1,29 @@
+"""``basicsr reparam``: training-form checkpoint -> deployed checkpoint in the released layout."""
+import os
+
+import torch
+
+from ..archs.reparam import is_training_form, reparameterize_state_dict
+from ..checkpoint import load_checkpoint
+from ..errors import UserError
+from .main import parser
+
+
+def main(argv, prog='basicsr reparam'):
+    p = parser(prog, 'Fuse every RRRB of a training-form PFDN checkpoint (bare, or BasicSR\'s params/params_ema) '
+                     'into a deployed state dict with the released key layout.')
+    p.add_argument('--in', dest='src', required=True, help='training-form checkpoint (.pth)')
+    p.add_argument('--out', dest='dst', required=True, help='deployed checkpoint to write (.pth)')
+    p.add_argument('--param-key', default=None, help='params or params_ema (default: params_ema if present)')
+    p.add_argument('--force', action='store_true', help='overwrite --out if it exists')
+    args = p.parse_args(argv)
+    if os.path.exists(args.dst) and not args.force:
+        raise UserError(f'{args.dst} exists; pass --force to overwrite it or choose another --out')
+    sd = load_checkpoint(args.src, args.param_key)
+    if not is_training_form(sd):
+        raise UserError(f'{args.src} is already in the deployed form (no RRRB branches); nothing to convert')
+    deployed = reparameterize_state_dict(sd)
+    os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
+    torch.save(deployed, args.dst)
+    n = sum(v.numel() for v in deployed.values())
+    print(f'wrote {args.dst}: {len(deployed)} tensors, {n:,} parameters (deployed form)')

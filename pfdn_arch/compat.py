@@ -1,0 +1,111 @@
+"""Compatibility layer that lets PyPI ``basicsr==1.4.2`` run on Python 3.11+, torch 2.x and torchvision 0.17+.
+
+BasicSR 1.4.2 (2022) is the latest release on PyPI and is not maintained for today's stack. Instead of asking
+users to patch their site-packages, :func:`apply` installs a few narrow shims *before* ``basicsr`` is first
+imported. ``pfdn_arch/__init__.py`` calls it first thing, so ``import pfdn_arch`` is enough.
+
+Each shim names the upstream problem it works around and is tested in ``tests/test_compat.py`` by a check that
+fails without it.
+"""
+import importlib
+import os
+import sys
+
+_APPLIED = False
+
+
+def _alias_functional_tensor():
+    """torchvision 0.17 removed ``torchvision.transforms.functional_tensor``; ``basicsr/data/degradations.py``
+    still imports ``rgb_to_grayscale`` from it, so ``import basicsr`` fails (XPixelGroup/BasicSR#663).
+    The function lives on in ``torchvision.transforms.functional``; alias that module under the old name."""
+    name = 'torchvision.transforms.functional_tensor'
+    if name in sys.modules:
+        return
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        import torchvision.transforms.functional as functional
+        sys.modules[name] = functional
+
+
+def _provide_distutils():
+    """Python 3.12 removed ``distutils``; ``basicsr/archs/arch_util.py`` does ``from distutils.version import
+    LooseVersion``. setuptools vendors distutils as ``setuptools._distutils``; register it under the old name
+    when the standard one is missing (setuptools is a declared dependency for this reason)."""
+    try:
+        importlib.import_module('distutils.version')
+        return
+    except ImportError:
+        pass
+    import setuptools._distutils as vendored  # noqa: F401  (imports its submodules lazily)
+    import setuptools._distutils.version as vendored_version
+    sys.modules['distutils'] = vendored
+    sys.modules['distutils.version'] = vendored_version
+
+
+def _device_agnostic_resume():
+    """``basicsr.train.load_resume_state`` calls ``torch.cuda.current_device()`` to pick a map location, so
+    ``resume_state`` and ``--auto_resume`` crash on machines without CUDA. It also looks for ``experiments/``
+    relative to the process's working directory instead of the experiment root. Replace it with a loader that
+    maps to CUDA only when the run uses a GPU and loads with ``weights_only=True`` (BasicSR#706)."""
+    import torch
+    import basicsr.train as train
+    from basicsr.utils import check_resume, scandir
+
+    def load_resume_state(opt):
+        path = None
+        if opt['auto_resume']:
+            state_dir = os.path.join(opt.get('root_path', '.'), 'experiments', opt['name'], 'training_states')
+            if os.path.isdir(state_dir):
+                states = [int(v.split('.state')[0]) for v in scandir(state_dir, suffix='state') if v[0].isdigit()]
+                if states:
+                    path = os.path.join(state_dir, f'{max(states)}.state')
+                    opt['path']['resume_state'] = path
+        elif opt['path'].get('resume_state'):
+            path = opt['path']['resume_state']
+        if path is None:
+            return None
+        use_cuda = opt.get('num_gpu', 0) != 0 and torch.cuda.is_available()
+        device = torch.device('cuda', torch.cuda.current_device()) if use_cuda else torch.device('cpu')
+        state = torch.load(path, map_location=device, weights_only=True)
+        before = dict(opt['path'])
+        check_resume(opt, state['iter'])
+        # check_resume points every pretrain_network_* at the run's own saves, also a frozen teacher
+        # (network_t) that the run never saves; keep the original path for networks with no save of their own.
+        for key, value in opt['path'].items():
+            if key.startswith('pretrain_network_') and value != before.get(key) and not os.path.isfile(value):
+                opt['path'][key] = before.get(key)
+        return state
+
+    train.load_resume_state = load_resume_state
+
+
+def _gloo_aware_dist_init():
+    """``basicsr.utils.dist_util._init_dist_pytorch`` always calls ``torch.cuda.set_device(rank % device_count)``
+    (ZeroDivisionError without CUDA) and always asks for NCCL. Pick gloo and skip set_device when CUDA is absent,
+    so ``torchrun ... --launcher pytorch`` works on CPU as well; with CUDA, behaviour is unchanged."""
+    import torch
+    import torch.distributed as dist
+    import basicsr.utils.dist_util as dist_util
+
+    def _init_dist_pytorch(backend='nccl', **kwargs):
+        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+            local_rank = int(os.environ.get('LOCAL_RANK', os.environ['RANK']))
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        else:
+            backend = 'gloo'
+        dist.init_process_group(backend=backend, **kwargs)
+
+    dist_util._init_dist_pytorch = _init_dist_pytorch
+
+
+def apply():
+    """Install every shim once. Must run before the first ``import basicsr``."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _alias_functional_tensor()
+    _provide_distutils()
+    _device_agnostic_resume()
+    _gloo_aware_dist_init()
+    _APPLIED = True

@@ -1,0 +1,206 @@
+"""PFDNModel: BasicSR's SRModel plus what the PFDN recipe needs (METHOD.md sections 2-4).
+
+- strict, safe loading of bare or wrapped checkpoints of either form (training-form checkpoints are fused when
+  the net is deployed, with a log line);
+- ``train.reparameterize_on_start``: the stage trains the deployed form, starting from a training-form checkpoint
+  that is fused exactly on load (the LR-180 step of the schedule);
+- optional layer-wise NCC (``train.ncc_opt``) against a frozen teacher (``network_t``), or SR vs GT without one;
+- ``train.grad_clip_norm``, ``optim_g.type: AdamW``; a non-finite loss stops the run before the weights change;
+- every save also writes ``net_g_deploy_<iter>.pth`` in the released layout; validation runs the deployed form;
+- DDP on CPU (gloo) as well as on GPUs.
+"""
+import copy
+import os
+from collections import OrderedDict
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from ..archs.reparam import is_training_form, reparameterize_state_dict
+from ..checkpoint import load_checkpoint
+
+DEFAULT_NCC_LAYERS = ('block1', 'block2', 'block3', 'block4')
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the run stops without applying that step."""
+
+
+@MODEL_REGISTRY.register()
+class PFDNModel(SRModel):
+    """SR model for PFDN. Options beyond SRModel's (all under ``train``):
+
+    reparameterize_on_start (bool): build ``network_g`` in the deployed form and fuse the incoming training-form
+        checkpoint (``path.pretrain_network_g``) into it. Default: False.
+    ncc_opt (dict): ``NCCLoss`` options plus ``layers`` (module names of ``net_g`` to tap; default the four
+        blocks). With ``network_t``/``path.pretrain_network_t`` the taps are compared with the teacher's;
+        without a teacher, SR is compared with GT.
+    grad_clip_norm (float): clip the gradient norm to this value. Default: off.
+    """
+
+    def __init__(self, opt):
+        train_opt = opt.get('train') or {}
+        self.reparameterize_on_start = bool(opt['is_train'] and train_opt.get('reparameterize_on_start'))
+        if self.reparameterize_on_start:
+            opt['network_g']['deploy'] = True
+        super().__init__(opt)
+
+    # ------------------------------------------------------------------ loading
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """Load strictly with ``weights_only=True``; bare state dicts (like the released weights) work for both
+        ``params`` and ``params_ema``; a training-form checkpoint feeding a deployed net is fused exactly."""
+        logger = get_root_logger()
+        net = self.get_bare_model(net)
+        try:
+            sd = load_checkpoint(load_path, param_key)
+        except Exception as err:
+            if param_key != 'params_ema':
+                raise
+            sd = load_checkpoint(load_path, 'params')  # BasicSR's own fallback when no EMA was saved
+            logger.info(f'Loading: params_ema not in {load_path} ({err}); using params.')
+        fused = getattr(net, 'deploy', False) and is_training_form(sd)
+        if fused:
+            sd = reparameterize_state_dict(sd)
+            logger.info(f'Reparameterized the training-form checkpoint {load_path} into the deployed form '
+                        f'(exact RRRB fusion) for {net.__class__.__name__}.')
+        elif self.reparameterize_on_start and net is self.get_bare_model(self.net_g):
+            logger.info(f'reparameterize_on_start: {load_path} is already in the deployed form; loaded as is.')
+        logger.info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
+        missing, unexpected = net.load_state_dict(sd, strict=strict)
+        for key in missing:
+            logger.warning(f'strict_load_g is false: {key} is missing from {load_path} and stays at random init')
+        for key in unexpected:
+            logger.warning(f'strict_load_g is false: {key} in {load_path} is not used by the network')
+
+    def model_to_device(self, net):
+        net = net.to(self.device)
+        if self.opt['dist'] and self.device.type == 'cpu':
+            # BasicSR passes device_ids=[torch.cuda.current_device()], which fails without CUDA.
+            return DistributedDataParallel(net, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return super().model_to_device(net)
+
+    # ----------------------------------------------------------------- training
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        super().init_training_settings()
+        self.grad_clip_norm = train_opt.get('grad_clip_norm')
+        self.cri_ncc = None
+        ncc_opt = copy.deepcopy(train_opt.get('ncc_opt'))
+        if ncc_opt and ncc_opt.get('loss_weight', 1.0) > 0:
+            self.ncc_layers = list(ncc_opt.pop('layers', DEFAULT_NCC_LAYERS))
+            self.cri_ncc = build_loss(ncc_opt).to(self.device)
+            self.net_t = self._build_teacher()
+            self._student_taps = self._tap(self.get_bare_model(self.net_g), self.ncc_layers)
+            self._teacher_taps = self._tap(self.net_t, self.ncc_layers) if self.net_t is not None else None
+            get_root_logger().info('NCC loss on ' + (f'layers {self.ncc_layers} against the teacher'
+                                                     if self.net_t is not None else 'SR vs GT (no teacher)'))
+
+    def _build_teacher(self):
+        if self.opt.get('network_t') is None:
+            return None
+        path = self.opt['path'].get('pretrain_network_t')
+        if path is None:
+            raise ValueError('network_t is set but path.pretrain_network_t is not: a teacher must be trained '
+                             'weights, never a random init')
+        net_t = build_network(self.opt['network_t']).to(self.device)
+        self.load_network(net_t, path, True, self.opt['path'].get('param_key_t', 'params'))
+        net_t.eval()
+        for p in net_t.parameters():
+            p.requires_grad_(False)
+        return net_t
+
+    @staticmethod
+    def _tap(net, names):
+        """Record the outputs of the named submodules on each forward; returns the dict they are written to."""
+        taps = OrderedDict()
+        for name in names:
+            try:
+                module = net.get_submodule(name)
+            except AttributeError:
+                raise ValueError(f"ncc_opt.layers: the network has no module named '{name}'") from None
+            module.register_forward_hook(lambda _m, _i, out, name=name: taps.__setitem__(name, out))
+        return taps
+
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        if optim_type == 'AdamW':
+            return torch.optim.AdamW(params, lr, **kwargs)
+        return super().get_optimizer(optim_type, params, lr, **kwargs)
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq)
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+            l_total = l_total + loss_dict['l_pix']
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    loss_dict[name] = value
+                    l_total = l_total + value
+        if self.cri_ncc is not None:
+            if self.net_t is not None:
+                with torch.no_grad():
+                    self.net_t(self.lq)
+                pred = [self._student_taps[n] for n in self.ncc_layers]
+                target = [self._teacher_taps[n] for n in self.ncc_layers]
+            else:
+                pred, target = self.output, self.gt
+            loss_dict['l_ncc'] = self.cri_ncc(pred, target)
+            l_total = l_total + loss_dict['l_ncc']
+
+        if not torch.isfinite(l_total):
+            values = ', '.join(f'{k}={v.item():.4g}' for k, v in loss_dict.items())
+            raise TrainingDiverged(
+                f'loss is not finite at iteration {current_iter} ({values}); the step was not applied and the last '
+                f"saved checkpoint in {self.opt['path'].get('models')} is kept. Lower the learning rate or set "
+                'train.grad_clip_norm, then resume from that checkpoint')
+        l_total.backward()
+        if self.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip_norm)
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    # ------------------------------------------------------ validation, saving
+    def deployed_network(self):
+        """A deployed-form copy of the network validation and saving use (EMA weights when EMA is on)."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+        if not getattr(net, 'deploy', True):
+            net = copy.deepcopy(net).reparameterize()
+        return net
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        self._val_net = self.deployed_network()
+        try:
+            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            del self._val_net
+
+    def test(self):
+        net = getattr(self, '_val_net', None) or self.deployed_network()
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = net(self.lq)
+        net.train(was_training)
+
+    def save(self, epoch, current_iter):
+        super().save(epoch, current_iter)
+        self._save_deployed(current_iter)
+
+    @master_only
+    def _save_deployed(self, current_iter):
+        label = 'latest' if current_iter == -1 else current_iter
+        sd = {k: v.detach().cpu() for k, v in self.deployed_network().state_dict().items()}
+        torch.save(sd, os.path.join(self.opt['path']['models'], f'net_g_deploy_{label}.pth'))

@@ -1,0 +1,17 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='pfdn',
+    version='0.1.0',
+    description='PFDN (NTIRE 2023 Efficient SR winner) for BasicSR: training form, reparameterization, NCC loss',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['pfdn_arch', 'pfdn_arch.*']),
+    python_requires='>=3.9',
+    # torch/torchvision are installed first and basicsr without build isolation (see README): basicsr's sdist
+    # declares torch as a build requirement and would otherwise pull a second torch into its build environment.
+    install_requires=['basicsr==1.4.2', 'torch>=2.0', 'torchvision', 'opencv-python', 'lmdb', 'pyyaml',
+                      'scikit-image', 'numpy', 'tqdm', 'setuptools'],
+    extras_require={'test': ['pytest']},
+    entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
+)

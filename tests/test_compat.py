@@ -1,0 +1,77 @@
+"""Each shim of pfdn_arch.compat, tested by something that fails without it."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from conftest import ROOT
+
+
+def _python(code, env=None):
+    full_env = dict(os.environ, PYTHONPATH=ROOT)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True, env=full_env,
+                          timeout=300)
+
+
+def test_plain_basicsr_import_is_broken_on_this_stack():
+    # the reason for the functional_tensor shim: without pfdn_arch, basicsr 1.4.2 does not import here
+    r = _python('import basicsr')
+    assert r.returncode != 0 and 'functional_tensor' in r.stderr
+
+
+def test_functional_tensor_alias_makes_basicsr_importable():
+    r = _python('''
+        import pfdn_arch, basicsr
+        from basicsr.data.degradations import rgb_to_grayscale
+        print('ok', callable(rgb_to_grayscale))''')
+    assert r.returncode == 0, r.stderr
+    assert 'ok True' in r.stdout
+
+
+def test_distutils_provided_when_python_lacks_it():
+    # simulate Python 3.12+, where `import distutils` fails; arch_util imports distutils.version.LooseVersion
+    r = _python('''
+        import sys
+        sys.modules['distutils'] = None; sys.modules['distutils.version'] = None
+        import pfdn_arch
+        from basicsr.archs.arch_util import LooseVersion
+        print('ok', LooseVersion('0.29.1') > LooseVersion('0.9.0'))''')
+    assert r.returncode == 0, r.stderr
+    assert 'ok True' in r.stdout
+
+
+def test_resume_state_loads_without_cuda(tmp_path):
+    import basicsr.train as train
+
+    assert not torch.cuda.is_available()
+    state_dir = tmp_path / 'experiments' / 'exp' / 'training_states'
+    state_dir.mkdir(parents=True)
+    torch.save({'epoch': 1, 'iter': 8, 'optimizers': [], 'schedulers': []}, state_dir / '8.state')
+    torch.save({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []}, state_dir / '4.state')
+    models = tmp_path / 'experiments' / 'exp' / 'models'
+    models.mkdir()
+    (models / 'net_g_8.pth').write_bytes(b'')
+    opt = {'auto_resume': True, 'name': 'exp', 'root_path': str(tmp_path), 'num_gpu': 0,
+           'path': {'resume_state': None, 'models': str(models), 'pretrain_network_t': '/teacher.pth'},
+           'network_g': {}, 'network_t': {}}
+    state = train.load_resume_state(opt)  # BasicSR's own calls torch.cuda.current_device() here and fails
+    assert state['iter'] == 8
+    assert opt['path']['resume_state'].endswith('8.state')
+    assert opt['path']['pretrain_network_g'] == os.path.join(str(models), 'net_g_8.pth')
+    assert opt['path']['pretrain_network_t'] == '/teacher.pth'  # a frozen teacher is not redirected
+
+
+def test_pytorch_launcher_initialises_gloo_without_cuda():
+    r = _python('''
+        import pfdn_arch, torch.distributed as dist
+        from basicsr.utils.dist_util import init_dist, get_dist_info
+        init_dist('pytorch')
+        print('ok', dist.get_backend(), get_dist_info())
+        dist.destroy_process_group()''',
+                env={'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
+                     'MASTER_PORT': '29531'})
+    assert r.returncode == 0, r.stderr
+    assert 'ok gloo (0, 1)' in r.stdout
