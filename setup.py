@@ -1,5 +1,7 @@
 from setuptools import find_packages, setup
 
+EXPORT = ['safetensors', 'onnx', 'onnxruntime', 'spandrel']
+
 setup(
     name='pfdn',
     version='0.1.0',
@@ -12,6 +14,7 @@ setup(
     # declares torch as a build requirement and would otherwise pull a second torch into its build environment.
     install_requires=['basicsr==1.4.2', 'torch>=2.0', 'torchvision', 'opencv-python', 'lmdb', 'pyyaml',
                       'scikit-image', 'numpy', 'tqdm', 'setuptools'],
-    extras_require={'test': ['pytest']},
+    # export: .safetensors, ONNX checked with onnxruntime, and loading in spandrel (chaiNNer/ComfyUI's loader)
+    extras_require={'export': EXPORT, 'test': ['pytest'] + EXPORT},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
 )

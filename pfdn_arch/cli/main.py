@@ -4,7 +4,10 @@
     basicsr test     -opt X [BasicSR's flags]
     basicsr schedule [--profile full|smoke] [--stages S1.yml S2.yml ...]
     basicsr reparam  --in CKPT --out CKPT [--force]
-    basicsr prepare  lr|subimages|lmdb|benchmark|samples ...
+    basicsr prepare  lr|subimages|lmdb|df2k|benchmark|samples ...
+    basicsr infer    -i PATH -o DIR [--weights W] [--tile N] [--dtype fp32|fp16|bf16] [--force]
+    basicsr export   [--weights W] [--out DIR] [--formats pth safetensors onnx]
+    basicsr profile  [--weights W] [--size H W] [--device cpu|cuda]
 """
 import argparse
 import sys
@@ -17,6 +20,9 @@ COMMANDS = {
     'schedule': ('pfdn_arch.cli.schedule', 'main', 'run the chain of training stages in order, resuming'),
     'reparam': ('pfdn_arch.cli.reparam', 'main', 'convert a training-form checkpoint to the deployed form'),
     'prepare': ('pfdn_arch.cli.prepare', 'main', 'make LR images, sub-images, LMDBs, benchmark folders'),
+    'infer': ('pfdn_arch.cli.infer', 'main', 'upscale an image or a folder (tiles, fp16/bf16, 16-bit, alpha)'),
+    'export': ('pfdn_arch.cli.export', 'main', 'deployed weights as .pth, .safetensors and ONNX'),
+    'profile': ('pfdn_arch.cli.profile', 'main', 'parameters, MACs, activations, convs, runtime, peak memory'),
 }
 
 

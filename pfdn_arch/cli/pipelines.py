@@ -33,8 +33,7 @@ def check_options(opt_path, is_train, argv=()):
         raise UserError(f'{opt_path} is not valid YAML: {str(err).splitlines()[0]}') from None
     if not isinstance(opt, dict) or 'name' not in opt or 'datasets' not in opt:
         raise UserError(f'{opt_path} is not a BasicSR options file (needs name, datasets, network_g, path)')
-    if '--force_yml' in argv:
-        return opt  # paths may be overridden on the command line; BasicSR checks them then
+    _apply_force_yml(opt, argv)
     import torch
 
     if opt.get('num_gpu', 0) not in (0, 'auto') and not torch.cuda.is_available():
@@ -58,6 +57,27 @@ def check_options(opt_path, is_train, argv=()):
                 continue  # an auto-resumed stage loads its own save instead
             raise UserError(f'path.{key} not found: {value}')
     return opt
+
+
+def _apply_force_yml(opt, argv):
+    """Apply ``--force_yml a:b=value ...`` the way BasicSR will, so the checks see the effective options."""
+    from basicsr.utils.options import _postprocess_yml_value
+
+    if '--force_yml' not in argv:
+        return
+    for entry in argv[argv.index('--force_yml') + 1:]:
+        if entry.startswith('-'):
+            break
+        if '=' not in entry:
+            raise UserError(f"--force_yml entries look like key:subkey=value, got '{entry}'")
+        keys, value = (part.strip() for part in entry.split('=', 1))
+        node = opt
+        *parents, leaf = keys.split(':')
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                raise UserError(f"--force_yml {entry}: the options have no '{key}' section")
+            node = node[key]
+        node[leaf] = _postprocess_yml_value(value)
 
 
 def _run(argv, prog, is_train):

@@ -180,20 +180,70 @@ class PFDNModel(SRModel):
             net = copy.deepcopy(net).reparameterize()
         return net
 
+    def validation_network(self):
+        """The deployed network validation/testing runs: the fast inference path unless ``val.fast_path: false``
+        (the plain eager forward), in ``val.dtype`` (fp32 default; bf16, or fp16 on CUDA, fall back with a note)."""
+        net = self.deployed_network()
+        val_opt = self.opt.get('val') or {}
+        if not val_opt.get('fast_path', True):
+            return net
+        from ..fast import fast_pfdn
+        from ..infer import DTYPES, resolve_device_dtype
+
+        device, dtype = resolve_device_dtype(self.device, val_opt.get('dtype', 'fp32'), get_root_logger().warning)
+        return fast_pfdn(net, DTYPES[dtype], device)
+
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        self._val_net = self.deployed_network()
+        self._val_net = self.validation_network()
+        self._val_dataset = dataloader.dataset.opt['name']
         try:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         finally:
             del self._val_net
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        self._lq_path = data.get('lq_path')
 
     def test(self):
         net = getattr(self, '_val_net', None) or self.deployed_network()
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            self.output = net(self.lq)
+            self.output = net(self.lq).float()
         net.train(was_training)
+        if (self.opt.get('val') or {}).get('save_comparison') and hasattr(self, 'gt') and self._lq_path:
+            self._save_comparison()
+
+    @master_only
+    def _save_comparison(self):
+        """HR | bicubic | PFDN crops of the current image (``val.save_comparison: true``)."""
+        from basicsr.utils import imwrite, tensor2img
+
+        from ..visualize import comparison_strip
+
+        name = os.path.splitext(os.path.basename(self._lq_path[0]))[0]
+        strip = comparison_strip(tensor2img([self.gt.detach().cpu()]), tensor2img([self.lq.detach().cpu()]),
+                                 tensor2img([self.output.detach().cpu()]), self.opt['scale'])
+        imwrite(strip, os.path.join(self.opt['path']['visualization'], getattr(self, '_val_dataset', 'val'),
+                                    f'{name}_HR_bicubic_PFDN.png'))
+
+    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
+        super()._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        if not self.opt['is_train']:
+            self._write_results_table(dataset_name)
+
+    @master_only
+    def _write_results_table(self, dataset_name):
+        """Append this dataset's metrics to ``results.md`` beside BasicSR's test log."""
+        path = os.path.join(self.opt['path']['log'], 'results.md')
+        metrics = list(self.metric_results)
+        new = not os.path.exists(path)
+        with open(path, 'a') as f:
+            if new:
+                f.write(f"# {self.opt['name']} (x{self.opt['scale']})\n\n| dataset | "
+                        + ' | '.join(m.upper() for m in metrics) + ' |\n|' + ' --- |' * (len(metrics) + 1) + '\n')
+            f.write(f'| {dataset_name} | ' + ' | '.join(f'{self.metric_results[m]:.4f}' for m in metrics) + ' |\n')
 
     def save(self, epoch, current_iter):
         super().save(epoch, current_iter)
