@@ -3,14 +3,14 @@
 - MACs: every Conv2d's multiply-accumulates (output elements x in_channels/groups x kernel area) plus one op per
   LeakyReLU output (the challenge's "FLOPs" column is these MACs);
 - activations: the elements of every Conv2d output; conv count: Conv2d modules run;
-- runtime: median of N timed forwards after warm-up; peak memory: CUDA's max allocated, or on CPU the growth of
-  the process's peak resident set during the timed forwards.
+- runtime: median of N timed forwards after warm-up; peak memory: CUDA's max allocated during the timed
+  forwards, or on CPU the growth of the resident set's high-water mark over one forward (PyTorch has no CPU
+  allocator statistics).
 
 The online training form computes each RRRB with a functional conv that module hooks cannot see, so the
 training form is counted in its explicit branch-by-branch computation (its true multi-branch cost).
 """
 import copy
-import resource
 import statistics
 import time
 
@@ -47,12 +47,8 @@ def count_ops(net, x):
             'conv_macs': stats['conv_macs'], 'activations': stats['activations'], 'convs': stats['convs']}
 
 
-def _peak_rss_bytes():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-
-
 def time_forward(fn, x, runs=10, warmup=3):
-    """(median seconds, peak memory bytes) of ``fn(x)`` under no_grad."""
+    """(median seconds, CUDA peak bytes or None on CPU) of ``fn(x)`` under inference mode."""
     cuda = x.is_cuda
     with torch.inference_mode():
         for _ in range(warmup):
@@ -61,8 +57,6 @@ def time_forward(fn, x, runs=10, warmup=3):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
-        else:
-            base = _peak_rss_bytes()
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -70,20 +64,64 @@ def time_forward(fn, x, runs=10, warmup=3):
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() - base if cuda else max(_peak_rss_bytes() - base, 0)
-    return statistics.median(times), peak
+    return statistics.median(times), (torch.cuda.max_memory_allocated() - base if cuda else None)
 
 
-def profile(net, size=(256, 256), device='cpu', runs=10, warmup=3, timing=True):
-    """All figures of one network form at LR ``size``."""
-    net = net.eval().to(device)
-    if not getattr(net, 'deploy', True):
-        net = copy.deepcopy(net)
-        for m in net.modules():
-            if hasattr(m, 'mode'):
-                m.mode = 'explicit'
+def _proc_status_bytes(key):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) * 1024
+    raise OSError(key)
+
+
+def _release_freed_memory():
+    """glibc keeps freed blocks (and raises its mmap threshold after big frees), which hides later growth: fix
+    the threshold so tensors are mmapped and returned on free, and trim the heap."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def cpu_peak_bytes(fn, x):
+    """Growth of the resident set's high-water mark over one forward (Linux: the mark is reset through
+    /proc/self/clear_refs first). Large tensors are mmapped and returned to the OS when freed, so a warm process
+    re-grows by what the forward needs at its peak. None where /proc does not allow it."""
+    try:
+        _release_freed_memory()
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset VmHWM to the current RSS
+        base = _proc_status_bytes('VmRSS')
+        with torch.inference_mode():
+            fn(x)
+        return max(_proc_status_bytes('VmHWM') - base, 0)
+    except OSError:
+        return None
+
+
+def measured_form(net):
+    """The training form is measured branch by branch (a copy in 'explicit' mode); the deployed form as it is."""
+    if getattr(net, 'deploy', True):
+        return net
+    net = copy.deepcopy(net)
+    for m in net.modules():
+        if hasattr(m, 'mode'):
+            m.mode = 'explicit'
+    return net
+
+
+def profile(net, size=(256, 256), device='cpu', runs=10, warmup=3, timing=True, memory=True):
+    """All figures of one network form at LR ``size``. On CPU the memory measurement changes glibc's malloc
+    settings for the rest of the process (slower allocations), so time every form before measuring memory."""
+    net = measured_form(net.eval().to(device))
     x = torch.rand(1, net.num_in_ch if hasattr(net, 'num_in_ch') else 3, *size, device=device)
     out = count_ops(net, x)
     if timing:
         out['seconds'], out['peak_bytes'] = time_forward(net, x, runs, warmup)
+        if out['peak_bytes'] is None and memory:
+            out['peak_bytes'] = cpu_peak_bytes(net, x)
     return out

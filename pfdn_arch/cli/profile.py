@@ -3,7 +3,7 @@ import torch
 
 from ..archs import PFDN
 from ..errors import UserError
-from ..profile import profile
+from ..profile import cpu_peak_bytes, measured_form, profile
 from .main import parser
 
 
@@ -40,10 +40,15 @@ def main(argv, prog='basicsr profile'):
         head += f' runtime (ms, median of {a.runs}) | peak memory (MB) |'
         sep += ' --- | --- |'
     print(head + '\n' + sep)
-    for name, net in forms.items():
-        r = profile(net, (h, w), a.device, a.runs, a.warmup, timing=not a.no_timing)
+    results = {name: profile(net, (h, w), a.device, a.runs, a.warmup, timing=not a.no_timing, memory=False)
+               for name, net in forms.items()}
+    for name, r in results.items():
+        if not a.no_timing and r['peak_bytes'] is None:  # CPU: after all timings (see profile())
+            net = measured_form(forms[name])
+            r['peak_bytes'] = cpu_peak_bytes(net, torch.rand(1, net.num_in_ch, h, w, device=a.device))
         row = (f"| {name} | {r['params']:,} | {r['macs'] / 1e9:.2f} | {r['conv_macs'] / 1e9:.3f} | "
                f"{r['activations'] / 1e6:.2f} | {r['convs']} |")
         if not a.no_timing:
-            row += f" {r['seconds'] * 1e3:.1f} | {r['peak_bytes'] / 2**20:.0f} |"
+            peak = '-' if r['peak_bytes'] is None else f"{r['peak_bytes'] / 2**20:.0f}"
+            row += f" {r['seconds'] * 1e3:.1f} | {peak} |"
         print(row)

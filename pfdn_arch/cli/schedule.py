@@ -82,22 +82,22 @@ def make_smoke_data(root=SMOKE_ROOT):
     return gt_lmdb, lq_lmdb, val
 
 
-def smoke_stage(opt, index, names, data, iters=SMOKE_ITERS):
-    """Scale a real stage's options down to the smoke profile (same structure, losses and hand-offs)."""
+def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
+    """A copy of a stage's options scaled down for the CPU (same structure, losses and hand-offs): new name,
+    patch size, iterations (milestones scaled with them), batch, data and validation set; ``path_map`` rewrites
+    substrings of ``path.*`` (how the previous stage's checkpoint is found)."""
     gt_lmdb, lq_lmdb, val = data
     opt = copy.deepcopy(opt)
-    total = iters[index]
-    opt['name'] = 'smoke_' + opt['name']
+    opt['name'] = name
     opt['num_gpu'] = 0
-    train = opt['datasets']['train']
-    train.update(dataroot_gt=gt_lmdb, dataroot_lq=lq_lmdb, gt_size=SMOKE_GT_SIZES[index], batch_size_per_gpu=4,
-                 num_worker_per_gpu=0, prefetch_mode=None)
-    opt['datasets']['val'].update(name='smoke_val', dataroot_gt=os.path.join(val, 'HR'),
+    opt['datasets']['train'].update(dataroot_gt=gt_lmdb, dataroot_lq=lq_lmdb, gt_size=gt_size,
+                                    batch_size_per_gpu=batch, num_worker_per_gpu=0, prefetch_mode=None)
+    opt['datasets']['val'].update(name=os.path.basename(val.rstrip('/')), dataroot_gt=os.path.join(val, 'HR'),
                                   dataroot_lq=os.path.join(val, 'LR_bicubic', 'X4'))
     for key, value in list(opt['path'].items()):
         if isinstance(value, str):
-            for name in names:
-                value = value.replace(f'experiments/{name}/', f'experiments/smoke_{name}/')
+            for old, new in (path_map or {}).items():
+                value = value.replace(old, new)
             opt['path'][key] = value
     sched = opt['train']['scheduler']
     full = opt['train']['total_iter']
@@ -106,6 +106,12 @@ def smoke_stage(opt, index, names, data, iters=SMOKE_ITERS):
     opt['val']['val_freq'] = total
     opt['logger'].update(print_freq=max(1, total // 4), save_checkpoint_freq=max(1, total // 2))
     return opt
+
+
+def smoke_stage(opt, index, names, data, iters=SMOKE_ITERS):
+    """A real stage scaled to the smoke profile; the chain's paths point at the smoke experiments."""
+    return scaled_stage(opt, 'smoke_' + opt['name'], SMOKE_GT_SIZES[index], iters[index], 4, data,
+                        {f'experiments/{n}/': f'experiments/smoke_{n}/' for n in names})
 
 
 def run_stage(opt_path, name, verbose, extra):
