@@ -1,6 +1,7 @@
 """PFDN forms, exact reparameterization, online RRRB, state-dict handling and input errors."""
 import logging
 import pickle
+import tempfile
 
 import pytest
 import torch
@@ -41,8 +42,7 @@ def test_released_weights_load_strict_in_every_wrapping(weights):
         assert all(torch.equal(loaded[k], sd[k]) for k in sd)
 
 
-def load_checkpoint_from_obj(obj, tmp=[]):
-    import tempfile
+def load_checkpoint_from_obj(obj):
     with tempfile.NamedTemporaryFile(suffix='.pth') as f:
         torch.save(obj, f.name)
         return load_checkpoint(f.name)

@@ -104,6 +104,7 @@ def test_reparameterization_hand_off_is_exact(smoke, monkeypatch):
 def test_kill_then_auto_resume_reaches_total_iter(smoke):
     work, _ = smoke
     yml = derived_yml(work, STAGES[0], 'resume_check', **{'train.total_iter': 400, 'logger.save_checkpoint_freq': 25,
+                                                          'logger.print_freq': 100,
                                                           'val.val_freq': 10000})
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.Popen([sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', str(yml)], cwd=work, env=env,

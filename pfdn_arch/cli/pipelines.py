@@ -55,7 +55,8 @@ def check_options(opt_path, is_train, argv=()):
         if value and key.startswith('pretrain_network') and not os.path.isfile(os.path.expanduser(value)):
             if auto_resume and key == 'pretrain_network_g' and is_train:
                 continue  # an auto-resumed stage loads its own save instead
-            raise UserError(f'path.{key} not found: {value}')
+            raise UserError(f'path.{key} not found: {value} (put the checkpoint there or pass '
+                            f'--force_yml path:{key}=PATH)')
     return opt
 
 
