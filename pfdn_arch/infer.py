@@ -7,15 +7,13 @@ Image handling (documented in the README):
 Tiles: ESA pools over the whole tile, so tiled output is not bit-identical to whole-image output; overlapping
 tiles are blended with linear ramps over the overlap (BASICSR.md measured about 44 dB agreement with 32 px).
 """
-import logging
-
 import cv2
 import numpy as np
 import torch
 
 from .archs.esa import MIN_INPUT_SIZE
+from .data.prepare import window_starts
 
-logger = logging.getLogger('pfdn')
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
@@ -48,13 +46,6 @@ def _ramp(length, overlap, at_start, at_end):
     return w
 
 
-def _starts(length, tile, step):
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, step))
-    return starts + [length - tile]
-
-
 class Upscaler:
     """Callable: 1 x 3 x h x w float tensor in [0, 1] -> upscaled tensor, whole-image or tiled.
 
@@ -83,10 +74,9 @@ class Upscaler:
         s, t, o = self.scale, self.tile, self.overlap
         out = torch.zeros(x.shape[0], 3, h * s, w * s)
         weight = torch.zeros(1, 1, h * s, w * s)
-        ys, xs = _starts(h, t, t - o), _starts(w, t, t - o)
-        for y in ys:
-            for x0 in xs:
-                th, tw = min(t, h), min(t, w)
+        th, tw = min(t, h), min(t, w)
+        for y in window_starts(h, t, t - o):
+            for x0 in window_starts(w, t, t - o):
                 sr = self._run(x[..., y:y + th, x0:x0 + tw])
                 wy = _ramp(th * s, o * s, y == 0, y + th >= h)
                 wx = _ramp(tw * s, o * s, x0 == 0, x0 + tw >= w)

@@ -86,8 +86,8 @@ def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub
         if h < crop_size or w < crop_size:
             skipped += 1
             continue
-        tops = _starts(h, crop_size, step, thresh_size)
-        lefts = _starts(w, crop_size, step, thresh_size)
+        tops = window_starts(h, crop_size, step, thresh_size)
+        lefts = window_starts(w, crop_size, step, thresh_size)
         index = 0
         for y in tops:
             for x in lefts:
@@ -98,10 +98,14 @@ def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub
     return skipped
 
 
-def _starts(length, crop, step, thresh):
-    starts = list(range(0, length - crop + 1, step))
-    if length - (starts[-1] + crop) > thresh:
-        starts.append(length - crop)
+def window_starts(length, size, step, thresh=0):
+    """Start offsets of windows of ``size`` every ``step`` along ``length``; a leftover wider than ``thresh``
+    gets one more window flush with the end. A length within one window gives [0]. (Sub-images and tiles.)"""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size + 1, step))
+    if length - (starts[-1] + size) > thresh:
+        starts.append(length - size)
     return starts
 
 
