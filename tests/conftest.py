@@ -37,6 +37,17 @@ def _threads():
     torch.set_num_threads(2)
 
 
+def randomized(net, seed=0):
+    """Random values in every parameter of every branch (biases too), so no branch can be silently ignored.
+    Weights are scaled by fan-in so that activations stay O(1), as in a trained net."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            fan_in = p[0].numel() if p.dim() > 1 else 1
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * (0.5 / fan_in**0.5 if p.dim() > 1 else 0.05))
+    return net
+
+
 def run_cli(*args, cwd=None, timeout=600, env=None):
     """Run `python -m pfdn_arch.cli ...` as a user would; returns CompletedProcess with text output."""
     full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))

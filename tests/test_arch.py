@@ -9,17 +9,7 @@ from pfdn_arch import PFDN, RRRB, infer_pfdn_options, reparameterize_state_dict
 from pfdn_arch.archs.rrrb import fuse_rrrb
 from pfdn_arch.checkpoint import build_pfdn_from_checkpoint, load_checkpoint
 from pfdn_arch.errors import UserError
-
-
-def randomized(net, seed=0):
-    """Random values in every parameter of every branch (biases too), so no branch can be silently ignored.
-    Weights are scaled by fan-in so that activations stay O(1), as in a trained net."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            fan_in = p[0].numel() if p.dim() > 1 else 1
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * (0.5 / fan_in**0.5 if p.dim() > 1 else 0.05))
-    return net
+from conftest import randomized
 
 
 def count(net):

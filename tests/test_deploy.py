@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, randomized, run_cli
 from pfdn_arch import PFDN
 from pfdn_arch.checkpoint import build_pfdn_from_checkpoint
 from pfdn_arch.data.samples import sample_image
@@ -51,12 +51,7 @@ def test_profile_cli_table_and_cuda_fallback_error():
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_fast_path_equals_the_plain_forward(scale):
-    g = torch.Generator().manual_seed(scale)
-    net = PFDN(upscale=scale)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.5 / p[0].numel() ** 0.5 if p.dim() > 1 else 0.02))
-    net.eval()
+    net = randomized(PFDN(upscale=scale), seed=scale).eval()
     x = real_lr(size=(40, 47))
     with torch.no_grad():
         ref = net(x)
