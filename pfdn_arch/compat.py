@@ -99,6 +99,44 @@ def _gloo_aware_dist_init():
     dist_util._init_dist_pytorch = _init_dist_pytorch
 
 
+class WorkerSafeDataset:
+    """A dataset whose pickle names this module first, so that a spawned DataLoader worker applies the layer
+    before it unpickles (and so imports) the wrapped BasicSR dataset. Everything else is the wrapped dataset's."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __getitem__(self, index):
+        return self.dataset[index]
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getattr__(self, name):  # opt, paths, ... (never called for 'dataset' itself once it is set)
+        if name == 'dataset':
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def _spawn_safe_dataloader_workers():
+    """``basicsr.utils.dist_util.init_dist`` sets the ``spawn`` start method. A spawned DataLoader worker starts a
+    fresh interpreter and unpickles the dataset, which imports ``basicsr`` before anything applied this layer:
+    every worker dies on ``functional_tensor`` ("DataLoader worker exited unexpectedly"), so multi-GPU training
+    with ``num_worker_per_gpu > 0`` fails for BasicSR's own datasets. Hand DataLoaders with workers a
+    :class:`WorkerSafeDataset` instead, whose unpickling imports ``pfdn_arch`` (and so applies this layer) first."""
+    import basicsr.data as data
+    import basicsr.train as train
+
+    build_dataloader = data.build_dataloader
+
+    def build_dataloader_with_safe_workers(dataset, dataset_opt, *args, **kwargs):
+        if dataset_opt.get('phase') == 'train' and dataset_opt.get('num_worker_per_gpu', 0) > 0:
+            dataset = WorkerSafeDataset(dataset)
+        return build_dataloader(dataset, dataset_opt, *args, **kwargs)
+
+    data.build_dataloader = train.build_dataloader = build_dataloader_with_safe_workers
+
+
 def apply():
     """Install every shim once. Must run before the first ``import basicsr``."""
     global _APPLIED
@@ -108,4 +146,5 @@ def apply():
     _provide_distutils()
     _device_agnostic_resume()
     _gloo_aware_dist_init()
+    _spawn_safe_dataloader_workers()
     _APPLIED = True

@@ -54,3 +54,66 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
     full_env.update(env or {})
     return subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+TINY_NET = {'type': 'PFDN', 'num_feat': 16, 'num_block': 2, 'num_partial_feat': 8, 'esa_channels': 8}
+
+
+def tiny_options(name='unit', train=None, datasets=None, network_g=None, **top):
+    """A small, complete BasicSR training yml for PFDNModel (a 2-block, 16-channel PFDN): model-level tests build
+    it in-process in a fraction of a second instead of running a schedule."""
+    opt = {
+        'name': name, 'model_type': 'PFDNModel', 'scale': 4, 'num_gpu': 0, 'manual_seed': 0,
+        'datasets': datasets or {},
+        'network_g': dict(TINY_NET, **(network_g or {})),
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
+        'train': {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.99]},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5}, 'total_iter': 1000,
+                  'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 1000, 'use_tb_logger': False},
+    }
+    opt['train'].update(train or {})
+    opt.update(top)
+    return opt
+
+
+def write_yml(opt, folder):
+    import yaml
+
+    os.makedirs(str(folder), exist_ok=True)
+    path = os.path.join(str(folder), opt['name'] + '.yml')
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)
+    return path
+
+
+def parse_yml(path, root, is_train=True):
+    """BasicSR's parse_options on a yml, as `basicsr train` runs it from ``root``."""
+    from basicsr.utils.options import parse_options
+
+    argv, sys.argv = sys.argv, ['basicsr', '-opt', str(path)]
+    try:
+        opt, _ = parse_options(str(root), is_train)
+    finally:
+        sys.argv = argv
+    opt['root_path'] = str(root)
+    return opt
+
+
+def tiny_model(root, seed=0, **kwargs):
+    """A PFDNModel built in-process from ``tiny_options(**kwargs)`` with deterministic initial weights."""
+    from basicsr.models import build_model
+
+    opt = parse_yml(write_yml(tiny_options(**kwargs), root), root)
+    for key in ('models', 'training_states'):
+        os.makedirs(opt['path'][key], exist_ok=True)
+    torch.manual_seed(seed)
+    return build_model(opt)
+
+
+def uint8_batch(seed=0, n=2, gt=96):
+    """A GT batch and its 4x average-pooled LQ, as uint8 tensors (what PairedCropDataset delivers)."""
+    g = torch.Generator().manual_seed(seed)
+    hr = (torch.rand(n, 3, gt, gt, generator=g) * 255).round().to(torch.uint8)
+    lq = torch.nn.functional.avg_pool2d(hr.float(), 4).round().to(torch.uint8)
+    return {'lq': lq, 'gt': hr}

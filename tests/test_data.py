@@ -42,7 +42,7 @@ def test_subimages_paired_lmdb_feed_basicsr(photos, tmp_path):
     assert all(cv2.imread(str(sub / c)).shape == (320, 320, 3) for c in crops)
     prep.make_lr(str(sub), str(sub_lr), 4)
     gt_lmdb, lq_lmdb = str(tmp_path / 'gt.lmdb'), str(tmp_path / 'lq.lmdb')
-    assert prep.make_paired_lmdb(str(sub), str(sub_lr), gt_lmdb, lq_lmdb) == len(crops)
+    assert prep.make_paired_lmdb(str(sub), str(sub_lr), gt_lmdb, lq_lmdb, 'png') == len(crops)
     meta = open(os.path.join(gt_lmdb, 'meta_info.txt')).read().splitlines()
     assert meta[0].endswith('.png (320,320,3) 1') and '.' not in meta[0].split('.png')[0]
     assert prep.read_lmdb_keys(gt_lmdb) == prep.read_lmdb_keys(lq_lmdb)
@@ -52,7 +52,7 @@ def test_subimages_paired_lmdb_feed_basicsr(photos, tmp_path):
     item = ds[0]
     assert tuple(item['gt'].shape) == (3, 128, 128) and tuple(item['lq'].shape) == (3, 32, 32)
     with pytest.raises(UserError, match='never overwritten'):
-        prep.make_paired_lmdb(str(sub), str(sub_lr), gt_lmdb, str(tmp_path / 'other.lmdb'))
+        prep.make_paired_lmdb(str(sub), str(sub_lr), gt_lmdb, str(tmp_path / 'other.lmdb'), 'decoded')
 
 
 def test_mismatched_gt_and_lq_are_refused_before_writing(photos, tmp_path):

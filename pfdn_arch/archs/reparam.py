@@ -6,6 +6,7 @@ Deployed form keys:  ``block1.conv1.rep_conv.{weight,bias}`` (the released layou
 The hyperparameters of a PFDN are inferable from either form's keys and shapes (:func:`infer_pfdn_options`),
 so a checkpoint is enough to rebuild its network.
 """
+import copy
 import re
 from collections import OrderedDict
 
@@ -105,3 +106,25 @@ def infer_pfdn_options(state_dict):
                 num_block=num_block, num_partial_feat=int(num_partial_feat),
                 esa_channels=int(sd['block1.attn.conv1.weight'].shape[0]), upscale=upscale,
                 rrrb_expand_ratio=int(expand_ratio), deploy=not training)
+
+
+def reparameterized(net, inplace=False):
+    """The deployed form of a PFDN: ``net`` itself fused in place (``inplace=True``), or a fused copy.
+
+    The copy leaves ``net`` untouched and carries none of its training apparatus: no ``torch.compile`` code
+    (``nn.Module.compile``) and no forward hooks (e.g. the NCC loss taps), so it runs at any input size.
+    """
+    if not inplace:
+        original = net
+        compiled = original.__dict__.pop('_compiled_call_impl', None)
+        try:
+            net = copy.deepcopy(original)
+        finally:
+            if compiled is not None:
+                original._compiled_call_impl = compiled
+        for module in net.modules():
+            module._forward_hooks.clear()
+            module._forward_pre_hooks.clear()
+        for p in net.parameters():
+            p.grad = None
+    return net.reparameterize()

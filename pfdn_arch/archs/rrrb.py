@@ -18,37 +18,53 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def fuse_rrrb(w0, b0, w1, b1, w2, b2):
+def fuse_rrrb(w0, b0, w1, b1, w2, b2, identities=None):
     """Compose an RRRB's branches into one 3x3 kernel and bias (differentiable; exact in real arithmetic).
+
+    Written as few kernels as it can be, because online re-parameterization runs it on every training step
+    (twelve times per PFDN forward, and again in backward): one add, one matmul, one addmm that also adds the
+    outer identity, one sum and two addmv; nothing is index-written. With NHWC (channels_last) weights the two
+    matmuls need no layout copies and the kernel is NHWC too.
 
     Args:
         w0, b0: expand 1x1 conv, shapes (M, C, 1, 1) and (M,).
         w1, b1: fea 3x3 conv, shapes (M, M, 3, 3) and (M,).
         w2, b2: reduce 1x1 conv, shapes (C, M, 1, 1) and (C,).
+        identities: optional ``(centre_identity(M), centre_identity(C))`` made once by the caller (RRRB keeps them
+            as buffers); built here when None.
 
     Returns:
         (weight, bias) of shapes (C, C, 3, 3) and (C,) for a conv with padding 1.
     """
-    mid = w1.shape[0]
-    # 1. inner identity: z = fea(yp) + y, y sits at the centre tap of yp.
-    w1 = w1 + _centre_identity(mid, w1)
-    # 2. compose with the 1x1 expand; the b0-filled border means b0 reaches every tap of the kernel.
-    k01 = torch.einsum('omuv,mi->oiuv', w1, w0[:, :, 0, 0])
-    b01 = b1 + torch.einsum('omuv,m->o', w1, b0)
-    # 3. compose with the 1x1 reduce.
-    r = w2[:, :, 0, 0]
-    weight = torch.einsum('om,miuv->oiuv', r, k01)
-    bias = b2 + r @ b01
-    # 4. outer identity.
-    return weight + _centre_identity(weight.shape[0], weight), bias
+    mid, c = w0.shape[:2]
+    inner, outer = identities if identities is not None else (centre_identity(mid, w1), centre_identity(c, w1))
+    # 1. inner identity: z = fea(yp) + y, and y sits at the centre tap of yp.
+    w1 = w1 + inner
+    if _nhwc(w1):
+        # NHWC weights (training in channels_last): W1 is stored as (m, tap, n), so both compositions are plain
+        # matmuls without a copy, and the kernel comes out in NHWC, the layout its conv runs in.
+        q = torch.mm(w1.permute(0, 2, 3, 1).reshape(mid * 9, mid), w0.reshape(mid, c))  # Q[(m, t), i]
+        weight = torch.addmm(outer.permute(0, 2, 3, 1).reshape(c, 9 * c), w2.reshape(c, mid), q.view(mid, 9 * c))
+        weight = weight.view(c, 3, 3, c).permute(0, 3, 1, 2)
+    else:
+        # 2. compose with the 1x1 expand, per tap t: Q[m, i, t] = sum_n W1'[m, n, t] W0[n, i].
+        q = torch.matmul(w0.reshape(mid, c).t(), w1.reshape(mid, mid, 9))
+        # 3. compose with the 1x1 reduce and add the outer identity in the same addmm: K = I + W2 Q.
+        weight = torch.addmm(outer.reshape(c, c * 9), w2.reshape(c, mid), q.reshape(mid, c * 9)).view(c, c, 3, 3)
+    # biases: the b0-filled border means b0 reaches every tap of the kernel.
+    b01 = torch.addmv(b1, w1.sum((2, 3)), b0)
+    bias = torch.addmv(b2, w2.reshape(c, mid), b01)
+    return weight, bias
 
 
-def _centre_identity(channels, like):
+def _nhwc(w):
+    return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+
+def centre_identity(channels, like=None):
     """A (channels, channels, 3, 3) kernel that copies each input channel to its output (a centre-tap delta)."""
-    kernel = torch.zeros(channels, channels, 3, 3, dtype=like.dtype, device=like.device)
-    idx = torch.arange(channels, device=like.device)
-    kernel[idx, idx, 1, 1] = 1
-    return kernel
+    eye = torch.eye(channels, dtype=None if like is None else like.dtype, device=None if like is None else like.device)
+    return torch.nn.functional.pad(eye[:, :, None, None], (1, 1, 1, 1))
 
 
 class RRRB(nn.Module):
@@ -78,11 +94,19 @@ class RRRB(nn.Module):
             self.expand_conv = nn.Conv2d(num_feat, mid, 1)
             self.fea_conv = nn.Conv2d(mid, mid, 3)
             self.reduce_conv = nn.Conv2d(mid, num_feat, 1)
+            # constants of the online recomposition, made once (not per step); not part of the state dict
+            self.register_buffer('inner_identity', centre_identity(mid), persistent=False)
+            self.register_buffer('outer_identity', centre_identity(num_feat), persistent=False)
 
     def fused_kernel(self):
-        """(weight, bias) of the equivalent 3x3 conv, differentiable w.r.t. the branch parameters."""
-        return fuse_rrrb(self.expand_conv.weight, self.expand_conv.bias, self.fea_conv.weight, self.fea_conv.bias,
-                         self.reduce_conv.weight, self.reduce_conv.bias)
+        """(weight, bias) of the equivalent 3x3 conv, differentiable w.r.t. the branch parameters.
+
+        Computed in the parameters' dtype even under autocast: casting every small factor to bf16/fp16 costs more
+        kernels than it saves and loses precision; the conv that uses the kernel runs in the autocast dtype."""
+        with torch.autocast(self.fea_conv.weight.device.type, enabled=False):
+            return fuse_rrrb(self.expand_conv.weight, self.expand_conv.bias, self.fea_conv.weight,
+                             self.fea_conv.bias, self.reduce_conv.weight, self.reduce_conv.bias,
+                             (self.inner_identity, self.outer_identity))
 
     def forward(self, x):
         if self.deploy:
@@ -111,7 +135,7 @@ class RRRB(nn.Module):
         self.rep_conv = nn.Conv2d(self.num_feat, self.num_feat, 3, 1, 1).to(self.fea_conv.weight.device, dtype)
         self.rep_conv.weight.copy_(weight)
         self.rep_conv.bias.copy_(bias)
-        del self.expand_conv, self.fea_conv, self.reduce_conv
+        del self.expand_conv, self.fea_conv, self.reduce_conv, self.inner_identity, self.outer_identity
         self.deploy = True
 
     def extra_repr(self):

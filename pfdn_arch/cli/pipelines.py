@@ -39,17 +39,21 @@ def check_options(opt_path, is_train, argv=()):
     if opt.get('num_gpu', 0) not in (0, 'auto') and not torch.cuda.is_available():
         raise UserError(f'{opt_path} asks for num_gpu: {opt["num_gpu"]} but CUDA is not available; set num_gpu: 0 '
                         '(or auto) to run on the CPU')
+    from ..data.lmdb_store import lmdb_format
+
     for phase, ds in (opt.get('datasets') or {}).items():
-        if ds.get('prefetch_mode') == 'cuda' and not torch.cuda.is_available():
-            raise UserError(f'datasets.{phase}.prefetch_mode is cuda but CUDA is not available; use prefetch_mode: ~')
         for key in ('dataroot_gt', 'dataroot_lq'):
             root = ds.get(key)
             if root and not os.path.exists(os.path.expanduser(root)):
                 raise UserError(f'datasets.{phase}.{key} not found: {root} (see datasets/README.md for '
                                 "'basicsr prepare')")
-            if root and (ds.get('io_backend') or {}).get('type') == 'lmdb' and not os.path.isfile(
-                    os.path.join(os.path.expanduser(root), 'meta_info.txt')):
-                raise UserError(f'datasets.{phase}.{key} ({root}) is not an LMDB made for BasicSR (no meta_info.txt)')
+            fmt = lmdb_format(os.path.expanduser(root)) if root else None
+            if ds.get('type') == 'PairedCropDataset' and root and fmt != 'decoded':
+                raise UserError(f'datasets.{phase}.{key} ({root}) is not a decoded LMDB, which PairedCropDataset '
+                                'reads; make one with basicsr prepare lmdb (or df2k), or use type: PairedImageDataset')
+            if root and (ds.get('io_backend') or {}).get('type') == 'lmdb' and fmt != 'png':
+                raise UserError(f'datasets.{phase}.{key} ({root}) is not a PNG LMDB made for BasicSR' + (
+                    ' (it holds decoded pixels: use type: PairedCropDataset)' if fmt else ' (no meta_info.txt)'))
     auto_resume = '--auto_resume' in argv
     for key, value in (opt.get('path') or {}).items():
         if value and key.startswith('pretrain_network') and not os.path.isfile(os.path.expanduser(value)):
@@ -81,8 +85,41 @@ def _apply_force_yml(opt, argv):
         node[leaf] = _postprocess_yml_value(value)
 
 
+def cpu_overrides(opt):
+    """``--force_yml`` entries that let a GPU yml run where CUDA is absent: the CUDA prefetcher (a CUDA stream)
+    becomes BasicSR's plain one, and pinned memory is dropped. Returns [(entry, note)]."""
+    import torch
+
+    if torch.cuda.is_available():
+        return []
+    out = []
+    for phase, ds in (opt.get('datasets') or {}).items():
+        if ds.get('prefetch_mode') == 'cuda':
+            out.append((f'datasets:{phase}:prefetch_mode=~', f'datasets.{phase}.prefetch_mode: cuda'))
+        if ds.get('pin_memory'):
+            out.append((f'datasets:{phase}:pin_memory=false', f'datasets.{phase}.pin_memory: true'))
+    return out
+
+
+def with_force_yml(argv, entries):
+    """argv with ``entries`` added to its ``--force_yml`` list (argparse keeps only the last such flag)."""
+    argv = list(argv)
+    if not entries:
+        return argv
+    if '--force_yml' not in argv:
+        return argv + ['--force_yml'] + entries
+    at = argv.index('--force_yml') + 1
+    while at < len(argv) and not argv[at].startswith('-'):
+        at += 1
+    return argv[:at] + entries + argv[at:]
+
+
 def _run(argv, prog, is_train):
-    check_options(_opt_path(argv), is_train, argv)
+    opt = check_options(_opt_path(argv), is_train, argv)
+    overrides = cpu_overrides(opt)
+    for _, what in overrides:
+        print(f'note: CUDA is not available; {what} is ignored', file=sys.stderr)
+    argv = with_force_yml(argv, [entry for entry, _ in overrides])
     sys.argv = [prog] + list(argv)
     root = os.getcwd()
     if is_train:

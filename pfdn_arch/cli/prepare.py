@@ -2,7 +2,7 @@
 
     basicsr prepare lr        --hr DIR --out DIR --scale 4           MATLAB-style bicubic LR (mod-crop first)
     basicsr prepare subimages --in DIR --out DIR --crop 960 --step 480 [--thresh 0]
-    basicsr prepare lmdb      --gt DIR --lq DIR --gt-lmdb X.lmdb --lq-lmdb Y.lmdb
+    basicsr prepare lmdb      --gt DIR --lq DIR --gt-lmdb X.lmdb --lq-lmdb Y.lmdb [--format decoded|png]
     basicsr prepare df2k      --hr DIR [DIR ...] --root datasets/DF2K      the whole DF2K pipeline of the schedule
     basicsr prepare benchmark --hr DIR --name Set5 [--root datasets/benchmark] [--scales 4]
     basicsr prepare samples   --out DIR                                 scikit-image's built-in photos as PNG
@@ -11,7 +11,6 @@ import argparse
 import os
 
 from ..data import prepare as prep
-from ..errors import UserError
 
 
 def main(argv, prog='basicsr prepare'):
@@ -28,17 +27,26 @@ def main(argv, prog='basicsr prepare'):
     s.add_argument('--crop', type=int, default=960)
     s.add_argument('--step', type=int, default=480)
     s.add_argument('--thresh', type=int, default=0)
-    s = sub.add_parser('lmdb', help='paired GT/LQ LMDBs for PairedImageDataset')
-    s.add_argument('--gt', required=True)
-    s.add_argument('--lq', required=True)
-    s.add_argument('--gt-lmdb', required=True)
-    s.add_argument('--lq-lmdb', required=True)
-    s = sub.add_parser('df2k', help='HR folders -> 960-px sub-images, x4 LR, paired LMDBs (every schedule stage)')
+    formats = dict(choices=('decoded', 'png'), default='decoded',
+                   help='decoded: uint8 pixels for PairedCropDataset (a random crop reads only the crop); png: '
+                        "BasicSR's PNG LMDB for PairedImageDataset (default: decoded)")
+    s = sub.add_parser('lmdb', help='paired GT/LQ LMDBs (decoded for PairedCropDataset, or PNG)')
+    s.add_argument('--gt', required=True, nargs='+', help='GT image folder(s)')
+    s.add_argument('--lq', required=True, help='LQ image folder (same file names)')
+    s.add_argument('--gt-lmdb', required=True, help='GT LMDB to make (ends in .lmdb)')
+    s.add_argument('--lq-lmdb', required=True, help='LQ LMDB to make (ends in .lmdb)')
+    s.add_argument('--format', **formats)
+    s.add_argument('--scale', type=int, default=4, help='GT images are cropped to a multiple of it (default: 4)')
+    s = sub.add_parser('df2k', help='HR folders -> x4 LR and the paired training LMDBs of every schedule stage')
     s.add_argument('--hr', nargs='+', required=True, help='DIV2K_train_HR and Flickr2K_HR folders')
-    s.add_argument('--root', default='datasets/DF2K')
-    s.add_argument('--crop', type=int, default=960, help='HR crop (>= 960 for the LR-240 fine-tune)')
-    s.add_argument('--step', type=int, default=480)
-    s.add_argument('--scale', type=int, default=4)
+    s.add_argument('--root', default='datasets/DF2K', help='output folder (default: datasets/DF2K)')
+    s.add_argument('--format', **formats)
+    s.add_argument('--crop', type=int, default=960,
+                   help='png format only: HR sub-image side (>= 960 for the LR-240 fine-tune; default: 960)')
+    s.add_argument('--step', type=int, default=480, help='png format only: sub-image step (default: 480)')
+    s.add_argument('--scale', type=int, default=4, help='downscaling factor (default: 4)')
+    s.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+                   help='processes for the bicubic LR (default: all CPUs)')
     s = sub.add_parser('benchmark', help='<root>/<name>/{HR,LR_bicubic/X<s>} from an HR-only folder')
     s.add_argument('--hr', required=True)
     s.add_argument('--name', required=True, help=f"e.g. {', '.join(prep.BENCHMARK_SETS)}")
@@ -55,22 +63,11 @@ def main(argv, prog='basicsr prepare'):
         skipped = prep.extract_subimages(a.src, a.out, a.crop, a.step, a.thresh)
         print(f'sub-images in {a.out}' + (f'; {skipped} images smaller than {a.crop} skipped' if skipped else ''))
     elif a.what == 'lmdb':
-        n = prep.make_paired_lmdb(a.gt, a.lq, a.gt_lmdb, a.lq_lmdb)
-        print(f'{a.gt_lmdb} and {a.lq_lmdb}: {n} pairs, identical keys')
+        n = prep.make_paired_lmdb(a.gt, a.lq, a.gt_lmdb, a.lq_lmdb, a.format, a.scale)
+        print(f'{a.gt_lmdb} and {a.lq_lmdb}: {n} pairs, identical keys ({a.format})')
     elif a.what == 'df2k':
-        if a.crop % a.scale:
-            raise UserError(f'--crop {a.crop} is not a multiple of --scale {a.scale}')
-        sub_hr = os.path.join(a.root, f'DF2K_HR_sub{a.crop}')
-        sub_lr = os.path.join(a.root, f'DF2K_LR_bicubic_X{a.scale}_sub{a.crop // a.scale}')
-        for folder in a.hr:
-            prep.extract_subimages(folder, sub_hr, a.crop, a.step, desc=f'crops of {os.path.basename(folder)}')
-        prep.make_lr(sub_hr, sub_lr, a.scale)
-        gt_lmdb, lq_lmdb = sub_hr + '.lmdb', sub_lr + '.lmdb'
-        if os.path.isdir(gt_lmdb) and os.path.isdir(lq_lmdb):
-            print(f'{gt_lmdb} and {lq_lmdb} exist; kept as they are')
-        else:
-            n = prep.make_paired_lmdb(sub_hr, sub_lr, gt_lmdb, lq_lmdb)
-            print(f'{gt_lmdb} and {lq_lmdb}: {n} pairs')
+        gt_lmdb, lq_lmdb = prep.prepare_df2k(a.hr, a.root, a.format, a.scale, a.crop, a.step, a.workers)
+        print(f'{gt_lmdb} and {lq_lmdb} ({a.format}): ready')
     elif a.what == 'benchmark':
         out = prep.prepare_benchmark(a.hr, a.name, a.root, tuple(a.scales))
         print(f'{out}: HR and LR_bicubic/X{"/X".join(map(str, a.scales))}')

@@ -60,22 +60,20 @@ def stage_progress(name):
 
 
 def make_smoke_data(root=SMOKE_ROOT):
-    """Paired LMDB of 160-px HR sub-images (40-px LR) from the built-in photos, plus a small validation set.
-    Reuses what exists, so it is made once."""
-    from ..data.prepare import extract_subimages, make_lmdb, make_lr, prepare_benchmark
+    """Paired decoded LMDBs of the built-in photos (whole images; x4 LR by MATLAB-style bicubic) for
+    ``PairedCropDataset``, plus a small validation set. Reuses what exists, so it is made once; every step
+    continues an interrupted one."""
+    from ..data.prepare import make_lr, make_paired_lmdb, prepare_benchmark
     from ..data.samples import write_samples
 
-    gt_lmdb = os.path.join(root, 'train_HR_sub160.lmdb')
-    lq_lmdb = os.path.join(root, 'train_LR_X4_sub40.lmdb')
+    gt_lmdb = os.path.join(root, 'train_HR.lmdb')
+    lq_lmdb = os.path.join(root, 'train_LR_X4.lmdb')
     val = os.path.join(root, 'val')
     if not (os.path.isdir(gt_lmdb) and os.path.isdir(lq_lmdb)):
-        write_samples(os.path.join(root, 'photos_train'), SMOKE_TRAIN)
-        extract_subimages(os.path.join(root, 'photos_train'), os.path.join(root, 'sub_HR'), 160, 240)
-        make_lr(os.path.join(root, 'sub_HR'), os.path.join(root, 'sub_LR_X4'), 4)
-        # each LMDB is renamed into place only when complete, so after an interruption build what is missing
-        for folder, lmdb_path, desc in (('sub_HR', gt_lmdb, 'GT LMDB'), ('sub_LR_X4', lq_lmdb, 'LQ LMDB')):
-            if not os.path.isdir(lmdb_path):
-                make_lmdb(os.path.join(root, folder), lmdb_path, desc=desc)
+        photos = os.path.join(root, 'photos_train')
+        write_samples(photos, SMOKE_TRAIN)
+        make_lr(photos, os.path.join(root, 'train_LR_X4'), 4)
+        make_paired_lmdb(photos, os.path.join(root, 'train_LR_X4'), gt_lmdb, lq_lmdb, 'decoded', 4)
     if not os.path.isdir(os.path.join(val, 'LR_bicubic', 'X4')):
         write_samples(os.path.join(root, 'photos_val'), SMOKE_VAL)
         prepare_benchmark(os.path.join(root, 'photos_val'), 'val', root=root)
@@ -84,16 +82,25 @@ def make_smoke_data(root=SMOKE_ROOT):
 
 def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
     """A copy of a stage's options scaled down for the CPU (same structure, losses and hand-offs): new name,
-    patch size, iterations (milestones scaled with them), batch, data and validation set; ``path_map`` rewrites
-    substrings of ``path.*`` (how the previous stage's checkpoint is found)."""
+    patch size, iterations (milestones scaled with them), batch, data (decoded LMDBs, read in the main process)
+    and validation set, the GPU step options off (fp32, eager: compiling costs more than a short CPU stage
+    runs); ``path_map`` rewrites substrings of ``path.*`` (how the previous stage's checkpoint is found)."""
     gt_lmdb, lq_lmdb, val = data
     opt = copy.deepcopy(opt)
     opt['name'] = name
     opt['num_gpu'] = 0
-    opt['datasets']['train'].update(dataroot_gt=gt_lmdb, dataroot_lq=lq_lmdb, gt_size=gt_size,
-                                    batch_size_per_gpu=batch, num_worker_per_gpu=0, prefetch_mode=None)
-    opt['datasets']['val'].update(name=os.path.basename(val.rstrip('/')), dataroot_gt=os.path.join(val, 'HR'),
-                                  dataroot_lq=os.path.join(val, 'LR_bicubic', 'X4'))
+    train = opt['datasets']['train']
+    train.pop('io_backend', None)
+    train.update(type='PairedCropDataset', dataroot_gt=gt_lmdb, dataroot_lq=lq_lmdb, gt_size=gt_size,
+                 batch_size_per_gpu=batch, num_worker_per_gpu=0, prefetch_mode=None, pin_memory=False,
+                 persistent_workers=False)
+    opt['train'].update(amp='none', channels_last=False, compile=False)
+    if val is None:  # no validation (benchmarks)
+        opt['datasets'].pop('val', None)
+        opt.pop('val', None)
+    else:
+        opt['datasets']['val'].update(name=os.path.basename(val.rstrip('/')), dataroot_gt=os.path.join(val, 'HR'),
+                                      dataroot_lq=os.path.join(val, 'LR_bicubic', 'X4'))
     for key, value in list(opt['path'].items()):
         if isinstance(value, str):
             for old, new in (path_map or {}).items():
@@ -103,7 +110,8 @@ def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
     full = opt['train']['total_iter']
     sched['milestones'] = [max(1, m * total // full) for m in sched.get('milestones', [])]
     opt['train']['total_iter'] = total
-    opt['val']['val_freq'] = total
+    if 'val' in opt:
+        opt['val']['val_freq'] = total
     opt['logger'].update(print_freq=max(1, total // 4), save_checkpoint_freq=max(1, total // 2))
     return opt
 

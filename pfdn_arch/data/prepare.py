@@ -1,8 +1,10 @@
-"""Data preparation the PyPI basicsr does not ship: LR by MATLAB-style bicubic, sub-images, paired LMDBs and the
-benchmark layout. Every step shows progress with ETA, keeps what exists and can be rerun after an interruption.
+"""Data preparation the PyPI basicsr does not ship: LR by MATLAB-style bicubic, sub-images, paired LMDBs (decoded
+for ``PairedCropDataset``, or PNG for BasicSR's ``PairedImageDataset``) and the benchmark layout. Every step shows
+progress with ETA, keeps what exists and can be rerun after an interruption.
 """
+import multiprocessing
 import os
-import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import cv2
 import numpy as np
@@ -12,6 +14,7 @@ from basicsr.utils.matlab_functions import imresize
 
 from ..errors import UserError
 from ..evaluate import list_images, mod_crop
+from .lmdb_store import lmdb_format, parse_meta, write_lmdb
 
 BENCHMARK_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
 
@@ -46,30 +49,51 @@ def bicubic_downscale(img, scale):
     return (np.clip(lr, 0, 1) * 255.0).round().astype(np.uint8)
 
 
-def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR'):
+def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1):
     """LR images for every HR image (mod-cropped to the scale first). Existing outputs are kept, so a rerun
     finishes an interrupted one. With ``hr_out_dir`` the HR images are copied there as PNG, uncropped (BasicSR
-    crops GT to LR size x scale at test time)."""
+    crops GT to LR size x scale at test time). ``workers`` > 1 runs that many processes (the bicubic resize is
+    the slow part: about a second per 2K image). Returns the number of images made."""
     if scale not in (2, 3, 4):
         raise UserError(f'scale must be 2, 3 or 4, got {scale}')
     paths = _images_in(hr_dir)
     os.makedirs(lr_dir, exist_ok=True)
     if hr_out_dir:
         os.makedirs(hr_out_dir, exist_ok=True)
-    made = 0
-    for path in tqdm(paths, desc=desc, unit='img'):
+    jobs = []
+    for path in paths:
         name = os.path.splitext(os.path.basename(path))[0] + '.png'
         lr_path = os.path.join(lr_dir, name)
         hr_path = os.path.join(hr_out_dir, name) if hr_out_dir else None
-        if os.path.exists(lr_path) and (hr_path is None or os.path.exists(hr_path)):
-            continue
-        hr = _read(path)
-        if hr_path and not os.path.exists(hr_path):
-            _write_atomic(hr_path, hr)
-        if not os.path.exists(lr_path):
-            _write_atomic(lr_path, bicubic_downscale(mod_crop(hr, scale), scale))
-        made += 1
-    return made
+        if not (os.path.exists(lr_path) and (hr_path is None or os.path.exists(hr_path))):
+            jobs.append((path, lr_path, hr_path, scale))
+    bar = tqdm(total=len(paths), initial=len(paths) - len(jobs), desc=desc, unit='img')
+    if workers > 1 and len(jobs) > 1:
+        # spawned, not forked: a child forked from a process whose torch/OpenMP threads are running can deadlock
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context('spawn'),
+                                 initializer=_single_threaded) as pool:
+            for future in as_completed([pool.submit(_make_one_lr, *job) for job in jobs]):
+                future.result()
+                bar.update()
+    else:
+        for job in jobs:
+            _make_one_lr(*job)
+            bar.update()
+    bar.close()
+    return len(jobs)
+
+
+def _single_threaded():
+    import torch
+    torch.set_num_threads(1)  # one process per core already
+
+
+def _make_one_lr(path, lr_path, hr_path, scale):
+    hr = _read(path)
+    if hr_path and not os.path.exists(hr_path):
+        _write_atomic(hr_path, hr)
+    if not os.path.exists(lr_path):
+        _write_atomic(lr_path, bicubic_downscale(mod_crop(hr, scale), scale))
 
 
 def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub-images'):
@@ -109,68 +133,74 @@ def window_starts(length, size, step, thresh=0):
     return starts
 
 
-def make_lmdb(img_dir, lmdb_path, compress_level=1, desc='LMDB'):
-    """An LMDB as BasicSR's ``PairedImageDataset`` reads it: PNG bytes under the name before the first dot,
-    ``meta_info.txt`` with ``name.png (h,w,c) compress_level``. Built under ``<path>.partial`` and renamed at the
-    end, so an interrupted run leaves no half-made LMDB under the real name; an existing LMDB is never touched."""
-    import lmdb
-
-    if not lmdb_path.endswith('.lmdb'):
-        raise UserError(f'LMDB path must end in .lmdb (BasicSR requires it): {lmdb_path}')
-    if os.path.exists(lmdb_path):
-        raise UserError(f'{lmdb_path} already exists; remove it or choose another path (it is never overwritten)')
-    paths = _images_in(img_dir)
-    keys = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-    dotted = [k for k in keys if '.' in k]
-    if dotted:
-        raise UserError(f'LMDB keys cannot contain dots (BasicSR splits on the first one): {dotted[:3]}; rename '
-                        'those files')
-    partial = lmdb_path + '.partial'
-    shutil.rmtree(partial, ignore_errors=True)  # our own leftover from an interrupted run
-    total = sum(os.path.getsize(p) for p in paths)
-    env = lmdb.open(partial, map_size=max(total * 10, 1 << 26))
-    meta = []
-    txn = env.begin(write=True)
-    for i, (path, key) in enumerate(tqdm(list(zip(paths, keys)), desc=desc, unit='img')):
-        img = _read(path)
-        ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
-        if not ok:
-            raise UserError(f'cannot encode {path}')
-        txn.put(key.encode('ascii'), buf.tobytes())
-        h, w, c = img.shape
-        meta.append(f'{key}.png ({h},{w},{c}) {compress_level}\n')
-        if (i + 1) % 1000 == 0:
-            txn.commit()
-            txn = env.begin(write=True)
-    txn.commit()
-    env.close()
-    with open(os.path.join(partial, 'meta_info.txt'), 'w') as f:
-        f.writelines(meta)
-    os.rename(partial, lmdb_path)
-    return len(keys)
+def make_lmdb(img_dirs, lmdb_path, fmt='decoded', mod=1, compress_level=1, desc='LMDB'):
+    """An LMDB of every image in ``img_dirs`` (a folder or a list of folders), keyed by file name without
+    extension: ``fmt='decoded'`` for ``PairedCropDataset``, ``'png'`` for BasicSR's ``PairedImageDataset``
+    (see ``lmdb_store``). ``mod`` crops each image to a multiple of it (GT for LQ made at that scale). Resumable;
+    an existing LMDB is never touched."""
+    dirs = [img_dirs] if isinstance(img_dirs, str) else list(img_dirs)
+    paths = [p for d in dirs for p in _images_in(d)]
+    items = [(os.path.splitext(os.path.basename(p))[0], p) for p in paths]
+    return write_lmdb(items, lmdb_path, fmt, lambda p: mod_crop(_read(p), mod), compress_level, desc)
 
 
 def read_lmdb_keys(lmdb_path):
-    with open(os.path.join(lmdb_path, 'meta_info.txt')) as f:
-        return [line.split('.')[0] for line in f if line.strip()]
+    return [key for key, _, _ in parse_meta(os.path.join(lmdb_path, 'meta_info.txt'))]
 
 
-def make_paired_lmdb(gt_dir, lq_dir, gt_lmdb, lq_lmdb, scale=None):
-    """GT and LQ LMDBs with identical key sets (checked before writing anything); with ``scale`` the sizes are
-    checked to match too."""
-    gt_names = {os.path.splitext(os.path.basename(p))[0] for p in _images_in(gt_dir)}
+def make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt='decoded', scale=4):
+    """GT and LQ LMDBs with identical key sets (checked before writing anything). GT images are mod-cropped to
+    ``scale``, so that they are exactly LQ x scale when the LQ images were made from the mod-cropped GT (as
+    ``make_lr`` makes them). A finished LMDB of the same format and keys is kept (so a rerun after an interruption
+    continues with the other one); one that differs is an error, never overwritten."""
+    gt_dirs = [gt_dirs] if isinstance(gt_dirs, str) else list(gt_dirs)
+    gt_names = [os.path.splitext(os.path.basename(p))[0] for d in gt_dirs for p in _images_in(d)]
     lq_names = {os.path.splitext(os.path.basename(p))[0] for p in _images_in(lq_dir)}
-    if gt_names != lq_names:
-        only = sorted(gt_names ^ lq_names)[:5]
+    if set(gt_names) != lq_names:
+        only = sorted(set(gt_names) ^ lq_names)[:5]
         raise UserError(f'GT and LQ folders hold different image names (e.g. {only}); make LR for every GT image')
     for path in (gt_lmdb, lq_lmdb):
-        if os.path.exists(path):
-            raise UserError(f'{path} already exists; remove it or choose another path (it is never overwritten)')
-    make_lmdb(gt_dir, gt_lmdb, desc='GT LMDB')
-    make_lmdb(lq_dir, lq_lmdb, desc='LQ LMDB')
-    if read_lmdb_keys(gt_lmdb) != read_lmdb_keys(lq_lmdb):
+        if os.path.exists(path) and (lmdb_format(path) != fmt or set(read_lmdb_keys(path)) != lq_names):
+            raise UserError(f'{path} already exists and is not the {fmt} LMDB of these images; remove it or choose '
+                            'another path (it is never overwritten)')
+    if not os.path.exists(gt_lmdb):
+        make_lmdb(gt_dirs, gt_lmdb, fmt, mod=scale, desc='GT LMDB')
+    if not os.path.exists(lq_lmdb):
+        make_lmdb(lq_dir, lq_lmdb, fmt, desc='LQ LMDB')
+    if set(read_lmdb_keys(gt_lmdb)) != set(read_lmdb_keys(lq_lmdb)):
         raise UserError(f'{gt_lmdb} and {lq_lmdb} ended up with different keys')
-    return len(gt_names)
+    return len(lq_names)
+
+
+def prepare_df2k(hr_dirs, root='datasets/DF2K', fmt='decoded', scale=4, crop=960, step=480, workers=1):
+    """The training LMDBs of the schedule from HR folders (DIV2K_train_HR, Flickr2K_HR). Returns (gt, lq) paths.
+
+    decoded (default): x4 LR of every whole HR image (``<root>/DF2K_LR_bicubic_X4/``, PNG), then decoded GT and
+    LQ LMDBs of the whole images (``DF2K_HR.lmdb``, ``DF2K_LR_bicubic_X4.lmdb``) for ``PairedCropDataset``: whole
+    images serve random crops of any size directly. png: BasicSR's way for ``PairedImageDataset``: ``crop``-px
+    sub-images every ``step`` px (PNG decoding of a whole sub-image per sample is the cost that bounds it).
+    Every step keeps what exists, so a rerun continues an interrupted one."""
+    names = [os.path.splitext(os.path.basename(p))[0] for d in hr_dirs for p in _images_in(d)]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f'image names repeat across the HR folders (e.g. {dup[:3]}); they key the LMDBs and must '
+                        'be unique')
+    if fmt == 'png':
+        if crop % scale:
+            raise UserError(f'--crop {crop} is not a multiple of --scale {scale}')
+        hr = os.path.join(root, f'DF2K_HR_sub{crop}')
+        lr = os.path.join(root, f'DF2K_LR_bicubic_X{scale}_sub{crop // scale}')
+        for folder in hr_dirs:
+            extract_subimages(folder, hr, crop, step, desc=f'crops of {os.path.basename(folder)}')
+        hr_dirs = [hr]
+    else:
+        lr = os.path.join(root, f'DF2K_LR_bicubic_X{scale}')
+        hr = os.path.join(root, 'DF2K_HR')
+    for folder in hr_dirs:
+        make_lr(folder, lr, scale, desc=f'x{scale} LR of {os.path.basename(folder.rstrip(os.sep))}', workers=workers)
+    gt_lmdb, lq_lmdb = hr + '.lmdb', lr + '.lmdb'
+    make_paired_lmdb(hr_dirs, lr, gt_lmdb, lq_lmdb, fmt, scale)
+    return gt_lmdb, lq_lmdb
 
 
 def prepare_benchmark(hr_dir, name, root='datasets/benchmark', scales=(4,)):

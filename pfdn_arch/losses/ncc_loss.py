@@ -16,8 +16,9 @@ def ncc_distance(a, b, eps=1e-8):
         raise ValueError(f'NCCLoss: shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}')
     if a.dim() < 3:
         raise ValueError(f'NCCLoss expects N x C x H x W maps, got shape {tuple(a.shape)}')
-    a = a.flatten(2)
-    b = b.flatten(2)
+    # in float32 at least: under autocast the tapped features are bf16/fp16, too coarse for sums of squares
+    a = a.flatten(2).to(torch.promote_types(a.dtype, torch.float32))
+    b = b.flatten(2).to(a.dtype)
     da = a - a.mean(dim=-1, keepdim=True)
     db = b - b.mean(dim=-1, keepdim=True)
     # Clamp before the square root: a constant map has a zero sum of squares, where sqrt's derivative is infinite

@@ -7,11 +7,16 @@
 - optional layer-wise NCC (``train.ncc_opt``) against a frozen teacher (``network_t``), or SR vs GT without one;
 - ``train.grad_clip_norm``, ``optim_g.type: AdamW``; a non-finite loss stops the run before the weights change;
 - every save also writes ``net_g_deploy_<iter>.pth`` in the released layout; validation runs the deployed form;
-- DDP on CPU (gloo) as well as on GPUs.
+- DDP on CPU (gloo) as well as on GPUs;
+- a training step that scales down to small batches on a GPU (``train.amp``, ``train.channels_last``,
+  ``train.compile``, fused Adam/AdamW on CUDA), uint8 batches converted on the device, and no host-device sync
+  per step (losses are reduced only when logged; non-finite steps are skipped on the device and reported at the
+  next log, save or validation).
 """
 import copy
 import os
 from collections import OrderedDict
+from contextlib import nullcontext
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -23,10 +28,11 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ..archs.reparam import is_training_form, reparameterize_state_dict
+from ..archs.reparam import is_training_form, reparameterized, reparameterize_state_dict
 from ..checkpoint import load_checkpoint
 
 DEFAULT_NCC_LAYERS = ('block1', 'block2', 'block3', 'block4')
+AMP_DTYPES = {'none': None, 'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 class TrainingDiverged(RuntimeError):
@@ -43,6 +49,11 @@ class PFDNModel(SRModel):
         blocks). With ``network_t``/``path.pretrain_network_t`` the taps are compared with the teacher's;
         without a teacher, SR is compared with GT.
     grad_clip_norm (float): clip the gradient norm to this value. Default: off.
+    amp (str): 'none' (fp32), 'bf16' (autocast) or 'fp16' (autocast with a gradient scaler). Default: 'none'.
+    channels_last (bool): NHWC convolutions (what tensor cores want). Default: False.
+    compile (bool | dict): ``torch.compile`` the training network (dict: its keyword arguments, e.g.
+        ``{mode: max-autotune-no-cudagraphs}``); shapes are static, so a stage compiles once. Default: False.
+    optim_g.fused: fused Adam/AdamW (one kernel for all parameters). Default: true on CUDA, false elsewhere.
     """
 
     def __init__(self, opt):
@@ -50,6 +61,11 @@ class PFDNModel(SRModel):
         self.reparameterize_on_start = bool(opt['is_train'] and train_opt.get('reparameterize_on_start'))
         if self.reparameterize_on_start:
             opt['network_g']['deploy'] = True
+        amp = str(train_opt.get('amp') or 'none').lower()
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"train.amp must be one of {', '.join(AMP_DTYPES)}, got {train_opt.get('amp')}")
+        self.amp_dtype = AMP_DTYPES[amp] if opt['is_train'] else None
+        self.channels_last = bool(opt['is_train'] and train_opt.get('channels_last'))
         super().__init__(opt)
 
     # ------------------------------------------------------------------ loading
@@ -81,6 +97,8 @@ class PFDNModel(SRModel):
 
     def model_to_device(self, net):
         net = net.to(self.device)
+        if self.channels_last:
+            to_channels_last(net)
         if self.opt['dist'] and self.device.type == 'cpu':
             # BasicSR passes device_ids=[torch.cuda.current_device()], which fails without CUDA.
             return DistributedDataParallel(net, find_unused_parameters=self.opt.get('find_unused_parameters', False))
@@ -91,6 +109,14 @@ class PFDNModel(SRModel):
         train_opt = self.opt['train']
         super().init_training_settings()
         self.grad_clip_norm = train_opt.get('grad_clip_norm')
+        self._loss_dict = OrderedDict()
+        # fp16 needs loss scaling; the scaler also skips steps whose gradients overflowed
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 else None
+        # With a fused optimizer, non-finite steps are detected and skipped on the device (no host sync per step)
+        # and reported at the next log, save or validation; otherwise the loss is checked before each step.
+        self._deferred_checks = bool(self.optimizer_g.defaults.get('fused'))
+        self._bad_steps = torch.zeros((), device=self.device)
+        self._checked_iter = self._current_iter = 0
         self.cri_ncc = None
         ncc_opt = copy.deepcopy(train_opt.get('ncc_opt'))
         if ncc_opt and ncc_opt.get('loss_weight', 1.0) > 0:
@@ -101,6 +127,7 @@ class PFDNModel(SRModel):
             self._teacher_taps = self._tap(self.net_t, self.ncc_layers) if self.net_t is not None else None
             get_root_logger().info('NCC loss on ' + (f'layers {self.ncc_layers} against the teacher'
                                                      if self.net_t is not None else 'SR vs GT (no teacher)'))
+        self.compile_network()
 
     def _build_teacher(self):
         if self.opt.get('network_t') is None:
@@ -110,6 +137,8 @@ class PFDNModel(SRModel):
             raise ValueError('network_t is set but path.pretrain_network_t is not: a teacher must be trained '
                              'weights, never a random init')
         net_t = build_network(self.opt['network_t']).to(self.device)
+        if self.channels_last:
+            to_channels_last(net_t)
         self.load_network(net_t, path, True, self.opt['path'].get('param_key_t', 'params'))
         net_t.eval()
         for p in net_t.parameters():
@@ -118,8 +147,9 @@ class PFDNModel(SRModel):
 
     @staticmethod
     def _tap(net, names):
-        """Record the outputs of the named submodules on each forward; returns the dict they are written to."""
-        taps = OrderedDict()
+        """Record the outputs of the named submodules on each forward; returns the dict they are written to.
+        Its keys exist from the start, so that a compiled forward sees the same dict layout on every step."""
+        taps = OrderedDict((name, None) for name in names)
         for name in names:
             try:
                 module = net.get_submodule(name)
@@ -129,13 +159,84 @@ class PFDNModel(SRModel):
         return taps
 
     def get_optimizer(self, optim_type, params, lr, **kwargs):
-        if optim_type == 'AdamW':
-            return torch.optim.AdamW(params, lr, **kwargs)
-        return super().get_optimizer(optim_type, params, lr, **kwargs)
+        if optim_type not in ('Adam', 'AdamW'):
+            return super().get_optimizer(optim_type, params, lr, **kwargs)
+        # fused: one kernel updates every parameter (the unfused step is ~10 launches per tensor on a GPU)
+        kwargs.setdefault('fused', self.device.type == 'cuda')
+        return (torch.optim.AdamW if optim_type == 'AdamW' else torch.optim.Adam)(params, lr, **kwargs)
+
+    def compile_network(self):
+        """``train.compile``: compile the training network in place (state-dict keys, DDP and hooks unchanged).
+        Validation and saving use uncompiled deployed copies, so the compiled graph only ever sees the training
+        shape and compiles once per stage."""
+        opts = self.opt['train'].get('compile')
+        if not opts:
+            return
+        kwargs = dict(opts) if isinstance(opts, dict) else {}
+        kwargs.setdefault('dynamic', False)
+        get_root_logger().info(f'Compiling the training network with torch.compile({kwargs}); the first '
+                               'iteration takes longer.')
+        self.get_bare_model(self.net_g).compile(**kwargs)
+        if getattr(self, 'net_t', None) is not None:
+            self.net_t.compile(**kwargs)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def feed_data(self, data):
+        self.lq = self._to_device(data['lq'])
+        if 'gt' in data:
+            self.gt = self._to_device(data['gt'])
+        self._lq_path = data.get('lq_path')
+
+    def _to_device(self, t):
+        """uint8 batches (PairedCropDataset) travel as bytes and become float in [0, 1] on the device."""
+        t = t.to(self.device, non_blocking=True)
+        if not t.is_floating_point():
+            t = t.float().div_(255)  # the same values as BasicSR's img / 255. on the host
+        if self.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
 
     def optimize_parameters(self, current_iter):
-        self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq)
+        self._current_iter = current_iter
+        self.optimizer_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            self.output = self.net_g(self.lq)
+            l_total, loss_dict = self._losses()
+        if not self._deferred_checks:
+            self._check_loss_now(l_total, loss_dict, current_iter)
+        (self.scaler.scale(l_total) if self.scaler else l_total).backward()
+        if self.grad_clip_norm:
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer_g)
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip_norm)
+        self._step(l_total)
+        self._loss_dict = OrderedDict((k, v.detach()) for k, v in loss_dict.items())  # reduced only when logged
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _step(self, l_total):
+        if self._deferred_checks:
+            self._bad_steps += ~torch.isfinite(l_total.detach())
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer_g)  # skipped on the device when the gradients are not finite
+            self.scaler.update()
+        elif self._deferred_checks:
+            # the fused kernel skips the update where found_inf is set; computed from the (all-reduced) gradients,
+            # so every DDP rank skips the same steps
+            found_inf = torch.zeros((), device=self.device)
+            grads = [p.grad for p in self.net_g.parameters() if p.grad is not None]
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, torch.ones((), device=self.device))
+            self.optimizer_g.found_inf = found_inf
+            self.optimizer_g.step()
+            del self.optimizer_g.found_inf
+        else:
+            self.optimizer_g.step()
+
+    def _losses(self):
         l_total = 0
         loss_dict = OrderedDict()
         if self.cri_pix:
@@ -157,28 +258,45 @@ class PFDNModel(SRModel):
                 pred, target = self.output, self.gt
             loss_dict['l_ncc'] = self.cri_ncc(pred, target)
             l_total = l_total + loss_dict['l_ncc']
+        return l_total, loss_dict
 
+    def _check_loss_now(self, l_total, loss_dict, current_iter):
         if not torch.isfinite(l_total):
             values = ', '.join(f'{k}={v.item():.4g}' for k, v in loss_dict.items())
             raise TrainingDiverged(
                 f'loss is not finite at iteration {current_iter} ({values}); the step was not applied and the last '
                 f"saved checkpoint in {self.opt['path'].get('models')} is kept. Lower the learning rate or set "
                 'train.grad_clip_norm, then resume from that checkpoint')
-        l_total.backward()
-        if self.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), self.grad_clip_norm)
-        self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+
+    def check_finite(self, current_iter):
+        """Deferred mode: raise if any step since the last check had a non-finite loss (those steps were skipped,
+        so the weights and every saved checkpoint are untouched). One host sync, at log/save/validation time."""
+        if not getattr(self, '_deferred_checks', False):
+            return
+        bad = int(self._bad_steps.item())
+        if bad:
+            raise TrainingDiverged(
+                f'loss was not finite in {bad} step(s) between iterations {self._checked_iter} and {current_iter}; '
+                f"those steps were skipped and the last saved checkpoint in {self.opt['path'].get('models')} is "
+                'kept. Lower the learning rate or set train.grad_clip_norm, then resume from that checkpoint')
+        self._checked_iter = current_iter
+
+    def get_current_log(self):
+        self.check_finite(self._current_iter)
+        return self.reduce_loss_dict(self._loss_dict)
+
+    @torch.no_grad()
+    def model_ema(self, decay=0.999):
+        # one multi-tensor lerp instead of BasicSR's two kernels per parameter: ema += (1 - decay) (net - ema)
+        net_g = self.get_bare_model(self.net_g)
+        torch._foreach_lerp_(list(self.net_g_ema.parameters()), list(net_g.parameters()), 1 - decay)
 
     # ------------------------------------------------------ validation, saving
     def deployed_network(self):
-        """A deployed-form copy of the network validation and saving use (EMA weights when EMA is on)."""
+        """A deployed-form copy of the network validation and saving use (EMA weights when EMA is on), without the
+        training network's compiled code or hooks."""
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
-        if not getattr(net, 'deploy', True):
-            net = copy.deepcopy(net).reparameterize()
-        return net
+        return reparameterized(net)
 
     def validation_network(self):
         """The deployed network validation/testing runs: the fast inference path unless ``val.fast_path: false``
@@ -194,16 +312,14 @@ class PFDNModel(SRModel):
         return fast_pfdn(net, DTYPES[dtype], device)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        if self.is_train:
+            self.check_finite(current_iter)
         self._val_net = self.validation_network()
         self._val_dataset = dataloader.dataset.opt['name']
         try:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         finally:
             del self._val_net
-
-    def feed_data(self, data):
-        super().feed_data(data)
-        self._lq_path = data.get('lq_path')
 
     def test(self):
         net = getattr(self, '_val_net', None) or self.deployed_network()
@@ -246,11 +362,33 @@ class PFDNModel(SRModel):
             f.write(f'| {dataset_name} | ' + ' | '.join(f'{self.metric_results[m]:.4f}' for m in metrics) + ' |\n')
 
     def save(self, epoch, current_iter):
+        self.check_finite(current_iter)
         super().save(epoch, current_iter)
         self._save_deployed(current_iter)
+
+    def save_training_state(self, epoch, current_iter):
+        """BasicSR's training state, plus the fp16 gradient scaler's."""
+        if current_iter == -1:
+            return
+        state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers]}
+        if self.scaler is not None:
+            state['scaler'] = self.scaler.state_dict()
+        torch.save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        if self.scaler is not None and 'scaler' in resume_state:
+            self.scaler.load_state_dict(resume_state['scaler'])
 
     @master_only
     def _save_deployed(self, current_iter):
         label = 'latest' if current_iter == -1 else current_iter
         sd = {k: v.detach().cpu() for k, v in self.deployed_network().state_dict().items()}
         torch.save(sd, os.path.join(self.opt['path']['models'], f'net_g_deploy_{label}.pth'))
+
+
+def to_channels_last(net):
+    """NHWC weights everywhere, online RRRB branches and their identity constants included: their kernel
+    recomposition then runs as plain matmuls and yields the NHWC kernel its conv wants (see ``fuse_rrrb``)."""
+    return net.to(memory_format=torch.channels_last)
