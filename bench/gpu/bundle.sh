@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Make .gpu/ (git-ignored): what one run on a lent GPU machine needs, which that machine lacks
+# (../shared/docs/GPU.md: torch, OpenCV, scikit-image and Python 3.12 are there; no package index, no basicsr,
+# no lmdb, and no ../shared). Then, with the device tool: run(command="bash bench/gpu/run.sh", carry=[".gpu"]).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+PYVER=${PYVER:-3.12}
+rm -rf .gpu
+mkdir -p .gpu/wheels .gpu/weights .gpu/data
+"$PY" -m pip wheel -q --no-deps --no-build-isolation basicsr==1.4.2 -w .gpu/wheels
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" \
+    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 lmdb -d .gpu/wheels
+cp ../shared/weights/team08_PFDN.pth .gpu/weights/
+cp -r ../shared/data/benchmark/Set5 .gpu/data/Set5
+cp -r ../shared/data/train/SunHays80 .gpu/data/SunHays80
+du -sh .gpu
