@@ -1,6 +1,8 @@
 from setuptools import find_packages, setup
 
 EXPORT = ['safetensors', 'onnx', 'onnxruntime', 'spandrel']
+# the inference backends beyond PyTorch (pfdn_arch/backends.py); bench/bench_infer.py measured them fastest on a CPU
+FAST = ['onnx', 'onnxruntime', 'openvino']
 
 setup(
     name='pfdn',
@@ -15,6 +17,6 @@ setup(
     install_requires=['basicsr==1.4.2', 'torch>=2.0', 'torchvision', 'opencv-python', 'lmdb', 'pyyaml',
                       'scikit-image', 'numpy', 'tqdm', 'setuptools'],
     # export: .safetensors, ONNX checked with onnxruntime, and loading in spandrel (chaiNNer/ComfyUI's loader)
-    extras_require={'export': EXPORT, 'test': ['pytest'] + EXPORT},
+    extras_require={'export': EXPORT, 'fast': FAST, 'test': ['pytest'] + sorted(set(EXPORT + FAST))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
 )

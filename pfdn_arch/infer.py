@@ -1,4 +1,5 @@
-"""Upscaling images with a deployed PFDN: whole-image or tiled, any of fp32/fp16/bf16, any image layout.
+"""Upscaling images with a deployed PFDN on any backend (``pfdn_arch.backends``): whole images or tiles, in
+batches, any image layout.
 
 Image handling (documented in the README):
 - grayscale: replicated to RGB for the network, the result converted back to one channel;
@@ -14,25 +15,6 @@ import torch
 from .archs.esa import MIN_INPUT_SIZE
 from .data.prepare import window_starts
 
-DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
-
-
-def resolve_device_dtype(device, dtype, warn=print):
-    """Fall back, with a message, where the hardware lacks what was asked for."""
-    device = torch.device(device)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        warn('note: CUDA is not available; running on the CPU instead')
-        device = torch.device('cpu')
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
-    if dtype == 'fp16' and device.type != 'cuda':
-        warn('note: fp16 needs CUDA (CPU fp16 convolutions are slow and inexact); using fp32')
-        dtype = 'fp32'
-    if dtype == 'bf16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
-        warn('note: this GPU has no bf16 support; using fp16')
-        dtype = 'fp16'
-    return device, dtype
-
 
 def _ramp(length, overlap, at_start, at_end):
     """1-D blending weights: linear ramps over the overlap on sides that have a neighbour tile."""
@@ -47,24 +29,24 @@ def _ramp(length, overlap, at_start, at_end):
 
 
 class Upscaler:
-    """Callable: 1 x 3 x h x w float tensor in [0, 1] -> upscaled tensor, whole-image or tiled.
+    """Callable: N x 3 x h x w float tensor in [0, 1] -> upscaled float tensor on the CPU, whole or tiled.
 
     Args:
-        net (nn.Module): a deployed PFDN (any module mapping LR to SR with attribute ``upscale``).
-        device (str): 'cpu' or 'cuda'. dtype (str): 'fp32', 'fp16' (CUDA) or 'bf16'.
+        runner (callable): a backend runner (``pfdn_arch.backends.make_runner``) or any module mapping LR to SR
+            with an attribute ``upscale``.
         tile (int): LR tile side; 0 runs the whole image. tile_overlap (int): LR pixels shared by neighbours.
+        batch (int): tiles (and, in ``upscale_images``, same-size images) run this many at a time.
     """
 
-    def __init__(self, net, device='cpu', dtype='fp32', tile=0, tile_overlap=16, warn=print):
-        self.device, self.dtype_name = resolve_device_dtype(device, dtype, warn)
-        self.dtype = DTYPES[self.dtype_name]
-        self.scale = net.upscale
-        self.net = net.eval().to(self.device, self.dtype)
+    def __init__(self, runner, tile=0, tile_overlap=16, batch=1):
+        self.runner, self.scale = runner, runner.upscale
         if tile and tile < MIN_INPUT_SIZE:
             raise ValueError(f'--tile must be at least {MIN_INPUT_SIZE} (PFDN\'s smallest input), got {tile}')
         if tile and not 0 <= tile_overlap < tile // 2:
             raise ValueError(f'--tile-overlap must be in 0..{tile // 2 - 1} for tile {tile}, got {tile_overlap}')
-        self.tile, self.overlap = tile, tile_overlap
+        if batch < 1:
+            raise ValueError(f'--batch must be at least 1, got {batch}')
+        self.tile, self.overlap, self.batch = tile, tile_overlap, batch
 
     @torch.inference_mode()
     def __call__(self, x):
@@ -75,9 +57,12 @@ class Upscaler:
         out = torch.zeros(x.shape[0], 3, h * s, w * s)
         weight = torch.zeros(1, 1, h * s, w * s)
         th, tw = min(t, h), min(t, w)
-        for y in window_starts(h, t, t - o):
-            for x0 in window_starts(w, t, t - o):
-                sr = self._run(x[..., y:y + th, x0:x0 + tw])
+        windows = [(y, x0) for y in window_starts(h, t, t - o) for x0 in window_starts(w, t, t - o)]
+        for first in range(0, len(windows), self.batch):  # every tile has the same size: they batch
+            group = windows[first:first + self.batch]
+            tiles = torch.cat([x[..., y:y + th, x0:x0 + tw] for y, x0 in group])
+            srs = self._run(tiles).split(x.shape[0])
+            for (y, x0), sr in zip(group, srs):
                 wy = _ramp(th * s, o * s, y == 0, y + th >= h)
                 wx = _ramp(tw * s, o * s, x0 == 0, x0 + tw >= w)
                 m = torch.from_numpy(np.outer(wy, wx))[None, None]
@@ -86,27 +71,51 @@ class Upscaler:
         return out / weight
 
     def _run(self, x):
-        return self.net(x.to(self.device, self.dtype)).float().cpu()
+        return self.runner(x).float().cpu()
 
     def upscale_image(self, img):
         """numpy image as cv2 reads it with IMREAD_UNCHANGED -> upscaled image of the same layout and depth."""
-        if img.dtype == np.uint16:
-            peak = 65535.0
-        elif img.dtype == np.uint8:
-            peak = 255.0
-        else:
-            raise ValueError(f'unsupported pixel type {img.dtype} (8- or 16-bit images only)')
-        gray = img.ndim == 2 or img.shape[2] in (1, 2)
-        alpha = img[..., -1] if img.ndim == 3 and img.shape[2] in (2, 4) else None
-        colour = img if img.ndim == 2 else img[..., :1] if gray else img[..., :3]
-        colour = colour.reshape(colour.shape[0], colour.shape[1], -1)
-        bgr = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
-        x = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1)).astype(np.float32) / peak)
-        sr = self(x[None]).clamp(0, 1)[0].numpy().transpose(1, 2, 0)[:, :, ::-1]
-        out = (sr * peak).round().astype(img.dtype)
-        if gray:
-            out = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
-        if alpha is not None:
-            a = cv2.resize(alpha, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_CUBIC)
-            out = np.dstack([out if out.ndim == 3 else out[..., None], a])
-        return out
+        return self.upscale_images([img])[0]
+
+    def upscale_images(self, imgs):
+        """Several images; those of one size run as one batch (up to ``batch``)."""
+        prepared = [to_network(img) for img in imgs]
+        outs = [None] * len(imgs)
+        by_size = {}
+        for i, (x, _) in enumerate(prepared):
+            by_size.setdefault(tuple(x.shape), []).append(i)
+        for indices in by_size.values():
+            for first in range(0, len(indices), 1 if self.tile else self.batch):
+                group = indices[first:first + (1 if self.tile else self.batch)]
+                srs = self(torch.cat([prepared[i][0] for i in group]))
+                for i, sr in zip(group, srs):
+                    outs[i] = from_network(sr, prepared[i][1], imgs[i])
+        return outs
+
+
+def to_network(img):
+    """cv2 image (gray, BGR, BGRA; 8 or 16 bit) -> (1 x 3 x h x w RGB float tensor, how to undo it)."""
+    if img.dtype == np.uint16:
+        peak = 65535.0
+    elif img.dtype == np.uint8:
+        peak = 255.0
+    else:
+        raise ValueError(f'unsupported pixel type {img.dtype} (8- or 16-bit images only)')
+    gray = img.ndim == 2 or img.shape[2] in (1, 2)
+    colour = img if img.ndim == 2 else img[..., :1] if gray else img[..., :3]
+    colour = colour.reshape(colour.shape[0], colour.shape[1], -1)
+    bgr = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
+    x = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1)).astype(np.float32) / peak)
+    return x[None], (peak, gray)
+
+
+def from_network(sr, how, img):
+    """3 x H x W SR tensor -> image of ``img``'s layout and depth (alpha upscaled by bicubic interpolation)."""
+    peak, gray = how
+    out = (sr.clamp(0, 1).numpy().transpose(1, 2, 0)[:, :, ::-1] * peak).round().astype(img.dtype)
+    if gray:
+        out = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
+    if img.ndim == 3 and img.shape[2] in (2, 4):
+        a = cv2.resize(img[..., -1], (out.shape[1], out.shape[0]), interpolation=cv2.INTER_CUBIC)
+        out = np.dstack([out if out.ndim == 3 else out[..., None], a])
+    return out

@@ -3,9 +3,12 @@
 - MACs: every Conv2d's multiply-accumulates (output elements x in_channels/groups x kernel area) plus one op per
   LeakyReLU output (the challenge's "FLOPs" column is these MACs);
 - activations: the elements of every Conv2d output; conv count: Conv2d modules run;
-- runtime: median of N timed forwards after warm-up; peak memory: CUDA's max allocated during the timed
-  forwards, or on CPU the growth of the resident set's high-water mark over one forward (PyTorch has no CPU
-  allocator statistics).
+- runtime: median of N timed forwards after warm-up, on any inference backend; peak memory: CUDA's max allocated
+  during the timed forwards, or on CPU the growth of the resident set's high-water mark over one forward
+  (PyTorch has no CPU allocator statistics);
+- ``ntire_runtime``: the runtime as the NTIRE Efficient SR challenge's script measures it (fp32, cuDNN benchmark
+  off, no warm-up, CUDA events around each forward, the mean over a folder of LR images, peak memory by
+  ``max_memory_allocated``), to put beside the challenge tables.
 
 The online training form computes each RRRB with a functional conv that module hooks cannot see, so the
 training form is counted in its explicit branch-by-branch computation (its true multi-branch cost).
@@ -125,3 +128,51 @@ def profile(net, size=(256, 256), device='cpu', runs=10, warmup=3, timing=True, 
         if out['peak_bytes'] is None and memory:
             out['peak_bytes'] = cpu_peak_bytes(net, x)
     return out
+
+
+def ntire_runtime(net, images, device='cpu'):
+    """(mean ms per image, peak MB or None) the NTIRE Efficient SR way: plain fp32 forward, cuDNN benchmark off,
+    no warm-up, CUDA events around each forward (a wall clock on the CPU), mean over ``images`` (1 x 3 x h x w
+    tensors), peak memory by ``torch.cuda.max_memory_allocated``. The cuDNN setting is restored afterwards."""
+    device = torch.device(device)
+    net = net.eval().to(device, torch.float32)
+    cuda = device.type == 'cuda'
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    times = []
+    try:
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        with torch.no_grad():
+            for x in images:
+                x = x.to(device)
+                if cuda:
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    net(x)
+                    end.record()
+                    torch.cuda.synchronize(device)
+                    times.append(start.elapsed_time(end))
+                else:
+                    t0 = time.perf_counter()
+                    net(x)
+                    times.append((time.perf_counter() - t0) * 1e3)
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+    return statistics.mean(times), peak
+
+
+def folder_runtime(runner, images):
+    """Mean ms per image of a backend runner over ``images`` after one untimed pass (compiles, caches)."""
+    for x in images:
+        runner(x)
+    times = []
+    for x in images:
+        t0 = time.perf_counter()
+        out = runner(x)
+        if out.is_cuda:
+            torch.cuda.synchronize(out.device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.mean(times)

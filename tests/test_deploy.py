@@ -1,5 +1,6 @@
-"""Profile, inference, export and the fast inference path."""
+"""Profile, inference backends, inference and export."""
 import os
+import re
 import subprocess
 import sys
 
@@ -10,11 +11,13 @@ import torch
 
 from conftest import ROOT, randomized, run_cli
 from pfdn_arch import PFDN
+from pfdn_arch.archs.reparam import reparameterized as pfdn_reparameterized
 from pfdn_arch.checkpoint import build_pfdn_from_checkpoint
 from pfdn_arch.data.samples import sample_image
 from pfdn_arch.evaluate import evaluate_folder, make_lr, to_tensor
-from pfdn_arch.fast import FastPFDN, fast_pfdn
-from pfdn_arch.infer import Upscaler, resolve_device_dtype
+from pfdn_arch import backends
+from pfdn_arch.backends import make_runner, resolve
+from pfdn_arch.infer import Upscaler
 from pfdn_arch.profile import count_ops
 
 
@@ -39,61 +42,103 @@ def test_profile_counts_of_the_released_model(released):
     assert round(r['activations'] / 1e6, 2) == 65.10
 
 
-def test_profile_cli_table_and_cuda_fallback_error():
-    r = run_cli('profile', '--size', '64', '64', '--runs', '2', '--warmup', '1')
-    assert r.returncode == 0, r.stderr
-    assert '| deployed | 272,224 |' in r.stdout and '| training | 972,640 |' in r.stdout
+def test_profile_cli_table_ntire_protocol_and_cuda_fallback_error(tmp_path, capsys):
+    from pfdn_arch.cli.main import main
+    assert main(['profile', '--size', '64', '64', '--runs', '2', '--warmup', '1']) == 0
+    out = capsys.readouterr().out
+    assert '| deployed | 272,224 |' in out and '| training | 972,640 |' in out
+    assert f"| {resolve('auto')[0]} (fp32, cpu) |" in out  # the deployed form runs on the auto backend
+    lr = tmp_path / 'lr'
+    lr.mkdir()
+    for name in ('chelsea.png', 'coffee.png'):
+        cv2.imwrite(str(lr / name), sample_image(name)[:40, :48])
+    assert main(['profile', '--protocol', 'ntire', '--input', str(lr), '--backend', 'torch']) == 0
+    out = capsys.readouterr().out
+    assert 'NTIRE Efficient SR protocol on' in out and '(2 images)' in out
+    assert re.search(r'\| NTIRE protocol: torch \(fp32, cpu\) \| \d+\.\d\d \| - \|', out)
+    assert re.search(r'\| torch \(fp32, cpu\), after one untimed pass \| \d+\.\d\d \| - \|', out)
     r = run_cli('profile', '--device', 'cuda')
     if not torch.cuda.is_available():
         assert r.returncode == 2 and r.stderr.strip() == ('error: --device cuda asked for but CUDA is not '
                                                           'available; use --device cpu')
 
 
-@pytest.mark.parametrize('scale', [2, 3, 4])
-def test_fast_path_equals_the_plain_forward(scale):
-    net = randomized(PFDN(upscale=scale), seed=scale).eval()
+INSTALLED = [b for b in backends.BACKENDS[1:] if backends.installed(b)]
+
+
+@pytest.mark.parametrize('backend', INSTALLED)
+def test_every_installed_backend_agrees_with_the_plain_forward(backend, released):
+    runner = make_runner(released, backend, 'cpu', 'fp32', warn=pytest.fail)  # no fallback, no note
+    assert runner.name == backend and runner.dtype == 'fp32'
+    for name, size in (('astronaut.png', None), ('coffee.png', (37, 51))):
+        x = real_lr(name, size)
+        with torch.no_grad():
+            assert (runner(x).cpu() - released(x)).abs().max().item() <= 1e-4, (backend, name)
+    with pytest.raises(ValueError, match='at least 15x15'):
+        runner(torch.rand(1, 3, 14, 30))
+
+
+@pytest.mark.parametrize('scale', [2, 3])
+def test_library_backends_run_other_scales_and_the_fused_training_form(scale):
+    trained = randomized(PFDN(upscale=scale), seed=scale).eval()
+    deployed = pfdn_reparameterized(trained)
     x = real_lr(size=(40, 47))
     with torch.no_grad():
-        ref = net(x)
-        fast = FastPFDN(net)  # from the training form: fused inside
-        assert (fast(x) - ref).abs().max().item() <= 1e-5
-        assert fast(x).is_contiguous() and fast(x).shape == ref.shape
+        ref = trained(x)
+    for backend in set(INSTALLED) - {'compile'}:
+        assert (make_runner(deployed, backend)(x).cpu() - ref).abs().max().item() <= 1e-4, backend
+    with pytest.raises(ValueError, match='deployed form'):
+        make_runner(trained)
 
 
-def test_fast_path_on_released_weights_real_images(released):
-    fast = fast_pfdn(released)
-    for name in ('astronaut.png', 'coffee.png'):
-        x = real_lr(name)
-        with torch.no_grad():
-            assert (fast(x) - released(x)).abs().max().item() <= 1e-4
-    with pytest.raises(ValueError, match='>= 15'):
-        fast(torch.rand(1, 3, 14, 30))
-
-
-def test_bf16_fast_path_keeps_set5(released, set5_hr):
-    fp32 = evaluate_folder(released, set5_hr)
-    bf16 = evaluate_folder(fast_pfdn(released, torch.bfloat16), set5_hr)
-    assert abs(bf16['psnr'] - fp32['psnr']) <= 0.02, (fp32, bf16)
-
-
-def test_hardware_options_fall_back_with_a_message():
+def test_auto_picks_an_installed_backend_and_missing_runtimes_fall_back_with_a_note(monkeypatch):
     notes = []
-    if not torch.cuda.is_available():
-        assert resolve_device_dtype('cuda', 'fp16', notes.append) == (torch.device('cpu'), 'fp32')
-        assert any('CUDA is not available' in n for n in notes) and any('fp16 needs CUDA' in n for n in notes)
-    notes.clear()
-    assert resolve_device_dtype('cpu', 'fp16', notes.append) == (torch.device('cpu'), 'fp32')
-    assert notes == ['note: fp16 needs CUDA (CPU fp16 convolutions are slow and inexact); using fp32']
+    backend, device, dtype = resolve('auto', 'cpu', 'fp32', notes.append)
+    assert backend in INSTALLED and backend == next(b for b in backends.AUTO_ORDER['cpu'] if b in INSTALLED)
+    assert notes == [] and device == torch.device('cpu') and dtype == 'fp32'
+    monkeypatch.setattr(backends, '_importable', lambda module: False)  # neither OpenVINO nor ONNX Runtime
+    assert resolve('auto', 'cpu', 'fp32', notes.append)[0] == 'torch' and notes == []
+    assert resolve('openvino', 'cpu', 'fp32', notes.append)[0] == 'torch'
+    assert notes == ["note: the openvino backend is not installed (pip install 'pfdn[fast]'); using torch"]
+    with pytest.raises(ValueError, match='backend must be one of'):
+        resolve('tensorrt')
+    with pytest.raises(ValueError, match="unknown device 'banana'"):
+        resolve('torch', 'banana')
+
+
+def test_bf16_keeps_set5_where_the_hardware_has_it(released, set5_hr):
+    notes = []
+    backend, _, dtype = resolve('auto', 'cpu', 'bf16', notes.append)
+    if dtype != 'bf16':  # the fallback is announced, and then it is fp32
+        assert notes and 'bf16' in notes[0]
+        return
+    fp32 = evaluate_folder(released, set5_hr)
+    bf16 = evaluate_folder(make_runner(released, backend, 'cpu', 'bf16'), set5_hr)
+    assert abs(bf16['psnr'] - fp32['psnr']) <= 0.02, (backend, fp32, bf16)
+
+
+def test_batches_and_batched_tiles_give_the_single_run_outputs(released):
+    runner = make_runner(released, 'torch')
+    imgs = [sample_image(n)[:60, :70] for n in ('astronaut.png', 'coffee.png', 'chelsea.png')]
+    one = Upscaler(runner)
+    three = Upscaler(runner, batch=3)
+    for a, b in zip(three.upscale_images(imgs), [one.upscale_image(i) for i in imgs]):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    x = real_lr('coffee.png')
+    tiled1 = Upscaler(runner, tile=48, tile_overlap=16)(x)
+    tiled4 = Upscaler(runner, tile=48, tile_overlap=16, batch=4)(x)
+    assert (tiled1 - tiled4).abs().max().item() <= 1e-5
 
 
 def test_tiled_inference_blends_close_to_whole_image(released):
     x = real_lr('coffee.png')  # 100 x 150 LR
-    whole = Upscaler(released)(x)
-    tiled = Upscaler(released, tile=48, tile_overlap=16)(x)
+    runner = make_runner(released, 'torch')
+    whole = Upscaler(runner)(x)
+    tiled = Upscaler(runner, tile=48, tile_overlap=16)(x)
     mse = ((whole - tiled) ** 2).mean().item()
     assert tiled.shape == whole.shape and 10 * np.log10(1 / mse) > 40  # ESA pools per tile: close, not equal
     with pytest.raises(ValueError, match='at least 15'):
-        Upscaler(released, tile=8)
+        Upscaler(runner, tile=8)
 
 
 def test_infer_cli_formats_layouts_and_failures(tmp_path, weights):

@@ -299,17 +299,14 @@ class PFDNModel(SRModel):
         return reparameterized(net)
 
     def validation_network(self):
-        """The deployed network validation/testing runs: the fast inference path unless ``val.fast_path: false``
-        (the plain eager forward), in ``val.dtype`` (fp32 default; bf16, or fp16 on CUDA, fall back with a note)."""
-        net = self.deployed_network()
-        val_opt = self.opt.get('val') or {}
-        if not val_opt.get('fast_path', True):
-            return net
-        from ..fast import fast_pfdn
-        from ..infer import DTYPES, resolve_device_dtype
+        """What validation and testing run: the deployed network on ``val.backend`` (auto: the fastest for the
+        device; torch: the plain eager reference) in ``val.dtype`` (fp32 default); a runtime or precision that is
+        missing falls back with a logged note."""
+        from ..backends import make_runner
 
-        device, dtype = resolve_device_dtype(self.device, val_opt.get('dtype', 'fp32'), get_root_logger().warning)
-        return fast_pfdn(net, DTYPES[dtype], device)
+        val_opt = self.opt.get('val') or {}
+        return make_runner(self.deployed_network(), val_opt.get('backend', 'auto'), self.device,
+                           val_opt.get('dtype', 'fp32'), warn=get_root_logger().warning)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         if self.is_train:
@@ -322,12 +319,9 @@ class PFDNModel(SRModel):
             del self._val_net
 
     def test(self):
-        net = getattr(self, '_val_net', None) or self.deployed_network()
-        was_training = net.training
-        net.eval()
+        runner = getattr(self, '_val_net', None) or self.validation_network()
         with torch.no_grad():
-            self.output = net(self.lq).float()
-        net.train(was_training)
+            self.output = runner(self.lq).float()
         if (self.opt.get('val') or {}).get('save_comparison') and hasattr(self, 'gt') and self._lq_path:
             self._save_comparison()
 
