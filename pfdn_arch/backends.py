@@ -35,15 +35,15 @@ INSTALL = "pip install 'pfdn[fast]'"
 def installed(backend):
     """Whether the backend's runtime can be imported here."""
     if backend == 'openvino':
-        return _importable('openvino')
+        return importable('openvino')
     if backend == 'onnxruntime':
-        return _importable('onnxruntime') and _importable('onnx')
+        return importable('onnxruntime') and importable('onnx')
     if backend == 'compile':
         return hasattr(torch, 'compile')
     return backend == 'torch'
 
 
-def _importable(module):
+def importable(module):
     import importlib.util
 
     try:

@@ -50,24 +50,24 @@ def _device_agnostic_resume():
     maps to CUDA only when the run uses a GPU and loads with ``weights_only=True`` (BasicSR#706)."""
     import torch
     import basicsr.train as train
-    from basicsr.utils import check_resume, scandir
+    from basicsr.utils import check_resume
 
     def load_resume_state(opt):
-        path = None
-        if opt['auto_resume']:
-            state_dir = os.path.join(opt.get('root_path', '.'), 'experiments', opt['name'], 'training_states')
-            if os.path.isdir(state_dir):
-                states = [int(v.split('.state')[0]) for v in scandir(state_dir, suffix='state') if v[0].isdigit()]
-                if states:
-                    path = os.path.join(state_dir, f'{max(states)}.state')
-                    opt['path']['resume_state'] = path
-        elif opt['path'].get('resume_state'):
-            path = opt['path']['resume_state']
-        if path is None:
-            return None
+        from .checkpoint import newest_resumable_state, read_training_state
+
         use_cuda = opt.get('num_gpu', 0) != 0 and torch.cuda.is_available()
         device = torch.device('cuda', torch.cuda.current_device()) if use_cuda else torch.device('cpu')
-        state = torch.load(path, map_location=device, weights_only=True)
+        if opt['auto_resume']:
+            # the newest state that loads; damaged newer ones are set aside (pfdn_arch.checkpoint)
+            path, state = newest_resumable_state(
+                os.path.join(opt.get('root_path', '.'), 'experiments', opt['name']), device)
+            if path is None:
+                return None
+            opt['path']['resume_state'] = path
+        elif opt['path'].get('resume_state'):
+            state = read_training_state(opt['path']['resume_state'], device)
+        else:
+            return None
         before = dict(opt['path'])
         check_resume(opt, state['iter'])
         # check_resume points every pretrain_network_* at the run's own saves, also a frozen teacher

@@ -13,6 +13,8 @@ import torch
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils.matlab_functions import imresize
 
+from .images import read_image
+
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
@@ -60,7 +62,7 @@ def evaluate_folder(upscaler, hr_folder, scale=4, limit=None, bicubic=False):
         raise FileNotFoundError(f'no images in {hr_folder}')
     psnr, ssim = [], []
     for path in paths:
-        hr, lr = make_lr(cv2.imread(path, cv2.IMREAD_COLOR), scale)
+        hr, lr = make_lr(read_image(path, cv2.IMREAD_COLOR), scale)
         lr = lr.astype(np.float32) / 255.0
         if bicubic:
             sr = (np.clip(imresize(lr, scale), 0, 1) * 255.0).round().astype(np.uint8)

@@ -71,7 +71,10 @@ class Upscaler:
         return out / weight
 
     def _run(self, x):
-        return self.runner(x).float().cpu()
+        out = self.runner(x).float().cpu()
+        if not torch.isfinite(out).all():
+            raise ValueError('the network produced NaN or Inf values (are its weights usable?); nothing written')
+        return out
 
     def upscale_image(self, img):
         """numpy image as cv2 reads it with IMREAD_UNCHANGED -> upscaled image of the same layout and depth."""

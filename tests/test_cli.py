@@ -3,7 +3,7 @@ import os
 
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, tiny_options, write_yml
 from pfdn_arch import PFDN
 
 
@@ -48,9 +48,8 @@ def test_bad_inputs_give_one_error_line(tmp_path, weights):
 
 
 def test_train_refuses_missing_dataset_before_basicsr_starts(tmp_path):
-    opt = tmp_path / 'o.yml'
-    opt.write_text('name: x\nnum_gpu: 0\ndatasets:\n  train:\n    dataroot_gt: nowhere.lmdb\n    io_backend: {type: lmdb}\n'
-                   'network_g: {type: PFDN}\npath: {}\n')
+    opt = write_yml(tiny_options('x', datasets={'train': {'type': 'PairedImageDataset', 'dataroot_gt': 'nowhere.lmdb',
+                                                          'io_backend': {'type': 'lmdb'}}}), tmp_path)
     r = run_cli('train', '-opt', str(opt), cwd=tmp_path)
     assert r.returncode == 2 and 'datasets.train.dataroot_gt not found: nowhere.lmdb' in r.stderr
     assert not (tmp_path / 'experiments').exists()

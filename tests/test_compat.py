@@ -53,7 +53,8 @@ def test_resume_state_loads_without_cuda(tmp_path):
     torch.save({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []}, state_dir / '4.state')
     models = tmp_path / 'experiments' / 'exp' / 'models'
     models.mkdir()
-    (models / 'net_g_8.pth').write_bytes(b'')
+    from pfdn_arch import PFDN
+    torch.save({'params': PFDN(num_feat=8, num_partial_feat=4, num_block=1).state_dict()}, models / 'net_g_8.pth')
     opt = {'auto_resume': True, 'name': 'exp', 'root_path': str(tmp_path), 'num_gpu': 0,
            'path': {'resume_state': None, 'models': str(models), 'pretrain_network_t': '/teacher.pth'},
            'network_g': {}, 'network_t': {}}

@@ -4,6 +4,11 @@ import os
 from ..errors import UserError
 from .main import parser
 
+
+def _importable(module):
+    from ..backends import _importable as importable
+    return importable(module)
+
 FORMATS = ('pth', 'safetensors', 'onnx')
 
 
@@ -17,16 +22,27 @@ def main(argv, prog='basicsr export'):
     p.add_argument('--force', action='store_true', help='overwrite existing files')
     a = p.parse_args(argv)
 
+    from ..atomic import atomic_path
+    from ..backends import importable
     from ..checkpoint import build_pfdn_from_checkpoint
     from ..export import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
     from .infer import default_weights
 
-    net, _ = build_pfdn_from_checkpoint(a.weights or default_weights())
+    needs = {'onnx': 'onnx', 'safetensors': 'safetensors'}
+    for fmt in a.formats:  # before anything is written
+        if fmt in needs and not importable(needs[fmt]):
+            raise UserError(f"{fmt} export needs the {needs[fmt]} package: pip install 'pfdn[export]' (or leave "
+                            f"{fmt} out of --formats)")
+    weights = a.weights or default_weights()
+    net, _ = build_pfdn_from_checkpoint(weights)
     if not net.deploy:
         net.reparameterize()
     net.eval()
     name = a.name or f'pfdn_x{net.upscale}'
     paths = output_paths(a.out, name, a.formats)
+    same = [q for q in paths.values() if os.path.exists(q) and os.path.samefile(q, weights)]
+    if same:
+        raise UserError(f'{same[0]} is the --weights file itself; choose another --out or --name')
     existing = [q for q in paths.values() if os.path.exists(q)]
     if existing and not a.force:
         raise UserError(f'{existing[0]} exists; pass --force to overwrite or choose another --out/--name')
@@ -39,12 +55,14 @@ def main(argv, prog='basicsr export'):
         save_safetensors(sd, paths['safetensors'], {'architecture': 'PFDN', 'scale': str(net.upscale)})
         print(f"{paths['safetensors']}: {len(sd)} tensors")
     if 'onnx' in paths:
-        export_onnx(net, paths['onnx'], a.opset)
-        diff = check_onnx(net, paths['onnx'])
+        with atomic_path(paths['onnx']) as tmp:  # checked before it takes the final name
+            export_onnx(net, tmp, a.opset)
+            diff = check_onnx(net, tmp)
+            if diff is not None and not diff <= 1e-4:
+                raise UserError(f"the ONNX export disagrees with PyTorch in onnxruntime (max |diff| {diff:.1e}); "
+                                f"{paths['onnx']} was not written")
         check = ("onnxruntime not installed, not checked (pip install 'pfdn[export]')" if diff is None
                  else f'onnxruntime vs PyTorch max |diff| {diff:.1e} on 3 sizes')
-        if diff is not None and diff > 1e-4:
-            raise UserError(f"{paths['onnx']}: onnxruntime disagrees with PyTorch (max |diff| {diff:.1e})")
         print(f"{paths['onnx']}: dynamic batch/height/width, opset {a.opset}; {check}")
     try:
         from ..spandrel_arch import register

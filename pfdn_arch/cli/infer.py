@@ -6,7 +6,7 @@ import cv2
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..evaluate import IMAGE_EXTS
+from ..images import IMAGE_EXTS, ImageError, list_images, read_image, write_image
 from .main import parser
 
 DEFAULT_WEIGHTS = ('weights/team08_PFDN.pth', '../shared/weights/team08_PFDN.pth')
@@ -25,11 +25,23 @@ def collect_inputs(path):
     if os.path.isfile(path):
         return [path]
     if os.path.isdir(path):
-        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTS))
+        files = list_images(path)
         if not files:
             raise UserError(f'no images ({", ".join(IMAGE_EXTS)}) in {path}')
         return files
     raise UserError(f'input not found: {path}')
+
+
+def kept_output(out_path, src_shape, scale):
+    """None when an existing output is a complete result for an input of ``src_shape`` (so a rerun keeps it);
+    otherwise why it is not (a rerun reports it and leaves it alone: it may be the user's)."""
+    try:
+        out = read_image(out_path, cv2.IMREAD_UNCHANGED)
+    except ImageError as err:
+        return str(err).split(': ', 1)[1]
+    if out.shape[:2] != (src_shape[0] * scale, src_shape[1] * scale):
+        return f'it is {out.shape[1]}x{out.shape[0]}, not the x{scale} result of this input'
+    return None
 
 
 def main(argv, prog='basicsr infer'):
@@ -57,6 +69,8 @@ def main(argv, prog='basicsr infer'):
     from ..infer import Upscaler
 
     inputs = collect_inputs(a.input)
+    if os.path.exists(a.output) and not os.path.isdir(a.output):
+        raise UserError(f'-o {a.output} is a file; give a folder for the results')
     net, _ = build_pfdn_from_checkpoint(a.weights or default_weights())
     if not net.deploy:
         net.reparameterize()
@@ -79,28 +93,31 @@ def main(argv, prog='basicsr infer'):
             failed.extend((path, str(err).splitlines()[0]) for path, _ in pending)
             results = []
         for (path, _), result in zip(pending, results):
-            out_path = os.path.join(a.output, os.path.basename(path))
-            if cv2.imwrite(out_path, result):
-                done += 1
-            else:
-                failed.append((path, f'cannot write {out_path}'))
+            write_image(os.path.join(a.output, os.path.basename(path)), result)  # atomic: whole or absent
+            done += 1
         bar.update(len(pending))
         pending.clear()
 
     bar = tqdm(total=len(inputs), desc='upscaling', unit='img')
     for path in inputs:
         out_path = os.path.join(a.output, os.path.basename(path))
-        if os.path.abspath(out_path) == os.path.abspath(path):
-            failed.append((path, 'output would replace the input; choose another -o'))
+        if os.path.exists(out_path) and os.path.samefile(out_path, path):
+            failed.append((path, 'the output would replace the input; choose another -o'))
+            bar.update()
+            continue
+        try:
+            img = read_image(path, cv2.IMREAD_UNCHANGED)
+        except ImageError as err:
+            failed.append((path, str(err).split(': ', 1)[1]))
             bar.update()
             continue
         if os.path.exists(out_path) and not a.force:
-            skipped.append(out_path)
-            bar.update()
-            continue
-        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        if img is None:
-            failed.append((path, 'unreadable or corrupt image'))
+            why = kept_output(out_path, img.shape, net.upscale)
+            if why is None:
+                skipped.append(out_path)
+            else:
+                failed.append((out_path, f'exists but is not a complete result ({why}); it was left as it is: '
+                                         'remove it or pass --force'))
             bar.update()
             continue
         if pending and (pending[0][1].shape[:2] != img.shape[:2] or len(pending) >= batch):

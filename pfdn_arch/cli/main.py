@@ -10,9 +10,16 @@
     basicsr profile  [--weights W] [--size H W] [--device cpu|cuda]
 """
 import argparse
+import signal
 import sys
 
 from ..errors import UserError
+
+# what a rerun does after Ctrl-C / SIGTERM
+CONTINUE = {'train': 'rerun it with --auto_resume to continue from the last saved training state',
+            'schedule': 'rerun the same command to continue: finished stages are skipped, the stopped one resumes',
+            'infer': 'rerun the same command to continue: finished images are kept',
+            'prepare': 'rerun the same command to continue where it stopped'}
 
 COMMANDS = {
     'train': ('pfdn_arch.cli.pipelines', 'train_main', 'train with BasicSR\'s train_pipeline (its flags pass through)'),
@@ -47,19 +54,48 @@ def main(argv=None):
         print(f"error: unknown command '{name}'; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module_name, func_name, _ = COMMANDS[name]
+    previous = _stop_on_sigterm()
     try:
         import importlib
 
         import pfdn_arch  # noqa: F401  (compatibility layer + registries, before BasicSR runs)
+        import cv2
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # OpenCV's own log lines would double the one error line a bad image gets
 
         func = getattr(importlib.import_module(module_name), func_name)
         return func(rest, prog=f'basicsr {name}') or 0
     except UserError as err:
+        _end_progress_bars()
         print(f'error: {err}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print('interrupted; rerun the same command to continue where it stopped', file=sys.stderr)
+        _end_progress_bars()
+        print(f"interrupted; {CONTINUE.get(name, 'nothing was left half-written')}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _end_progress_bars():
+    """Close progress bars an error interrupted, so the error line starts a line of its own."""
+    try:
+        from tqdm import tqdm
+        for bar in list(getattr(tqdm, '_instances', ())):
+            bar.close()
+    except Exception:
+        pass
+
+
+def _stop_on_sigterm():
+    """SIGTERM (a scheduler, torchrun, kill) stops a command the way Ctrl-C does: cleanly, with what started it
+    (stages, data workers) stopped and a line saying how to continue. Returns the previous handler."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (called from a library): leave signals alone
+        return None
 
 
 def parser(prog, description):

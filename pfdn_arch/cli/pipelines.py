@@ -20,8 +20,9 @@ def _opt_path(argv):
     return None
 
 
-def check_options(opt_path, is_train, argv=()):
-    """Catch the common mistakes before BasicSR turns them into tracebacks. Returns the parsed yml."""
+def check_options(opt_path, is_train, argv=(), pretrained=True):
+    """Catch the common mistakes before BasicSR turns them into tracebacks. Returns the parsed yml.
+    ``pretrained=False`` leaves out the checkpoint paths (a schedule's later stages read what earlier ones make)."""
     if opt_path is None:
         raise UserError('missing -opt OPTIONS.yml (e.g. basicsr train -opt options/train_pfdn_x4.yml)')
     if not os.path.isfile(opt_path):
@@ -31,9 +32,11 @@ def check_options(opt_path, is_train, argv=()):
             opt = yaml.safe_load(f)
     except yaml.YAMLError as err:
         raise UserError(f'{opt_path} is not valid YAML: {str(err).splitlines()[0]}') from None
-    if not isinstance(opt, dict) or 'name' not in opt or 'datasets' not in opt:
-        raise UserError(f'{opt_path} is not a BasicSR options file (needs name, datasets, network_g, path)')
+    if not isinstance(opt, dict):
+        raise UserError(f'{opt_path} is not a BasicSR options file (needs name, model_type, scale, datasets, '
+                        'network_g, path)')
     _apply_force_yml(opt, argv)
+    _check_structure(opt, opt_path, is_train)
     import torch
 
     if opt.get('num_gpu', 0) not in (0, 'auto') and not torch.cuda.is_available():
@@ -54,14 +57,67 @@ def check_options(opt_path, is_train, argv=()):
             if root and (ds.get('io_backend') or {}).get('type') == 'lmdb' and fmt != 'png':
                 raise UserError(f'datasets.{phase}.{key} ({root}) is not a PNG LMDB made for BasicSR' + (
                     ' (it holds decoded pixels: use type: PairedCropDataset)' if fmt else ' (no meta_info.txt)'))
+        _check_pairs(phase, ds, opt['scale'])
     auto_resume = '--auto_resume' in argv
-    for key, value in (opt.get('path') or {}).items():
+    for key, value in (opt.get('path') or {}).items() if pretrained else ():
         if value and key.startswith('pretrain_network') and not os.path.isfile(os.path.expanduser(value)):
             if auto_resume and key == 'pretrain_network_g' and is_train:
                 continue  # an auto-resumed stage loads its own save instead
             raise UserError(f'path.{key} not found: {value} (put the checkpoint there or pass '
                             f'--force_yml path:{key}=PATH)')
     return opt
+
+
+def _check_structure(opt, opt_path, is_train):
+    """The sections BasicSR reads without checking, present and of the right kind."""
+    needed = ['name', 'model_type', 'scale', 'datasets', 'network_g', 'path'] + (['train'] if is_train else [])
+    missing = [k for k in needed if opt.get(k) is None]
+    if missing:
+        raise UserError(f"{opt_path} has no {', '.join(missing)}: a BasicSR {'training' if is_train else 'test'} "
+                        f"options file needs {', '.join(needed)} (see options/)")
+    for key in ('datasets', 'network_g', 'path') + (('train',) if is_train else ()):
+        if not isinstance(opt[key], dict):
+            raise UserError(f'{opt_path}: {key} must be a mapping of names to settings, not a '
+                            f'{type(opt[key]).__name__}')
+    for phase, ds in opt['datasets'].items():
+        if not isinstance(ds, dict) or 'type' not in ds:
+            raise UserError(f'{opt_path}: datasets.{phase} must be a mapping with a type (e.g. PairedImageDataset)')
+        if phase != 'train' and not phase.startswith(('val', 'test')):
+            raise UserError(f"{opt_path}: datasets.{phase}: BasicSR knows the phases train, val* and test* only")
+    if 'type' not in opt['network_g']:
+        raise UserError(f'{opt_path}: network_g has no type (e.g. type: PFDN)')
+    if is_train and 'train' not in opt['datasets']:
+        raise UserError(f'{opt_path}: datasets has no train entry to train on')
+    if not is_train and not opt['path'].get('pretrain_network_g'):
+        raise UserError(f'{opt_path}: path.pretrain_network_g is not set: testing needs the weights to test')
+
+
+def _check_pairs(phase, ds, scale):
+    """Folder-based PairedImageDataset: every GT has its LR and their sizes agree with the scale (BasicSR asserts
+    it mid-run: in training, after a checkpoint was written)."""
+    if ds.get('type') != 'PairedImageDataset' or (ds.get('io_backend') or {}).get('type') != 'disk':
+        return
+    from PIL import Image
+
+    from ..images import list_images
+
+    gt_dir, lq_dir = (os.path.expanduser(ds[k]) for k in ('dataroot_gt', 'dataroot_lq'))
+    template = ds.get('filename_tmpl', '{}')
+    for gt in list_images(gt_dir):
+        stem, ext = os.path.splitext(os.path.basename(gt))
+        lq = os.path.join(lq_dir, template.format(stem) + ext)
+        if not os.path.isfile(lq):
+            raise UserError(f'datasets.{phase}: {gt} has no LR image {lq}')
+        try:
+            with Image.open(gt) as a, Image.open(lq) as b:
+                (gw, gh), (lw, lh) = a.size, b.size
+        except Exception:
+            continue  # the dataset's own reading reports what it cannot decode
+        exact = phase == 'train'  # training crops need GT = LR x scale; evaluation crops GT to LR x scale
+        if (lw * scale, lh * scale) != (gw, gh) if exact else (lw * scale > gw or lh * scale > gh):
+            raise UserError(f'datasets.{phase}: {os.path.basename(lq)} is {lw}x{lh}, x{scale} = {lw * scale}x'
+                            f'{lh * scale}, but its GT is {gw}x{gh}; the LR images must be the GT downscaled x{scale} '
+                            '(basicsr prepare benchmark / lr make such pairs)')
 
 
 def _apply_force_yml(opt, argv):
@@ -82,7 +138,17 @@ def _apply_force_yml(opt, argv):
             if not isinstance(node.get(key), dict):
                 raise UserError(f"--force_yml {entry}: the options have no '{key}' section")
             node = node[key]
-        node[leaf] = _postprocess_yml_value(value)
+        if leaf not in node:  # a typo would otherwise be added as a new key and silently ignored
+            import difflib
+            close = difflib.get_close_matches(leaf, [str(k) for k in node], 1)
+            where = ':'.join(parents) or 'the top level'
+            raise UserError(f"--force_yml {entry}: the options have no '{leaf}' in {where}"
+                            + (f" (did you mean '{close[0]}'?)" if close else '; add it to the yml instead'))
+        value = _postprocess_yml_value(value)
+        if parents == ['datasets'] and value is None:
+            raise UserError(f'--force_yml {entry}: a dataset cannot be removed with --force_yml (BasicSR would '
+                            f'crash on it); copy the yml and delete datasets.{leaf} there')
+        node[leaf] = value
 
 
 def cpu_overrides(opt):
@@ -120,7 +186,14 @@ def _run(argv, prog, is_train):
     for _, what in overrides:
         print(f'note: CUDA is not available; {what} is ignored', file=sys.stderr)
     argv = with_force_yml(argv, [entry for entry, _ in overrides])
-    sys.argv = [prog] + list(argv)
+    saved, sys.argv = sys.argv, [prog] + list(argv)
+    try:
+        _pipeline(is_train)
+    finally:
+        sys.argv = saved
+
+
+def _pipeline(is_train):
     root = os.getcwd()
     if is_train:
         from basicsr.train import train_pipeline

@@ -1,8 +1,7 @@
 """``basicsr reparam``: training-form checkpoint -> deployed checkpoint in the released layout."""
 import os
 
-import torch
-
+from ..atomic import save_torch
 from ..archs.reparam import is_training_form, reparameterize_state_dict
 from ..checkpoint import load_checkpoint
 from ..errors import UserError
@@ -17,6 +16,10 @@ def main(argv, prog='basicsr reparam'):
     p.add_argument('--param-key', default=None, help='params or params_ema (default: params_ema if present)')
     p.add_argument('--force', action='store_true', help='overwrite --out if it exists')
     args = p.parse_args(argv)
+    if os.path.isdir(args.dst):
+        raise UserError(f'--out {args.dst} is a folder; give the file to write (e.g. {args.dst}/pfdn_deploy.pth)')
+    if os.path.exists(args.dst) and os.path.exists(args.src) and os.path.samefile(args.src, args.dst):
+        raise UserError(f'--out {args.dst} is --in itself; writing it would replace the training-form checkpoint')
     if os.path.exists(args.dst) and not args.force:
         raise UserError(f'{args.dst} exists; pass --force to overwrite it or choose another --out')
     sd = load_checkpoint(args.src, args.param_key)
@@ -24,6 +27,6 @@ def main(argv, prog='basicsr reparam'):
         raise UserError(f'{args.src} is already in the deployed form (no RRRB branches); nothing to convert')
     deployed = reparameterize_state_dict(sd)
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
-    torch.save(deployed, args.dst)
+    save_torch(deployed, args.dst)
     n = sum(v.numel() for v in deployed.values())
     print(f'wrote {args.dst}: {len(deployed)} tensors, {n:,} parameters (deployed form)')

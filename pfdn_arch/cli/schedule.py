@@ -6,12 +6,14 @@ from scikit-image's built-in photos: the whole recipe end to end in a few minute
 import copy
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 
 import yaml
 
+from ..atomic import write_text
 from ..errors import UserError
 from .main import parser
 
@@ -49,7 +51,18 @@ def load_yml(path):
 
 
 def stage_done(name):
-    return os.path.isfile(os.path.join('experiments', name, 'models', 'net_g_latest.pth'))
+    """A stage is finished when its final checkpoint loads; a damaged one is set aside and the stage resumed."""
+    from ..checkpoint import load_checkpoint, set_aside
+
+    path = os.path.join('experiments', name, 'models', 'net_g_latest.pth')
+    if not os.path.isfile(path):
+        return False
+    try:
+        load_checkpoint(path)
+        return True
+    except UserError as err:
+        set_aside(path, str(err).split(': ', 1)[-1])
+        return False
 
 
 def stage_progress(name):
@@ -122,19 +135,53 @@ def smoke_stage(opt, index, names, data, iters=SMOKE_ITERS):
                         {f'experiments/{n}/': f'experiments/smoke_{n}/' for n in names})
 
 
+def _die_with_parent():
+    """In the stage's process: receive SIGTERM when the schedule process dies, however it dies (Linux), so a
+    stage never trains on with nobody waiting for it."""
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_stage(opt_path, name, verbose, extra):
     cmd = [sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', opt_path, '--auto_resume'] + extra
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
     tail = []
-    for line in proc.stdout:
-        tail = (tail + [line])[-30:]
-        if verbose or LOG_PATTERN.search(line):
-            sys.stdout.write('    ' + line)
-            sys.stdout.flush()
-    if proc.wait() != 0:
-        sys.stdout.write(''.join('    | ' + t for t in tail))
-        raise UserError(f'stage {name} failed (exit {proc.returncode}); its log is in experiments/{name}/; '
-                        'rerun the same command to resume it')
+    try:
+        for line in proc.stdout:
+            tail = (tail + [line])[-30:]
+            if verbose or LOG_PATTERN.search(line):
+                sys.stdout.write('    ' + line)
+                sys.stdout.flush()
+        code = proc.wait()
+    except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI): stop the stage too
+        stop(proc)
+        raise
+    if code == 0:
+        return
+    errors = [t.strip()[len('error: '):] for t in tail if t.startswith('error: ')]
+    if code == 2 and errors:  # the stage refused its input: the same line, once; a rerun would not help
+        raise UserError(f'stage {name}: {errors[-1]}')
+    if code in (130, -signal.SIGINT, -signal.SIGTERM):
+        raise KeyboardInterrupt
+    sys.stdout.write(''.join('    | ' + t for t in tail))
+    log = os.path.join('experiments', name)
+    raise UserError(f'stage {name} failed (exit {code})' + (f'; its log is in {log}/' if os.path.isdir(log) else '')
+                    + '; fix the cause shown above and rerun the same command to resume it')
+
+
+def stop(proc, grace=60):
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def final_report(name, val_dir):
@@ -183,10 +230,12 @@ def main(argv, prog='basicsr schedule'):
         for i, (opt, path) in enumerate(zip(opts, paths)):
             opts[i] = smoke_stage(opt, i, names, data)
             new_paths.append(os.path.join(out_dir, os.path.basename(path)))
-            with open(new_paths[-1], 'w') as f:
-                yaml.safe_dump(opts[i], f, sort_keys=False)
+            write_text(new_paths[-1], yaml.safe_dump(opts[i], sort_keys=False))
         paths = new_paths
         names = [o['name'] for o in opts]
+    from .pipelines import check_options
+    for path in paths:  # every stage's data and options, before the first one starts
+        check_options(path, True, ['--auto_resume'] + extra, pretrained=False)
     start = time.time()
     for i, (path, opt) in enumerate(zip(paths, opts)):
         name, total = opt['name'], opt['train']['total_iter']

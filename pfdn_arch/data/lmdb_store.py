@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..atomic import write_text
 from ..errors import UserError
 
 FORMATS = ('decoded', 'png')
@@ -148,12 +149,7 @@ def _read_colour(path):
 
 
 def _rewrite(path, lines):
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.writelines(lines)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text(path, ''.join(lines))
 
 
 _READERS = {}

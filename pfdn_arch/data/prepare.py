@@ -14,16 +14,17 @@ from basicsr.utils.matlab_functions import imresize
 
 from ..errors import UserError
 from ..evaluate import list_images, mod_crop
+from ..images import ImageError, read_image, write_image
 from .lmdb_store import lmdb_format, parse_meta, write_lmdb
 
 BENCHMARK_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
 
 
 def _read(path):
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise UserError(f'cannot read image {path}; remove or replace it and rerun')
-    return img
+    try:
+        return read_image(path, cv2.IMREAD_COLOR)
+    except ImageError as err:
+        raise UserError(f'{err}; remove or replace it and rerun') from None
 
 
 def _images_in(folder):
@@ -36,11 +37,8 @@ def _images_in(folder):
 
 
 def _write_atomic(path, img):
-    """Write via a temporary name so an interrupted run never leaves a half-written image under the real name."""
-    tmp = path + '.tmp.png'
-    if not cv2.imwrite(tmp, img):
-        raise UserError(f'cannot write {path}')
-    os.replace(tmp, path)
+    """Written under a temporary name and renamed: an interrupted run never leaves a torn image."""
+    write_image(path, img)
 
 
 def bicubic_downscale(img, scale):
@@ -65,7 +63,8 @@ def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1):
         name = os.path.splitext(os.path.basename(path))[0] + '.png'
         lr_path = os.path.join(lr_dir, name)
         hr_path = os.path.join(hr_out_dir, name) if hr_out_dir else None
-        if not (os.path.exists(lr_path) and (hr_path is None or os.path.exists(hr_path))):
+        h, w = _size(path)
+        if not (_intact(lr_path, (h // scale, w // scale)) and (hr_path is None or _intact(hr_path, (h, w)))):
             jobs.append((path, lr_path, hr_path, scale))
     bar = tqdm(total=len(paths), initial=len(paths) - len(jobs), desc=desc, unit='img')
     if workers > 1 and len(jobs) > 1:
@@ -90,10 +89,31 @@ def _single_threaded():
 
 def _make_one_lr(path, lr_path, hr_path, scale):
     hr = _read(path)
-    if hr_path and not os.path.exists(hr_path):
+    if hr_path and not _intact(hr_path, hr.shape[:2]):
         _write_atomic(hr_path, hr)
-    if not os.path.exists(lr_path):
+    if not _intact(lr_path, (hr.shape[0] // scale, hr.shape[1] // scale)):
         _write_atomic(lr_path, bicubic_downscale(mod_crop(hr, scale), scale))
+
+
+def _size(path):
+    """(h, w) from the image header (no decoding); the decoder reports unreadable files later."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return im.size[::-1]
+    except Exception:
+        return _read(path).shape[:2]
+
+
+def _intact(path, hw):
+    """Whether an output of an earlier run is there and complete (decodes, at the expected size), so a rerun
+    keeps it; anything else in our output folder is made again."""
+    if not os.path.exists(path):
+        return False
+    try:
+        return read_image(path).shape[:2] == tuple(hw)
+    except ImageError:
+        return False
 
 
 def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub-images'):
@@ -117,7 +137,7 @@ def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub
             for x in lefts:
                 index += 1
                 out = os.path.join(out_dir, f'{stem}_s{index:03d}.png')
-                if not os.path.exists(out):
+                if not _intact(out, (crop_size, crop_size)):
                     _write_atomic(out, np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size]))
     return skipped
 

@@ -4,6 +4,8 @@ import os
 import cv2
 import numpy as np
 
+from ..images import write_image
+
 # Colour photos stored inside scikit-image's package (no download). retina is the largest (1411 x 1411).
 SAMPLE_FILES = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg', 'ihc.png', 'hubble_deep_field.jpg',
                 'motorcycle_left.png', 'retina.jpg')
@@ -26,6 +28,6 @@ def write_samples(folder, names=SAMPLE_FILES):
     for name in names:
         path = os.path.join(folder, os.path.splitext(name)[0] + '.png')
         if not os.path.exists(path):
-            cv2.imwrite(path, sample_image(name))
+            write_image(path, sample_image(name))
         paths.append(path)
     return paths

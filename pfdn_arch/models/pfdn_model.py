@@ -29,7 +29,9 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..archs.reparam import is_training_form, reparameterized, reparameterize_state_dict
-from ..checkpoint import load_checkpoint
+from ..atomic import save_torch, write_text
+from ..checkpoint import load_checkpoint, load_into
+from ..errors import UserError
 
 DEFAULT_NCC_LAYERS = ('block1', 'block2', 'block3', 'block4')
 AMP_DTYPES = {'none': None, 'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -81,6 +83,10 @@ class PFDNModel(SRModel):
                 raise
             sd = load_checkpoint(load_path, 'params')  # BasicSR's own fallback when no EMA was saved
             logger.info(f'Loading: params_ema not in {load_path} ({err}); using params.')
+        if not getattr(net, 'deploy', True) and not is_training_form(sd) and any(
+                k.endswith('.rep_conv.weight') for k in sd):
+            raise UserError(f'{load_path} is in the deployed (fused) form and cannot feed a training-form PFDN; '
+                            'build the net with deploy: true (network_g: {type: PFDN, deploy: true})')
         fused = getattr(net, 'deploy', False) and is_training_form(sd)
         if fused:
             sd = reparameterize_state_dict(sd)
@@ -89,7 +95,7 @@ class PFDNModel(SRModel):
         elif self.reparameterize_on_start and net is self.get_bare_model(self.net_g):
             logger.info(f'reparameterize_on_start: {load_path} is already in the deployed form; loaded as is.')
         logger.info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
-        missing, unexpected = net.load_state_dict(sd, strict=strict)
+        missing, unexpected = load_into(net, sd, load_path, strict=strict)
         for key in missing:
             logger.warning(f'strict_load_g is false: {key} is missing from {load_path} and stays at random init')
         for key in unexpected:
@@ -322,21 +328,30 @@ class PFDNModel(SRModel):
         runner = getattr(self, '_val_net', None) or self.validation_network()
         with torch.no_grad():
             self.output = runner(self.lq).float()
+        if not torch.isfinite(self.output).all():  # never score or save a black image
+            name = os.path.basename(self._lq_path[0]) if self._lq_path else 'an image'
+            raise (TrainingDiverged if self.is_train else UserError)(
+                f'the network produced NaN or Inf values on {name}; its weights are not usable'
+                + (' (training diverged; resume from an earlier checkpoint with a lower learning rate)'
+                   if self.is_train else ''))
         if (self.opt.get('val') or {}).get('save_comparison') and hasattr(self, 'gt') and self._lq_path:
             self._save_comparison()
 
     @master_only
     def _save_comparison(self):
         """HR | bicubic | PFDN crops of the current image (``val.save_comparison: true``)."""
-        from basicsr.utils import imwrite, tensor2img
+        from basicsr.utils import tensor2img
+
+        from ..images import write_image
 
         from ..visualize import comparison_strip
 
         name = os.path.splitext(os.path.basename(self._lq_path[0]))[0]
         strip = comparison_strip(tensor2img([self.gt.detach().cpu()]), tensor2img([self.lq.detach().cpu()]),
                                  tensor2img([self.output.detach().cpu()]), self.opt['scale'])
-        imwrite(strip, os.path.join(self.opt['path']['visualization'], getattr(self, '_val_dataset', 'val'),
-                                    f'{name}_HR_bicubic_PFDN.png'))
+        folder = os.path.join(self.opt['path']['visualization'], getattr(self, '_val_dataset', 'val'))
+        os.makedirs(folder, exist_ok=True)
+        write_image(os.path.join(folder, f'{name}_HR_bicubic_PFDN.png'), strip)
 
     def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
         super()._log_validation_metric_values(current_iter, dataset_name, tb_logger)
@@ -348,18 +363,32 @@ class PFDNModel(SRModel):
         """Append this dataset's metrics to ``results.md`` beside BasicSR's test log."""
         path = os.path.join(self.opt['path']['log'], 'results.md')
         metrics = list(self.metric_results)
-        new = not os.path.exists(path)
-        with open(path, 'a') as f:
-            if new:
-                f.write(f"# {self.opt['name']} (x{self.opt['scale']})\n\n| dataset | "
-                        + ' | '.join(m.upper() for m in metrics) + ' |\n|' + ' --- |' * (len(metrics) + 1) + '\n')
-            f.write(f'| {dataset_name} | ' + ' | '.join(f'{self.metric_results[m]:.4f}' for m in metrics) + ' |\n')
+        if os.path.exists(path):
+            with open(path) as f:
+                text = f.read()
+        else:
+            text = (f"# {self.opt['name']} (x{self.opt['scale']})\n\n| dataset | " + ' | '.join(m.upper() for m in metrics)
+                    + ' |\n|' + ' --- |' * (len(metrics) + 1) + '\n')
+        text += f'| {dataset_name} | ' + ' | '.join(f'{self.metric_results[m]:.4f}' for m in metrics) + ' |\n'
+        write_text(path, text)  # the whole table rewritten atomically, never a torn row
 
     def save(self, epoch, current_iter):
         self.check_finite(current_iter)
         super().save(epoch, current_iter)
         self._save_deployed(current_iter)
 
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """BasicSR's network save (``{param_key: state_dict}`` per net, no ``module.`` prefixes), written atomically;
+        a failure is an error, where BasicSR logs a warning and goes on without the file."""
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        save = {key: {(k[7:] if k.startswith('module.') else k): v.detach().cpu()
+                      for k, v in self.get_bare_model(n).state_dict().items()} for n, key in zip(nets, keys)}
+        label = 'latest' if current_iter == -1 else current_iter
+        save_torch(save, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+
+    @master_only
     def save_training_state(self, epoch, current_iter):
         """BasicSR's training state, plus the fp16 gradient scaler's."""
         if current_iter == -1:
@@ -368,7 +397,7 @@ class PFDNModel(SRModel):
                  'schedulers': [s.state_dict() for s in self.schedulers]}
         if self.scaler is not None:
             state['scaler'] = self.scaler.state_dict()
-        torch.save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+        save_torch(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
@@ -379,7 +408,7 @@ class PFDNModel(SRModel):
     def _save_deployed(self, current_iter):
         label = 'latest' if current_iter == -1 else current_iter
         sd = {k: v.detach().cpu() for k, v in self.deployed_network().state_dict().items()}
-        torch.save(sd, os.path.join(self.opt['path']['models'], f'net_g_deploy_{label}.pth'))
+        save_torch(sd, os.path.join(self.opt['path']['models'], f'net_g_deploy_{label}.pth'))
 
 
 def to_channels_last(net):
