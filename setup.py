@@ -10,7 +10,11 @@ setup(
     description='PFDN (NTIRE 2023 Efficient SR winner) for BasicSR: training form, reparameterization, NCC loss',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
-    packages=find_packages(include=['pfdn_arch', 'pfdn_arch.*']),
+    # options/ ships inside the package as pfdn_arch/options/ (the commands' defaults, found the same way in an
+    # editable and in a normal install: pfdn_arch/cli/shipped.py)
+    packages=find_packages(include=['pfdn_arch', 'pfdn_arch.*']) + ['pfdn_arch.options'],
+    package_dir={'pfdn_arch.options': 'options'},
+    package_data={'pfdn_arch.options': ['*.yml']},
     python_requires='>=3.9',
     # torch/torchvision are installed first and basicsr without build isolation (see README): basicsr's sdist
     # declares torch as a build requirement and would otherwise pull a second torch into its build environment.

@@ -64,12 +64,12 @@ def openvino_int8(net, threads):
 
     from pfdn_arch.backends import OpenVINORunner
     from pfdn_arch.data.samples import SAMPLE_FILES, sample_image
-    from pfdn_arch.evaluate import make_lr
+    from pfdn_arch.images import bicubic_lr
 
     runner = OpenVINORunner(net, torch.device('cpu'), 'fp32', threads)
     calib = []
     for name in SAMPLE_FILES:
-        lr = make_lr(sample_image(name), 4)[1][:64, :64, ::-1].astype(np.float32) / 255
+        lr = bicubic_lr(sample_image(name), 4)[1][:64, :64, ::-1].astype(np.float32) / 255
         calib.append(np.ascontiguousarray(lr.transpose(2, 0, 1))[None])
     model = runner.model.clone()
     model.reshape([1, 3, 64, 64])

@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.join(HERE, '..'))
 
 import pfdn_arch  # noqa: E402,F401
 from pfdn_arch.checkpoint import build_pfdn_from_checkpoint  # noqa: E402
-from pfdn_arch.cli.schedule import load_yml, run_stage, scaled_stage, stage_done  # noqa: E402
+from pfdn_arch.cli.schedule import run_stage, stage_done  # noqa: E402
+from pfdn_arch.recipe import load_yml, scaled_stage  # noqa: E402
 from pfdn_arch.data import prepare as prep  # noqa: E402
 from pfdn_arch.evaluate import evaluate_folder  # noqa: E402
 

@@ -40,7 +40,7 @@ import pfdn_arch  # noqa: E402,F401
 from basicsr.data import build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils.options import parse_options  # noqa: E402
-from pfdn_arch.cli.schedule import load_yml, scaled_stage  # noqa: E402
+from pfdn_arch.recipe import load_yml, scaled_stage  # noqa: E402
 from pfdn_arch.data import prepare as prep  # noqa: E402
 from pfdn_arch.data.samples import write_samples  # noqa: E402
 
@@ -113,7 +113,6 @@ def stage_opt(base_yml, name, gt_size, batch, data, device, workers, iters):
     scaled.pop('network_t', None)
     scaled['train'].pop('ncc_opt', None)
     scaled['train']['scheduler']['milestones'] = []
-    scaled['train'].pop('reparameterize_on_start', None)
     scaled['logger'].update(print_freq=10, save_checkpoint_freq=10**9, use_tb_logger=False)
     scaled['datasets']['train']['num_worker_per_gpu'] = workers
     if device == 'cuda':

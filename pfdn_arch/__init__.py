@@ -1,18 +1,24 @@
 """PFDN for BasicSR.
 
-Importing this package (1) makes PyPI basicsr 1.4.2 work on today's Python/torch/torchvision (``compat``) and
-(2) registers, through BasicSR's own registries, the ``PFDN`` arch, the ``NCCLoss`` loss, the ``PFDNModel`` and the
-``PairedCropDataset`` (training crops from decoded LMDBs at next to no cost per sample).
+``import pfdn_arch`` plugs the package into BasicSR (``plugin``): BasicSR 1.4.2 is made to work on today's
+Python/torch/torchvision (``compat``), and the ``PFDN`` arch, the ``NCCLoss`` loss, the ``PFDNModel`` and the
+``PairedCropDataset`` are registered in BasicSR's registries as soon as BasicSR is imported (at once if it already
+is). The import itself stays light: torch and BasicSR load when something here or in BasicSR is used.
 """
-from . import compat
+from . import plugin
 
-compat.apply()  # must precede the first `import basicsr`
-
-from .archs import PFDN, RRRB  # noqa: E402  (registers PFDN in ARCH_REGISTRY)
-from .archs.reparam import infer_pfdn_options, reparameterize_state_dict  # noqa: E402
-from .losses import NCCLoss  # noqa: E402  (registers NCCLoss in LOSS_REGISTRY)
-from .models import PFDNModel  # noqa: E402  (registers PFDNModel in MODEL_REGISTRY)
-from .data.paired_crop_dataset import PairedCropDataset  # noqa: E402  (registers it in DATASET_REGISTRY)
+plugin.install()
 
 __version__ = '0.1.0'
-__all__ = ['NCCLoss', 'PFDN', 'PFDNModel', 'PairedCropDataset', 'RRRB', 'infer_pfdn_options', 'reparameterize_state_dict', '__version__']
+# the public names, loaded on first use (PEP 562): importing them imports torch and BasicSR
+_PUBLIC = {'PFDN': 'archs', 'RRRB': 'archs', 'NCCLoss': 'losses', 'PFDNModel': 'models',
+           'PairedCropDataset': 'data.paired_crop_dataset', 'infer_pfdn_options': 'archs.reparam',
+           'reparameterize_state_dict': 'archs.reparam', 'reparameterized': 'archs.reparam'}
+__all__ = sorted(_PUBLIC) + ['__version__']
+
+
+def __getattr__(name):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'pfdn_arch' has no attribute '{name}'")
+    import importlib
+    return getattr(importlib.import_module(f'.{_PUBLIC[name]}', __name__), name)

@@ -1,17 +1,18 @@
 """Compatibility layer that lets PyPI ``basicsr==1.4.2`` run on Python 3.11+, torch 2.x and torchvision 0.17+.
 
 BasicSR 1.4.2 (2022) is the latest release on PyPI and is not maintained for today's stack. Instead of asking
-users to patch their site-packages, :func:`apply` installs a few narrow shims *before* ``basicsr`` is first
-imported. ``pfdn_arch/__init__.py`` calls it first thing, so ``import pfdn_arch`` is enough.
+users to patch their site-packages, a few narrow shims are installed: :func:`prepare_import` before ``basicsr`` is
+first imported, :func:`patch_basicsr` right after (``pfdn_arch.plugin`` calls both, so ``import pfdn_arch`` is
+enough). Only compatibility lives here: what PFDN's recipe wants of BasicSR is in its options and its model.
 
-Each shim names the upstream problem it works around and is tested in ``tests/test_compat.py`` by a check that
-fails without it.
+Each shim names the upstream problem it works around and is tested by a check that fails without it
+(``tests/test_compat.py``, ``tests/test_data_path.py``).
 """
 import importlib
 import os
 import sys
 
-_APPLIED = False
+_PREPARED = _PATCHED = False
 
 
 def _alias_functional_tensor():
@@ -46,8 +47,10 @@ def _provide_distutils():
 def _device_agnostic_resume():
     """``basicsr.train.load_resume_state`` calls ``torch.cuda.current_device()`` to pick a map location, so
     ``resume_state`` and ``--auto_resume`` crash on machines without CUDA. It also looks for ``experiments/``
-    relative to the process's working directory instead of the experiment root. Replace it with a loader that
-    maps to CUDA only when the run uses a GPU and loads with ``weights_only=True`` (BasicSR#706)."""
+    relative to the process's working directory instead of the experiment root, and loads with the pickle
+    ``torch.load`` default of its time. Replace it with a loader that maps to CUDA only when the run uses a GPU and
+    loads with ``weights_only=True`` (BasicSR#706), skipping states that no longer load (a kill mid-save by an
+    older version: ``pfdn_arch.checkpoint.newest_resumable_state``)."""
     import torch
     import basicsr.train as train
     from basicsr.utils import check_resume
@@ -68,13 +71,7 @@ def _device_agnostic_resume():
             state = read_training_state(opt['path']['resume_state'], device)
         else:
             return None
-        before = dict(opt['path'])
-        check_resume(opt, state['iter'])
-        # check_resume points every pretrain_network_* at the run's own saves, also a frozen teacher
-        # (network_t) that the run never saves; keep the original path for networks with no save of their own.
-        for key, value in opt['path'].items():
-            if key.startswith('pretrain_network_') and value != before.get(key) and not os.path.isfile(value):
-                opt['path'][key] = before.get(key)
+        check_resume(opt, state['iter'])  # BasicSR's own: path.ignore_resume_networks keeps a frozen teacher's path
         return state
 
     train.load_resume_state = load_resume_state
@@ -137,14 +134,21 @@ def _spawn_safe_dataloader_workers():
     data.build_dataloader = train.build_dataloader = build_dataloader_with_safe_workers
 
 
-def apply():
-    """Install every shim once. Must run before the first ``import basicsr``."""
-    global _APPLIED
-    if _APPLIED:
-        return
-    _alias_functional_tensor()
-    _provide_distutils()
-    _device_agnostic_resume()
-    _gloo_aware_dist_init()
-    _spawn_safe_dataloader_workers()
-    _APPLIED = True
+def prepare_import():
+    """The shims ``import basicsr`` itself needs; run before its first import."""
+    global _PREPARED
+    if not _PREPARED:
+        _alias_functional_tensor()
+        _provide_distutils()
+        _PREPARED = True
+
+
+def patch_basicsr():
+    """The shims for BasicSR's functions; run once basicsr is imported."""
+    global _PATCHED
+    if not _PATCHED:
+        prepare_import()
+        _device_agnostic_resume()
+        _gloo_aware_dist_init()
+        _spawn_safe_dataloader_workers()
+        _PATCHED = True

@@ -73,3 +73,49 @@ def write_image(path, img, params=None):
     if not ok:
         raise UserError(f'cannot encode an image as {ext} for {path}')
     write_bytes(path, buf.tobytes())
+
+
+# --------------------------------------------------------------- pixels: BasicSR's helpers where it has them
+def mod_crop(img, scale):
+    """Crop to a multiple of ``scale`` (BasicSR's ``mod_crop``)."""
+    from basicsr.data.transforms import mod_crop as basicsr_mod_crop
+    return basicsr_mod_crop(img, scale)
+
+
+def to_uint8(img):
+    """float image in [0, 1] -> uint8, clipped and rounded (as BasicSR's ``tensor2img`` does)."""
+    import numpy as np
+    return (np.clip(img, 0, 1) * 255.0).round().astype(np.uint8)
+
+
+def bicubic_lr(hr, scale):
+    """uint8 BGR HR -> (HR mod-cropped to ``scale``, its LR): MATLAB-style bicubic with antialiasing (BasicSR's
+    ``imresize``), rounded to 8 bits as LR PNG files are. The LR of every benchmark and training set here."""
+    import numpy as np
+    from basicsr.utils.matlab_functions import imresize
+
+    hr = mod_crop(hr, scale)
+    return hr, to_uint8(imresize(hr.astype(np.float32) / 255.0, 1 / scale))
+
+
+def bicubic_upscale(lr, scale):
+    """uint8 LR -> uint8 MATLAB-style bicubic upscaling: the reference row of the benchmark tables."""
+    import numpy as np
+    from basicsr.utils.matlab_functions import imresize
+
+    return to_uint8(imresize(lr.astype(np.float32) / 255.0, scale))
+
+
+def to_tensor(img):
+    """HWC BGR uint8 or float [0, 1] image -> 1 x 3 x H x W RGB float tensor (BasicSR's ``img2tensor``)."""
+    import numpy as np
+    from basicsr.utils import img2tensor
+
+    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img
+    return img2tensor(img, bgr2rgb=True, float32=True)[None]
+
+
+def to_image(tensor):
+    """1 x 3 x H x W RGB tensor in [0, 1] -> HWC BGR uint8 image (BasicSR's ``tensor2img``: clipped, rounded)."""
+    from basicsr.utils import tensor2img
+    return tensor2img(tensor.detach().float().cpu(), rgb2bgr=True, min_max=(0, 1))

@@ -4,8 +4,8 @@
   LeakyReLU output (the challenge's "FLOPs" column is these MACs);
 - activations: the elements of every Conv2d output; conv count: Conv2d modules run;
 - runtime: median of N timed forwards after warm-up, on any inference backend; peak memory: CUDA's max allocated
-  during the timed forwards, or on CPU the growth of the resident set's high-water mark over one forward
-  (PyTorch has no CPU allocator statistics);
+  during the timed forwards, or on CPU the growth of the resident set's high-water mark over one forward,
+  measured in a child process (PyTorch has no CPU allocator statistics);
 - ``ntire_runtime``: the runtime as the NTIRE Efficient SR challenge's script measures it (fp32, cuDNN benchmark
   off, no warm-up, CUDA events around each forward, the mean over a folder of LR images, peak memory by
   ``max_memory_allocated``), to put beside the challenge tables.
@@ -70,6 +70,45 @@ def time_forward(fn, x, runs=10, warmup=3):
     return statistics.median(times), (torch.cuda.max_memory_allocated() - base if cuda else None)
 
 
+def cpu_peak_bytes(net, size, backend='torch', dtype='fp32', threads=None):
+    """Peak resident-memory growth of one CPU forward of ``net`` at LR ``size``, measured in a fresh child process
+    so that nothing changes in this one (the measurement needs glibc's malloc settings changed). The training form
+    runs branch by branch. None where Linux's /proc is not available."""
+    import multiprocessing
+
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    options = dict(upscale=net.upscale, num_in_ch=net.num_in_ch, deploy=net.deploy)
+    with multiprocessing.get_context('spawn').Pool(1) as pool:
+        return pool.apply(_child_peak_bytes, (state, options, tuple(size), backend, dtype,
+                                              threads or torch.get_num_threads()))
+
+
+def _child_peak_bytes(state, options, size, backend, dtype, threads):
+    from .archs import PFDN
+    from .archs.reparam import infer_pfdn_options
+
+    torch.set_num_threads(threads)
+    net = PFDN(**dict(infer_pfdn_options(state), **options))
+    net.load_state_dict(state)
+    net = measured_form(net.eval())
+    if net.deploy:
+        from .backends import make_runner
+        net = make_runner(net, backend, 'cpu', dtype, warn=lambda m: None)
+    x = torch.rand(1, options['num_in_ch'], *size)
+    try:
+        with torch.inference_mode():
+            net(x)  # warm-up: caches, compiled models, weight layouts
+        _release_freed_memory()
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')  # reset VmHWM to the current RSS
+        base = _proc_status_bytes('VmRSS')
+        with torch.inference_mode():
+            net(x)
+        return max(_proc_status_bytes('VmHWM') - base, 0)
+    except OSError:
+        return None
+
+
 def _proc_status_bytes(key):
     with open('/proc/self/status') as f:
         for line in f:
@@ -80,7 +119,8 @@ def _proc_status_bytes(key):
 
 def _release_freed_memory():
     """glibc keeps freed blocks (and raises its mmap threshold after big frees), which hides later growth: fix
-    the threshold so tensors are mmapped and returned on free, and trim the heap."""
+    the threshold so tensors are mmapped and returned on free, and trim the heap. Only ever called in the child
+    process of ``cpu_peak_bytes``."""
     import ctypes
     try:
         libc = ctypes.CDLL('libc.so.6')
@@ -88,22 +128,6 @@ def _release_freed_memory():
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def cpu_peak_bytes(fn, x):
-    """Growth of the resident set's high-water mark over one forward (Linux: the mark is reset through
-    /proc/self/clear_refs first). Large tensors are mmapped and returned to the OS when freed, so a warm process
-    re-grows by what the forward needs at its peak. None where /proc does not allow it."""
-    try:
-        _release_freed_memory()
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # reset VmHWM to the current RSS
-        base = _proc_status_bytes('VmRSS')
-        with torch.inference_mode():
-            fn(x)
-        return max(_proc_status_bytes('VmHWM') - base, 0)
-    except OSError:
-        return None
 
 
 def measured_form(net):
@@ -117,16 +141,13 @@ def measured_form(net):
     return net
 
 
-def profile(net, size=(256, 256), device='cpu', runs=10, warmup=3, timing=True, memory=True):
-    """All figures of one network form at LR ``size``. On CPU the memory measurement changes glibc's malloc
-    settings for the rest of the process (slower allocations), so time every form before measuring memory."""
+def profile(net, size=(256, 256), device='cpu', runs=10, warmup=3, timing=True):
+    """Counts of one network form at LR ``size``, and its median runtime (and CUDA peak memory) in torch."""
     net = measured_form(net.eval().to(device))
     x = torch.rand(1, net.num_in_ch if hasattr(net, 'num_in_ch') else 3, *size, device=device)
     out = count_ops(net, x)
     if timing:
         out['seconds'], out['peak_bytes'] = time_forward(net, x, runs, warmup)
-        if out['peak_bytes'] is None and memory:
-            out['peak_bytes'] = cpu_peak_bytes(net, x)
     return out
 
 

@@ -1,8 +1,11 @@
-"""Side-by-side crops for the eye: HR | bicubic | PFDN."""
+"""Pictures: HR | bicubic | PFDN crops with their PSNR, and the validation PSNR across a schedule's stages."""
 import cv2
 import numpy as np
 
-from basicsr.utils.matlab_functions import imresize
+from .images import bicubic_upscale
+
+CAPTION = 22  # pixels of caption above each crop
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def pick_crop(hr, size):
@@ -22,12 +25,79 @@ def pick_crop(hr, size):
 
 
 def comparison_strip(hr, lr, sr, scale, size=160, gap=4):
-    """uint8 BGR HR, LR and SR -> one image: the same detailed crop of HR, bicubic-upscaled LR and SR."""
-    bic = (np.clip(imresize(lr.astype(np.float32) / 255.0, scale), 0, 1) * 255.0).round().astype(np.uint8)
+    """uint8 BGR HR, LR and SR -> one image: the same detailed crop of HR, bicubic-upscaled LR and SR side by
+    side, each captioned (bicubic and PFDN with their whole-image PSNR on Y, crop ``scale``)."""
+    from basicsr.metrics import calculate_psnr
+
+    bic = bicubic_upscale(lr, scale)
     h = min(hr.shape[0], sr.shape[0], bic.shape[0])
     w = min(hr.shape[1], sr.shape[1], bic.shape[1])
     hr, bic, sr = hr[:h, :w], bic[:h, :w], sr[:h, :w]
+    psnr = {name: calculate_psnr(img, hr, crop_border=scale, test_y_channel=True) for name, img in
+            (('bicubic', bic), ('PFDN', sr))}
     (y, x), size = pick_crop(hr, size)
-    tiles = [img[y:y + size, x:x + size] for img in (hr, bic, sr)]
-    spacer = np.full((size, gap, 3), 255, np.uint8)
+    tiles = []
+    for label, img in (('HR', hr), (f"bicubic {psnr['bicubic']:.2f} dB", bic), (f"PFDN {psnr['PFDN']:.2f} dB", sr)):
+        tile = np.full((size + CAPTION, size, 3), 255, np.uint8)
+        tile[CAPTION:] = img[y:y + size, x:x + size]
+        cv2.putText(tile, label, (4, CAPTION - 6), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(tile)
+    spacer = np.full((size + CAPTION, gap, 3), 255, np.uint8)
     return np.concatenate([tiles[0], spacer, tiles[1], spacer, tiles[2]], axis=1)
+
+
+def psnr_plot(stages, bicubic=None, title='validation PSNR (dB)', size=(960, 420)):
+    """A line chart of validation PSNR across a schedule: ``stages`` is [(label, total_iter, [(iter, psnr)])];
+    each stage gets an equal share of the width (they differ in length by orders of magnitude), boundaries are
+    dashed, ``bicubic`` is a horizontal line. Returns a uint8 BGR image."""
+    w, h = size
+    left, right, top, bottom = 60, 20, 36, 70
+    img = np.full((h, w, 3), 255, np.uint8)
+    values = [p for _, _, points in stages for _, p in points] + ([bicubic] if bicubic is not None else [])
+    if not values:
+        values = [0.0, 1.0]
+    lo, hi = min(values), max(values)
+    pad = max(0.1, (hi - lo) * 0.1)
+    lo, hi = lo - pad, hi + pad
+    width = (w - left - right) / max(len(stages), 1)
+
+    def at(stage, it, total, value):
+        return (int(left + width * (stage + min(it, total) / max(total, 1))),
+                int(top + (hi - value) / (hi - lo) * (h - top - bottom)))
+
+    grey, dark = (200, 200, 200), (60, 60, 60)
+    cv2.putText(img, title, (left, 24), FONT, 0.55, dark, 1, cv2.LINE_AA)
+    for k in range(5):  # y axis
+        value = lo + (hi - lo) * k / 4
+        y = at(0, 0, 1, value)[1]
+        cv2.line(img, (left, y), (w - right, y), (235, 235, 235), 1)
+        cv2.putText(img, f'{value:.2f}', (4, y + 4), FONT, 0.4, dark, 1, cv2.LINE_AA)
+    if bicubic is not None:
+        y = at(0, 0, 1, bicubic)[1]
+        for x in range(left, w - right, 12):
+            cv2.line(img, (x, y), (min(x + 6, w - right), y), (0, 0, 200), 1)
+        cv2.putText(img, f'bicubic {bicubic:.2f}', (w - right - 110, y - 5), FONT, 0.4, (0, 0, 200), 1, cv2.LINE_AA)
+    previous = None
+    for i, (label, total, points) in enumerate(stages):
+        x0 = int(left + width * i)
+        for y in range(top, h - bottom, 10):  # stage boundary
+            cv2.line(img, (x0, y), (x0, y + 5), grey, 1)
+        for j, line in enumerate(_wrap(label, int(width // 7))[:3]):
+            cv2.putText(img, line, (x0 + 4, h - bottom + 18 + 14 * j), FONT, 0.36, dark, 1, cv2.LINE_AA)
+        for it, value in points:
+            point = at(i, it, total, value)
+            if previous is not None:
+                cv2.line(img, previous, point, (160, 80, 0), 2, cv2.LINE_AA)
+            cv2.circle(img, point, 3, (160, 80, 0), -1, cv2.LINE_AA)
+            previous = point
+    return img
+
+
+def _wrap(text, width):
+    lines, line = [], ''
+    for part in text.replace('_', '_ ').split(' '):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ''
+        line += part
+    return lines + [line] if line else lines

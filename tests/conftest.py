@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 
@@ -48,12 +49,39 @@ def randomized(net, seed=0):
     return net
 
 
+ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+
+
 def run_cli(*args, cwd=None, timeout=600, env=None):
-    """Run `python -m pfdn_arch.cli ...` as a user would; returns CompletedProcess with text output."""
-    full_env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    """Run `python -m pfdn_arch.cli ...` in a process of its own, as a user would (for what needs one: training
+    pipelines, kills, signals); CompletedProcess with text output. On a timeout its whole process group is killed
+    (stages, DataLoader workers), so nothing outlives the test."""
+    return run_group([sys.executable, '-m', 'pfdn_arch.cli', *map(str, args)], cwd=cwd, timeout=timeout,
+                     env=dict(ENV, **(env or {})))
+
+
+def run_group(cmd, cwd=None, timeout=600, env=None):
+    """subprocess.run in a new session, the session killed on timeout."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def cli(args, capsys):
+    """`basicsr <args>` in this process (no interpreter start-up): (exit status, stdout, the stderr lines that are
+    not progress bars)."""
+    from pfdn_arch.cli.main import main
+
+    code = main(list(map(str, args)))
+    out, err = capsys.readouterr()
+    lines = [part for line in err.splitlines() for part in line.split('\r')]
+    return code, out, [line for line in lines if line.strip() and '%|' not in line]
 
 
 TINY_NET = {'type': 'PFDN', 'num_feat': 16, 'num_block': 2, 'num_partial_feat': 8, 'esa_channels': 8}
@@ -117,3 +145,33 @@ def uint8_batch(seed=0, n=2, gt=96):
     hr = (torch.rand(n, 3, gt, gt, generator=g) * 255).round().to(torch.uint8)
     lq = torch.nn.functional.avg_pool2d(hr.float(), 4).round().to(torch.uint8)
     return {'lq': lq, 'gt': hr}
+
+
+@pytest.fixture(scope='session')
+def photos(tmp_path_factory):
+    """Three built-in photos, their x4 LR, and paired LMDBs of both formats made from them (made once)."""
+    from pfdn_arch.data import prepare as prep
+    from pfdn_arch.data.samples import write_samples
+
+    root = tmp_path_factory.mktemp('photos')
+    hr, lr = root / 'hr', root / 'lr'
+    write_samples(str(hr), ('astronaut.png', 'chelsea.png', 'coffee.png'))
+    prep.make_lr(str(hr), str(lr), 4)
+    out = {'root': root, 'hr': hr, 'lr': lr}
+    for fmt in ('decoded', 'png'):
+        out[fmt] = (str(root / f'gt_{fmt}.lmdb'), str(root / f'lq_{fmt}.lmdb'))
+        prep.make_paired_lmdb(str(hr), str(lr), *out[fmt], fmt, 4)
+    out['gt'], out['lq'] = out['decoded']
+    return out
+
+
+def train_set(photos, gt_size=64, batch=2, workers=0, **extra):
+    """A PairedCropDataset train entry on the ``photos`` LMDBs."""
+    return dict({'name': 'train', 'type': 'PairedCropDataset', 'dataroot_gt': photos['gt'], 'dataroot_lq': photos['lq'],
+                 'gt_size': gt_size, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': workers,
+                 'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 10, 'prefetch_mode': None}, **extra)
+
+
+def val_set(photos):
+    return {'name': 'val', 'type': 'PairedImageDataset', 'dataroot_gt': str(photos['hr']),
+            'dataroot_lq': str(photos['lr']), 'io_backend': {'type': 'disk'}}

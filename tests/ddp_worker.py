@@ -19,5 +19,6 @@ def save_with_rank_copy(self, epoch, current_iter):
     torch.save(sd, os.path.join(self.opt['path']['models'], f'rank{rank}_{current_iter}.pth'))
 
 
-PFDNModel.save = save_with_rank_copy
-sys.exit(main(['train'] + sys.argv[1:]))
+if __name__ == '__main__':  # spawned DataLoader workers import this file too
+    PFDNModel.save = save_with_rank_copy
+    sys.exit(main(['train'] + sys.argv[1:]))

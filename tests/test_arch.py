@@ -1,11 +1,11 @@
 """PFDN forms, exact reparameterization, online RRRB, state-dict handling and input errors."""
-import logging
 import pickle
 import tempfile
 
 import pytest
 import torch
 from pfdn_arch import PFDN, RRRB, infer_pfdn_options, reparameterize_state_dict
+from pfdn_arch.archs.reparam import checkpoint_filter
 from pfdn_arch.archs.rrrb import fuse_rrrb
 from pfdn_arch.checkpoint import build_pfdn_from_checkpoint, load_checkpoint
 from pfdn_arch.errors import UserError
@@ -104,20 +104,24 @@ def test_infer_options_from_either_form():
             assert opts['deploy'] is deploy and opts['upscale'] == kwargs.get('upscale', 4)
 
 
-def test_training_checkpoint_into_deployed_net_is_fused_with_a_log_line(caplog):
+def test_checkpoint_filter_fuses_a_training_checkpoint_for_a_deployed_net():
     train = randomized(PFDN())
     deployed = PFDN(deploy=True)
-    with caplog.at_level(logging.INFO, logger='basicsr'):
-        deployed.load_state_dict(train.state_dict())
-    assert 'fusing it exactly' in caplog.text
+    sd, fused = checkpoint_filter({'params': train.state_dict()}, deployed)
+    assert fused and list(sd) == list(deployed.state_dict())
+    deployed.load_state_dict(sd)  # the plain nn.Module method: no conversion hidden in it
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert (deployed(x) - train(x)).abs().max() < 1e-4
+    same, fused = checkpoint_filter(train.state_dict(), PFDN())
+    assert not fused and list(same) == list(train.state_dict())
+    with pytest.raises(RuntimeError):  # PFDN itself converts nothing
+        PFDN(deploy=True).load_state_dict(train.state_dict())
 
 
 def test_deployed_checkpoint_into_training_net_is_refused_with_what_to_do():
     with pytest.raises(ValueError, match='deploy: true'):
-        PFDN().load_state_dict(PFDN(deploy=True).state_dict())
+        checkpoint_filter(PFDN(deploy=True).state_dict(), PFDN())
 
 
 def test_too_small_input_names_the_minimum():
@@ -151,3 +155,17 @@ def test_pickled_code_is_refused_not_executed(tmp_path, capsys):
 def test_build_from_checkpoint_rebuilds_the_released_model(weights):
     net, sd = build_pfdn_from_checkpoint(weights)
     assert net.deploy and net.upscale == 4 and count(net) == 272_224
+
+
+def test_reparameterized_copy_leaves_the_training_net_and_its_apparatus_behind():
+    from pfdn_arch import reparameterized
+    net = randomized(PFDN())
+    taps = []
+    net.block1.register_forward_hook(lambda *a: taps.append(1))
+    net.compile()  # in place: marks the module as compiled (nothing is compiled before a call)
+    copy = reparameterized(net)
+    assert copy.deploy and not net.deploy and '_compiled_call_impl' not in copy.__dict__
+    with torch.no_grad():
+        copy(torch.rand(1, 3, 16, 16))
+    assert taps == [] and net._compiled_call_impl is not None
+    assert reparameterized(net, inplace=True) is net and net.deploy

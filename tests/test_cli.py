@@ -1,55 +1,104 @@
-"""The command line: reparam on files, one-line errors, no overwriting."""
+"""The command line: help everywhere, light imports, reparam on files, one-line errors, no overwriting."""
 import os
+import subprocess
+import sys
 
+import pytest
 import torch
 
-from conftest import run_cli, tiny_options, write_yml
+from conftest import ENV, cli, tiny_options, write_yml
 from pfdn_arch import PFDN
+from pfdn_arch.cli.main import COMMANDS
+
+NAMES = [c.__name__.rsplit('.', 1)[1] for c in COMMANDS]
 
 
-def test_reparam_writes_the_released_layout_and_refuses_to_overwrite(tmp_path, weights):
+def test_help_answers_without_importing_torch_or_basicsr():
+    code = ('import sys; from pfdn_arch.cli.main import main\n'
+            'for args in [["--help"]] + [[c, "-h"] for c in sys.argv[1:]]:\n'
+            '    assert main(args) == 0, args\n'
+            'heavy = [m for m in ("torch", "basicsr", "cv2", "numpy") if m in sys.modules]\n'
+            'print("heavy:", heavy)')
+    r = subprocess.run([sys.executable, '-c', code, *NAMES], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == 'heavy: []'
+    for name in NAMES:
+        assert f'usage: basicsr {name}' in r.stdout
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_every_option_has_help(name, capsys):
+    from pfdn_arch.cli.main import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == 'command').choices[name]
+    parsers = [sub] + [p for a in sub._actions if a.dest == 'what' for p in a.choices.values()]
+    for p in parsers:
+        for action in p._actions:
+            assert action.help, (name, action.option_strings)
+            if action.default not in (None, False) and not action.required and action.dest != 'help':
+                assert '%(default)' in p.formatter_class(p.prog)._get_help_string(action), (name, action.dest)
+    assert cli([name, '-h'], capsys)[0] == 0  # never "error: missing -opt"
+
+
+def test_reparam_writes_the_released_layout_and_refuses_to_overwrite(tmp_path, weights, capsys):
     net = PFDN()
     src, dst = tmp_path / 'train.pth', tmp_path / 'deploy.pth'
     torch.save({'params': net.state_dict()}, src)
-    r = run_cli('reparam', '--in', str(src), '--out', str(dst))
-    assert r.returncode == 0, r.stderr
-    out = torch.load(dst, weights_only=True)
-    assert list(out) == list(torch.load(weights, weights_only=True))
+    code, out, _ = cli(['reparam', '--in', src, '--out', dst], capsys)
+    assert code == 0 and f'wrote {dst}: 70 tensors, 272,224 parameters' in out
+    written = torch.load(dst, weights_only=True)
+    assert list(written) == list(torch.load(weights, weights_only=True))
     x = torch.rand(1, 3, 20, 20)
     deployed = PFDN(deploy=True)
-    deployed.load_state_dict(out)
+    deployed.load_state_dict(written)
     with torch.no_grad():
         assert (deployed(x) - net(x)).abs().max() < 1e-5
 
-    mtime = os.path.getmtime(dst)
-    r = run_cli('reparam', '--in', str(src), '--out', str(dst))
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f'error: {dst} exists; pass --force to overwrite '
-                                                                   'it or choose another --out']
-    assert os.path.getmtime(dst) == mtime
-    assert run_cli('reparam', '--in', str(src), '--out', str(dst), '--force').returncode == 0
+    before = dst.read_bytes()
+    code, _, err = cli(['reparam', '--in', src, '--out', dst], capsys)
+    assert code == 2 and err == [f'error: {dst} exists; pass --force to overwrite it or choose another --out']
+    assert dst.read_bytes() == before
+    assert cli(['reparam', '--in', src, '--out', dst, '--force'], capsys)[0] == 0
 
 
-def test_bad_inputs_give_one_error_line(tmp_path, weights):
+def test_bad_inputs_give_one_error_line(tmp_path, weights, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     not_torch = tmp_path / 'x.pth'
     not_torch.write_text('hello')
     cases = [
-        (('reparam', '--in', str(not_torch), '--out', str(tmp_path / 'o.pth')), 'cannot read'),
-        (('reparam', '--in', weights, '--out', str(tmp_path / 'o.pth')), 'already in the deployed form'),
-        (('reparam', '--in', str(tmp_path / 'missing.pth'), '--out', str(tmp_path / 'o.pth')), 'not found'),
-        (('train', '-opt', str(tmp_path / 'missing.yml')), 'options file not found'),
-        (('nonsense',), 'unknown command'),
+        (('reparam', '--in', not_torch, '--out', tmp_path / 'o.pth'), 'cannot read'),
+        (('reparam', '--in', weights, '--out', tmp_path / 'o.pth'), 'already in the deployed form'),
+        (('reparam', '--in', tmp_path / 'missing.pth', '--out', tmp_path / 'o.pth'), 'not found'),
+        (('train', '-opt', tmp_path / 'missing.yml'), 'options file not found'),
+        (('infer', '-i', tmp_path, '-o', tmp_path / 'out'), 'no images'),
+        (('infer', '-i', not_torch, '-o', tmp_path / 'out'), 'no --weights given and weights/team08_PFDN.pth is '
+                                                             f'not under {tmp_path}: put team08_PFDN.pth'),
     ]
     for args, message in cases:
-        r = run_cli(*args, cwd=tmp_path)
-        lines = r.stderr.strip().splitlines()
-        assert r.returncode == 2 and len(lines) == 1 and message in lines[0] and 'Traceback' not in r.stderr, (
-            args, r.stderr)
+        code, _, err = cli(args, capsys)
+        assert code == 2 and len(err) == 1 and message in err[0] and err[0].startswith('error: '), (args, err)
     assert not (tmp_path / 'o.pth').exists()
+    code, _, err = cli(['nonsense'], capsys)  # argparse's own usage error
+    assert code == 2 and "invalid choice: 'nonsense'" in err[-1]
 
 
-def test_train_refuses_missing_dataset_before_basicsr_starts(tmp_path):
-    opt = write_yml(tiny_options('x', datasets={'train': {'type': 'PairedImageDataset', 'dataroot_gt': 'nowhere.lmdb',
+def test_train_refuses_missing_dataset_before_basicsr_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    yml = write_yml(tiny_options('x', datasets={'train': {'type': 'PairedImageDataset', 'dataroot_gt': 'nowhere.lmdb',
                                                           'io_backend': {'type': 'lmdb'}}}), tmp_path)
-    r = run_cli('train', '-opt', str(opt), cwd=tmp_path)
-    assert r.returncode == 2 and 'datasets.train.dataroot_gt not found: nowhere.lmdb' in r.stderr
+    code, _, err = cli(['train', '-opt', yml], capsys)
+    assert code == 2 and err == ["error: datasets.train.dataroot_gt not found: nowhere.lmdb (see datasets/README.md "
+                                 "for 'basicsr prepare')"]
     assert not (tmp_path / 'experiments').exists()
+
+
+def test_shipped_options_are_found_from_any_folder(tmp_path, monkeypatch):
+    from pfdn_arch.shipped import option_file, shipped_options_dir
+    monkeypatch.chdir(tmp_path)
+    shipped = shipped_options_dir()
+    assert sorted(f for f in os.listdir(shipped) if f.endswith('.yml')) == sorted(
+        f for f in os.listdir(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'options')) if f.endswith('.yml'))
+    assert option_file('options/train_pfdn_x4.yml') == os.path.join(shipped, 'train_pfdn_x4.yml')
+    (tmp_path / 'options').mkdir()
+    (tmp_path / 'options' / 'train_pfdn_x4.yml').write_text('name: mine\n')  # a user's own copy comes first
+    assert option_file('options/train_pfdn_x4.yml') == 'options/train_pfdn_x4.yml'

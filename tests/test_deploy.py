@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, randomized, run_cli
+from conftest import ENV, ROOT, cli, randomized
 from pfdn_arch import PFDN
 from pfdn_arch.archs.reparam import reparameterized as pfdn_reparameterized
 from pfdn_arch.checkpoint import build_pfdn_from_checkpoint
 from pfdn_arch.data.samples import sample_image
-from pfdn_arch.evaluate import evaluate_folder, make_lr, to_tensor
+from pfdn_arch.evaluate import evaluate_folder
+from pfdn_arch.images import bicubic_lr, to_tensor
 from pfdn_arch import backends
 from pfdn_arch.backends import make_runner, resolve
 from pfdn_arch.infer import Upscaler
@@ -30,7 +31,7 @@ def released():
 
 def real_lr(name='astronaut.png', size=None):
     hr = sample_image(name)
-    _, lr = make_lr(hr, 4)
+    _, lr = bicubic_lr(hr, 4)
     x = to_tensor(lr.astype(np.float32) / 255.0)
     return x if size is None else x[..., :size[0], :size[1]]
 
@@ -43,24 +44,22 @@ def test_profile_counts_of_the_released_model(released):
 
 
 def test_profile_cli_table_ntire_protocol_and_cuda_fallback_error(tmp_path, capsys):
-    from pfdn_arch.cli.main import main
-    assert main(['profile', '--size', '64', '64', '--runs', '2', '--warmup', '1']) == 0
-    out = capsys.readouterr().out
+    code, out, _ = cli(['profile', '--size', 64, 64, '--runs', 2, '--warmup', 1], capsys)
+    assert code == 0
     assert '| deployed | 272,224 |' in out and '| training | 972,640 |' in out
     assert f"| {resolve('auto')[0]} (fp32, cpu) |" in out  # the deployed form runs on the auto backend
     lr = tmp_path / 'lr'
     lr.mkdir()
     for name in ('chelsea.png', 'coffee.png'):
         cv2.imwrite(str(lr / name), sample_image(name)[:40, :48])
-    assert main(['profile', '--protocol', 'ntire', '--input', str(lr), '--backend', 'torch']) == 0
-    out = capsys.readouterr().out
+    code, out, _ = cli(['profile', '--protocol', 'ntire', '--input', lr, '--backend', 'torch'], capsys)
+    assert code == 0
     assert 'NTIRE Efficient SR protocol on' in out and '(2 images)' in out
     assert re.search(r'\| NTIRE protocol: torch \(fp32, cpu\) \| \d+\.\d\d \| - \|', out)
     assert re.search(r'\| torch \(fp32, cpu\), after one untimed pass \| \d+\.\d\d \| - \|', out)
-    r = run_cli('profile', '--device', 'cuda')
     if not torch.cuda.is_available():
-        assert r.returncode == 2 and r.stderr.strip() == ('error: --device cuda asked for but CUDA is not '
-                                                          'available; use --device cpu')
+        code, _, err = cli(['profile', '--device', 'cuda'], capsys)
+        assert code == 2 and err == ['error: --device cuda asked for but CUDA is not available; use --device cpu']
 
 
 INSTALLED = [b for b in backends.BACKENDS[1:] if backends.installed(b)]
@@ -68,6 +67,8 @@ INSTALLED = [b for b in backends.BACKENDS[1:] if backends.installed(b)]
 
 @pytest.mark.parametrize('backend', INSTALLED)
 def test_every_installed_backend_agrees_with_the_plain_forward(backend, released):
+    if backend == 'compile':  # compiling the released net on 2 cores takes a minute: a smaller net, same code
+        released = randomized(PFDN(num_block=1, num_feat=16, num_partial_feat=8, esa_channels=8, deploy=True)).eval()
     runner = make_runner(released, backend, 'cpu', 'fp32', warn=pytest.fail)  # no fallback, no note
     assert runner.name == backend and runner.dtype == 'fp32'
     for name, size in (('astronaut.png', None), ('coffee.png', (37, 51))):
@@ -141,7 +142,7 @@ def test_tiled_inference_blends_close_to_whole_image(released):
         Upscaler(runner, tile=8)
 
 
-def test_infer_cli_formats_layouts_and_failures(tmp_path, weights):
+def test_infer_cli_formats_layouts_and_failures(tmp_path, weights, capsys):
     src, out = tmp_path / 'in', tmp_path / 'out'
     src.mkdir()
     img = sample_image('chelsea.png')[:60, :70]
@@ -152,10 +153,10 @@ def test_infer_cli_formats_layouts_and_failures(tmp_path, weights):
     cv2.imwrite(str(src / 'rgba.png'), np.dstack([img, alpha]))
     cv2.imwrite(str(src / 'deep.tiff'), img.astype(np.uint16) * 257)
     (src / 'broken.png').write_bytes(b'not an image')
-    r = run_cli('infer', '-i', str(src), '-o', str(out), '--weights', weights, '--tile', '40')
-    assert r.returncode == 1  # one input failed
-    assert 'error: ' + str(src / 'broken.png') + ': unreadable or corrupt image' in r.stderr
-    assert '7 upscaled x4' in r.stdout
+    code, stdout, err = cli(['infer', '-i', src, '-o', out, '--weights', weights, '--tile', 40], capsys)
+    assert code == 1  # one input failed
+    assert err[-1] == 'error: ' + str(src / 'broken.png') + ': unreadable or corrupt image'
+    assert '7 upscaled x4' in stdout
     shapes = {p: cv2.imread(str(out / p), cv2.IMREAD_UNCHANGED) for p in os.listdir(out)}
     assert shapes['a.png'].shape == (240, 280, 3) and shapes['gray.png'].shape == (240, 280)
     assert shapes['rgba.png'].shape == (240, 280, 4) and shapes['deep.tiff'].dtype == np.uint16
@@ -164,25 +165,27 @@ def test_infer_cli_formats_layouts_and_failures(tmp_path, weights):
     assert np.abs(shapes['deep.tiff'].astype(np.float64) / 257 - shapes['a.png']).mean() < 1.0
 
     before = os.path.getmtime(out / 'a.png')
-    r = run_cli('infer', '-i', str(src / 'a.png'), '-o', str(out), '--weights', weights)
-    assert r.returncode == 0 and 'skipped because the output exists' in r.stdout
+    code, stdout, _ = cli(['infer', '-i', src / 'a.png', '-o', out, '--weights', weights], capsys)
+    assert code == 0 and 'skipped because the output exists' in stdout
     assert os.path.getmtime(out / 'a.png') == before
-    r = run_cli('infer', '-i', str(src / 'a.png'), '-o', str(out), '--weights', weights, '--force', '--dtype', 'bf16')
-    assert r.returncode == 0 and os.path.getmtime(out / 'a.png') != before
-    r = run_cli('infer', '-i', str(tmp_path / 'nothing'), '-o', str(out), '--weights', weights)
-    assert r.returncode == 2 and r.stderr.strip() == f"error: input not found: {tmp_path / 'nothing'}"
+    code, _, err = cli(['infer', '-i', src / 'a.png', '-o', out, '--weights', weights, '--force', '--dtype', 'bf16',
+                        '--backend', 'torch', '--batch', 2], capsys)
+    assert code == 0 and os.path.getmtime(out / 'a.png') != before
+    assert err[-1] == 'backend: torch (bf16, cpu)' or 'bf16 is not supported' in err[0]
+    code, _, err = cli(['infer', '-i', tmp_path / 'nothing', '-o', out, '--weights', weights], capsys)
+    assert code == 2 and err == [f"error: input not found: {tmp_path / 'nothing'}"]
 
 
-def test_export_all_formats_load_elsewhere(tmp_path, weights):
-    r = run_cli('export', '--weights', weights, '--out', str(tmp_path))
-    assert r.returncode == 0, r.stderr
+def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
+    code, stdout, err = cli(['export', '--weights', weights, '--out', tmp_path], capsys)
+    assert code == 0, err
     released = torch.load(weights, weights_only=True)
     pth = torch.load(tmp_path / 'pfdn_x4.pth', weights_only=True)
     assert list(pth) == list(released) and all(torch.equal(pth[k], released[k]) for k in released)
     from safetensors.torch import load_file
     st = load_file(str(tmp_path / 'pfdn_x4.safetensors'))
     assert all(torch.equal(st[k], released[k]) for k in released)
-    assert 'onnxruntime vs PyTorch max |diff|' in r.stdout
+    assert 'onnxruntime vs PyTorch max |diff|' in stdout
     import onnxruntime as ort
     sess = ort.InferenceSession(str(tmp_path / 'pfdn_x4.onnx'), providers=['CPUExecutionProvider'])
     x = real_lr(size=(31, 45))
@@ -190,14 +193,14 @@ def test_export_all_formats_load_elsewhere(tmp_path, weights):
     with torch.no_grad():
         assert np.abs(sess.run(None, {'lr': x.numpy()})[0] - net(x).numpy()).max() < 1e-4
     # refuses to overwrite
-    r = run_cli('export', '--weights', weights, '--out', str(tmp_path))
-    assert r.returncode == 2 and 'exists; pass --force' in r.stderr
+    code, _, err = cli(['export', '--weights', weights, '--out', tmp_path], capsys)
+    assert code == 2 and 'exists; pass --force' in err[-1]
     # spandrel (chaiNNer/ComfyUI) loads the exported files in a fresh process once PFDN is registered
-    code = ('import sys, torch, spandrel, pfdn_arch.spandrel_arch as s; s.register();'
-            'm = spandrel.ModelLoader().load_from_file(sys.argv[1]);'
-            'print(m.architecture.id, m.scale, m.input_channels, m.size_requirements.minimum,'
-            ' sum(p.numel() for p in m.model.parameters()))')
-    for f in ('pfdn_x4.pth', 'pfdn_x4.safetensors', weights):
-        out = subprocess.run([sys.executable, '-c', code, str(tmp_path / f)], capture_output=True, text=True,
-                             env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
-        assert out.stdout.split() == ['PFDN', '4', '3', '15', '272224'], out.stderr[-1000:]
+    script = ('import sys, torch, spandrel, pfdn_arch.spandrel_arch as s; s.register()\n'
+              'for path in sys.argv[1:]:\n'
+              '    m = spandrel.ModelLoader().load_from_file(path)\n'
+              '    print(m.architecture.id, m.scale, m.input_channels, m.size_requirements.minimum,'
+              ' sum(p.numel() for p in m.model.parameters()))')
+    files = [str(tmp_path / 'pfdn_x4.pth'), str(tmp_path / 'pfdn_x4.safetensors'), weights]
+    r = subprocess.run([sys.executable, '-c', script, *files], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.stdout.split('\n')[:3] == ['PFDN 4 3 15 272224'] * 3, r.stderr[-1000:]

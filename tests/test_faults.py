@@ -3,34 +3,22 @@ and inference, NaN weights, malformed ymls and files. Each case asserts the exit
 that every file the user had is byte-identical or complete."""
 import os
 import pickle
-import random
 import signal
 import subprocess
 import sys
 import time
 
 import cv2
-import numpy as np
 import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TINY_NET, tiny_options, write_yml
-from pfdn_arch import PFDN, atomic
+from conftest import ENV, ROOT, TINY_NET, cli, run_cli, tiny_options, train_set, write_yml
+from pfdn_arch import PFDN
 from pfdn_arch.checkpoint import newest_resumable_state
-from pfdn_arch.cli.main import main
 from pfdn_arch.data import prepare as prep
-from pfdn_arch.data.samples import sample_image, write_samples
-from pfdn_arch.errors import UserError
+from pfdn_arch.data.samples import sample_image
 
-ENV = dict(os.environ, PYTHONPATH=ROOT)
-
-
-def run(args, capsys):
-    """`basicsr <args>` in-process: (exit status, stdout, the stderr lines that are not progress bars)."""
-    code = main(list(map(str, args)))
-    out, err = capsys.readouterr()
-    return code, out, [line for line in err.splitlines() if line.strip() and '\r' not in line and '%|' not in line]
 
 
 def snapshot(folder):
@@ -39,23 +27,16 @@ def snapshot(folder):
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    """Three photos, their LR, decoded LMDBs of them, and a tiny released-layout checkpoint."""
-    root = tmp_path_factory.mktemp('faults')
-    hr, lr = root / 'hr', root / 'lr'
-    write_samples(str(hr), ('astronaut.png', 'chelsea.png', 'coffee.png'))
-    prep.make_lr(str(hr), str(lr), 4)
-    gt_lmdb, lq_lmdb = str(root / 'gt.lmdb'), str(root / 'lq.lmdb')
-    prep.make_paired_lmdb(str(hr), str(lr), gt_lmdb, lq_lmdb, 'decoded', 4)
+def data(photos, tmp_path_factory):
+    """The shared photos and LMDBs, and a tiny released-layout checkpoint."""
     tiny = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
-    torch.save(tiny.state_dict(), root / 'tiny_deploy.pth')
-    return {'root': root, 'hr': hr, 'lr': lr, 'gt': gt_lmdb, 'lq': lq_lmdb, 'tiny': root / 'tiny_deploy.pth'}
+    path = tmp_path_factory.mktemp('tiny') / 'tiny_deploy.pth'
+    torch.save(tiny.state_dict(), path)
+    return dict(photos, tiny=path)
 
 
 def train_yml(data, folder, name='run', total=4, **train):
-    ds = {'train': {'name': 'train', 'type': 'PairedCropDataset', 'dataroot_gt': data['gt'], 'dataroot_lq': data['lq'],
-                    'gt_size': 64, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': 0,
-                    'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 10, 'prefetch_mode': None}}
+    ds = {'train': train_set(data)}
     return write_yml(tiny_options(name, train=dict({'total_iter': total}, **train), datasets=ds,
                                   logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}), folder)
 
@@ -123,8 +104,7 @@ def test_a_save_that_dies_half_way_changes_nothing(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------------- resume survives damage
 def test_auto_resume_sets_damaged_states_aside_and_resumes_from_the_newest_good_one(data, tmp_path):
     yml = train_yml(data, tmp_path, total=4)
-    r = subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', yml], cwd=tmp_path, env=ENV,
-                       capture_output=True, text=True, timeout=600)
+    r = run_cli('train', '-opt', yml, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     exp = tmp_path / 'experiments' / 'run'
     states = exp / 'training_states'
@@ -141,8 +121,7 @@ def test_auto_resume_sets_damaged_states_aside_and_resumes_from_the_newest_good_
     opt['train']['total_iter'] = 6
     with open(yml, 'w') as f:
         yaml.safe_dump(opt, f)
-    r = subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', yml, '--auto_resume'], cwd=tmp_path,
-                       env=ENV, capture_output=True, text=True, timeout=600)
+    r = run_cli('train', '-opt', yml, '--auto_resume', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     notes = [line for line in r.stderr.splitlines() if line.startswith('note: ')]
     assert any('6.state is damaged (not a plain training state' in n and 'set aside as 6.state.damaged' in n
@@ -206,17 +185,17 @@ def test_interrupted_preparation_continues_where_it_stopped(data, tmp_path, monk
     clean = tmp_path / 'clean'
     with monkeypatch.context() as m:
         m.chdir(tmp_path)
-        assert run([a if a != tmp_path / 'out' else clean for a in args], capsys)[0] == 0
+        assert cli([a if a != tmp_path / 'out' else clean for a in args], capsys)[0] == 0
     with monkeypatch.context() as m:
         interrupt_after(m, prep, '_write_atomic', 2)
-        code, _, err = run(args, capsys)
+        code, _, err = cli(args, capsys)
     assert code == 130 and err[-1] == 'interrupted; rerun the same command to continue where it stopped'
     out = tmp_path / 'out'
     first = {str(f.relative_to(out)): f.stat().st_mtime_ns for f in out.rglob('*.png')}
     assert len(first) == 2
     torn = sorted(out.rglob('*.png'))[0]
     torn.write_bytes(torn.read_bytes()[:200])  # as an older version killed mid-write left it
-    assert run(args, capsys)[0] == 0
+    assert cli(args, capsys)[0] == 0
     done = {str(f.relative_to(out)): f.read_bytes() for f in out.rglob('*.png')}
     assert done == {str(f.relative_to(clean)): f.read_bytes() for f in clean.rglob('*.png')}  # complete, as a clean run
     kept = [p for p in first if p != str(torn.relative_to(out))]
@@ -231,10 +210,10 @@ def test_interrupted_paired_lmdbs_continue_with_the_one_that_is_missing(data, tm
     args = ['prepare', 'lmdb', '--gt', data['hr'], '--lq', data['lr'], '--gt-lmdb', gt, '--lq-lmdb', lq]
     with monkeypatch.context() as m:
         interrupt_after(m, prep, '_read', 4)  # 3 GT images, then the LQ LMDB is interrupted after one
-        assert run(args, capsys)[0] == 130
+        assert cli(args, capsys)[0] == 130
     assert gt.is_dir() and not lq.is_dir() and (tmp_path / 'q.lmdb.partial').is_dir()
     kept = snapshot(gt)
-    code, out, _ = run(args, capsys)
+    code, out, _ = cli(args, capsys)
     assert code == 0 and '3 pairs' in out and snapshot(gt) == kept  # the GT LMDB was kept as it was
     assert prep.read_lmdb_keys(str(lq)) == ['astronaut', 'chelsea', 'coffee']
 
@@ -244,34 +223,34 @@ def test_df2k_preparation_interrupted_anywhere_finishes_on_rerun(data, tmp_path,
     for fn, calls in (('_write_atomic', 1), ('_read', 5)):  # in the LR step, then in the LMDB step
         with monkeypatch.context() as m:
             interrupt_after(m, prep, fn, calls)
-            assert run(args, capsys)[0] == 130
-    assert run(args, capsys)[0] == 0
+            assert cli(args, capsys)[0] == 130
+    assert cli(args, capsys)[0] == 0
     assert prep.read_lmdb_keys(str(tmp_path / 'DF2K' / 'DF2K_HR.lmdb')) == ['astronaut', 'chelsea', 'coffee']
 
 
 def test_infer_rerun_after_an_interruption_continues_and_keeps_no_torn_image(data, tmp_path, monkeypatch, capsys):
-    import pfdn_arch.cli.infer as infer_cli
+    import pfdn_arch.images as images
     src, out = tmp_path / 'in', tmp_path / 'out'
     src.mkdir()
     for name in ('a.png', 'b.png', 'c.png'):
         cv2.imwrite(str(src / name), sample_image('chelsea.png')[:40, :50])
     args = ['infer', '-i', src, '-o', out, '--weights', data['tiny'], '--backend', 'torch']
     with monkeypatch.context() as m:
-        interrupt_after(m, infer_cli, 'write_image', 1)
-        code, _, err = run(args, capsys)
+        interrupt_after(m, images, 'write_image', 1)
+        code, _, err = cli(args, capsys)
     assert code == 130 and err[-1] == 'interrupted; rerun the same command to continue: finished images are kept'
     assert sorted(os.listdir(out)) == ['a.png']
     first = (out / 'a.png').read_bytes()
-    code, stdout, _ = run(args, capsys)
+    code, stdout, _ = cli(args, capsys)
     assert code == 0 and '2 upscaled' in stdout and '1 skipped' in stdout and (out / 'a.png').read_bytes() == first
     (out / 'b.png').write_bytes((out / 'b.png').read_bytes()[:300])  # torn (as by an older version), or not ours
     torn = (out / 'b.png').read_bytes()
-    code, _, err = run(args, capsys)
+    code, _, err = cli(args, capsys)
     assert code == 1 and err[-1] == (f'error: {out / "b.png"}: exists but is not a complete result (the file is '
                                      'truncated (cut short while it was written or copied)); it was left as it is: '
                                      'remove it or pass --force')
     assert (out / 'b.png').read_bytes() == torn
-    assert run(args + ['--force'], capsys)[0] == 0 and cv2.imread(str(out / 'b.png')).shape == (160, 200, 3)
+    assert cli(args + ['--force'], capsys)[0] == 0 and cv2.imread(str(out / 'b.png')).shape == (160, 200, 3)
 
 
 # ----------------------------------------------------------------------------------- no silent wrong result
@@ -301,7 +280,7 @@ def test_nan_weights_are_an_error_everywhere_and_nothing_is_written(nan_weights,
                  ['export', '--weights', nan_weights, '--out', tmp_path / 'exported'],
                  ['reparam', '--in', train, '--out', tmp_path / 'deployed.pth'],
                  ['profile', '--weights', nan_weights, '--no-timing']):
-        code, _, err = run(args, capsys)
+        code, _, err = cli(args, capsys)
         assert code == 2 and message in err[-1] and err[-1].startswith('error: '), (args, err)
         assert not any(line.startswith(('Traceback', 'error')) for line in err[:-1]), err
     assert not any((tmp_path / p).exists() for p in ('out', 'exported', 'deployed.pth'))
@@ -339,7 +318,7 @@ def test_malformed_files_in_a_folder_each_get_one_line_and_the_others_go_through
                                    + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
     (src / 'text.png').write_text('not an image')
     before = snapshot(src)
-    code, out, err = run(['infer', '-i', src, '-o', tmp_path / 'out', '--weights', data['tiny'], '--backend',
+    code, out, err = cli(['infer', '-i', src, '-o', tmp_path / 'out', '--weights', data['tiny'], '--backend',
                           'torch'], capsys)
     assert code == 1 and '2 upscaled x4' in out
     assert sorted(os.listdir(tmp_path / 'out')) == ['good1.png', 'good2.jpg']
@@ -385,12 +364,12 @@ def test_bad_inputs_and_arguments_each_give_one_error_line(weights, data, tmp_pa
         (['reparam', '--in', train_ckpt, '--out', folder], 'is a folder; give the file to write'),
     ]
     for args, message in cases:
-        code, _, err = run(args, capsys)
+        code, _, err = cli(args, capsys)
         assert code == 2 and len(err) == 1 and err[0].startswith('error: ') and message in err[0], (args, err)
     assert a_file.read_text() == 'mine' and torch.load(train_ckpt, weights_only=True).keys() == {'params'}
     assert os.listdir(folder) == [] and not (tmp_path / 'o').exists()
     monkeypatch.setattr(backends, 'importable', lambda module: module != 'onnx')  # export without onnx installed
-    code, _, err = run(['export', '--weights', weights, '--out', tmp_path / 'exported'], capsys)
+    code, _, err = cli(['export', '--weights', weights, '--out', tmp_path / 'exported'], capsys)
     assert code == 2 and err == ["error: onnx export needs the onnx package: pip install 'pfdn[export]' (or leave "
                                  "onnx out of --formats)"]
     assert not (tmp_path / 'exported').exists()  # refused before anything was written
@@ -432,7 +411,7 @@ def test_malformed_ymls_each_give_one_error_line(weights, data, tmp_path, capsys
         (['train', '-opt', deployed], 'is in the deployed (fused) form and cannot feed a training-form PFDN'),
     ]
     for args, message in cases:
-        code, _, err = run(args, capsys)
+        code, _, err = cli(args, capsys)
         assert code == 2 and err[-1].startswith('error: ') and message in err[-1], (args, err)
         assert not any(line.startswith('Traceback') for line in err)
     assert not (tmp_path / 'experiments' / 'mismatch').exists()  # refused before BasicSR wrote anything
@@ -470,28 +449,34 @@ def test_stopping_schedule_stops_its_running_stage(data, tmp_path, how):
     schedule = tmp_path / 'schedule.yml'
     schedule.write_text(yaml.safe_dump({'stages': [str(yml)]}))
     proc = subprocess.Popen([sys.executable, '-m', 'pfdn_arch.cli', 'schedule', '--schedule', str(schedule)],
-                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    states = tmp_path / 'experiments' / f'long_{how}' / 'training_states'
-    while time.time() < deadline and not (states.is_dir() and any(states.iterdir())):
-        time.sleep(0.3)
-    stages = stage_pids(str(yml))
-    stage = next(p for p in stages if p != proc.pid)
-    proc.send_signal(getattr(signal, how))
-    out, err = proc.communicate(timeout=120)
-    deadline = time.time() + 60
-    while time.time() < deadline and alive(stage):
-        time.sleep(0.2)
-    assert not alive(stage), 'the stage kept training with no schedule waiting for it'
-    if how == 'SIGTERM':
-        assert proc.returncode == 130
-        assert err.strip().splitlines()[-1] == ('interrupted; rerun the same command to continue: finished stages '
-                                                'are skipped, the stopped one resumes')
+                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        states = tmp_path / 'experiments' / f'long_{how}' / 'training_states'
+        while time.time() < deadline and not (states.is_dir() and any(states.iterdir())):
+            time.sleep(0.3)
+        stage = next(p for p in stage_pids(str(yml)) if p != proc.pid)
+        proc.send_signal(getattr(signal, how))
+        out, err = proc.communicate(timeout=120)
+        deadline = time.time() + 60
+        while time.time() < deadline and alive(stage):
+            time.sleep(0.2)
+        assert not alive(stage), 'the stage kept training with no schedule waiting for it'
+        if how == 'SIGTERM':
+            assert proc.returncode == 130
+            assert err.strip().splitlines()[-1] == ('interrupted; rerun the same command to continue: finished '
+                                                    'stages are skipped, the stopped one resumes')
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the test's process group
+        except ProcessLookupError:
+            pass
 
 
 def test_schedule_without_its_data_says_so_once_before_starting(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(['schedule'], capsys)
+    code, out, err = cli(['schedule'], capsys)
     assert code == 2 and len(err) == 1
     assert err[0] == ('error: datasets.train.dataroot_gt not found: datasets/DF2K/DF2K_HR.lmdb (see '
                       "datasets/README.md for 'basicsr prepare')")

@@ -197,3 +197,21 @@ def test_ema_is_basicsrs_formula_in_one_multi_tensor_update(tmp_path):
     net = model.get_bare_model(model.net_g).state_dict()
     for k, v in model.net_g_ema.state_dict().items():
         assert torch.allclose(v, 0.9 * before[k] + 0.1 * net[k], atol=1e-7), k
+
+
+def test_adamw_and_gradient_clipping(tmp_path):
+    model = tiny_model(tmp_path, train={'optim_g': {'type': 'AdamW', 'lr': 1e-4, 'weight_decay': 0.01},
+                                        'grad_clip_norm': 1e-3})
+    assert isinstance(model.optimizer_g, torch.optim.AdamW)
+    model.feed_data(uint8_batch(0))
+    model.optimize_parameters(1)
+    norm = torch.norm(torch.stack([p.grad.norm() for p in model.net_g.parameters()]))
+    assert norm.item() <= 1e-3 * 1.0001
+
+
+def test_ncc_without_teacher_compares_sr_with_gt(tmp_path):
+    model = tiny_model(tmp_path, train={'ncc_opt': {'type': 'NCCLoss', 'loss_weight': 0.5}})
+    assert model.net_t is None
+    model.feed_data(uint8_batch(0))
+    model.optimize_parameters(1)
+    assert set(model.get_current_log()) == {'l_pix', 'l_ncc'} and model.get_current_log()['l_ncc'] > 0

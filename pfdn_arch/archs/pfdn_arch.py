@@ -3,10 +3,9 @@
 One class serves both forms: ``deploy=False`` builds the training form, whose ``conv1``/``conv2``/``conv3`` in
 every block are :class:`~pfdn_arch.archs.rrrb.RRRB`; ``deploy=True`` builds the released plain form, whose state
 dict has exactly the key layout of the authors' ``team08_PFDN.pth``. ``reparameterize()`` turns the first into
-the second in place.
+the second in place; checkpoints are converted by explicit functions (``reparam.checkpoint_filter``), never by
+an overridden ``load_state_dict``.
 """
-import logging
-
 import torch
 from torch import nn
 
@@ -14,9 +13,6 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from .esa import ESA, MIN_INPUT_SIZE
 from .rrrb import RRRB
-
-logger = logging.getLogger('basicsr')
-
 
 class PFDB(nn.Module):
     """Partial feature distillation block: ESA, 3x3 conv, a 3x3 conv on the first ``num_partial_feat`` channels
@@ -122,19 +118,3 @@ class PFDN(nn.Module):
                 module.reparameterize()
         self.deploy = True
         return self
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        """Load a state dict, converting a training-form one into this deployed net (with a log line).
-
-        A deployed-form state dict cannot be turned back into RRRB branches; that case is refused with what to do.
-        """
-        from .reparam import is_training_form, reparameterize_state_dict  # local: reparam imports this module
-
-        if self.deploy and is_training_form(state_dict):
-            logger.info('PFDN: got a training-form (RRRB) state dict for a deployed net; fusing it exactly.')
-            state_dict = reparameterize_state_dict(state_dict)
-        elif not self.deploy and not is_training_form(state_dict) and any(
-                k.endswith('.rep_conv.weight') for k in state_dict):
-            raise ValueError('this checkpoint is in the deployed (fused) form and cannot feed a training-form PFDN; '
-                             'build the net with deploy: true (network_g: {type: PFDN, deploy: true})')
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)

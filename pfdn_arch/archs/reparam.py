@@ -79,6 +79,20 @@ def reparameterize_state_dict(checkpoint, param_key=None):
     return out
 
 
+def checkpoint_filter(state_dict, net):
+    """A state dict made to fit ``net``'s form (as timm's ``checkpoint_filter_fn``): a training-form one is fused
+    exactly when ``net`` is deployed; a deployed one cannot feed a training-form net (ValueError saying what to
+    do). Returns (state_dict, fused)."""
+    sd = unwrap_state_dict(state_dict)
+    if getattr(net, 'deploy', False) and is_training_form(sd):
+        return reparameterize_state_dict(sd), True
+    if not getattr(net, 'deploy', True) and not is_training_form(sd) and any(
+            k.endswith('.rep_conv.weight') for k in sd):
+        raise ValueError('this checkpoint is in the deployed (fused) form and cannot feed a training-form PFDN; '
+                         'build the net with deploy: true (network_g: {type: PFDN, deploy: true})')
+    return sd, False
+
+
 def infer_pfdn_options(state_dict):
     """PFDN constructor arguments read off a state dict of either form (spandrel-style detection).
 

@@ -2,7 +2,8 @@
 import os
 
 from ..errors import UserError
-from .main import parser
+from . import add_command
+from ..shipped import WEIGHTS, default_weights
 
 
 def _importable(module):
@@ -12,21 +13,26 @@ def _importable(module):
 FORMATS = ('pth', 'safetensors', 'onnx')
 
 
-def main(argv, prog='basicsr export'):
-    p = parser(prog, 'Export a PFDN checkpoint (either form; training form is fused) for deployment.')
-    p.add_argument('--weights', help='checkpoint (default: the released weights)')
-    p.add_argument('--out', default='exported', help='output folder (default: exported)')
-    p.add_argument('--name', help='file name stem (default: pfdn_x<scale>)')
-    p.add_argument('--formats', nargs='+', choices=FORMATS, default=list(FORMATS))
-    p.add_argument('--opset', type=int, default=17)
+def add_parser(sub):
+    p = add_command(sub, 'export', 'deployed weights as .pth, .safetensors and ONNX',
+                    'Export a PFDN checkpoint (either form; the training form is fused) for deployment: .pth in the '
+                    "released key layout, .safetensors, ONNX with dynamic batch/height/width (checked in onnxruntime "
+                    'before it is written), each loadable by spandrel after pfdn_arch.spandrel_arch.register().')
+    p.add_argument('--weights', help=f'checkpoint (None: {WEIGHTS})')
+    p.add_argument('--out', default='exported', help='output folder')
+    p.add_argument('--name', help='file name stem (None: pfdn_x<scale>)')
+    p.add_argument('--formats', nargs='+', choices=FORMATS, default=list(FORMATS), help='what to write')
+    p.add_argument('--opset', type=int, default=17, help='ONNX opset')
     p.add_argument('--force', action='store_true', help='overwrite existing files')
-    a = p.parse_args(argv)
+    p.set_defaults(func=run)
+    return p
 
+
+def run(a):
     from ..atomic import atomic_path
     from ..backends import importable
     from ..checkpoint import build_pfdn_from_checkpoint
     from ..export import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
-    from .infer import default_weights
 
     needs = {'onnx': 'onnx', 'safetensors': 'safetensors'}
     for fmt in a.formats:  # before anything is written

@@ -2,26 +2,38 @@
 import os
 import sys
 
-import cv2
-from tqdm import tqdm
-
 from ..errors import UserError
-from ..images import IMAGE_EXTS, ImageError, list_images, read_image, write_image
-from .main import parser
-
-DEFAULT_WEIGHTS = ('weights/team08_PFDN.pth', '../shared/weights/team08_PFDN.pth')
+from . import add_command
+from ..shipped import WEIGHTS, default_weights
 
 
-def default_weights():
-    from .schedule import resolve
-    for path in DEFAULT_WEIGHTS:
-        if os.path.isfile(resolve(path)):
-            return resolve(path)
-    raise UserError('no --weights given and weights/team08_PFDN.pth not found; download the released weights '
-                    'there or pass --weights')
+def add_parser(sub):
+    p = add_command(sub, 'infer', 'upscale an image or a folder (backends, batches, tiles, 16-bit, alpha)',
+                    'Upscale images with a deployed PFDN (png, jpg, bmp, tiff, webp; grayscale, RGBA and 16-bit kept '
+                    'as such). Finished outputs are kept on a rerun; --force replaces them.',
+                    on_interrupt='rerun the same command to continue: finished images are kept')
+    p.add_argument('-i', '--input', required=True, help='an image or a folder of images')
+    p.add_argument('-o', '--output', required=True, help='output folder (same file names)')
+    p.add_argument('--weights', help=f'deployed or training-form PFDN checkpoint (None: {WEIGHTS})')
+    p.add_argument('--backend', default='auto',
+                   help='auto (the fastest for the device: CPU openvino, else onnxruntime, else torch; CUDA compile), '
+                        'torch (the plain eager forward), compile, openvino or onnxruntime')
+    p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    p.add_argument('--dtype', default='fp32',
+                   help='fp32, fp16 (CUDA) or bf16 (a CPU with AVX512-BF16/AMX, or a GPU with bf16); a precision the '
+                        'hardware lacks falls back to fp32 with a note')
+    p.add_argument('--batch', type=int, default=0,
+                   help='same-size images and tiles run this many at a time (0: 16 on CUDA, 1 on the CPU)')
+    p.add_argument('--tile', type=int, default=0, help='LR tile side for bounded memory (0: whole images)')
+    p.add_argument('--tile-overlap', type=int, default=16, help='LR pixels shared by neighbouring tiles')
+    p.add_argument('--force', action='store_true', help='overwrite existing outputs')
+    p.set_defaults(func=run)
+    return p
 
 
 def collect_inputs(path):
+    from ..images import IMAGE_EXTS, list_images
+
     if os.path.isfile(path):
         return [path]
     if os.path.isdir(path):
@@ -35,6 +47,10 @@ def collect_inputs(path):
 def kept_output(out_path, src_shape, scale):
     """None when an existing output is a complete result for an input of ``src_shape`` (so a rerun keeps it);
     otherwise why it is not (a rerun reports it and leaves it alone: it may be the user's)."""
+    import cv2
+
+    from ..images import ImageError, read_image
+
     try:
         out = read_image(out_path, cv2.IMREAD_UNCHANGED)
     except ImageError as err:
@@ -44,28 +60,13 @@ def kept_output(out_path, src_shape, scale):
     return None
 
 
-def main(argv, prog='basicsr infer'):
-    from ..backends import BACKENDS, DTYPES
-
-    p = parser(prog, 'Upscale images (png, jpg, bmp, tiff, webp; grayscale, RGBA and 16-bit kept as such).')
-    p.add_argument('-i', '--input', required=True, help='an image or a folder of images')
-    p.add_argument('-o', '--output', required=True, help='output folder (same file names)')
-    p.add_argument('--weights', help='deployed or training-form PFDN checkpoint (default: the released weights)')
-    p.add_argument('--backend', default='auto', choices=BACKENDS,
-                   help='auto: the fastest for the device (CPU: openvino, else onnxruntime, else torch; CUDA: '
-                        'compile); torch: the plain eager forward (default: auto)')
-    p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N (default: cpu)')
-    p.add_argument('--dtype', default='fp32', choices=tuple(DTYPES),
-                   help='fp16 needs CUDA; bf16 needs a CPU with AVX512-BF16/AMX or a GPU with bf16 (default: fp32)')
-    p.add_argument('--batch', type=int, default=0,
-                   help='same-size images and tiles run this many at a time (default: 16 on CUDA, 1 on the CPU)')
-    p.add_argument('--tile', type=int, default=0, help='LR tile side for bounded memory (default: 0, whole image)')
-    p.add_argument('--tile-overlap', type=int, default=16, help='LR pixels shared by neighbouring tiles (default: 16)')
-    p.add_argument('--force', action='store_true', help='overwrite existing outputs')
-    a = p.parse_args(argv)
+def run(a):
+    import cv2
+    from tqdm import tqdm
 
     from ..backends import make_runner
     from ..checkpoint import build_pfdn_from_checkpoint
+    from ..images import ImageError, read_image, write_image
     from ..infer import Upscaler
 
     inputs = collect_inputs(a.input)

@@ -1,76 +1,52 @@
-"""``basicsr`` / ``pfdn``: one program, sub-commands. Known user errors print one 'error: ...' line and exit 2.
-
-    basicsr train    -opt X [--launcher ...] [--auto_resume] [--debug] [--force_yml k=v ...]
-    basicsr test     -opt X [BasicSR's flags]
-    basicsr schedule [--profile full|smoke] [--stages S1.yml S2.yml ...]
-    basicsr reparam  --in CKPT --out CKPT [--force]
-    basicsr prepare  lr|subimages|lmdb|df2k|benchmark|samples ...
-    basicsr infer    -i PATH -o DIR [--weights W] [--tile N] [--dtype fp32|fp16|bf16] [--force]
-    basicsr export   [--weights W] [--out DIR] [--formats pth safetensors onnx]
-    basicsr profile  [--weights W] [--size H W] [--device cpu|cuda]
+"""``basicsr`` / ``pfdn``: one program with sub-commands, each a module of this package with ``add_parser`` (its
+options; light to import) and ``run`` (the work; imports torch and BasicSR when called). Known user errors print one
+``error: ...`` line and exit with status 2; Ctrl-C and SIGTERM stop cleanly and say how to continue (status 130).
 """
 import argparse
 import signal
 import sys
 
 from ..errors import UserError
+from . import export, infer, prepare, profile, reparam, schedule, test, train
 
-# what a rerun does after Ctrl-C / SIGTERM
-CONTINUE = {'train': 'rerun it with --auto_resume to continue from the last saved training state',
-            'schedule': 'rerun the same command to continue: finished stages are skipped, the stopped one resumes',
-            'infer': 'rerun the same command to continue: finished images are kept',
-            'prepare': 'rerun the same command to continue where it stopped'}
-
-COMMANDS = {
-    'train': ('pfdn_arch.cli.pipelines', 'train_main', 'train with BasicSR\'s train_pipeline (its flags pass through)'),
-    'test': ('pfdn_arch.cli.pipelines', 'test_main', 'test with BasicSR\'s test_pipeline (its flags pass through)'),
-    'schedule': ('pfdn_arch.cli.schedule', 'main', 'run the chain of training stages in order, resuming'),
-    'reparam': ('pfdn_arch.cli.reparam', 'main', 'convert a training-form checkpoint to the deployed form'),
-    'prepare': ('pfdn_arch.cli.prepare', 'main', 'make LR images, sub-images, LMDBs, benchmark folders'),
-    'infer': ('pfdn_arch.cli.infer', 'main', 'upscale an image or a folder (tiles, fp16/bf16, 16-bit, alpha)'),
-    'export': ('pfdn_arch.cli.export', 'main', 'deployed weights as .pth, .safetensors and ONNX'),
-    'profile': ('pfdn_arch.cli.profile', 'main', 'parameters, MACs, activations, convs, runtime, peak memory'),
-}
+COMMANDS = (train, test, schedule, prepare, infer, export, reparam, profile)
 
 
-def usage():
-    lines = ['usage: basicsr <command> [options]   (also available as: pfdn <command>)', '', 'commands:']
-    lines += [f'  {name:<9} {help_}' for name, (_, _, help_) in COMMANDS.items()]
-    lines += ['', "run 'basicsr <command> -h' for a command's options"]
-    return '\n'.join(lines)
+def build_parser():
+    from .. import __version__
+
+    p = argparse.ArgumentParser(prog='basicsr', description='PFDN for BasicSR: train, test, prepare data, upscale, '
+                                'export and profile. The same program is installed as `pfdn`.',
+                                epilog="run 'basicsr <command> -h' for a command's options")
+    p.add_argument('--version', action='version', version=f'pfdn {__version__}')
+    sub = p.add_subparsers(dest='command', metavar='<command>', title='commands')
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return p
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ('-h', '--help'):
-        print(usage())
-        return 0 if argv else 2
-    if argv[0] == '--version':
-        from .. import __version__
-        print(f'pfdn {__version__}')
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"error: unknown command '{name}'; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+    parser = build_parser()
+    if not argv:
+        parser.print_help(sys.stderr)
         return 2
-    module_name, func_name, _ = COMMANDS[name]
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as end:  # -h, --version, or argparse's own usage error
+        return end.code if isinstance(end.code, int) else 2
     previous = _stop_on_sigterm()
     try:
-        import importlib
-
-        import pfdn_arch  # noqa: F401  (compatibility layer + registries, before BasicSR runs)
         import cv2
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # OpenCV's own log lines would double the one error line a bad image gets
-
-        func = getattr(importlib.import_module(module_name), func_name)
-        return func(rest, prog=f'basicsr {name}') or 0
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its log lines would double ours
+        return args.func(args) or 0
     except UserError as err:
         _end_progress_bars()
         print(f'error: {err}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _end_progress_bars()
-        print(f"interrupted; {CONTINUE.get(name, 'nothing was left half-written')}", file=sys.stderr)
+        print(f'interrupted; {args.on_interrupt}', file=sys.stderr)
         return 130
     finally:
         if previous is not None:
@@ -96,10 +72,6 @@ def _stop_on_sigterm():
         return signal.signal(signal.SIGTERM, interrupt)
     except ValueError:  # not the main thread (called from a library): leave signals alone
         return None
-
-
-def parser(prog, description):
-    return argparse.ArgumentParser(prog=prog, description=description)
 
 
 if __name__ == '__main__':

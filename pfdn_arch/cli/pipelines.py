@@ -1,4 +1,4 @@
-"""``basicsr train`` / ``basicsr test``: check the yml, then hand control to BasicSR's stock pipelines.
+"""What ``basicsr train`` and ``basicsr test`` share: check the yml, then hand control to BasicSR's stock pipelines.
 
 BasicSR's ``parse_options`` reads ``sys.argv`` itself, so it gets the argv without the sub-command; the root is
 the working directory, so experiments and results go under it (not into site-packages).
@@ -9,15 +9,6 @@ import sys
 import yaml
 
 from ..errors import UserError
-
-
-def _opt_path(argv):
-    for i, arg in enumerate(argv):
-        if arg == '-opt' and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith('-opt='):
-            return arg.split('=', 1)[1]
-    return None
 
 
 def check_options(opt_path, is_train, argv=(), pretrained=True):
@@ -180,8 +171,14 @@ def with_force_yml(argv, entries):
     return argv[:at] + entries + argv[at:]
 
 
-def _run(argv, prog, is_train):
-    opt = check_options(_opt_path(argv), is_train, argv)
+def run_pipeline(argv, prog, is_train):
+    """``argv`` are BasicSR's own flags (``-opt X ...``); an options file not in the working directory is looked up
+    among the shipped ones (options/), so the README's commands work from any folder."""
+    from ..shipped import option_file
+
+    at = argv.index('-opt') + 1
+    argv = argv[:at] + [option_file(argv[at])] + argv[at + 1:]
+    opt = check_options(argv[at], is_train, argv)
     overrides = cpu_overrides(opt)
     for _, what in overrides:
         print(f'note: CUDA is not available; {what} is ignored', file=sys.stderr)
@@ -191,6 +188,9 @@ def _run(argv, prog, is_train):
         _pipeline(is_train)
     finally:
         sys.argv = saved
+    name = ('debug_' if '--debug' in argv and is_train else '') + opt['name']
+    print(f'results: experiments/{name}/ (models/, training_states/, the log)' if is_train else
+          f'results: results/{name}/ (results.md: the metrics table; the log)', file=sys.stderr)
 
 
 def _pipeline(is_train):
@@ -198,7 +198,7 @@ def _pipeline(is_train):
     if is_train:
         from basicsr.train import train_pipeline
 
-        from ..models import TrainingDiverged
+        from ..models.pfdn_model import TrainingDiverged
         try:
             train_pipeline(root)
         except TrainingDiverged as err:
@@ -206,11 +206,3 @@ def _pipeline(is_train):
     else:
         from basicsr.test import test_pipeline
         test_pipeline(root)
-
-
-def train_main(argv, prog='basicsr train'):
-    _run(argv, prog, is_train=True)
-
-
-def test_main(argv, prog='basicsr test'):
-    _run(argv, prog, is_train=False)

@@ -1,21 +1,27 @@
 """``basicsr reparam``: training-form checkpoint -> deployed checkpoint in the released layout."""
 import os
 
-from ..atomic import save_torch
-from ..archs.reparam import is_training_form, reparameterize_state_dict
-from ..checkpoint import load_checkpoint
 from ..errors import UserError
-from .main import parser
+from . import add_command
 
 
-def main(argv, prog='basicsr reparam'):
-    p = parser(prog, 'Fuse every RRRB of a training-form PFDN checkpoint (bare, or BasicSR\'s params/params_ema) '
-                     'into a deployed state dict with the released key layout.')
+def add_parser(sub):
+    p = add_command(sub, 'reparam', 'convert a training-form checkpoint to the deployed form',
+                    "Fuse every RRRB of a training-form PFDN checkpoint (bare, or BasicSR's params/params_ema) into a "
+                    'deployed state dict with the released key layout (exact; computed in float64).')
     p.add_argument('--in', dest='src', required=True, help='training-form checkpoint (.pth)')
     p.add_argument('--out', dest='dst', required=True, help='deployed checkpoint to write (.pth)')
-    p.add_argument('--param-key', default=None, help='params or params_ema (default: params_ema if present)')
+    p.add_argument('--param-key', default=None, help='params or params_ema (None: params_ema if present)')
     p.add_argument('--force', action='store_true', help='overwrite --out if it exists')
-    args = p.parse_args(argv)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    from ..archs.reparam import is_training_form, reparameterize_state_dict
+    from ..atomic import save_torch
+    from ..checkpoint import load_checkpoint
+
     if os.path.isdir(args.dst):
         raise UserError(f'--out {args.dst} is a folder; give the file to write (e.g. {args.dst}/pfdn_deploy.pth)')
     if os.path.exists(args.dst) and os.path.exists(args.src) and os.path.samefile(args.src, args.dst):

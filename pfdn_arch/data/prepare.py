@@ -10,11 +10,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from basicsr.utils.matlab_functions import imresize
-
 from ..errors import UserError
-from ..evaluate import list_images, mod_crop
-from ..images import ImageError, read_image, write_image
+from ..images import ImageError, bicubic_lr, list_images, mod_crop, read_image, write_image
 from .lmdb_store import lmdb_format, parse_meta, write_lmdb
 
 BENCHMARK_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
@@ -39,12 +36,6 @@ def _images_in(folder):
 def _write_atomic(path, img):
     """Written under a temporary name and renamed: an interrupted run never leaves a torn image."""
     write_image(path, img)
-
-
-def bicubic_downscale(img, scale):
-    """uint8 BGR HR -> uint8 LR, MATLAB-style bicubic with antialiasing (BasicSR's imresize)."""
-    lr = imresize(img.astype(np.float32) / 255.0, 1 / scale)
-    return (np.clip(lr, 0, 1) * 255.0).round().astype(np.uint8)
 
 
 def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1):
@@ -92,7 +83,7 @@ def _make_one_lr(path, lr_path, hr_path, scale):
     if hr_path and not _intact(hr_path, hr.shape[:2]):
         _write_atomic(hr_path, hr)
     if not _intact(lr_path, (hr.shape[0] // scale, hr.shape[1] // scale)):
-        _write_atomic(lr_path, bicubic_downscale(mod_crop(hr, scale), scale))
+        _write_atomic(lr_path, bicubic_lr(hr, scale)[1])
 
 
 def _size(path):

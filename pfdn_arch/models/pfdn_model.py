@@ -1,9 +1,8 @@
 """PFDNModel: BasicSR's SRModel plus what the PFDN recipe needs (METHOD.md sections 2-4).
 
-- strict, safe loading of bare or wrapped checkpoints of either form (training-form checkpoints are fused when
-  the net is deployed, with a log line);
-- ``train.reparameterize_on_start``: the stage trains the deployed form, starting from a training-form checkpoint
-  that is fused exactly on load (the LR-180 step of the schedule);
+- strict, safe loading of bare or wrapped checkpoints of either form: a training-form checkpoint feeding a
+  deployed net (``network_g.deploy: true``) is fused exactly, with a log line; that is how a stage trains the
+  deployed form from the previous stage's training form (the LR-180 step of the schedule);
 - optional layer-wise NCC (``train.ncc_opt``) against a frozen teacher (``network_t``), or SR vs GT without one;
 - ``train.grad_clip_norm``, ``optim_g.type: AdamW``; a non-finite loss stops the run before the weights change;
 - every save also writes ``net_g_deploy_<iter>.pth`` in the released layout; validation runs the deployed form;
@@ -14,6 +13,7 @@
   next log, save or validation).
 """
 import copy
+import json
 import os
 from collections import OrderedDict
 from contextlib import nullcontext
@@ -28,7 +28,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ..archs.reparam import is_training_form, reparameterized, reparameterize_state_dict
+from ..archs.reparam import checkpoint_filter, reparameterized
 from ..atomic import save_torch, write_text
 from ..checkpoint import load_checkpoint, load_into
 from ..errors import UserError
@@ -45,8 +45,6 @@ class TrainingDiverged(RuntimeError):
 class PFDNModel(SRModel):
     """SR model for PFDN. Options beyond SRModel's (all under ``train``):
 
-    reparameterize_on_start (bool): build ``network_g`` in the deployed form and fuse the incoming training-form
-        checkpoint (``path.pretrain_network_g``) into it. Default: False.
     ncc_opt (dict): ``NCCLoss`` options plus ``layers`` (module names of ``net_g`` to tap; default the four
         blocks). With ``network_t``/``path.pretrain_network_t`` the taps are compared with the teacher's;
         without a teacher, SR is compared with GT.
@@ -60,9 +58,6 @@ class PFDNModel(SRModel):
 
     def __init__(self, opt):
         train_opt = opt.get('train') or {}
-        self.reparameterize_on_start = bool(opt['is_train'] and train_opt.get('reparameterize_on_start'))
-        if self.reparameterize_on_start:
-            opt['network_g']['deploy'] = True
         amp = str(train_opt.get('amp') or 'none').lower()
         if amp not in AMP_DTYPES:
             raise ValueError(f"train.amp must be one of {', '.join(AMP_DTYPES)}, got {train_opt.get('amp')}")
@@ -83,17 +78,13 @@ class PFDNModel(SRModel):
                 raise
             sd = load_checkpoint(load_path, 'params')  # BasicSR's own fallback when no EMA was saved
             logger.info(f'Loading: params_ema not in {load_path} ({err}); using params.')
-        if not getattr(net, 'deploy', True) and not is_training_form(sd) and any(
-                k.endswith('.rep_conv.weight') for k in sd):
-            raise UserError(f'{load_path} is in the deployed (fused) form and cannot feed a training-form PFDN; '
-                            'build the net with deploy: true (network_g: {type: PFDN, deploy: true})')
-        fused = getattr(net, 'deploy', False) and is_training_form(sd)
+        try:
+            sd, fused = checkpoint_filter(sd, net)
+        except ValueError as err:
+            raise UserError(f'{load_path}: {err}') from None
         if fused:
-            sd = reparameterize_state_dict(sd)
             logger.info(f'Reparameterized the training-form checkpoint {load_path} into the deployed form '
                         f'(exact RRRB fusion) for {net.__class__.__name__}.')
-        elif self.reparameterize_on_start and net is self.get_bare_model(self.net_g):
-            logger.info(f'reparameterize_on_start: {load_path} is already in the deployed form; loaded as is.')
         logger.info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
         missing, unexpected = load_into(net, sd, load_path, strict=strict)
         for key in missing:
@@ -129,8 +120,9 @@ class PFDNModel(SRModel):
             self.ncc_layers = list(ncc_opt.pop('layers', DEFAULT_NCC_LAYERS))
             self.cri_ncc = build_loss(ncc_opt).to(self.device)
             self.net_t = self._build_teacher()
-            self._student_taps = self._tap(self.get_bare_model(self.net_g), self.ncc_layers)
-            self._teacher_taps = self._tap(self.net_t, self.ncc_layers) if self.net_t is not None else None
+            if self.net_t is not None:  # without a teacher, NCC compares SR with GT: no taps
+                self._student_taps = self._tap(self.get_bare_model(self.net_g), self.ncc_layers)
+                self._teacher_taps = self._tap(self.net_t, self.ncc_layers)
             get_root_logger().info('NCC loss on ' + (f'layers {self.ncc_layers} against the teacher'
                                                      if self.net_t is not None else 'SR vs GT (no teacher)'))
         self.compile_network()
@@ -355,8 +347,24 @@ class PFDNModel(SRModel):
 
     def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
         super()._log_validation_metric_values(current_iter, dataset_name, tb_logger)
-        if not self.opt['is_train']:
+        if self.opt['is_train']:
+            self._record_validation(current_iter, dataset_name)
+        else:
             self._write_results_table(dataset_name)
+
+    @master_only
+    def _record_validation(self, current_iter, dataset_name):
+        """Append this validation to ``experiments/<name>/validation.json`` (rewritten atomically): what the
+        schedule's PSNR plot is drawn from."""
+        path = os.path.join(self.opt['path']['experiments_root'], 'validation.json')
+        history = []
+        if os.path.isfile(path):
+            with open(path) as f:
+                history = json.load(f)
+        total = self.opt['train']['total_iter']
+        history.append(dict({'iter': min(current_iter, total), 'dataset': dataset_name},
+                            **{k: float(v) for k, v in self.metric_results.items()}))
+        write_text(path, json.dumps(history, indent=1))
 
     @master_only
     def _write_results_table(self, dataset_name):

@@ -1,0 +1,129 @@
+"""The training recipe as a chain of stage ymls (``options/schedule_pfdn_x4.yml``): loading it, the smoke profile
+(the same stages scaled down to a CPU and built-in photos), how far each stage is, and the validation history
+each stage's ``PFDNModel`` records (``experiments/<name>/validation.json``) for the schedule's report.
+"""
+import copy
+import json
+import os
+
+import yaml
+
+from .errors import UserError
+from .shipped import option_file
+
+DEFAULT_SCHEDULE = os.path.join('options', 'schedule_pfdn_x4.yml')
+# smoke profile: HR patch (LR = HR / 4; PFDN needs LR >= 15), iterations and batch per stage; stage 1 gets most
+# of the few minutes so that the deployed result beats bicubic
+SMOKE_GT_SIZES = (96, 112, 128, 144, 160)
+SMOKE_ITERS = (700, 40, 40, 40, 30)
+SMOKE_BATCH = (8, 4, 4, 4, 4)
+SMOKE_ROOT = os.path.join('datasets', 'smoke')
+SMOKE_TRAIN = ('coffee.png', 'rocket.jpg', 'ihc.png', 'hubble_deep_field.jpg', 'motorcycle_left.png')
+SMOKE_VAL = ('astronaut.png', 'chelsea.png')
+SET5 = os.path.join('datasets', 'benchmark', 'Set5', 'HR')
+HISTORY = 'validation.json'
+
+
+def load_yml(path):
+    """A yml as a dict; an option file not in the working directory is looked up among the shipped ones."""
+    path = option_file(path)
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f'{path} is not valid YAML: {str(err).splitlines()[0]}') from None
+
+
+def load_schedule(path=DEFAULT_SCHEDULE):
+    """[(stage yml path, its options)] in order."""
+    stages = load_yml(path).get('stages') or []
+    if not stages:
+        raise UserError(f'{path} lists no stages')
+    return [(option_file(s), load_yml(s)) for s in stages]
+
+
+def stage_work(opt):
+    """Iterations x LR pixels per batch: what a stage costs, for the schedule's ETA."""
+    train = opt['datasets']['train']
+    return opt['train']['total_iter'] * train['batch_size_per_gpu'] * (train['gt_size'] // opt.get('scale', 4)) ** 2
+
+
+def stage_progress(name):
+    """Last saved iteration of a stage (0 when none)."""
+    states = os.path.join('experiments', name, 'training_states')
+    its = [int(f.split('.')[0]) for f in os.listdir(states) if f.endswith('.state')] if os.path.isdir(states) else []
+    return max(its, default=0)
+
+
+def make_smoke_data(root=SMOKE_ROOT):
+    """Paired decoded LMDBs of the built-in photos (whole images; x4 LR by MATLAB-style bicubic) for
+    ``PairedCropDataset``, plus a small validation set. Reuses what exists, so it is made once; every step
+    continues an interrupted one."""
+    from .data.prepare import make_lr, make_paired_lmdb, prepare_benchmark
+    from .data.samples import write_samples
+
+    gt_lmdb = os.path.join(root, 'train_HR.lmdb')
+    lq_lmdb = os.path.join(root, 'train_LR_X4.lmdb')
+    val = os.path.join(root, 'val')
+    if not (os.path.isdir(gt_lmdb) and os.path.isdir(lq_lmdb)):
+        photos = os.path.join(root, 'photos_train')
+        write_samples(photos, SMOKE_TRAIN)
+        make_lr(photos, os.path.join(root, 'train_LR_X4'), 4)
+        make_paired_lmdb(photos, os.path.join(root, 'train_LR_X4'), gt_lmdb, lq_lmdb, 'decoded', 4)
+    if not os.path.isdir(os.path.join(val, 'LR_bicubic', 'X4')):
+        write_samples(os.path.join(root, 'photos_val'), SMOKE_VAL)
+        prepare_benchmark(os.path.join(root, 'photos_val'), 'val', root=root)
+    return gt_lmdb, lq_lmdb, val
+
+
+def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
+    """A copy of a stage's options scaled down for the CPU (same structure, losses and hand-offs): new name,
+    patch size, iterations (milestones scaled with them), batch, data (decoded LMDBs, read in the main process)
+    and validation set (none when ``data[2]`` is None), the GPU step options off (fp32, eager: compiling costs more
+    than a short CPU stage runs); ``path_map`` rewrites substrings of ``path.*`` (how the previous stage's
+    checkpoint is found)."""
+    gt_lmdb, lq_lmdb, val = data
+    opt = copy.deepcopy(opt)
+    opt['name'] = name
+    opt['num_gpu'] = 0
+    train = opt['datasets']['train']
+    train.pop('io_backend', None)
+    train.update(type='PairedCropDataset', dataroot_gt=gt_lmdb, dataroot_lq=lq_lmdb, gt_size=gt_size,
+                 batch_size_per_gpu=batch, num_worker_per_gpu=0, prefetch_mode=None, pin_memory=False,
+                 persistent_workers=False)
+    opt['train'].update(amp='none', channels_last=False, compile=False)
+    if val is None:  # no validation (benchmarks)
+        opt['datasets'].pop('val', None)
+        opt.pop('val', None)
+    else:
+        opt['datasets']['val'].update(name=os.path.basename(val.rstrip('/')), dataroot_gt=os.path.join(val, 'HR'),
+                                      dataroot_lq=os.path.join(val, 'LR_bicubic', 'X4'))
+    for key, value in list(opt['path'].items()):
+        if isinstance(value, str):
+            for old, new in (path_map or {}).items():
+                value = value.replace(old, new)
+            opt['path'][key] = value
+    sched = opt['train']['scheduler']
+    full = opt['train']['total_iter']
+    sched['milestones'] = [max(1, m * total // full) for m in sched.get('milestones', [])]
+    opt['train']['total_iter'] = total
+    if 'val' in opt:
+        opt['val']['val_freq'] = max(1, total // 4)  # four points per stage on the schedule's PSNR plot
+        opt['val']['backend'] = 'torch'  # small images, short runs: an OpenVINO model per validation costs more
+    opt['logger'].update(print_freq=max(1, total // 4), save_checkpoint_freq=max(1, total // 2))
+    return opt
+
+
+def smoke_stage(opt, index, names, data, iters=SMOKE_ITERS):
+    """A real stage scaled to the smoke profile; the chain's paths point at the smoke experiments."""
+    return scaled_stage(opt, 'smoke_' + opt['name'], SMOKE_GT_SIZES[index], iters[index], SMOKE_BATCH[index], data,
+                        {f'experiments/{n}/': f'experiments/smoke_{n}/' for n in names})
+
+
+def validation_history(name):
+    """[{'iter', 'dataset', 'psnr', 'ssim', ...}] a stage's model recorded at each validation."""
+    path = os.path.join('experiments', name, HISTORY)
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
