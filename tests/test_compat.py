@@ -69,3 +69,22 @@ def test_pytorch_launcher_initialises_gloo_without_cuda():
                      'MASTER_PORT': '29531', 'CUDA_VISIBLE_DEVICES': ''})
     assert r.returncode == 0, r.stderr
     assert 'ok gloo (0, 1)' in r.stdout
+
+
+def test_import_pfdn_arch_is_light_and_any_first_import_registers_everything():
+    """`import pfdn_arch` loads neither torch nor basicsr; whichever module is imported first, BasicSR's registries
+    end up with all four classes (the import hook registers after basicsr's own import, mid-way through ours)."""
+    check = ('import importlib, sys; m = sys.argv[1]; importlib.import_module(m)\n'
+             'if m == "pfdn_arch": assert "torch" not in sys.modules and "basicsr" not in sys.modules\n'
+             'from basicsr.utils.registry import ARCH_REGISTRY as A, MODEL_REGISTRY as M, DATASET_REGISTRY as D, '
+             'LOSS_REGISTRY as L\n'
+             'print([r.get(n).__name__ for r, n in ((A, "PFDN"), (M, "PFDNModel"), (D, "PairedCropDataset"), '
+             '(L, "NCCLoss"))])')
+    firsts = ('pfdn_arch', 'pfdn_arch.checkpoint', 'pfdn_arch.evaluate', 'pfdn_arch.models.pfdn_model',
+              'pfdn_arch.data.paired_crop_dataset')
+    procs = [subprocess.Popen([sys.executable, '-c', check, m], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=ROOT)) for m in firsts]
+    for m, proc in zip(firsts, procs):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (m, err[-2000:])
+        assert out.strip() == "['PFDN', 'PFDNModel', 'PairedCropDataset', 'NCCLoss']", (m, out)

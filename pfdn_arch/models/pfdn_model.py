@@ -30,7 +30,6 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..archs.reparam import checkpoint_filter, reparameterized
 from ..atomic import save_torch, write_text
-from ..checkpoint import load_checkpoint, load_into
 from ..errors import UserError
 
 DEFAULT_NCC_LAYERS = ('block1', 'block2', 'block3', 'block4')
@@ -69,6 +68,10 @@ class PFDNModel(SRModel):
     def load_network(self, net, load_path, strict=True, param_key='params'):
         """Load strictly with ``weights_only=True``; bare state dicts (like the released weights) work for both
         ``params`` and ``params_ema``; a training-form checkpoint feeding a deployed net is fused exactly."""
+        # imported here: this module is imported while BasicSR's own import registers it (pfdn_arch.plugin), when
+        # pfdn_arch.checkpoint may be the module whose import started it all
+        from ..checkpoint import load_checkpoint, load_into
+
         logger = get_root_logger()
         net = self.get_bare_model(net)
         try:
