@@ -15,7 +15,7 @@ DEFAULT_SCHEDULE = os.path.join('options', 'schedule_pfdn_x4.yml')
 # smoke profile: HR patch (LR = HR / 4; PFDN needs LR >= 15), iterations and batch per stage; stage 1 gets most
 # of the few minutes so that the deployed result beats bicubic
 SMOKE_GT_SIZES = (96, 112, 128, 144, 160)
-SMOKE_ITERS = (700, 40, 40, 40, 30)
+SMOKE_ITERS = (500, 40, 40, 40, 30)
 SMOKE_BATCH = (8, 4, 4, 4, 4)
 SMOKE_ROOT = os.path.join('datasets', 'smoke')
 SMOKE_TRAIN = ('coffee.png', 'rocket.jpg', 'ihc.png', 'hubble_deep_field.jpg', 'motorcycle_left.png')

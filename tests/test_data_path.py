@@ -140,14 +140,13 @@ if __name__ == '__main__':  # like `python -m pfdn_arch.cli`: nothing of pfdn_ar
 def test_spawned_workers_need_and_get_the_compatibility_layer(pairs, tmp_path):
     script = tmp_path / 'spawn_check.py'
     script.write_text(SPAWN_CHECK)
-
-    def run(kind, paths, mode):
-        return subprocess.run([sys.executable, str(script), *paths, kind, mode], capture_output=True, text=True,
-                              env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
-    broken = run('PairedImageDataset', pairs['png'], 'bare')  # what BasicSR's spawn start method did to workers
-    assert broken.returncode != 0 and 'functional_tensor' in broken.stderr
-    r = run('PairedImageDataset', pairs['png'], 'safe')  # torchrun below: both datasets, through basicsr train
-    assert r.returncode == 0 and 'batch (2, 3, 64, 64)' in r.stdout, r.stderr[-2000:]
+    runs = {mode: subprocess.Popen([sys.executable, str(script), *pairs['png'], 'PairedImageDataset', mode],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=dict(os.environ, PYTHONPATH=ROOT)) for mode in ('bare', 'safe')}
+    (out, err), code = runs['bare'].communicate(timeout=300), runs['bare'].returncode
+    assert code != 0 and 'functional_tensor' in err  # what BasicSR's spawn start method did to workers
+    (out, err), code = runs['safe'].communicate(timeout=300), runs['safe'].returncode
+    assert code == 0 and 'batch (2, 3, 64, 64)' in out, err[-2000:]  # torchrun below: through basicsr train
 
 
 def test_torchrun_two_processes_with_two_data_workers_each_train_alike(pairs, tmp_path):
