@@ -80,7 +80,7 @@ def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
     """A copy of a stage's options scaled down for the CPU (same structure, losses and hand-offs): new name,
     patch size, iterations (milestones scaled with them), batch, data (decoded LMDBs, read in the main process)
     and validation set (none when ``data[2]`` is None), the GPU step options off (fp32, eager: compiling costs more
-    than a short CPU stage runs); ``path_map`` rewrites substrings of ``path.*`` (how the previous stage's
+    than a short CPU stage runs), TensorBoard off; ``path_map`` rewrites substrings of ``path.*`` (how the previous stage's
     checkpoint is found)."""
     gt_lmdb, lq_lmdb, val = data
     opt = copy.deepcopy(opt)
@@ -110,7 +110,9 @@ def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
     if 'val' in opt:
         opt['val']['val_freq'] = max(1, total // 4)  # four points per stage on the schedule's PSNR plot
         opt['val']['backend'] = 'torch'  # small images, short runs: an OpenVINO model per validation costs more
-    opt['logger'].update(print_freq=max(1, total // 4), save_checkpoint_freq=max(1, total // 2))
+    # no TensorBoard: a short CPU stage would spend more on starting it than on training (the schedule draws its own
+    # PSNR plot from each stage's validation.json)
+    opt['logger'].update(print_freq=max(1, total // 4), save_checkpoint_freq=max(1, total // 2), use_tb_logger=False)
     return opt
 
 
