@@ -178,7 +178,7 @@ def end_to_end(opt, work, skip):
         import shutil
         shutil.rmtree(exp)
     r = subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', path], cwd=work, capture_output=True,
-                       text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+                       text=True, env=dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (ROOT, os.environ.get('PYTHONPATH'))))))
     if r.returncode:
         raise SystemExit(f'basicsr train failed:\n{r.stderr[-3000:]}')
     log = open(glob.glob(os.path.join(exp, 'train_*.log'))[0]).read()

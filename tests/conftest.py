@@ -49,7 +49,8 @@ def randomized(net, seed=0):
     return net
 
 
-ENV = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
+# the checkout first, then whatever PYTHONPATH the caller had (a GPU machine runs from wheels unpacked on it)
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (ROOT, os.environ.get('PYTHONPATH')))))
 
 
 def run_cli(*args, cwd=None, timeout=600, env=None):

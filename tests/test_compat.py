@@ -6,11 +6,11 @@ import textwrap
 
 import torch
 
-from conftest import ROOT
+from conftest import ENV
 
 
 def _python(code, env=None):
-    full_env = dict(os.environ, PYTHONPATH=ROOT)
+    full_env = dict(ENV)
     full_env.update(env or {})
     return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True, env=full_env,
                           timeout=300)
@@ -82,7 +82,7 @@ def test_import_pfdn_arch_is_light_and_any_first_import_registers_everything():
              '(L, "NCCLoss"))])')
     firsts = ('pfdn_arch', 'pfdn_arch.checkpoint', 'pfdn_arch.models.pfdn_model')
     procs = [subprocess.Popen([sys.executable, '-c', check, m], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=dict(os.environ, PYTHONPATH=ROOT)) for m in firsts]
+                              text=True, env=ENV) for m in firsts]
     for m, proc in zip(firsts, procs):
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, (m, err[-2000:])

@@ -142,7 +142,7 @@ def test_spawned_workers_need_and_get_the_compatibility_layer(pairs, tmp_path):
     script.write_text(SPAWN_CHECK)
     runs = {mode: subprocess.Popen([sys.executable, str(script), *pairs['png'], 'PairedImageDataset', mode],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=dict(os.environ, PYTHONPATH=ROOT)) for mode in ('bare', 'safe')}
+                                   env=ENV) for mode in ('bare', 'safe')}
     (out, err), code = runs['bare'].communicate(timeout=300), runs['bare'].returncode
     assert code != 0 and 'functional_tensor' in err  # what BasicSR's spawn start method did to workers
     (out, err), code = runs['safe'].communicate(timeout=300), runs['safe'].returncode
@@ -185,7 +185,7 @@ def test_the_stage_one_yml_trains_here(pairs, tmp_path):
                         'datasets:train:batch_size_per_gpu=2', 'datasets:train:num_worker_per_gpu=1',
                         f"datasets:val:dataroot_gt={pairs['hr']}", f"datasets:val:dataroot_lq={pairs['lr']}",
                         'train:total_iter=2', 'train:compile=false', 'logger:print_freq=1', 'val:val_freq=2'],
-                       cwd=tmp_path, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT),
+                       cwd=tmp_path, capture_output=True, text=True, env=ENV,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     if not torch.cuda.is_available():
