@@ -113,6 +113,8 @@ def _check_pairs(phase, ds, scale):
 
 def _apply_force_yml(opt, argv):
     """Apply ``--force_yml a:b=value ...`` the way BasicSR will, so the checks see the effective options."""
+    # BasicSR's own value parser, so a value means here exactly what it will mean to BasicSR; its public
+    # parse_options cannot be used for a check: it reads sys.argv, starts distributed init and seeds the RNGs
     from basicsr.utils.options import _postprocess_yml_value
 
     if '--force_yml' not in argv:
