@@ -10,6 +10,8 @@ import torch
 from .archs.reparam import infer_pfdn_options, unwrap_state_dict
 from .errors import UserError
 
+_STATE_NAME = re.compile(r'(\d+)\.state')
+
 
 def load_checkpoint(path, param_key=None):
     """Load a PFDN checkpoint file as a bare state dict.
@@ -93,15 +95,19 @@ def read_training_state(path, device='cpu'):
     return state
 
 
+def saved_state_iters(experiment):
+    """The iterations of an experiment's training states (``training_states/<iter>.state``), newest first."""
+    states = os.path.join(experiment, 'training_states')
+    names = os.listdir(states) if os.path.isdir(states) else []
+    return sorted((int(m[1]) for m in map(_STATE_NAME.fullmatch, names) if m), reverse=True)
+
+
 def newest_resumable_state(experiment, device='cpu'):
     """(path, state) of the newest training state of ``experiment`` whose state and network checkpoint both load;
     newer damaged ones (a kill mid-save by an older version, a full disk, ...) are set aside with a line each.
     (None, None) when there is none."""
-    states = os.path.join(experiment, 'training_states')
-    its = sorted((int(m.group(1)) for f in (os.listdir(states) if os.path.isdir(states) else [])
-                  for m in [re.fullmatch(r'(\d+)\.state', f)] if m), reverse=True)
-    for it in its:
-        state_path = os.path.join(states, f'{it}.state')
+    for it in saved_state_iters(experiment):
+        state_path = os.path.join(experiment, 'training_states', f'{it}.state')
         net_path = os.path.join(experiment, 'models', f'net_g_{it}.pth')
         try:
             state = read_training_state(state_path, device)

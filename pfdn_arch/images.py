@@ -49,6 +49,18 @@ def read_image(path, flags=cv2.IMREAD_COLOR):
     return img
 
 
+def image_size(path):
+    """(h, w) of an image file from its header, without decoding it (PIL); decoded when PIL cannot read the
+    header (ImageError when that fails too)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size[::-1]
+    except Exception:
+        return read_image(path).shape[:2]
+
+
 def _complete(path, head, tail):
     """Whether the file ends the way its format ends (the formats whose decoders accept a truncated file)."""
     if head.startswith(b'\xff\xd8'):  # JPEG: ends with the EOI marker; data after it is tolerated by PIL's check

@@ -50,9 +50,9 @@ def stage_work(opt):
 
 def stage_progress(name):
     """Last saved iteration of a stage (0 when none)."""
-    states = os.path.join('experiments', name, 'training_states')
-    its = [int(f.split('.')[0]) for f in os.listdir(states) if f.endswith('.state')] if os.path.isdir(states) else []
-    return max(its, default=0)
+    from .checkpoint import saved_state_iters  # imports torch: not at import time (the CLI's help stays light)
+
+    return next(iter(saved_state_iters(os.path.join('experiments', name))), 0)
 
 
 def make_smoke_data(root=SMOKE_ROOT):

@@ -10,32 +10,30 @@ from basicsr.data import build_dataset
 from conftest import ROOT, cli
 from pfdn_arch.data import prepare as prep
 from pfdn_arch.images import bicubic_lr
-from pfdn_arch.data.samples import write_samples
 from pfdn_arch.errors import UserError
 
 
-@pytest.fixture(scope='module')
-def photos(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('photos')
-    write_samples(str(folder), ('astronaut.png', 'chelsea.png', 'coffee.png'))
-    return folder
+@pytest.fixture
+def hr_dir(photos):
+    """The folder of the three built-in HR photos (conftest's session-wide ``photos``)."""
+    return photos['hr']
 
 
-def test_lr_is_matlab_bicubic_of_the_mod_cropped_hr_and_rerun_keeps_files(photos, tmp_path):
+def test_lr_is_matlab_bicubic_of_the_mod_cropped_hr_and_rerun_keeps_files(hr_dir, tmp_path):
     lr_dir = tmp_path / 'lr'
-    assert prep.make_lr(str(photos), str(lr_dir), 4) == 3
-    hr = cv2.imread(str(photos / 'chelsea.png'))  # 300 x 451: mod-crop to 300 x 448
+    assert prep.make_lr(str(hr_dir), str(lr_dir), 4) == 3
+    hr = cv2.imread(str(hr_dir / 'chelsea.png'))  # 300 x 451: mod-crop to 300 x 448
     lr = cv2.imread(str(lr_dir / 'chelsea.png'))
     assert lr.shape == (75, 112, 3)
     assert np.array_equal(lr, bicubic_lr(hr, 4)[1]) and bicubic_lr(hr, 4)[0].shape == (300, 448, 3)
     mtime = os.path.getmtime(lr_dir / 'chelsea.png')
-    assert prep.make_lr(str(photos), str(lr_dir), 4) == 0  # nothing redone, nothing overwritten
+    assert prep.make_lr(str(hr_dir), str(lr_dir), 4) == 0  # nothing redone, nothing overwritten
     assert os.path.getmtime(lr_dir / 'chelsea.png') == mtime
 
 
-def test_subimages_paired_lmdb_feed_basicsr(photos, tmp_path):
+def test_subimages_paired_lmdb_feed_basicsr(hr_dir, tmp_path):
     sub, sub_lr = tmp_path / 'sub', tmp_path / 'sub_lr'
-    skipped = prep.extract_subimages(str(photos), str(sub), 320, 160)
+    skipped = prep.extract_subimages(str(hr_dir), str(sub), 320, 160)
     assert skipped == 1  # chelsea is 300 px tall: smaller than the crop
     crops = sorted(os.listdir(sub))
     # astronaut 512x512 -> starts 0, 160 and 192 (a crop flush with the edge takes the leftover): 3x3; coffee 400x600 -> 2x3
@@ -56,16 +54,16 @@ def test_subimages_paired_lmdb_feed_basicsr(photos, tmp_path):
         prep.make_paired_lmdb(str(sub), str(sub_lr), gt_lmdb, str(tmp_path / 'other.lmdb'), 'decoded')
 
 
-def test_mismatched_gt_and_lq_are_refused_before_writing(photos, tmp_path):
+def test_mismatched_gt_and_lq_are_refused_before_writing(hr_dir, tmp_path):
     lr = tmp_path / 'lr'
-    prep.make_lr(str(photos), str(lr), 4)
+    prep.make_lr(str(hr_dir), str(lr), 4)
     os.remove(lr / 'coffee.png')
     with pytest.raises(UserError, match='different image names'):
-        prep.make_paired_lmdb(str(photos), str(lr), str(tmp_path / 'g.lmdb'), str(tmp_path / 'l.lmdb'))
+        prep.make_paired_lmdb(str(hr_dir), str(lr), str(tmp_path / 'g.lmdb'), str(tmp_path / 'l.lmdb'))
     assert not (tmp_path / 'g.lmdb').exists()
 
 
-def test_interrupted_lmdb_leaves_nothing_under_the_real_name(photos, tmp_path, monkeypatch):
+def test_interrupted_lmdb_leaves_nothing_under_the_real_name(hr_dir, tmp_path, monkeypatch):
     calls = []
 
     def broken_read(path):
@@ -75,10 +73,10 @@ def test_interrupted_lmdb_leaves_nothing_under_the_real_name(photos, tmp_path, m
         return cv2.imread(path)
     monkeypatch.setattr(prep, '_read', broken_read)
     with pytest.raises(KeyboardInterrupt):
-        prep.make_lmdb(str(photos), str(tmp_path / 'x.lmdb'))
+        prep.make_lmdb(str(hr_dir), str(tmp_path / 'x.lmdb'))
     assert not (tmp_path / 'x.lmdb').exists()
     monkeypatch.undo()
-    assert prep.make_lmdb(str(photos), str(tmp_path / 'x.lmdb')) == 3  # the rerun completes
+    assert prep.make_lmdb(str(hr_dir), str(tmp_path / 'x.lmdb')) == 3  # the rerun completes
 
 
 def test_prepare_cli_benchmark_layout(set5_hr, tmp_path, capsys, monkeypatch):

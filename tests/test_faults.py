@@ -187,7 +187,7 @@ def test_interrupted_preparation_continues_where_it_stopped(data, tmp_path, monk
         m.chdir(tmp_path)
         assert cli([a if a != tmp_path / 'out' else clean for a in args], capsys)[0] == 0
     with monkeypatch.context() as m:
-        interrupt_after(m, prep, '_write_atomic', 2)
+        interrupt_after(m, prep, 'write_image', 2)
         code, _, err = cli(args, capsys)
     assert code == 130 and err[-1] == 'interrupted; rerun the same command to continue where it stopped'
     out = tmp_path / 'out'
@@ -220,7 +220,7 @@ def test_interrupted_paired_lmdbs_continue_with_the_one_that_is_missing(data, tm
 
 def test_df2k_preparation_interrupted_anywhere_finishes_on_rerun(data, tmp_path, monkeypatch, capsys):
     args = ['prepare', 'df2k', '--hr', data['hr'], '--root', tmp_path / 'DF2K', '--workers', '1']
-    for fn, calls in (('_write_atomic', 1), ('_read', 5)):  # in the LR step, then in the LMDB step
+    for fn, calls in (('write_image', 1), ('_read', 5)):  # in the LR step, then in the LMDB step
         with monkeypatch.context() as m:
             interrupt_after(m, prep, fn, calls)
             assert cli(args, capsys)[0] == 130

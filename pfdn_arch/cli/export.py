@@ -5,11 +5,6 @@ from ..errors import UserError
 from . import add_command
 from ..shipped import WEIGHTS, default_weights
 
-
-def _importable(module):
-    from ..backends import _importable as importable
-    return importable(module)
-
 FORMATS = ('pth', 'safetensors', 'onnx')
 
 

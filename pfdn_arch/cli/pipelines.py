@@ -88,9 +88,7 @@ def _check_pairs(phase, ds, scale):
     it mid-run: in training, after a checkpoint was written)."""
     if ds.get('type') != 'PairedImageDataset' or (ds.get('io_backend') or {}).get('type') != 'disk':
         return
-    from PIL import Image
-
-    from ..images import list_images
+    from ..images import image_size, list_images
 
     gt_dir, lq_dir = (os.path.expanduser(ds[k]) for k in ('dataroot_gt', 'dataroot_lq'))
     template = ds.get('filename_tmpl', '{}')
@@ -100,9 +98,8 @@ def _check_pairs(phase, ds, scale):
         if not os.path.isfile(lq):
             raise UserError(f'datasets.{phase}: {gt} has no LR image {lq}')
         try:
-            with Image.open(gt) as a, Image.open(lq) as b:
-                (gw, gh), (lw, lh) = a.size, b.size
-        except Exception:
+            (gh, gw), (lh, lw) = image_size(gt), image_size(lq)
+        except UserError:
             continue  # the dataset's own reading reports what it cannot decode
         exact = phase == 'train'  # training crops need GT = LR x scale; evaluation crops GT to LR x scale
         if (lw * scale, lh * scale) != (gw, gh) if exact else (lw * scale > gw or lh * scale > gh):

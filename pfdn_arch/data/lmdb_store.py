@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..atomic import write_text
 from ..errors import UserError
+from ..images import image_size, read_image
 
 FORMATS = ('decoded', 'png')
 RAW = 'raw'
@@ -58,10 +59,7 @@ def _meta_line(key, shape, fmt, compress_level):
 
 def _image_bytes(path):
     """Decoded size of an image from its header (no decoding): h * w * 3."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        w, h = im.size
+    h, w = image_size(path)
     return h * w * 3
 
 
@@ -70,7 +68,7 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
 
     Args:
         fmt (str): 'decoded' (uint8 RGB pixels) or 'png' (BasicSR's PNG bytes).
-        read (callable): path -> uint8 BGR image (default: cv2.imread, colour); lets callers mod-crop.
+        read (callable): path -> uint8 BGR image (default: ``images.read_image``, colour); lets callers mod-crop.
     Returns:
         int: number of images in the LMDB.
     """
@@ -90,7 +88,7 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})[:3]
         raise UserError(f'two input images share the name {dup}; names must be unique across the input folders')
-    read = read or _read_colour
+    read = read or read_image
     partial = lmdb_path + '.partial'
     progress = os.path.join(partial, 'meta_info.partial')
     os.makedirs(partial, exist_ok=True)
@@ -139,13 +137,6 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
     os.remove(progress)
     os.rename(partial, lmdb_path)
     return len(keys)
-
-
-def _read_colour(path):
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise UserError(f'cannot read image {path}; remove or replace it and rerun')
-    return img
 
 
 def _rewrite(path, lines):

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..images import ImageError, bicubic_lr, list_images, mod_crop, read_image, write_image
+from ..images import ImageError, bicubic_lr, image_size, list_images, mod_crop, read_image, write_image
 from .lmdb_store import lmdb_format, parse_meta, write_lmdb
 
 BENCHMARK_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
@@ -31,11 +31,6 @@ def _images_in(folder):
     if not paths:
         raise UserError(f'no images (png, jpg, bmp, tif, webp) in {folder}')
     return paths
-
-
-def _write_atomic(path, img):
-    """Written under a temporary name and renamed: an interrupted run never leaves a torn image."""
-    write_image(path, img)
 
 
 def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1):
@@ -81,19 +76,17 @@ def _single_threaded():
 def _make_one_lr(path, lr_path, hr_path, scale):
     hr = _read(path)
     if hr_path and not _intact(hr_path, hr.shape[:2]):
-        _write_atomic(hr_path, hr)
+        write_image(hr_path, hr)
     if not _intact(lr_path, (hr.shape[0] // scale, hr.shape[1] // scale)):
-        _write_atomic(lr_path, bicubic_lr(hr, scale)[1])
+        write_image(lr_path, bicubic_lr(hr, scale)[1])
 
 
 def _size(path):
-    """(h, w) from the image header (no decoding); the decoder reports unreadable files later."""
-    from PIL import Image
+    """(h, w) from the image header (no decoding)."""
     try:
-        with Image.open(path) as im:
-            return im.size[::-1]
-    except Exception:
-        return _read(path).shape[:2]
+        return image_size(path)
+    except ImageError as err:
+        raise UserError(f'{err}; remove or replace it and rerun') from None
 
 
 def _intact(path, hw):
@@ -129,7 +122,7 @@ def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub
                 index += 1
                 out = os.path.join(out_dir, f'{stem}_s{index:03d}.png')
                 if not _intact(out, (crop_size, crop_size)):
-                    _write_atomic(out, np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size]))
+                    write_image(out, np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size]))
     return skipped
 
 

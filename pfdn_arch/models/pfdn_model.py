@@ -335,15 +335,11 @@ class PFDNModel(SRModel):
     @master_only
     def _save_comparison(self):
         """HR | bicubic | PFDN crops of the current image (``val.save_comparison: true``)."""
-        from basicsr.utils import tensor2img
-
-        from ..images import write_image
-
+        from ..images import to_image, write_image
         from ..visualize import comparison_strip
 
         name = os.path.splitext(os.path.basename(self._lq_path[0]))[0]
-        strip = comparison_strip(tensor2img([self.gt.detach().cpu()]), tensor2img([self.lq.detach().cpu()]),
-                                 tensor2img([self.output.detach().cpu()]), self.opt['scale'])
+        strip = comparison_strip(to_image(self.gt), to_image(self.lq), to_image(self.output), self.opt['scale'])
         folder = os.path.join(self.opt['path']['visualization'], getattr(self, '_val_dataset', 'val'))
         os.makedirs(folder, exist_ok=True)
         write_image(os.path.join(folder, f'{name}_HR_bicubic_PFDN.png'), strip)
