@@ -1,8 +1,36 @@
+import os
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 EXPORT = ['safetensors', 'onnx', 'onnxruntime', 'spandrel']
 # the inference backends beyond PyTorch (pfdn_arch/backends.py); bench/bench_infer.py measured them fastest on a CPU
 FAST = ['onnx', 'onnxruntime', 'openvino']
+
+# The start-up hook (pfdn_arch/plugin): site-packages/pfdn-basicsr-hook.pth, whose line Python's `site` runs when an
+# interpreter starts, so that BasicSR's own entry points (python -m basicsr.train, a project's train.py, BasicSR's
+# scripts) find PFDN registered and basicsr 1.4.2 working. PFDN_BASICSR_HOOK=0 turns it off. Sorted after
+# setuptools' __editable__ .pth files, so an editable install is importable by the time it runs.
+HOOK_PTH = 'pfdn-basicsr-hook.pth'
+HOOK_LINE = "import os; os.environ.get('PFDN_BASICSR_HOOK', '1') == '0' or __import__('pfdn_arch')\n"
+
+
+class BuildPyWithHook(build_py):
+    """build_py that also writes the start-up hook into the wheel's root (site-packages): into build_lib for a wheel,
+    into the editable wheel's root for `pip install -e` (setuptools ignores build_lib files outside packages there).
+    pip uninstall removes it with the rest."""
+
+    def run(self):
+        super().run()
+        root = (self.get_finalized_command('install').install_lib if getattr(self, 'editable_mode', False)
+                else self.build_lib)
+        os.makedirs(root, exist_ok=True)
+        with open(os.path.join(root, HOOK_PTH), 'w') as f:
+            f.write(HOOK_LINE)
+
+    def get_outputs(self, include_bytecode=1):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, HOOK_PTH)]
+
 
 setup(
     name='pfdn',
@@ -11,7 +39,7 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     # options/ ships inside the package as pfdn_arch/options/ (the commands' defaults, found the same way in an
-    # editable and in a normal install: pfdn_arch/cli/shipped.py)
+    # editable and in a normal install: pfdn_arch/shipped.py)
     packages=find_packages(include=['pfdn_arch', 'pfdn_arch.*']) + ['pfdn_arch.options'],
     package_dir={'pfdn_arch.options': 'options'},
     package_data={'pfdn_arch.options': ['*.yml']},
@@ -23,4 +51,5 @@ setup(
     # export: .safetensors, ONNX checked with onnxruntime, and loading in spandrel (chaiNNer/ComfyUI's loader)
     extras_require={'export': EXPORT, 'fast': FAST, 'test': ['pytest'] + sorted(set(EXPORT + FAST))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
+    cmdclass={'build_py': BuildPyWithHook},
 )

@@ -1,9 +1,11 @@
 """PFDN for BasicSR.
 
 ``import pfdn_arch`` plugs the package into BasicSR (``plugin``): BasicSR 1.4.2 is made to work on today's
-Python/torch/torchvision (``compat``), and the ``PFDN`` arch, the ``NCCLoss`` loss, the ``PFDNModel`` and the
+Python/torch/torchvision (``plugin.compat``), and the ``PFDN`` arch, the ``NCCLoss`` loss, the ``PFDNModel`` and the
 ``PairedCropDataset`` are registered in BasicSR's registries as soon as BasicSR is imported (at once if it already
-is). The import itself stays light: torch and BasicSR load when something here or in BasicSR is used.
+is). The start-up hook installed with the package does this import in every interpreter, so BasicSR's own entry
+points need no import in user code. The import itself stays light: torch and BasicSR load when something here or in
+BasicSR is used.
 """
 from . import plugin
 

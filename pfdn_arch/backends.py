@@ -133,6 +133,10 @@ def make_runner(net, backend='auto', device='cpu', dtype='fp32', warn=print, thr
     backends, on the CPU for the others). ``net`` is not modified."""
     if not getattr(net, 'deploy', True):
         raise ValueError('make_runner needs the deployed form; reparameterize the network first')
+    if not hasattr(net, 'check_input'):  # another arch (BasicSR's MSRResNet, ...): the runtimes run PFDN's graph
+        if backend not in ('auto', 'torch'):
+            warn(f'note: the {backend} backend runs PFDN only; using torch for {type(net).__name__}')
+        backend = 'torch'
     backend, device, dtype = resolve(backend, device, dtype, warn)
     threads = threads or torch.get_num_threads()
     cls = {'torch': TorchRunner, 'compile': CompileRunner, 'openvino': OpenVINORunner,
@@ -146,8 +150,8 @@ class Runner:
 
     def __init__(self, net, device, dtype, threads):
         self.device, self.dtype, self.threads = device, dtype, threads
-        self.upscale, self.num_in_ch = net.upscale, net.num_in_ch
-        self.check_input = net.check_input
+        self.upscale, self.num_in_ch = getattr(net, 'upscale', None), getattr(net, 'num_in_ch', None)
+        self.check_input = getattr(net, 'check_input', lambda x: None)
 
     def __repr__(self):
         return f'{self.name} ({self.dtype}, {self.device})'

@@ -13,22 +13,28 @@ from .errors import UserError
 _STATE_NAME = re.compile(r'(\d+)\.state')
 
 
-def load_checkpoint(path, param_key=None):
-    """Load a PFDN checkpoint file as a bare state dict.
-
-    Uses ``torch.load(weights_only=True)``: a file holding anything but tensors and plain containers is refused,
-    never executed. BasicSR's ``{'params', 'params_ema'}`` wrapper is unwrapped (see ``unwrap_state_dict``).
-    """
+def read_checkpoint_file(path):
+    """The object a checkpoint file holds, read with ``torch.load(weights_only=True)``: anything but tensors and
+    plain containers is refused, never executed."""
     if not os.path.isfile(path):
         raise UserError(f'checkpoint not found: {path}')
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f'{path} is not a plain tensor state dict and was not loaded (weights_only=True refused it: '
                         f'{first}); re-save it as a state dict of tensors') from None
     except Exception as err:  # truncated zip, not a torch file at all, ...
         raise UserError(f'cannot read {path} as a PyTorch checkpoint ({type(err).__name__}: {err})') from None
+
+
+def load_checkpoint(path, param_key=None):
+    """Load a PFDN checkpoint file as a bare state dict.
+
+    Uses ``torch.load(weights_only=True)``: a file holding anything but tensors and plain containers is refused,
+    never executed. BasicSR's ``{'params', 'params_ema'}`` wrapper is unwrapped (see ``unwrap_state_dict``).
+    """
+    obj = read_checkpoint_file(path)
     try:
         sd = unwrap_state_dict(obj, param_key)
     except ValueError as err:

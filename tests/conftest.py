@@ -9,7 +9,8 @@ import torch
 import pfdn_arch  # noqa: F401  (compat + registries)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.normpath(os.path.join(ROOT, '..', 'shared'))
+# ../shared beside the checkout; PFDN_SHARED names another copy (the GPU machine gets one carried in .gpu/shared)
+SHARED = os.path.normpath(os.environ.get('PFDN_SHARED') or os.path.join(ROOT, '..', 'shared'))
 WEIGHTS = os.path.join(SHARED, 'weights', 'team08_PFDN.pth')
 SET5_HR = os.path.join(SHARED, 'data', 'benchmark', 'Set5', 'HR')
 
@@ -79,10 +80,28 @@ def cli(args, capsys):
     not progress bars)."""
     from pfdn_arch.cli.main import main
 
-    code = main(list(map(str, args)))
+    try:
+        code = main(list(map(str, args)))
+    finally:
+        _forget_basicsr_logger()
     out, err = capsys.readouterr()
     lines = [part for line in err.splitlines() for part in line.split('\r')]
     return code, out, [line for line in lines if line.strip() and '%|' not in line]
+
+
+def _forget_basicsr_logger():
+    """BasicSR's logger is made once per process, its console handler bound to the stderr of that moment (here a
+    test's capture, closed after the test): the next in-process run starts a logger of its own, as a new process
+    would."""
+    import logging
+
+    from basicsr.utils import logger as basicsr_logger
+
+    for name in list(basicsr_logger.initialized_logger):
+        for handler in list(logging.getLogger(name).handlers):
+            logging.getLogger(name).removeHandler(handler)
+            handler.close()
+    basicsr_logger.initialized_logger.clear()
 
 
 TINY_NET = {'type': 'PFDN', 'num_feat': 16, 'num_block': 2, 'num_partial_feat': 8, 'esa_channels': 8}
@@ -170,7 +189,8 @@ def train_set(photos, gt_size=64, batch=2, workers=0, **extra):
     """A PairedCropDataset train entry on the ``photos`` LMDBs."""
     return dict({'name': 'train', 'type': 'PairedCropDataset', 'dataroot_gt': photos['gt'], 'dataroot_lq': photos['lq'],
                  'gt_size': gt_size, 'use_hflip': True, 'use_rot': True, 'num_worker_per_gpu': workers,
-                 'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 10, 'prefetch_mode': None}, **extra)
+                 'batch_size_per_gpu': batch, 'dataset_enlarge_ratio': 10, 'prefetch_mode': None,
+                 'uint8_batches': True}, **extra)
 
 
 def val_set(photos):

@@ -1,4 +1,4 @@
-"""The training data path: decoded LMDBs, PairedCropDataset (BasicSR's crops, as uint8), resumable preparation,
+"""The training data path: decoded LMDBs, PairedCropDataset (BasicSR's crops, as floats or uint8), resumable preparation,
 `basicsr prepare df2k` in both formats, and DataLoader workers under DDP's spawn start method."""
 import os
 import random
@@ -34,8 +34,9 @@ def dataset(kind, paths, **extra):
     return build_dataset(opt)
 
 
-def test_paired_crop_dataset_gives_basicsrs_crops_as_uint8(pairs):
-    new, stock = dataset('crop', pairs['decoded']), dataset('stock', pairs['png'])
+def test_paired_crop_dataset_gives_basicsrs_crops_as_floats_or_uint8(pairs):
+    new, stock = dataset('crop', pairs['decoded'], uint8_batches=True), dataset('stock', pairs['png'])
+    floats = dataset('crop', pairs['decoded'])  # the default: what every BasicSR model expects
     assert len(new) == len(stock) == 3
     for index in range(3):
         for seed in range(6):  # crops, flips, rotations: the same random draws as BasicSR's
@@ -46,6 +47,9 @@ def test_paired_crop_dataset_gives_basicsrs_crops_as_uint8(pairs):
             assert a['gt'].dtype == a['lq'].dtype == torch.uint8
             assert a['gt'].shape == (3, 128, 128) and a['lq'].shape == (3, 32, 32)
             assert torch.equal(a['gt'].float() / 255, b['gt']) and torch.equal(a['lq'].float() / 255, b['lq'])
+            random.seed(seed)
+            c = floats[index]
+            assert torch.equal(c['gt'], b['gt']) and torch.equal(c['lq'], b['lq'])
     # not in training: whole images, no augmentation
     whole = dataset('crop', pairs['decoded'], phase='val')[0]
     assert whole['gt'].shape[1:] == (whole['lq'].shape[1] * 4, whole['lq'].shape[2] * 4)
@@ -126,7 +130,7 @@ SPAWN_CHECK = '''
 if __name__ == '__main__':  # like `python -m pfdn_arch.cli`: nothing of pfdn_arch imported at module level
     import sys, torch, pfdn_arch
     from basicsr.data import build_dataset
-    from pfdn_arch.compat import WorkerSafeDataset
+    from pfdn_arch.plugin.compat import WorkerSafeDataset
     opt = dict(name='t', gt_size=64, use_hflip=True, use_rot=True, scale=4, phase='train', dataroot_gt=sys.argv[1],
                dataroot_lq=sys.argv[2], type=sys.argv[3], io_backend={'type': 'lmdb'})
     ds = build_dataset(opt)
@@ -140,9 +144,10 @@ if __name__ == '__main__':  # like `python -m pfdn_arch.cli`: nothing of pfdn_ar
 def test_spawned_workers_need_and_get_the_compatibility_layer(pairs, tmp_path):
     script = tmp_path / 'spawn_check.py'
     script.write_text(SPAWN_CHECK)
+    # the start-up hook off: a spawned worker then has only what unpickling the dataset brings it
     runs = {mode: subprocess.Popen([sys.executable, str(script), *pairs['png'], 'PairedImageDataset', mode],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=ENV) for mode in ('bare', 'safe')}
+                                   env=dict(ENV, PFDN_BASICSR_HOOK='0')) for mode in ('bare', 'safe')}
     (out, err), code = runs['bare'].communicate(timeout=300), runs['bare'].returncode
     assert code != 0 and 'functional_tensor' in err  # what BasicSR's spawn start method did to workers
     (out, err), code = runs['safe'].communicate(timeout=300), runs['safe'].returncode

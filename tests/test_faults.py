@@ -397,7 +397,7 @@ def test_malformed_ymls_each_give_one_error_line(weights, data, tmp_path, capsys
         'pretrain_network_g': str(weights), 'strict_load_g': True, 'resume_state': None}))
     mismatch = variant('mismatch', lambda o: o['datasets'].update(val={
         'name': 'val', 'type': 'PairedImageDataset', 'dataroot_gt': str(data['hr']), 'dataroot_lq': str(small),
-        'io_backend': {'type': 'disk'}}) or o.update(val={'val_freq': 2, 'metrics': {}}))
+        'io_backend': {'type': 'disk'}}) or o.update(val={'val_freq': 2, 'save_img': False, 'metrics': {}}))
     test_yml = variant('test', lambda o: o['path'].update(pretrain_network_g=str(weights)), base=test_opt)
     cases = [
         (['train', '-opt', no_net], 'has no network_g: a BasicSR training options file needs'),

@@ -9,9 +9,18 @@ PYVER=${PYVER:-3.12}
 rm -rf .gpu
 mkdir -p .gpu/wheels .gpu/weights .gpu/data
 "$PY" -m pip wheel -q --no-deps --no-build-isolation basicsr==1.4.2 -w .gpu/wheels
+# this checkout as a wheel: installing it there puts the start-up hook (pfdn-basicsr-hook.pth) into site-packages,
+# which the tests of BasicSR's own entry points (python -m basicsr.train, ...) need
+"$PY" -m pip wheel -q --no-deps --no-build-isolation . -w .gpu/wheels
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 lmdb -d .gpu/wheels
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "$PYVER" pytest pluggy iniconfig packaging \
+    -d .gpu/wheels
 cp ../shared/weights/team08_PFDN.pth .gpu/weights/
 cp -r ../shared/data/benchmark/Set5 .gpu/data/Set5
 cp -r ../shared/data/train/SunHays80 .gpu/data/SunHays80
+# the layout of ../shared that the test suite reads (PFDN_SHARED=.gpu/shared there)
+mkdir -p .gpu/shared/weights .gpu/shared/data/benchmark
+ln -s ../../weights/team08_PFDN.pth .gpu/shared/weights/team08_PFDN.pth
+ln -s ../../../data/Set5 .gpu/shared/data/benchmark/Set5
 du -sh .gpu

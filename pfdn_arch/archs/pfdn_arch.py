@@ -9,10 +9,9 @@ an overridden ``load_state_dict``.
 import torch
 from torch import nn
 
-from basicsr.utils.registry import ARCH_REGISTRY
-
 from .esa import ESA, MIN_INPUT_SIZE
 from .rrrb import RRRB
+
 
 class PFDB(nn.Module):
     """Partial feature distillation block: ESA, 3x3 conv, a 3x3 conv on the first ``num_partial_feat`` channels
@@ -48,7 +47,6 @@ class PFDB(nn.Module):
         return x + res
 
 
-@ARCH_REGISTRY.register()
 class PFDN(nn.Module):
     """PFDN super-resolution network. The defaults build the released x4 model (deployed form with ``deploy=True``).
 

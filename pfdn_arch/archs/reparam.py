@@ -122,23 +122,24 @@ def infer_pfdn_options(state_dict):
                 rrrb_expand_ratio=int(expand_ratio), deploy=not training)
 
 
-def reparameterized(net, inplace=False):
-    """The deployed form of a PFDN: ``net`` itself fused in place (``inplace=True``), or a fused copy.
+def detached_copy(net):
+    """A copy of a network without its training apparatus: no ``torch.compile`` code (``nn.Module.compile``), no
+    forward hooks (e.g. the NCC loss taps), no gradients; so it runs at any input size and leaves ``net`` as it is."""
+    compiled = net.__dict__.pop('_compiled_call_impl', None)
+    try:
+        copied = copy.deepcopy(net)
+    finally:
+        if compiled is not None:
+            net._compiled_call_impl = compiled
+    for module in copied.modules():
+        module._forward_hooks.clear()
+        module._forward_pre_hooks.clear()
+    for p in copied.parameters():
+        p.grad = None
+    return copied
 
-    The copy leaves ``net`` untouched and carries none of its training apparatus: no ``torch.compile`` code
-    (``nn.Module.compile``) and no forward hooks (e.g. the NCC loss taps), so it runs at any input size.
-    """
-    if not inplace:
-        original = net
-        compiled = original.__dict__.pop('_compiled_call_impl', None)
-        try:
-            net = copy.deepcopy(original)
-        finally:
-            if compiled is not None:
-                original._compiled_call_impl = compiled
-        for module in net.modules():
-            module._forward_hooks.clear()
-            module._forward_pre_hooks.clear()
-        for p in net.parameters():
-            p.grad = None
-    return net.reparameterize()
+
+def reparameterized(net, inplace=False):
+    """The deployed form of a PFDN: ``net`` itself fused in place (``inplace=True``), or a fused
+    :func:`detached_copy` that leaves ``net`` untouched."""
+    return (net if inplace else detached_copy(net)).reparameterize()

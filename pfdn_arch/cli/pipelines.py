@@ -49,6 +49,8 @@ def check_options(opt_path, is_train, argv=(), pretrained=True):
                 raise UserError(f'datasets.{phase}.{key} ({root}) is not a PNG LMDB made for BasicSR' + (
                     ' (it holds decoded pixels: use type: PairedCropDataset)' if fmt else ' (no meta_info.txt)'))
         _check_pairs(phase, ds, opt['scale'])
+    _check_registered(opt, opt_path, is_train)
+    _check_loggers(opt)
     auto_resume = '--auto_resume' in argv
     for key, value in (opt.get('path') or {}).items() if pretrained else ():
         if value and key.startswith('pretrain_network') and not os.path.isfile(os.path.expanduser(value)):
@@ -56,7 +58,83 @@ def check_options(opt_path, is_train, argv=(), pretrained=True):
                 continue  # an auto-resumed stage loads its own save instead
             raise UserError(f'path.{key} not found: {value} (put the checkpoint there or pass '
                             f'--force_yml path:{key}=PATH)')
+        if value and key.startswith('pretrain_network') and os.path.isfile(os.path.expanduser(value)):
+            _check_param_keys(opt, key, os.path.expanduser(value), is_train)
     return opt
+
+
+def _check_registered(opt, opt_path, is_train):
+    """Every ``type`` the yml names is in BasicSR's registry of its kind (BasicSR raises a KeyError otherwise, after
+    the experiment folder was made)."""
+    import difflib
+
+    from basicsr.utils import registry as r
+
+    wanted = [('model_type', r.MODEL_REGISTRY, opt.get('model_type'))]
+    wanted += [(f'{k}.type', r.ARCH_REGISTRY, opt[k].get('type')) for k in ('network_g', 'network_d', 'network_t')
+               if isinstance(opt.get(k), dict)]
+    wanted += [(f'datasets.{p}.type', r.DATASET_REGISTRY, ds.get('type')) for p, ds in opt['datasets'].items()]
+    if is_train:
+        wanted += [(f'train.{k}.type', r.LOSS_REGISTRY, v.get('type')) for k, v in opt['train'].items()
+                   if k.endswith('_opt') and isinstance(v, dict) and 'type' in v and k not in ('optim_g', 'optim_d')]
+    metrics = (opt.get('val') or {}).get('metrics') or {}
+    if isinstance(metrics, dict):
+        wanted += [(f'val.metrics.{k}.type', r.METRIC_REGISTRY, v.get('type')) for k, v in metrics.items()
+                   if isinstance(v, dict)]
+    for where, registry, name in wanted:
+        if name is None or name in registry or f'{name}_basicsr' in registry:
+            continue
+        close = difflib.get_close_matches(str(name), [str(k) for k in registry.keys()], 1)
+        raise UserError(f"{opt_path}: {where} '{name}' is not in BasicSR's {registry._name} registry"
+                        + (f" (did you mean '{close[0]}'?)" if close else ''))
+    model = r.MODEL_REGISTRY.get(opt['model_type'])
+    for phase, ds in opt['datasets'].items():
+        if ds.get('uint8_batches') and not getattr(model, 'converts_uint8_batches', False):
+            raise UserError(f"{opt_path}: datasets.{phase}.uint8_batches needs a model that converts uint8 batches "
+                            f"on the device (PFDNModel); {opt['model_type']} expects floats: remove the option")
+
+
+def _check_loggers(opt):
+    """A wandb project without the wandb package, or without TensorBoard (BasicSR syncs wandb from it), fails in
+    BasicSR after the experiment folder was made."""
+    import importlib.util
+
+    logger = opt.get('logger') or {}
+    wandb = logger.get('wandb') or {}
+    if not wandb.get('project') or 'debug' in str(opt.get('name')):
+        return
+    if importlib.util.find_spec('wandb') is None:
+        raise UserError('logger.wandb.project is set but the wandb package is not installed: pip install wandb, '
+                        'or remove logger.wandb')
+    if logger.get('use_tb_logger') is not True:
+        raise UserError('logger.wandb needs logger.use_tb_logger: true (BasicSR syncs wandb from TensorBoard)')
+
+
+def _check_param_keys(opt, key, path, is_train):
+    """The entry BasicSR's model will read from a checkpoint is there. PFDNModel reads bare state dicts (like the
+    released weights) and BasicSR's {'params', 'params_ema'} alike; BasicSR's own models index the file with
+    ``param_key`` (falling back from a missing one to 'params' only), and with EMA on also ask for 'params_ema'."""
+    from ..checkpoint import read_checkpoint_file
+
+    net = key[len('pretrain_'):]  # network_g, network_t, ...
+    param_key = (opt.get('path') or {}).get(f'param_key_{net.split("_")[-1]}', 'params')
+    obj = read_checkpoint_file(path)
+    wrapped = isinstance(obj, dict) and any(k in obj for k in ('params', 'params_ema'))
+    if opt.get('model_type') == 'PFDNModel':
+        if wrapped and param_key is not None and param_key not in obj and 'params' not in obj:
+            raise UserError(f"path.param_key_{net.split('_')[-1]}: {path} has no '{param_key}' entry (it has "
+                            f"{', '.join(sorted(obj))})")
+        return
+    wanted = [param_key] if param_key is not None else []
+    if is_train and net == 'network_g' and (opt.get('train') or {}).get('ema_decay', 0) > 0:
+        wanted.append('params_ema')
+    for k in wanted:
+        if not (wrapped and (k in obj or 'params' in obj)):
+            what = "a bare state dict (no 'params' entry)" if not wrapped else f"without a '{k}' entry"
+            raise UserError(f"path.{key}: {path} is {what}, which {opt.get('model_type')} cannot load with "
+                            f"param_key_{net.split('_')[-1]}: {param_key}" + (' and EMA on' if k == 'params_ema' else '')
+                            + ". Use model_type: PFDNModel (it loads either form), or set param_key: ~ for a bare "
+                            "state dict")
 
 
 def _check_structure(opt, opt_path, is_train):
@@ -79,6 +157,19 @@ def _check_structure(opt, opt_path, is_train):
         raise UserError(f'{opt_path}: network_g has no type (e.g. type: PFDN)')
     if is_train and 'train' not in opt['datasets']:
         raise UserError(f'{opt_path}: datasets has no train entry to train on')
+    # keys BasicSR's pipelines index without a default: missing, they fail after the work is done
+    required = {'val': ('save_img',) + (('val_freq',) if is_train else ())}
+    if is_train:
+        required['logger'] = ('print_freq', 'save_checkpoint_freq')
+        required['train'] = ('total_iter',)
+    for section, keys in required.items():
+        if section == 'val' and opt.get('val') is None:
+            continue  # no validation at all is fine
+        if not isinstance(opt.get(section), dict):
+            raise UserError(f'{opt_path}: {section} must be a mapping with {", ".join(keys)}')
+        missing = [k for k in keys if opt[section].get(k) is None]
+        if missing:
+            raise UserError(f'{opt_path}: {section} has no {", ".join(missing)}, which BasicSR needs')
     if not is_train and not opt['path'].get('pretrain_network_g'):
         raise UserError(f'{opt_path}: path.pretrain_network_g is not set: testing needs the weights to test')
 
@@ -184,24 +275,33 @@ def run_pipeline(argv, prog, is_train):
     argv = with_force_yml(argv, [entry for entry, _ in overrides])
     saved, sys.argv = sys.argv, [prog] + list(argv)
     try:
-        _pipeline(is_train)
+        recorders = _pipeline(is_train)
     finally:
         sys.argv = saved
     name = ('debug_' if '--debug' in argv and is_train else '') + opt['name']
-    print(f'results: experiments/{name}/ (models/, training_states/, the log)' if is_train else
-          f'results: results/{name}/ (results.md: the metrics table; the log)', file=sys.stderr)
+    if is_train:
+        print(f'results: experiments/{name}/ (models/, training_states/, the log)', file=sys.stderr)
+    elif any(r.written for r in recorders):
+        print(f'results: results/{name}/ (results.md: the metrics table; the log)', file=sys.stderr)
+    else:
+        print(f'results: results/{name}/ (the log; the model reported no metrics to tabulate)', file=sys.stderr)
 
 
 def _pipeline(is_train):
-    root = os.getcwd()
-    if is_train:
-        from basicsr.train import train_pipeline
+    """BasicSR's own pipeline, rooted at the working directory, with every model's validations recorded."""
+    from ..results import recording
 
-        from ..models.pfdn_model import TrainingDiverged
-        try:
-            train_pipeline(root)
-        except TrainingDiverged as err:
-            raise UserError(str(err)) from None
-    else:
-        from basicsr.test import test_pipeline
-        test_pipeline(root)
+    root = os.getcwd()
+    with recording(is_train) as recorders:
+        if is_train:
+            from basicsr.train import train_pipeline
+
+            from ..models.pfdn_model import TrainingDiverged
+            try:
+                train_pipeline(root)
+            except TrainingDiverged as err:
+                raise UserError(str(err)) from None
+        else:
+            from basicsr.test import test_pipeline
+            test_pipeline(root)
+    return recorders

@@ -22,7 +22,7 @@ def add_basicsr_flags(p):
     p.add_argument('--auto_resume', action='store_true',
                    help='resume from the newest loadable training state of experiments/<name>/')
     p.add_argument('--debug', action='store_true', help="BasicSR's debug mode (a debug_ name, frequent logs)")
-    p.add_argument('--local_rank', type=int, default=0, help='set by the launcher')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0, help='set by the launcher')
     p.add_argument('--force_yml', nargs='+', metavar='KEY:SUB=VALUE', default=None,
                    help='override options without editing the file, e.g. train:total_iter=1000 (keys must exist)')
 

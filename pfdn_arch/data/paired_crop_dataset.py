@@ -3,8 +3,9 @@
 BasicSR's ``PairedImageDataset`` decodes a whole PNG sub-image (960 px in this recipe) for every random crop: about
 35 samples/s per worker, far behind a GPU that takes a batch of 96 in 15-33 ms. This dataset reads decoded LMDBs
 (``basicsr prepare lmdb`` / ``df2k``, see ``lmdb_store``): a crop is sliced out of the memory-mapped pixels, so
-only the crop is read and copied, and it leaves the worker as uint8 (4x less to pin and to copy to the device;
-``PFDNModel`` converts it to float there).
+only the crop is read and copied. With ``uint8_batches: true`` it leaves the worker as uint8 (4x less to pin and
+to copy to the device), for a model that converts batches on the device (``PFDNModel``); by default it is float32
+in [0, 1], as every BasicSR model expects.
 
 Same sampling and augmentation as ``PairedImageDataset``, through BasicSR's own ``paired_random_crop`` and
 ``augment``, in the same order of random draws: from the same images and seed, the same crops, flips and
@@ -14,15 +15,13 @@ import torch
 from torch.utils import data
 
 from basicsr.data.transforms import augment, paired_random_crop
-from basicsr.utils.registry import DATASET_REGISTRY
 
 from ..errors import UserError
 from .lmdb_store import DecodedLMDB
 
 
-@DATASET_REGISTRY.register()
 class PairedCropDataset(data.Dataset):
-    """Paired LQ/GT crops from decoded LMDBs, as uint8 RGB tensors (C x H x W).
+    """Paired LQ/GT crops from decoded LMDBs, as RGB tensors (C x H x W).
 
     Args:
         opt (dict): BasicSR dataset options:
@@ -31,6 +30,8 @@ class PairedCropDataset(data.Dataset):
             use_hflip (bool): random horizontal flips. use_rot (bool): random vertical flips and 90-degree turns.
             scale (int): set by BasicSR from the options' ``scale``. phase (str): 'train' crops and augments;
                 otherwise whole images are returned.
+            uint8_batches (bool): deliver uint8 tensors, which ``PFDNModel`` turns into floats on the device.
+                Default: False (float32 in [0, 1], the same values as ``PairedImageDataset``'s).
     """
 
     def __init__(self, opt):
@@ -66,8 +67,10 @@ class PairedCropDataset(data.Dataset):
         if self.opt.get('phase') == 'train':
             img_gt, img_lq = augment([img_gt, img_lq], self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
         # HWC -> CHW as views; the DataLoader's collate makes the batch contiguous in one copy
-        return {'lq': torch.from_numpy(img_lq).permute(2, 0, 1), 'gt': torch.from_numpy(img_gt).permute(2, 0, 1),
-                'lq_path': key, 'gt_path': key}
+        lq, gt = torch.from_numpy(img_lq).permute(2, 0, 1), torch.from_numpy(img_gt).permute(2, 0, 1)
+        if not self.opt.get('uint8_batches'):
+            lq, gt = lq.float().div_(255), gt.float().div_(255)  # BasicSR's img.astype(np.float32) / 255.
+        return {'lq': lq, 'gt': gt, 'lq_path': key, 'gt_path': key}
 
     def __len__(self):
         return len(self.keys)

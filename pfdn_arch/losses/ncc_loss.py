@@ -2,8 +2,6 @@
 import torch
 from torch import nn
 
-from basicsr.utils.registry import LOSS_REGISTRY
-
 _REDUCTIONS = ('none', 'mean', 'sum')
 
 
@@ -29,7 +27,6 @@ def ncc_distance(a, b, eps=1e-8):
     return 1 - (da * db).sum(-1) / (na * nb + eps)
 
 
-@LOSS_REGISTRY.register()
 class NCCLoss(nn.Module):
     """Normalized cross-correlation loss, for one feature map or a list of layers (mean over the layers).
 

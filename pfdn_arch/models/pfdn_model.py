@@ -6,30 +6,26 @@
 - optional layer-wise NCC (``train.ncc_opt``) against a frozen teacher (``network_t``), or SR vs GT without one;
 - ``train.grad_clip_norm``, ``optim_g.type: AdamW``; a non-finite loss stops the run before the weights change;
 - every save also writes ``net_g_deploy_<iter>.pth`` in the released layout; validation runs the deployed form;
-- DDP on CPU (gloo) as well as on GPUs;
 - a training step that scales down to small batches on a GPU (``train.amp``, ``train.channels_last``,
   ``train.compile``, fused Adam/AdamW on CUDA), uint8 batches converted on the device, and no host-device sync
   per step (losses are reduced only when logged; non-finite steps are skipped on the device and reported at the
   next log, save or validation).
 """
 import copy
-import json
 import os
 from collections import OrderedDict
 from contextlib import nullcontext
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
-from basicsr.utils.registry import MODEL_REGISTRY
 
-from ..archs.reparam import checkpoint_filter, reparameterized
-from ..atomic import save_torch, write_text
+from ..archs.reparam import checkpoint_filter, detached_copy, reparameterized
+from ..atomic import save_torch
 from ..errors import UserError
 
 DEFAULT_NCC_LAYERS = ('block1', 'block2', 'block3', 'block4')
@@ -40,7 +36,6 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the run stops without applying that step."""
 
 
-@MODEL_REGISTRY.register()
 class PFDNModel(SRModel):
     """SR model for PFDN. Options beyond SRModel's (all under ``train``):
 
@@ -54,6 +49,9 @@ class PFDNModel(SRModel):
         ``{mode: max-autotune-no-cudagraphs}``); shapes are static, so a stage compiles once. Default: False.
     optim_g.fused: fused Adam/AdamW (one kernel for all parameters). Default: true on CUDA, false elsewhere.
     """
+
+    # feed_data turns uint8 batches (PairedCropDataset's uint8_batches) into floats on the device
+    converts_uint8_batches = True
 
     def __init__(self, opt):
         train_opt = opt.get('train') or {}
@@ -99,10 +97,7 @@ class PFDNModel(SRModel):
         net = net.to(self.device)
         if self.channels_last:
             to_channels_last(net)
-        if self.opt['dist'] and self.device.type == 'cpu':
-            # BasicSR passes device_ids=[torch.cuda.current_device()], which fails without CUDA.
-            return DistributedDataParallel(net, find_unused_parameters=self.opt.get('find_unused_parameters', False))
-        return super().model_to_device(net)
+        return super().model_to_device(net)  # DDP on CPUs too: plugin.compat
 
     # ----------------------------------------------------------------- training
     def init_training_settings(self):
@@ -129,14 +124,17 @@ class PFDNModel(SRModel):
             get_root_logger().info('NCC loss on ' + (f'layers {self.ncc_layers} against the teacher'
                                                      if self.net_t is not None else 'SR vs GT (no teacher)'))
         self.compile_network()
+        if not self.reparameterizable():
+            get_root_logger().info(f'{type(self.get_bare_model(self.net_g)).__name__} has no reparameterize(): it trains '
+                                   'and validates as it is, and no net_g_deploy_*.pth files are written.')
 
     def _build_teacher(self):
         if self.opt.get('network_t') is None:
             return None
         path = self.opt['path'].get('pretrain_network_t')
         if path is None:
-            raise ValueError('network_t is set but path.pretrain_network_t is not: a teacher must be trained '
-                             'weights, never a random init')
+            raise UserError('network_t is set but path.pretrain_network_t is not: a teacher must be trained '
+                            'weights, never a random init')
         net_t = build_network(self.opt['network_t']).to(self.device)
         if self.channels_last:
             to_channels_last(net_t)
@@ -155,7 +153,8 @@ class PFDNModel(SRModel):
             try:
                 module = net.get_submodule(name)
             except AttributeError:
-                raise ValueError(f"ncc_opt.layers: the network has no module named '{name}'") from None
+                raise UserError(f"train.ncc_opt.layers: {type(net).__name__} has no module named '{name}'; name "
+                                'modules of network_g (e.g. block1 for PFDN)') from None
             module.register_forward_hook(lambda _m, _i, out, name=name: taps.__setitem__(name, out))
         return taps
 
@@ -293,11 +292,16 @@ class PFDNModel(SRModel):
         torch._foreach_lerp_(list(self.net_g_ema.parameters()), list(net_g.parameters()), 1 - decay)
 
     # ------------------------------------------------------ validation, saving
+    def reparameterizable(self):
+        """Whether network_g can be converted to a deployed form (PFDN can; BasicSR's MSRResNet, EDSR, ... cannot:
+        they train and validate as they are, and no net_g_deploy_*.pth is written for them)."""
+        return hasattr(self.get_bare_model(self.net_g), 'reparameterize')
+
     def deployed_network(self):
         """A deployed-form copy of the network validation and saving use (EMA weights when EMA is on), without the
-        training network's compiled code or hooks."""
+        training network's compiled code or hooks; a network that cannot reparameterize is copied as it is."""
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
-        return reparameterized(net)
+        return reparameterized(net) if self.reparameterizable() else detached_copy(net)
 
     def validation_network(self):
         """What validation and testing run: the deployed network on ``val.backend`` (auto: the fastest for the
@@ -344,41 +348,6 @@ class PFDNModel(SRModel):
         os.makedirs(folder, exist_ok=True)
         write_image(os.path.join(folder, f'{name}_HR_bicubic_PFDN.png'), strip)
 
-    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
-        super()._log_validation_metric_values(current_iter, dataset_name, tb_logger)
-        if self.opt['is_train']:
-            self._record_validation(current_iter, dataset_name)
-        else:
-            self._write_results_table(dataset_name)
-
-    @master_only
-    def _record_validation(self, current_iter, dataset_name):
-        """Append this validation to ``experiments/<name>/validation.json`` (rewritten atomically): what the
-        schedule's PSNR plot is drawn from."""
-        path = os.path.join(self.opt['path']['experiments_root'], 'validation.json')
-        history = []
-        if os.path.isfile(path):
-            with open(path) as f:
-                history = json.load(f)
-        total = self.opt['train']['total_iter']
-        history.append(dict({'iter': min(current_iter, total), 'dataset': dataset_name},
-                            **{k: float(v) for k, v in self.metric_results.items()}))
-        write_text(path, json.dumps(history, indent=1))
-
-    @master_only
-    def _write_results_table(self, dataset_name):
-        """Append this dataset's metrics to ``results.md`` beside BasicSR's test log."""
-        path = os.path.join(self.opt['path']['log'], 'results.md')
-        metrics = list(self.metric_results)
-        if os.path.exists(path):
-            with open(path) as f:
-                text = f.read()
-        else:
-            text = (f"# {self.opt['name']} (x{self.opt['scale']})\n\n| dataset | " + ' | '.join(m.upper() for m in metrics)
-                    + ' |\n|' + ' --- |' * (len(metrics) + 1) + '\n')
-        text += f'| {dataset_name} | ' + ' | '.join(f'{self.metric_results[m]:.4f}' for m in metrics) + ' |\n'
-        write_text(path, text)  # the whole table rewritten atomically, never a torn row
-
     def save(self, epoch, current_iter):
         self.check_finite(current_iter)
         super().save(epoch, current_iter)
@@ -413,6 +382,8 @@ class PFDNModel(SRModel):
 
     @master_only
     def _save_deployed(self, current_iter):
+        if not self.reparameterizable():
+            return
         label = 'latest' if current_iter == -1 else current_iter
         sd = {k: v.detach().cpu() for k, v in self.deployed_network().state_dict().items()}
         save_torch(sd, os.path.join(self.opt['path']['models'], f'net_g_deploy_{label}.pth'))

@@ -2,8 +2,8 @@
 
 BasicSR 1.4.2 (2022) is the latest release on PyPI and is not maintained for today's stack. Instead of asking
 users to patch their site-packages, a few narrow shims are installed: :func:`prepare_import` before ``basicsr`` is
-first imported, :func:`patch_basicsr` right after (``pfdn_arch.plugin`` calls both, so ``import pfdn_arch`` is
-enough). Only compatibility lives here: what PFDN's recipe wants of BasicSR is in its options and its model.
+first imported, :func:`patch_basicsr` right after (the import hook, ``hook.py``, calls both). Only compatibility
+lives here: what PFDN's recipe wants of BasicSR is in its options and its model.
 
 Each shim names the upstream problem it works around and is tested by a check that fails without it
 (``tests/test_compat.py``, ``tests/test_data_path.py``).
@@ -56,7 +56,7 @@ def _device_agnostic_resume():
     from basicsr.utils import check_resume
 
     def load_resume_state(opt):
-        from .checkpoint import newest_resumable_state, read_training_state
+        from ..checkpoint import newest_resumable_state, read_training_state
 
         use_cuda = opt.get('num_gpu', 0) != 0 and torch.cuda.is_available()
         device = torch.device('cuda', torch.cuda.current_device()) if use_cuda else torch.device('cpu')
@@ -75,6 +75,44 @@ def _device_agnostic_resume():
         return state
 
     train.load_resume_state = load_resume_state
+
+
+def _resume_in_basicsrs_own_script():
+    """BasicSR's ``train.py`` run as a script (a git checkout's ``python basicsr/train.py``, or torchrun on it)
+    defines its own ``load_resume_state`` in ``__main__``, where no patch of the module ``basicsr.train`` reaches.
+    Its ``train_pipeline`` calls ``parse_options`` first, before resuming: at that call, give the script the
+    device-agnostic loader too. (``python -m basicsr.train`` runs the imported module instead: ``entry.py``.)"""
+    import basicsr.utils.options as options
+
+    parse_options = options.parse_options
+
+    def parse_options_then_fix_the_script(root_path, is_train=True):
+        caller = sys._getframe(1).f_globals
+        own = caller.get('load_resume_state')
+        if caller.get('__name__') == '__main__' and getattr(own, '__module__', None) == '__main__':
+            import basicsr.train
+            caller['load_resume_state'] = basicsr.train.load_resume_state
+        return parse_options(root_path, is_train)
+
+    options.parse_options = parse_options_then_fix_the_script
+
+
+def _device_agnostic_ddp():
+    """``BaseModel.model_to_device`` wraps every model in ``DistributedDataParallel(device_ids=[torch.cuda.
+    current_device()])``, which fails without CUDA: BasicSR's own ``SRModel`` cannot train under torchrun on CPUs
+    (gloo). Give DDP device ids only when the model is on a GPU; on CUDA nothing changes."""
+    from torch.nn.parallel import DistributedDataParallel
+    from basicsr.models.base_model import BaseModel
+
+    model_to_device = BaseModel.model_to_device
+
+    def device_agnostic_model_to_device(self, net):
+        if self.opt.get('dist') and self.device.type != 'cuda':
+            return DistributedDataParallel(net.to(self.device),
+                                           find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return model_to_device(self, net)
+
+    BaseModel.model_to_device = device_agnostic_model_to_device
 
 
 def _gloo_aware_dist_init():
@@ -149,6 +187,8 @@ def patch_basicsr():
     if not _PATCHED:
         prepare_import()
         _device_agnostic_resume()
+        _resume_in_basicsrs_own_script()
+        _device_agnostic_ddp()
         _gloo_aware_dist_init()
         _spawn_safe_dataloader_workers()
         _PATCHED = True

@@ -1,0 +1,75 @@
+"""pfdn's classes in BasicSR's registries: ``PFDN`` (arch), ``NCCLoss`` (loss), ``PairedCropDataset`` (dataset),
+``PFDNModel`` (model). The classes themselves know nothing of BasicSR's registries: they are registered here.
+
+A name someone else has taken is theirs. BasicSR's registry asserts on a second registration of a name, which would
+crash deep inside BasicSR whichever side came second; so:
+
+- a name already registered (say, a ``PFDN`` the user's BasicSR checkout defines in ``basicsr/archs``) keeps its
+  class, and pfdn's is not registered, with one note saying so;
+- a class registered later under one of pfdn's names (user code that defines its own ``PFDN`` after basicsr is
+  imported) replaces pfdn's, with one note saying so.
+"""
+import importlib
+import sys
+
+# (registry, module, class); the modules that import basicsr themselves (hook.NEEDS_BASICSR) are registered when
+# their import completes
+CLASSES = (('ARCH_REGISTRY', 'pfdn_arch.archs.pfdn_arch', 'PFDN'),
+           ('LOSS_REGISTRY', 'pfdn_arch.losses.ncc_loss', 'NCCLoss'),
+           ('DATASET_REGISTRY', 'pfdn_arch.data.paired_crop_dataset', 'PairedCropDataset'),
+           ('MODEL_REGISTRY', 'pfdn_arch.models.pfdn_model', 'PFDNModel'))
+_noted = set()
+
+
+def register_all():
+    """Register every class whose module can be imported now (idempotent). A module that is itself being imported
+    (it imported basicsr, which brought us here) is skipped: the import hook calls this again when it completes."""
+    import basicsr.utils.registry as registries
+
+    _yield_to_later_registrations(registries.Registry)
+    for registry_name, module_name, class_name in CLASSES:
+        cls = getattr(importlib.import_module(module_name), class_name, None)
+        if cls is not None:
+            add(getattr(registries, registry_name), cls)
+
+
+def ours(obj):
+    return getattr(obj, '__module__', '').split('.')[0] == 'pfdn_arch'
+
+
+def add(registry, cls):
+    """Register ``cls`` under its name unless the name is taken; a taken name is noted once."""
+    name = cls.__name__
+    taken = registry._obj_map.get(name)
+    if taken is cls:
+        return
+    if taken is not None:
+        _note(f"BasicSR's {registry._name} registry already has a {name} ({taken.__module__}); pfdn's {name} was not "
+              f'registered, so {name} in your options means that one (pfdn_arch.{name} is still importable)')
+        return
+    registry.register(cls)
+
+
+def _yield_to_later_registrations(registry_class):
+    """Let a later registration of one of pfdn's names replace pfdn's class instead of failing BasicSR's assertion."""
+    if getattr(registry_class._do_register, '_pfdn', False):
+        return
+    original = registry_class._do_register
+
+    def _do_register(self, name, obj, suffix=None):
+        key = f'{name}_{suffix}' if isinstance(suffix, str) else name
+        taken = self._obj_map.get(key)
+        if taken is not None and taken is not obj and ours(taken) and not ours(obj):
+            del self._obj_map[key]
+            _note(f"{getattr(obj, '__module__', '?')}.{name} replaces pfdn's {name} in BasicSR's {self._name} "
+                  'registry')
+        return original(self, name, obj, suffix)
+
+    _do_register._pfdn = True
+    registry_class._do_register = _do_register
+
+
+def _note(message):
+    if message not in _noted:
+        _noted.add(message)
+        print(f'note: {message}', file=sys.stderr)

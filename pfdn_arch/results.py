@@ -1,0 +1,106 @@
+"""What a BasicSR run measured, recorded for any model: the validation history of a training run
+(``experiments/<name>/validation.json``, what the schedule's PSNR plot is drawn from) and the metrics table of a
+test run (``results/<name>/results.md``).
+
+BasicSR's pipelines build the model themselves and keep each validation's averaged metrics in
+``model.metric_results``; ``recording()`` wraps the model that ``build_model`` returns for the length of one pipeline
+run so that each ``validation()`` is written down after it returns. Models that keep no ``metric_results`` of plain
+numbers (e.g. BasicSR's video models, which keep them per clip) record nothing, and the command says so instead of
+pointing at a table that is not there.
+"""
+import json
+import os
+from contextlib import contextmanager
+
+from .atomic import write_text
+
+HISTORY = 'validation.json'
+TABLE = 'results.md'
+
+
+class Recorder:
+    """Where one run's measurements go; ``written`` lists the files it wrote."""
+
+    def __init__(self, opt):
+        self.opt = opt
+        self.written = []
+
+    def record(self, model, dataloader, current_iter):
+        metrics = getattr(model, 'metric_results', None)
+        if not isinstance(metrics, dict) or not metrics or self.opt.get('rank', 0) != 0:
+            return
+        try:
+            values = {k: float(v) for k, v in metrics.items()}
+        except (TypeError, ValueError):
+            return  # per-clip tensors or other structures: no single row to write
+        dataset = dataloader.dataset.opt.get('name', 'val')
+        if self.opt.get('is_train'):
+            total = self.opt['train']['total_iter']
+            self._append_history(dict({'iter': min(int(current_iter), total), 'dataset': dataset}, **values))
+        else:
+            self._append_row(dataset, values)
+
+    def _append_history(self, entry):
+        path = os.path.join(self.opt['path']['experiments_root'], HISTORY)
+        history = read_history(path)
+        history.append(entry)
+        write_text(path, json.dumps(history, indent=1))
+        self._wrote(path)
+
+    def _append_row(self, dataset, values):
+        """This dataset's metrics as a row of ``results.md`` beside BasicSR's test log (rewritten whole, atomically)."""
+        path = os.path.join(self.opt['path']['log'], TABLE)
+        names = list(values)
+        if os.path.exists(path):
+            with open(path) as f:
+                text = f.read()
+        else:
+            text = (f"# {self.opt['name']} (x{self.opt.get('scale', '?')})\n\n| dataset | "
+                    + ' | '.join(m.upper() for m in names) + ' |\n|' + ' --- |' * (len(names) + 1) + '\n')
+        text += f'| {dataset} | ' + ' | '.join(f'{values[m]:.4f}' for m in names) + ' |\n'
+        write_text(path, text)
+        self._wrote(path)
+
+    def _wrote(self, path):
+        if path not in self.written:
+            self.written.append(path)
+
+
+def read_history(path):
+    """The entries of a ``validation.json``, [] when there is none."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
+
+
+@contextmanager
+def recording(is_train):
+    """While the block runs, every model BasicSR's train (or test) pipeline builds records its validations.
+    Yields a list that receives the run's Recorder."""
+    import basicsr.test
+    import basicsr.train
+
+    module = basicsr.train if is_train else basicsr.test
+    build_model = module.build_model
+    recorders = []
+
+    def build_recording_model(opt):
+        model = build_model(opt)
+        recorder = Recorder(opt)
+        recorders.append(recorder)
+        validation = model.validation
+
+        def recorded_validation(dataloader, current_iter, *args, **kwargs):
+            out = validation(dataloader, current_iter, *args, **kwargs)
+            recorder.record(model, dataloader, current_iter)
+            return out
+
+        model.validation = recorded_validation
+        return model
+
+    module.build_model = build_recording_model
+    try:
+        yield recorders
+    finally:
+        module.build_model = build_model
