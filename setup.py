@@ -3,8 +3,14 @@ import os
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
+# The deployment side (the network, its conversion, inference, export, the runtimes, the spandrel loader) needs these
+# alone; training on BasicSR adds the `train` extra. basicsr is not a core requirement: its 1.4.2 sdist builds only
+# without build isolation (it declares torch as a build requirement, so pip would fetch a second torch), which a
+# chaiNNer/ComfyUI user or a deployment image should not need. See the README's install lines.
+CORE = ['torch>=2.0', 'numpy', 'opencv-python', 'pillow', 'pyyaml', 'tqdm']
+TRAIN = ['basicsr==1.4.2', 'torchvision', 'lmdb', 'scikit-image', 'setuptools']
 EXPORT = ['safetensors', 'onnx', 'onnxruntime', 'spandrel']
-# the inference backends beyond PyTorch (pfdn_arch/backends.py); bench/bench_infer.py measured them fastest on a CPU
+# the inference backends beyond PyTorch (pfdn_arch/deploy/backends.py); bench/bench_infer.py measured them fastest on a CPU
 FAST = ['onnx', 'onnxruntime', 'openvino']
 
 # The start-up hook (pfdn_arch/plugin): site-packages/pfdn-basicsr-hook.pth, whose line Python's `site` runs when an
@@ -39,17 +45,16 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     # options/ ships inside the package as pfdn_arch/options/ (the commands' defaults, found the same way in an
-    # editable and in a normal install: pfdn_arch/shipped.py)
+    # editable and in a normal install: pfdn_arch/files/locations.py)
     packages=find_packages(include=['pfdn_arch', 'pfdn_arch.*']) + ['pfdn_arch.options'],
     package_dir={'pfdn_arch.options': 'options'},
     package_data={'pfdn_arch.options': ['*.yml']},
     python_requires='>=3.9',
-    # torch/torchvision are installed first and basicsr without build isolation (see README): basicsr's sdist
-    # declares torch as a build requirement and would otherwise pull a second torch into its build environment.
-    install_requires=['basicsr==1.4.2', 'torch>=2.0', 'torchvision', 'opencv-python', 'lmdb', 'pyyaml',
-                      'scikit-image', 'numpy', 'tqdm', 'setuptools'],
-    # export: .safetensors, ONNX checked with onnxruntime, and loading in spandrel (chaiNNer/ComfyUI's loader)
-    extras_require={'export': EXPORT, 'fast': FAST, 'test': ['pytest'] + sorted(set(EXPORT + FAST))},
+    install_requires=CORE,
+    # train: BasicSR and what its data needs; export: .safetensors, ONNX checked with onnxruntime, and loading in
+    # spandrel (chaiNNer/ComfyUI's loader); fast: the CPU runtimes; test: all of it
+    extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST,
+                    'test': ['pytest'] + sorted(set(TRAIN + EXPORT + FAST))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
     cmdclass={'build_py': BuildPyWithHook},
 )

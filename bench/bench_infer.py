@@ -23,9 +23,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 import pfdn_arch  # noqa: E402,F401
-from pfdn_arch.backends import BACKENDS, DTYPES, make_runner, resolve  # noqa: E402
-from pfdn_arch.checkpoint import build_pfdn_from_checkpoint  # noqa: E402
-from pfdn_arch.evaluate import evaluate_folder  # noqa: E402
+from pfdn_arch.deploy.backends import BACKENDS, DTYPES, make_runner, resolve  # noqa: E402
+from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
+from pfdn_arch.recipe.protocol import evaluate_folder  # noqa: E402
 
 SHARED = os.path.join(HERE, '..', '..', 'shared')
 
@@ -62,9 +62,9 @@ def openvino_int8(net, threads):
     import nncf
     import openvino as ov
 
-    from pfdn_arch.backends import OpenVINORunner
+    from pfdn_arch.deploy.backends import OpenVINORunner
     from pfdn_arch.data.samples import SAMPLE_FILES, sample_image
-    from pfdn_arch.images import bicubic_lr
+    from pfdn_arch.recipe.protocol import bicubic_lr
 
     runner = OpenVINORunner(net, torch.device('cpu'), 'fp32', threads)
     calib = []

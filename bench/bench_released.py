@@ -12,8 +12,8 @@ import time
 import torch
 
 import pfdn_arch  # noqa: F401
-from pfdn_arch.checkpoint import build_pfdn_from_checkpoint
-from pfdn_arch.evaluate import evaluate_folder
+from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
+from pfdn_arch.recipe.protocol import evaluate_folder
 
 PUBLISHED = {'Set5': (32.04, 0.8932), 'Urban100': (25.97, 0.7810)}
 

@@ -21,11 +21,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 import pfdn_arch  # noqa: E402,F401
-from pfdn_arch.checkpoint import build_pfdn_from_checkpoint  # noqa: E402
-from pfdn_arch.cli.schedule import run_stage, stage_done  # noqa: E402
-from pfdn_arch.recipe import load_yml, scaled_stage  # noqa: E402
-from pfdn_arch.data import prepare as prep  # noqa: E402
-from pfdn_arch.evaluate import evaluate_folder  # noqa: E402
+from pfdn_arch.data import preparation as prep  # noqa: E402
+from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
+from pfdn_arch.recipe.experiment import Experiment  # noqa: E402
+from pfdn_arch.recipe.options import read_yml  # noqa: E402
+from pfdn_arch.recipe.protocol import evaluate_folder  # noqa: E402
+from pfdn_arch.recipe.schedule import Schedule  # noqa: E402
+from pfdn_arch.recipe.stages import scaled_stage  # noqa: E402
 
 SHARED = os.path.join(HERE, '..', '..', 'shared', 'data')
 
@@ -62,7 +64,7 @@ def main():
     data = prepare_data('.')
     set5 = os.path.join(data[2], 'HR')
     bicubic = evaluate_folder(None, set5, bicubic=True)
-    s1, s2, s3 = (load_yml(os.path.join(HERE, '..', 'options', f)) for f in
+    s1, s2, s3 = (read_yml(os.path.join(HERE, '..', 'options', f)) for f in
                   ('train_pfdn_x4.yml', 'train_pfdn_x4_lr180.yml', 'finetune_pfdn_x4_lr240.yml'))
     latest = 'experiments/{}/models/net_g_latest.pth'
     plan = [('shared', scaled_stage(s1, 'cpu_s1_lr32', 128, a.iters[0], 16, data))]
@@ -81,9 +83,11 @@ def main():
     rows = []
     for run, opt in plan:
         t0 = time.time()
-        if not stage_done(opt['name']):
+        exp = Experiment(opt['name'])
+        if not exp.finished():
             print(f"[{time.time() - t_start:5.0f} s] {opt['name']}: {opt['train']['total_iter']} iters", flush=True)
-            run_stage(write(opt, '.'), opt['name'], False, [])
+            Schedule([], 'experiments/cpu_schedule_logs').run_stage(write(opt, '.'), exp, opt['train']['total_iter'],
+                                                                  [], False)
         net, _ = build_pfdn_from_checkpoint(f"experiments/{opt['name']}/models/net_g_deploy_latest.pth")
         r = evaluate_folder(net.eval(), set5)
         rows.append((run, opt['name'], opt['train']['total_iter'], time.time() - t0, r))

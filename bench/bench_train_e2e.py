@@ -40,8 +40,9 @@ import pfdn_arch  # noqa: E402,F401
 from basicsr.data import build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils.options import parse_options  # noqa: E402
-from pfdn_arch.recipe import load_yml, scaled_stage  # noqa: E402
-from pfdn_arch.data import prepare as prep  # noqa: E402
+from pfdn_arch.data import preparation as prep  # noqa: E402
+from pfdn_arch.recipe.options import read_yml  # noqa: E402
+from pfdn_arch.recipe.stages import scaled_stage  # noqa: E402
 from pfdn_arch.data.samples import write_samples  # noqa: E402
 
 SUNHAYS = os.path.join(ROOT, '..', 'shared', 'data', 'train', 'SunHays80', 'HR')
@@ -106,7 +107,7 @@ def data_throughput(opt, workers, batch, seconds):
 def stage_opt(base_yml, name, gt_size, batch, data, device, workers, iters):
     """A stage yml at a given shape on the bench's data: the smoke profile's scaling (fp32 eager on CPU); on
     CUDA the stage's own GPU options (amp, channels_last, compile, prefetch) are kept."""
-    opt = load_yml(os.path.join(ROOT, 'options', base_yml))
+    opt = read_yml(os.path.join(ROOT, 'options', base_yml))
     gpu = {k: opt['train'].get(k) for k in ('amp', 'channels_last', 'compile')}
     scaled = scaled_stage(opt, name, gt_size, iters, batch, tuple(data) + (None,))
     scaled['path'] = {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None}
@@ -243,7 +244,7 @@ def main():
     if a.device == 'cuda' and base['train'].get('compile'):  # one compilation per stage would take minutes
         compile_factor = step / model_step(base, a.work, a.device, a.steps, {'compile': False})
     for f in STAGE_FILES:
-        o = load_yml(os.path.join(ROOT, 'options', f))
+        o = read_yml(os.path.join(ROOT, 'options', f))
         b = o['datasets']['train']['batch_size_per_gpu'] * GPUS_IN_YML
         s = o['datasets']['train']['gt_size']
         if a.device == 'cuda':

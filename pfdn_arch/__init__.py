@@ -14,8 +14,8 @@ plugin.install()
 __version__ = '0.1.0'
 # the public names, loaded on first use (PEP 562): importing them imports torch and BasicSR
 _PUBLIC = {'PFDN': 'archs', 'RRRB': 'archs', 'NCCLoss': 'losses', 'PFDNModel': 'models',
-           'PairedCropDataset': 'data.paired_crop_dataset', 'infer_pfdn_options': 'archs.reparam',
-           'reparameterize_state_dict': 'archs.reparam', 'reparameterized': 'archs.reparam'}
+           'PairedCropDataset': 'data.paired_crop_dataset', 'infer_pfdn_options': 'archs.convert',
+           'reparameterize_state_dict': 'archs.convert', 'reparameterized': 'archs.convert'}
 __all__ = sorted(_PUBLIC) + ['__version__']
 
 

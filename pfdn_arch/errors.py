@@ -1,5 +1,52 @@
-"""The one exception type the command line turns into a single 'error: ...' line and a non-zero exit."""
+"""The errors that mean "the input was wrong", as values: each carries what went wrong (``reason``) and what it is
+about (``path``: a file, a folder or an option), never to be parsed back out of a message. The command line alone
+turns them into one ``error: ...`` line, and adds which of its flags would help (``cli/main.py``)."""
 
 
-class UserError(Exception):
-    """Bad input from the user: the message says what was wrong and what to do."""
+class PFDNError(Exception):
+    """Bad input: ``reason`` says what is wrong (and, where no flag is involved, what to do); ``path`` names the file,
+    folder or option concerned, or is None."""
+
+    def __init__(self, reason, path=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.path = None if path is None else str(path)
+
+    def __str__(self):
+        return f'{self.path}: {self.reason}' if self.path else self.reason
+
+
+class CheckpointError(PFDNError):
+    """A weights or training-state file that cannot be used (unreadable, unsafe, non-finite, not this network)."""
+
+
+class ImageError(PFDNError):
+    """An image file that cannot be used; ``path`` is the image."""
+
+
+class OptionsError(PFDNError):
+    """An options file (yml) or a command-line option that cannot work; ``path`` is the option's name or the yml."""
+
+
+class DataError(PFDNError):
+    """A dataset, an LMDB or a data folder that cannot be used."""
+
+
+class OutputExists(PFDNError):
+    """``path`` exists and would be replaced; nothing was written. The command line says how to allow it."""
+
+    def __init__(self, path, reason='exists and would be replaced'):
+        super().__init__(reason, path)
+
+
+class NotInstalled(PFDNError):
+    """An optional package is missing: ``package``, and the extra of this package that installs it."""
+
+    def __init__(self, package, purpose, extra=None):
+        install = f"pip install 'pfdn[{extra}]'" if extra else f'pip install {package}'
+        super().__init__(f'{purpose} needs the {package} package: {install}')
+        self.package, self.extra = package, extra
+
+
+class TrainingDiverged(PFDNError):
+    """The loss became NaN or Inf; the step was not applied and saved checkpoints are untouched."""

@@ -75,6 +75,24 @@ def run_group(cmd, cwd=None, timeout=600, env=None):
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+class Probes:
+    """Short Python processes started together and read later: their interpreter start-ups (torch and basicsr
+    imports, single-threaded) overlap instead of adding up."""
+
+    def __init__(self):
+        self.procs = {}
+
+    def start(self, name, code, env=None, args=()):
+        self.procs[name] = subprocess.Popen([sys.executable, '-c', code, *map(str, args)], stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True, env=dict(ENV, **(env or {})))
+
+    def result(self, name, timeout=300):
+        """(returncode, stdout, stderr) of a started probe."""
+        proc = self.procs[name]
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+
+
 def cli(args, capsys):
     """`basicsr <args>` in this process (no interpreter start-up): (exit status, stdout, the stderr lines that are
     not progress bars)."""
@@ -136,14 +154,10 @@ def write_yml(opt, folder):
 
 
 def parse_yml(path, root, is_train=True):
-    """BasicSR's parse_options on a yml, as `basicsr train` runs it from ``root``."""
-    from basicsr.utils.options import parse_options
+    """The options BasicSR's pipeline gets from a yml when `basicsr train` runs it from ``root``."""
+    from pfdn_arch.recipe.options import RunOptions
 
-    argv, sys.argv = sys.argv, ['basicsr', '-opt', str(path)]
-    try:
-        opt, _ = parse_options(str(root), is_train)
-    finally:
-        sys.argv = argv
+    opt, _ = RunOptions(str(path), is_train).to_basicsr(str(root))
     opt['root_path'] = str(root)
     return opt
 
@@ -152,6 +166,7 @@ def tiny_model(root, seed=0, **kwargs):
     """A PFDNModel built in-process from ``tiny_options(**kwargs)`` with deterministic initial weights."""
     from basicsr.models import build_model
 
+    kwargs.setdefault('datasets', {'train': {'name': 'unused', 'type': 'PairedCropDataset'}})  # a model needs none
     opt = parse_yml(write_yml(tiny_options(**kwargs), root), root)
     for key in ('models', 'training_states'):
         os.makedirs(opt['path'][key], exist_ok=True)
@@ -170,7 +185,7 @@ def uint8_batch(seed=0, n=2, gt=96):
 @pytest.fixture(scope='session')
 def photos(tmp_path_factory):
     """Three built-in photos, their x4 LR, and paired LMDBs of both formats made from them (made once)."""
-    from pfdn_arch.data import prepare as prep
+    from pfdn_arch.data import preparation as prep
     from pfdn_arch.data.samples import write_samples
 
     root = tmp_path_factory.mktemp('photos')

@@ -5,10 +5,10 @@ import tempfile
 import pytest
 import torch
 from pfdn_arch import PFDN, RRRB, infer_pfdn_options, reparameterize_state_dict
-from pfdn_arch.archs.reparam import checkpoint_filter
+from pfdn_arch.archs.convert import checkpoint_filter
 from pfdn_arch.archs.rrrb import fuse_rrrb
-from pfdn_arch.checkpoint import build_pfdn_from_checkpoint, load_checkpoint
-from pfdn_arch.errors import UserError
+from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint, load_checkpoint
+from pfdn_arch.errors import CheckpointError
 from conftest import randomized
 
 
@@ -120,7 +120,7 @@ def test_checkpoint_filter_fuses_a_training_checkpoint_for_a_deployed_net():
 
 
 def test_deployed_checkpoint_into_training_net_is_refused_with_what_to_do():
-    with pytest.raises(ValueError, match='deploy: true'):
+    with pytest.raises(CheckpointError, match='deploy: true'):
         checkpoint_filter(PFDN(deploy=True).state_dict(), PFDN())
 
 
@@ -147,8 +147,9 @@ def test_pickled_code_is_refused_not_executed(tmp_path, capsys):
         pickle.dump({'params': Evil()}, f)
     torch.save({'params': {'x': Evil()}}, tmp_path / 'evil2.pth')
     for p in (path, tmp_path / 'evil2.pth'):
-        with pytest.raises(UserError, match='not a plain tensor state dict|cannot read'):
+        with pytest.raises(CheckpointError) as err:
             load_checkpoint(str(p))
+        assert err.value.path == str(p)
     assert 'pwned' not in capsys.readouterr().out
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ENV, ROOT, TINY_NET, cli, run_group, tiny_options, train_set, val_set, write_yml
+from conftest import ENV, ROOT, TINY_NET, Probes, cli, run_group, tiny_options, train_set, val_set, write_yml
 from pfdn_arch import PFDN
 
 # the start-up hook installed with the package does the plugging in; nothing here imports pfdn_arch in the child
@@ -32,22 +32,73 @@ def log_of(folder):
     return ''.join(open(p).read() for p in sorted(folder.glob('*.log')))
 
 
-def test_the_start_up_hook_is_installed_and_can_be_turned_off(tmp_path):
-    probe = ('import sys; import basicsr; from basicsr.utils.registry import ARCH_REGISTRY as A, MODEL_REGISTRY as M, '
-             'DATASET_REGISTRY as D, LOSS_REGISTRY as L\n'
-             'print([r.get(n).__module__ for r, n in ((A, "PFDN"), (M, "PFDNModel"), (D, "PairedCropDataset"), '
-             '(L, "NCCLoss"))])')
-    on = subprocess.Popen(PY + ['-c', probe], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
-    off = subprocess.Popen(PY + ['-c', 'import basicsr'], cwd=tmp_path, env=dict(ENV, PFDN_BASICSR_HOOK='0'),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = on.communicate(timeout=300)
-    assert on.returncode == 0, err[-2000:]
+REGISTERED = ('import sys; import basicsr; from basicsr.utils.registry import ARCH_REGISTRY as A, MODEL_REGISTRY as M, '
+              'DATASET_REGISTRY as D, LOSS_REGISTRY as L\n'
+              'print([r.get(n).__module__ for r, n in ((A, "PFDN"), (M, "PFDNModel"), (D, "PairedCropDataset"), '
+              '(L, "NCCLoss"))])')
+USER_PFDN = textwrap.dedent('''
+    import torch
+    from basicsr.utils.registry import ARCH_REGISTRY, Registry
+    from pfdn_arch.plugin.registry import add
+    from pfdn_arch import PFDN
+
+    @ARCH_REGISTRY.register()
+    class PFDN(torch.nn.Module):  # noqa: F811  the user's own, after ours
+        pass
+    print('later:', ARCH_REGISTRY.get('PFDN').__module__)
+
+    mine = Registry('arch')
+    mine.register(PFDN)  # theirs first
+    from pfdn_arch.archs import PFDN as Ours
+    add(mine, Ours)
+    print('earlier:', mine.get('PFDN').__module__)
+''')
+PROJECT_TRAIN = {
+    # Real-ESRGAN's order: BasicSR's pipeline first, then the plugin
+    'basicsr_first': '''
+        import os.path as osp
+        from basicsr.train import train_pipeline
+        import pfdn_arch  # noqa: F401
+        if __name__ == '__main__':
+            train_pipeline(osp.abspath(osp.dirname(__file__)))
+    ''',
+    'plugin_first': '''
+        import os.path as osp
+        import pfdn_arch  # noqa: F401
+        from basicsr.train import train_pipeline
+        if __name__ == '__main__':
+            train_pipeline(osp.abspath(osp.dirname(__file__)))
+    ''',
+}
+
+
+@pytest.fixture(scope='module')
+def probes(photos, tmp_path_factory):
+    """This module's short interpreter-level checks, started together (their start-ups overlap)."""
+    p = Probes()
+    p.start('hook on', REGISTERED)
+    p.start('hook off', 'import basicsr', {'PFDN_BASICSR_HOOK': '0'})
+    p.start('user PFDN', USER_PFDN)
+    for order, code in PROJECT_TRAIN.items():
+        project = tmp_path_factory.mktemp(order)
+        (project / 'train.py').write_text(textwrap.dedent(code))
+        yml = write_yml(tiny_options(f'project_{order}', train={'total_iter': 2}, datasets={'train': train_set(photos)},
+                                     logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}),
+                        project)
+        p.start(order, 'import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name="__main__")',
+                args=[project / 'train.py', '-opt', yml])
+        p.procs[order].project = project
+    return p
+
+
+def test_the_start_up_hook_is_installed_and_can_be_turned_off(probes):
+    code, out, err = probes.result('hook on')
+    assert code == 0, err[-2000:]
     assert out.strip() == ("['pfdn_arch.archs.pfdn_arch', 'pfdn_arch.models.pfdn_model', "
                            "'pfdn_arch.data.paired_crop_dataset', 'pfdn_arch.losses.ncc_loss']")
-    _, err = off.communicate(timeout=300)
+    code, _, err = probes.result('hook off')
     # without the hook, PyPI's basicsr 1.4.2 does not even import on this stack: the reason the hook exists
-    assert off.returncode != 0 and 'functional_tensor' in err
+    assert code != 0 and 'functional_tensor' in err
     import site
     pth = [os.path.join(d, 'pfdn-basicsr-hook.pth') for d in site.getsitepackages()]
     assert any(os.path.isfile(p) for p in pth), pth
@@ -82,34 +133,11 @@ def test_python_m_basicsr_test_reproduces_set5(set5_hr, weights, tmp_path, capsy
     assert re.search(r'\| Set5 \| 32\.04\d\d \| 0\.893\d \|', table), table
 
 
-PROJECT_TRAIN = {
-    # Real-ESRGAN's order: BasicSR's pipeline first, then the plugin
-    'basicsr_first': '''
-        import os.path as osp
-        from basicsr.train import train_pipeline
-        import pfdn_arch  # noqa: F401
-        if __name__ == '__main__':
-            train_pipeline(osp.abspath(osp.dirname(__file__)))
-    ''',
-    'plugin_first': '''
-        import os.path as osp
-        import pfdn_arch  # noqa: F401
-        from basicsr.train import train_pipeline
-        if __name__ == '__main__':
-            train_pipeline(osp.abspath(osp.dirname(__file__)))
-    ''',
-}
-
-
 @pytest.mark.parametrize('order', list(PROJECT_TRAIN))
-def test_a_projects_train_py_works_in_either_import_order(photos, tmp_path, order):
-    project = tmp_path / 'project'
-    project.mkdir()
-    (project / 'train.py').write_text(textwrap.dedent(PROJECT_TRAIN[order]))
-    yml = write_yml(tiny_options(f'project_{order}', train={'total_iter': 2}, datasets={'train': train_set(photos)},
-                                 logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}), project)
-    r = python(project / 'train.py', '-opt', yml, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_a_projects_train_py_works_in_either_import_order(probes, order):
+    code, _, err = probes.result(order)
+    assert code == 0, err[-3000:]
+    project = probes.procs[order].project
     assert (project / 'experiments' / f'project_{order}' / 'models' / 'net_g_latest.pth').is_file()  # root: the project
 
 
@@ -189,6 +217,7 @@ def test_torchrun_srmodel_two_processes_with_two_workers_each(photos, tmp_path):
     exp = tmp_path / 'experiments' / 'ddp_srmodel'
     log = log_of(exp)
     assert 'World size (gpu number): 2' in log and 'iter:       4,' in log and 'Model [SRModel] is created.' in log
+    assert 'Network: DistributedDataParallel - PFDN' in log  # wrapped for gloo, without CUDA device ids
     assert (exp / 'models' / 'net_g_latest.pth').is_file()
 
 
@@ -255,28 +284,11 @@ def test_what_basicsr_would_throw_is_one_error_line_before_anything_is_written(p
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith('error: ') and 'PFDNN' in r.stderr
 
 
-def test_a_pfdn_registered_by_user_code_wins_with_a_note(tmp_path):
+def test_a_pfdn_registered_by_user_code_wins_with_a_note(probes):
     """Registered after ours (user code that defines its own PFDN after basicsr is imported): it replaces ours.
     Registered before ours (a PFDN in the user's basicsr/archs): ours is not registered. A note either way."""
-    code = textwrap.dedent('''
-        import torch
-        from basicsr.utils.registry import ARCH_REGISTRY, Registry
-        from pfdn_arch.plugin.registry import add
-        from pfdn_arch import PFDN
-
-        @ARCH_REGISTRY.register()
-        class PFDN(torch.nn.Module):  # noqa: F811  the user's own, after ours
-            pass
-        print('later:', ARCH_REGISTRY.get('PFDN').__module__)
-
-        mine = Registry('arch')
-        mine.register(PFDN)  # theirs first
-        from pfdn_arch.archs import PFDN as Ours
-        add(mine, Ours)
-        print('earlier:', mine.get('PFDN').__module__)
-    ''')
-    r = python('-c', code, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ['later:', '__main__', 'earlier:', '__main__']
-    notes = [line for line in r.stderr.splitlines() if line.startswith('note: ')]
-    assert len(notes) == 2 and "replaces pfdn's PFDN" in notes[0] and 'was not registered' in notes[1], r.stderr
+    code, out, err = probes.result('user PFDN')
+    assert code == 0, err[-2000:]
+    assert out.split() == ['later:', '__main__', 'earlier:', '__main__']
+    notes = [line for line in err.splitlines() if line.startswith('note: ')]
+    assert len(notes) == 2 and "replaces pfdn's PFDN" in notes[0] and 'was not registered' in notes[1], err

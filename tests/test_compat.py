@@ -1,34 +1,53 @@
 """Each shim of pfdn_arch.plugin.compat, tested by something that fails without it (that plain basicsr 1.4.2 does
 not import on this stack: tests/test_basicsr_routes.py)."""
 import os
-import subprocess
-import sys
 import textwrap
 
+import pytest
 import torch
 
-from conftest import ENV
+from conftest import Probes
+
+FIRST_IMPORTS = ('pfdn_arch', 'pfdn_arch.data.paired_crop_dataset', 'pfdn_arch.models.pfdn_model')
+REGISTERED = ('import importlib, sys; m = sys.argv[1]; importlib.import_module(m)\n'
+              'if m == "pfdn_arch": assert "torch" not in sys.modules and "basicsr" not in sys.modules\n'
+              'from basicsr.utils.registry import ARCH_REGISTRY as A, MODEL_REGISTRY as M, DATASET_REGISTRY as D, '
+              'LOSS_REGISTRY as L\n'
+              'print([r.get(n).__name__ for r, n in ((A, "PFDN"), (M, "PFDNModel"), (D, "PairedCropDataset"), '
+              '(L, "NCCLoss"))])')
 
 
-def _python(code, env=None):
-    full_env = dict(ENV)
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True, env=full_env,
-                          timeout=300)
-
-
-def test_functional_tensor_alias_and_distutils_make_basicsr_importable():
-    # simulate Python 3.12+, where `import distutils` fails; arch_util imports distutils.version.LooseVersion, and
+@pytest.fixture(scope='module')
+def probes():
+    """The module's interpreter-level checks, started together. The start-up hook is off in them (an explicit
+    ``import pfdn_arch`` is what they test), except where a probe says otherwise."""
+    p, off = Probes(), {'PFDN_BASICSR_HOOK': '0'}
+    # Python 3.12+, where `import distutils` fails; arch_util imports distutils.version.LooseVersion, and
     # basicsr.data.degradations imports torchvision.transforms.functional_tensor (gone): both shims are needed
-    r = _python('''
+    p.start('distutils', textwrap.dedent('''
         import sys
         sys.modules['distutils'] = None; sys.modules['distutils.version'] = None
         import pfdn_arch, basicsr
         from basicsr.data.degradations import rgb_to_grayscale
         from basicsr.archs.arch_util import LooseVersion
-        print('ok', callable(rgb_to_grayscale), LooseVersion('0.29.1') > LooseVersion('0.9.0'))''')
-    assert r.returncode == 0, r.stderr
-    assert 'ok True True' in r.stdout
+        print('ok', callable(rgb_to_grayscale), LooseVersion('0.29.1') > LooseVersion('0.9.0'))'''), off)
+    # CUDA hidden, so that the CPU path is checked on any machine (with CUDA it is NCCL, unchanged)
+    p.start('gloo', textwrap.dedent('''
+        import pfdn_arch, torch.distributed as dist
+        from basicsr.utils.dist_util import init_dist, get_dist_info
+        init_dist('pytorch')
+        print('ok', dist.get_backend(), get_dist_info())
+        dist.destroy_process_group()'''), dict(off, RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                                                MASTER_PORT='29531', CUDA_VISIBLE_DEVICES=''))
+    for module in FIRST_IMPORTS:
+        p.start(module, REGISTERED, off, [module])
+    return p
+
+
+def test_functional_tensor_alias_and_distutils_make_basicsr_importable(probes):
+    code, out, err = probes.result('distutils')
+    assert code == 0, err
+    assert 'ok True True' in out
 
 
 def test_resume_state_loads_on_the_cpu_and_keeps_a_frozen_teacher_by_basicsrs_own_option(tmp_path):
@@ -52,33 +71,16 @@ def test_resume_state_loads_on_the_cpu_and_keeps_a_frozen_teacher_by_basicsrs_ow
     assert opt['path']['pretrain_network_t'] == '/teacher.pth'  # the ymls' ignore_resume_networks keeps the teacher
 
 
-def test_pytorch_launcher_initialises_gloo_without_cuda():
-    # CUDA hidden, so that the test checks the CPU path on any machine (with CUDA it is NCCL, unchanged)
-    r = _python('''
-        import pfdn_arch, torch.distributed as dist
-        from basicsr.utils.dist_util import init_dist, get_dist_info
-        init_dist('pytorch')
-        print('ok', dist.get_backend(), get_dist_info())
-        dist.destroy_process_group()''',
-                env={'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
-                     'MASTER_PORT': '29531', 'CUDA_VISIBLE_DEVICES': ''})
-    assert r.returncode == 0, r.stderr
-    assert 'ok gloo (0, 1)' in r.stdout
+def test_pytorch_launcher_initialises_gloo_without_cuda(probes):
+    code, out, err = probes.result('gloo')
+    assert code == 0, err
+    assert 'ok gloo (0, 1)' in out
 
 
-def test_import_pfdn_arch_is_light_and_any_first_import_registers_everything():
+def test_import_pfdn_arch_is_light_and_any_first_import_registers_everything(probes):
     """`import pfdn_arch` loads neither torch nor basicsr; whichever module is imported first, BasicSR's registries
     end up with all four classes (the import hook registers after basicsr's own import, mid-way through ours)."""
-    check = ('import importlib, sys; m = sys.argv[1]; importlib.import_module(m)\n'
-             'if m == "pfdn_arch": assert "torch" not in sys.modules and "basicsr" not in sys.modules\n'
-             'from basicsr.utils.registry import ARCH_REGISTRY as A, MODEL_REGISTRY as M, DATASET_REGISTRY as D, '
-             'LOSS_REGISTRY as L\n'
-             'print([r.get(n).__name__ for r, n in ((A, "PFDN"), (M, "PFDNModel"), (D, "PairedCropDataset"), '
-             '(L, "NCCLoss"))])')
-    firsts = ('pfdn_arch', 'pfdn_arch.checkpoint', 'pfdn_arch.models.pfdn_model')
-    procs = [subprocess.Popen([sys.executable, '-c', check, m], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=ENV) for m in firsts]
-    for m, proc in zip(firsts, procs):
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, (m, err[-2000:])
-        assert out.strip() == "['PFDN', 'PFDNModel', 'PairedCropDataset', 'NCCLoss']", (m, out)
+    for module in FIRST_IMPORTS:
+        code, out, err = probes.result(module)
+        assert code == 0, (module, err[-2000:])
+        assert out.strip() == "['PFDN', 'PFDNModel', 'PairedCropDataset', 'NCCLoss']", (module, out)

@@ -8,9 +8,9 @@ import yaml
 
 from basicsr.data import build_dataset
 from conftest import ROOT, cli
-from pfdn_arch.data import prepare as prep
-from pfdn_arch.images import bicubic_lr
-from pfdn_arch.errors import UserError
+from pfdn_arch.data import preparation as prep
+from pfdn_arch.recipe.protocol import bicubic_lr
+from pfdn_arch.errors import DataError, OutputExists
 
 
 @pytest.fixture
@@ -50,15 +50,16 @@ def test_subimages_paired_lmdb_feed_basicsr(hr_dir, tmp_path):
                         'scale': 4, 'phase': 'train'})
     item = ds[0]
     assert tuple(item['gt'].shape) == (3, 128, 128) and tuple(item['lq'].shape) == (3, 32, 32)
-    with pytest.raises(UserError, match='never overwritten'):
+    with pytest.raises(OutputExists) as err:
         prep.make_paired_lmdb(str(sub), str(sub_lr), gt_lmdb, str(tmp_path / 'other.lmdb'), 'decoded')
+    assert err.value.path == gt_lmdb
 
 
 def test_mismatched_gt_and_lq_are_refused_before_writing(hr_dir, tmp_path):
     lr = tmp_path / 'lr'
     prep.make_lr(str(hr_dir), str(lr), 4)
     os.remove(lr / 'coffee.png')
-    with pytest.raises(UserError, match='different image names'):
+    with pytest.raises(DataError, match='different image names'):
         prep.make_paired_lmdb(str(hr_dir), str(lr), str(tmp_path / 'g.lmdb'), str(tmp_path / 'l.lmdb'))
     assert not (tmp_path / 'g.lmdb').exists()
 

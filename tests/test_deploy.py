@@ -11,15 +11,16 @@ import torch
 
 from conftest import ENV, ROOT, cli, randomized
 from pfdn_arch import PFDN
-from pfdn_arch.archs.reparam import reparameterized as pfdn_reparameterized
-from pfdn_arch.checkpoint import build_pfdn_from_checkpoint
+from pfdn_arch.archs.convert import reparameterized as pfdn_reparameterized
+from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
 from pfdn_arch.data.samples import sample_image
-from pfdn_arch.evaluate import evaluate_folder
-from pfdn_arch.images import bicubic_lr, to_tensor
-from pfdn_arch import backends
-from pfdn_arch.backends import make_runner, resolve
-from pfdn_arch.infer import Upscaler
-from pfdn_arch.profile import count_ops
+from pfdn_arch.recipe.protocol import evaluate_folder
+from pfdn_arch.recipe.protocol import bicubic_lr, to_tensor
+from pfdn_arch.deploy import backends
+from pfdn_arch.deploy.backends import make_runner, resolve
+from pfdn_arch.errors import OptionsError
+from pfdn_arch.deploy.upscaler import Upscaler
+from pfdn_arch.deploy.efficiency import count_ops
 
 
 @pytest.fixture(scope='module')
@@ -59,19 +60,29 @@ def test_profile_cli_table_ntire_protocol_and_cuda_fallback_error(tmp_path, caps
     assert re.search(r'\| torch \(fp32, cpu\), after one untimed pass \| \d+\.\d\d \| - \|', out)
     if not torch.cuda.is_available():
         code, _, err = cli(['profile', '--device', 'cuda'], capsys)
-        assert code == 2 and err == ['error: --device cuda asked for but CUDA is not available; use --device cpu']
+        assert code == 2 and len(err) == 1 and err[0].startswith('error: --device: ') and 'CUDA' in err[0]
 
 
 INSTALLED = [b for b in backends.BACKENDS[1:] if backends.installed(b)]
 
 
-@pytest.mark.parametrize('backend', INSTALLED)
-def test_every_installed_backend_agrees_with_the_plain_forward(backend, released):
+def need_backend(backend):
+    """CI installs every runtime (the test extra); elsewhere a missing one is a skip that says so."""
+    if not backends.installed(backend):
+        if os.environ.get('CI'):
+            raise RuntimeError(f'{backend} is not installed; CI installs pfdn[test]')
+        pytest.skip(f'the {backend} runtime is not installed')
+
+
+@pytest.mark.parametrize('backend', backends.BACKENDS[1:])
+def test_every_backend_agrees_with_the_plain_forward(backend, released):
+    need_backend(backend)
     if backend == 'compile':  # compiling the released net on 2 cores takes a minute: a smaller net, same code
         released = randomized(PFDN(num_block=1, num_feat=16, num_partial_feat=8, esa_channels=8, deploy=True)).eval()
     runner = make_runner(released, backend, 'cpu', 'fp32', warn=pytest.fail)  # no fallback, no note
     assert runner.name == backend and runner.dtype == 'fp32'
-    for name, size in (('astronaut.png', None), ('coffee.png', (37, 51))):
+    cases = (('coffee.png', (37, 51)),) if backend == 'compile' else (('astronaut.png', None), ('coffee.png', (37, 51)))
+    for name, size in cases:  # compile: one size, one compilation
         x = real_lr(name, size)
         with torch.no_grad():
             assert (runner(x).cpu() - released(x)).abs().max().item() <= 1e-4, (backend, name)
@@ -86,7 +97,8 @@ def test_library_backends_run_other_scales_and_the_fused_training_form(scale):
     x = real_lr(size=(40, 47))
     with torch.no_grad():
         ref = trained(x)
-    for backend in set(INSTALLED) - {'compile'}:
+    for backend in ('torch', 'openvino', 'onnxruntime'):
+        need_backend(backend)
         assert (make_runner(deployed, backend)(x).cpu() - ref).abs().max().item() <= 1e-4, backend
     with pytest.raises(ValueError, match='deployed form'):
         make_runner(trained)
@@ -101,21 +113,26 @@ def test_auto_picks_an_installed_backend_and_missing_runtimes_fall_back_with_a_n
     assert resolve('auto', 'cpu', 'fp32', notes.append)[0] == 'torch' and notes == []
     assert resolve('openvino', 'cpu', 'fp32', notes.append)[0] == 'torch'
     assert notes == ["note: the openvino backend is not installed (pip install 'pfdn[fast]'); using torch"]
-    with pytest.raises(ValueError, match='backend must be one of'):
+    with pytest.raises(OptionsError) as err:
         resolve('tensorrt')
-    with pytest.raises(ValueError, match="unknown device 'banana'"):
+    assert err.value.path == 'backend' and 'tensorrt' in err.value.reason
+    with pytest.raises(OptionsError) as err:
         resolve('torch', 'banana')
+    assert err.value.path == 'device' and 'banana' in err.value.reason
 
 
-def test_bf16_keeps_set5_where_the_hardware_has_it(released, set5_hr):
+def test_bf16_keeps_set5_or_falls_back_to_fp32_with_a_note(released, set5_hr):
+    """Where the CPU has bf16 it runs and keeps Set5 within 0.02 dB; where it has not, the note says so and what
+    runs is exactly fp32."""
     notes = []
-    backend, _, dtype = resolve('auto', 'cpu', 'bf16', notes.append)
-    if dtype != 'bf16':  # the fallback is announced, and then it is fp32
-        assert notes and 'bf16' in notes[0]
-        return
+    runner = make_runner(released, 'auto', 'cpu', 'bf16', warn=notes.append)
     fp32 = evaluate_folder(released, set5_hr)
-    bf16 = evaluate_folder(make_runner(released, backend, 'cpu', 'bf16'), set5_hr)
-    assert abs(bf16['psnr'] - fp32['psnr']) <= 0.02, (backend, fp32, bf16)
+    asked = evaluate_folder(runner, set5_hr)
+    if runner.dtype == 'bf16':
+        assert notes == [] and abs(asked['psnr'] - fp32['psnr']) <= 0.02, (runner, fp32, asked)
+    else:
+        assert runner.dtype == 'fp32' and len(notes) == 1 and 'bf16' in notes[0]
+        assert abs(asked['psnr'] - fp32['psnr']) <= 1e-4, (runner, fp32, asked)
 
 
 def test_batches_and_batched_tiles_give_the_single_run_outputs(released):
@@ -138,8 +155,9 @@ def test_tiled_inference_blends_close_to_whole_image(released):
     tiled = Upscaler(runner, tile=48, tile_overlap=16)(x)
     mse = ((whole - tiled) ** 2).mean().item()
     assert tiled.shape == whole.shape and 10 * np.log10(1 / mse) > 40  # ESA pools per tile: close, not equal
-    with pytest.raises(ValueError, match='at least 15'):
+    with pytest.raises(OptionsError) as err:
         Upscaler(runner, tile=8)
+    assert err.value.path == 'tile' and 'at least 15' in err.value.reason
 
 
 def test_infer_cli_formats_layouts_and_failures(tmp_path, weights, capsys):
@@ -173,7 +191,7 @@ def test_infer_cli_formats_layouts_and_failures(tmp_path, weights, capsys):
     assert code == 0 and os.path.getmtime(out / 'a.png') != before
     assert err[-1] == 'backend: torch (bf16, cpu)' or 'bf16 is not supported' in err[0]
     code, _, err = cli(['infer', '-i', tmp_path / 'nothing', '-o', out, '--weights', weights], capsys)
-    assert code == 2 and err == [f"error: input not found: {tmp_path / 'nothing'}"]
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'nothing'}: ")
 
 
 def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
@@ -194,9 +212,9 @@ def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
         assert np.abs(sess.run(None, {'lr': x.numpy()})[0] - net(x).numpy()).max() < 1e-4
     # refuses to overwrite
     code, _, err = cli(['export', '--weights', weights, '--out', tmp_path], capsys)
-    assert code == 2 and 'exists; pass --force' in err[-1]
+    assert code == 2 and err[-1].startswith(f"error: {tmp_path / 'pfdn_x4.pth'}: ") and '--force' in err[-1]
     # spandrel (chaiNNer/ComfyUI) loads the exported files in a fresh process once PFDN is registered
-    script = ('import sys, torch, spandrel, pfdn_arch.spandrel_arch as s; s.register()\n'
+    script = ('import sys, torch, spandrel, pfdn_arch.deploy.spandrel_arch as s; s.register()\n'
               'for path in sys.argv[1:]:\n'
               '    m = spandrel.ModelLoader().load_from_file(path)\n'
               '    print(m.architecture.id, m.scale, m.input_channels, m.size_requirements.minimum,'

@@ -15,8 +15,8 @@ import yaml
 
 from conftest import ENV, ROOT, TINY_NET, cli, run_cli, tiny_options, train_set, write_yml
 from pfdn_arch import PFDN
-from pfdn_arch.checkpoint import newest_resumable_state
-from pfdn_arch.data import prepare as prep
+from pfdn_arch.recipe.experiment import Experiment
+from pfdn_arch.data import preparation as prep
 from pfdn_arch.data.samples import sample_image
 
 
@@ -44,7 +44,7 @@ def train_yml(data, folder, name='run', total=4, **train):
 # ----------------------------------------------------------------------------------------------- atomic saves
 KILL_SCRIPT = '''
 import sys, torch
-from pfdn_arch.atomic import save_torch
+from pfdn_arch.files.atomic import save_torch
 big = {'big': torch.full((48, 1 << 20), 2.0)}  # 192 MB: a save long enough to be killed in the middle
 print('start', flush=True)
 save_torch(big, sys.argv[1])
@@ -102,10 +102,12 @@ def test_a_save_that_dies_half_way_changes_nothing(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------------- resume survives damage
-def test_auto_resume_sets_damaged_states_aside_and_resumes_from_the_newest_good_one(data, tmp_path):
+def test_auto_resume_sets_damaged_states_aside_and_resumes_from_the_newest_good_one(data, tmp_path, capsys,
+                                                                                    monkeypatch):
     yml = train_yml(data, tmp_path, total=4)
-    r = run_cli('train', '-opt', yml, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
+    with monkeypatch.context() as m:  # the first run in this process; the resumed one as a user runs it
+        m.chdir(tmp_path)
+        assert cli(['train', '-opt', yml], capsys)[0] == 0
     exp = tmp_path / 'experiments' / 'run'
     states = exp / 'training_states'
     (states / '4.state').write_bytes((states / '4.state').read_bytes()[:1000])  # torn by a kill (older versions)
@@ -124,9 +126,9 @@ def test_auto_resume_sets_damaged_states_aside_and_resumes_from_the_newest_good_
     r = run_cli('train', '-opt', yml, '--auto_resume', cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     notes = [line for line in r.stderr.splitlines() if line.startswith('note: ')]
-    assert any('6.state is damaged (not a plain training state' in n and 'set aside as 6.state.damaged' in n
+    assert any('6.state is damaged (' in n and 'set aside as 6.state.damaged' in n
                for n in notes), notes
-    assert any('4.state is damaged (cannot be read' in n and 'set aside as 4.state.damaged' in n for n in notes)
+    assert any('4.state is damaged (' in n and 'set aside as 4.state.damaged' in n for n in notes)
     assert not (tmp_path / 'pwned').exists()
     log = ''.join(open(p).read() for p in exp.glob('train_*.log'))
     assert 'Resuming training from epoch: 0, iter: 2.' in log and 'iter:       6,' in log
@@ -143,14 +145,16 @@ def test_a_state_whose_checkpoint_is_damaged_is_not_resumed_from(tmp_path):
         torch.save({'epoch': 0, 'iter': it, 'optimizers': [], 'schedulers': []}, exp / 'training_states' / f'{it}.state')
         torch.save({'params': net}, exp / 'models' / f'net_g_{it}.pth')
     (exp / 'models' / 'net_g_4.pth').write_bytes(b'')  # a 0-byte checkpoint (a kill before atomic saves)
-    path, state = newest_resumable_state(str(exp))
+    path, state = Experiment.at(str(exp)).newest_resumable_state()
     assert state['iter'] == 2 and path.endswith('2.state')
     assert sorted(os.listdir(exp / 'models')) == ['net_g_2.pth', 'net_g_4.pth.damaged']
     assert sorted(os.listdir(exp / 'training_states')) == ['2.state', '4.state.damaged']
 
 
 def test_a_stage_counts_as_finished_only_if_its_final_checkpoint_loads(tmp_path, monkeypatch, capsys):
-    from pfdn_arch.cli.schedule import stage_done
+
+    def stage_done(name):
+        return Experiment(name).finished()
     monkeypatch.chdir(tmp_path)
     models = tmp_path / 'experiments' / 'stage' / 'models'
     models.mkdir(parents=True)
@@ -229,14 +233,14 @@ def test_df2k_preparation_interrupted_anywhere_finishes_on_rerun(data, tmp_path,
 
 
 def test_infer_rerun_after_an_interruption_continues_and_keeps_no_torn_image(data, tmp_path, monkeypatch, capsys):
-    import pfdn_arch.images as images
+    import pfdn_arch.deploy.folder as folder
     src, out = tmp_path / 'in', tmp_path / 'out'
     src.mkdir()
     for name in ('a.png', 'b.png', 'c.png'):
         cv2.imwrite(str(src / name), sample_image('chelsea.png')[:40, :50])
     args = ['infer', '-i', src, '-o', out, '--weights', data['tiny'], '--backend', 'torch']
     with monkeypatch.context() as m:
-        interrupt_after(m, images, 'write_image', 1)
+        interrupt_after(m, folder, 'write_image', 1)
         code, _, err = cli(args, capsys)
     assert code == 130 and err[-1] == 'interrupted; rerun the same command to continue: finished images are kept'
     assert sorted(os.listdir(out)) == ['a.png']
@@ -246,9 +250,8 @@ def test_infer_rerun_after_an_interruption_continues_and_keeps_no_torn_image(dat
     (out / 'b.png').write_bytes((out / 'b.png').read_bytes()[:300])  # torn (as by an older version), or not ours
     torn = (out / 'b.png').read_bytes()
     code, _, err = cli(args, capsys)
-    assert code == 1 and err[-1] == (f'error: {out / "b.png"}: exists but is not a complete result (the file is '
-                                     'truncated (cut short while it was written or copied)); it was left as it is: '
-                                     'remove it or pass --force')
+    assert code == 1 and err[-1].startswith(f'error: {out / "b.png"}: exists but is not a complete result')
+    assert 'truncated' in err[-1] and '--force' in err[-1]
     assert (out / 'b.png').read_bytes() == torn
     assert cli(args + ['--force'], capsys)[0] == 0 and cv2.imread(str(out / 'b.png')).shape == (160, 200, 3)
 
@@ -289,13 +292,13 @@ def test_nan_weights_are_an_error_everywhere_and_nothing_is_written(nan_weights,
 
 def test_non_finite_outputs_stop_validation_instead_of_scoring_a_black_image(tmp_path):
     from conftest import tiny_model, uint8_batch
-    from pfdn_arch.models import TrainingDiverged
+    from pfdn_arch.errors import TrainingDiverged
     model = tiny_model(tmp_path)
     with torch.no_grad():
         model.get_bare_model(model.net_g).conv_last.bias.fill_(3e38)  # finite weights, overflowing output
     data = uint8_batch(0)
     model.feed_data({'lq': data['lq'].float() / 255, 'gt': data['gt'].float() / 255, 'lq_path': ['x/img7.png']})
-    model._val_net = model.validation_network()
+    model._runner = model.validation_network()
     with pytest.raises(TrainingDiverged, match='NaN or Inf values on img7.png'):
         model.test()
 
@@ -342,7 +345,7 @@ def checkpoint_variants(tmp_path):
 
 
 def test_bad_inputs_and_arguments_each_give_one_error_line(weights, data, tmp_path, capsys, monkeypatch):
-    from pfdn_arch import backends
+    from pfdn_arch.deploy import backends
     src = tmp_path / 'in.png'
     cv2.imwrite(str(src), sample_image('chelsea.png')[:40, :50])
     a_file = tmp_path / 'a_file'
@@ -353,7 +356,7 @@ def test_bad_inputs_and_arguments_each_give_one_error_line(weights, data, tmp_pa
     train_ckpt = tmp_path / 'train.pth'
     torch.save({'params': PFDN().state_dict()}, train_ckpt)
     cases = [
-        (['infer', '-i', src, '-o', a_file, '--weights', weights], f'-o {a_file} is a file; give a folder'),
+        (['infer', '-i', src, '-o', a_file, '--weights', weights], f'--output: {a_file} is a file; give a folder'),
         (['infer', '-i', src, '-o', tmp_path / 'o', '--weights', weights, '--device', 'banana'],
          "unknown device 'banana'; use cpu, cuda or cuda:N"),
         (['infer', '-i', src, '-o', tmp_path / 'o', '--weights', ckpts['missing']], 'not a PFDN state dict: missing'),
@@ -370,8 +373,7 @@ def test_bad_inputs_and_arguments_each_give_one_error_line(weights, data, tmp_pa
     assert os.listdir(folder) == [] and not (tmp_path / 'o').exists()
     monkeypatch.setattr(backends, 'importable', lambda module: module != 'onnx')  # export without onnx installed
     code, _, err = cli(['export', '--weights', weights, '--out', tmp_path / 'exported'], capsys)
-    assert code == 2 and err == ["error: onnx export needs the onnx package: pip install 'pfdn[export]' (or leave "
-                                 "onnx out of --formats)"]
+    assert code == 2 and len(err) == 1 and 'needs the onnx package' in err[0] and "pfdn[export]" in err[0]
     assert not (tmp_path / 'exported').exists()  # refused before anything was written
 
 
@@ -404,9 +406,9 @@ def test_malformed_ymls_each_give_one_error_line(weights, data, tmp_path, capsys
         (['train', '-opt', no_path], 'has no path: a BasicSR training options file needs'),
         (['train', '-opt', as_list], 'datasets must be a mapping of names to settings, not a list'),
         (['train', '-opt', good_path(tmp_path), '--force_yml', 'train:total_iterr=2'],
-         "--force_yml train:total_iterr=2: the options have no 'total_iterr' in train (did you mean 'total_iter'?)"),
+         "--force_yml: train:total_iterr=2: the options have no 'total_iterr' in train (did you mean 'total_iter'?)"),
         (['test', '-opt', test_yml, '--force_yml', 'datasets:test_2=~'],
-         '--force_yml datasets:test_2=~: a dataset cannot be removed with --force_yml'),
+         '--force_yml: datasets:test_2=~: a dataset cannot be removed'),
         (['train', '-opt', mismatch], 'datasets.val: astronaut.png is 129x128, x4 = 516x512, but its GT is 512x512'),
         (['train', '-opt', deployed], 'is in the deployed (fused) form and cannot feed a training-form PFDN'),
     ]
@@ -443,41 +445,44 @@ def stage_pids(marker):
     return pids
 
 
-@pytest.mark.parametrize('how', ['SIGTERM', 'SIGKILL'])
-def test_stopping_schedule_stops_its_running_stage(data, tmp_path, how):
-    yml = train_yml(data, tmp_path, f'long_{how}', total=100000)
-    schedule = tmp_path / 'schedule.yml'
-    schedule.write_text(yaml.safe_dump({'stages': [str(yml)]}))
-    proc = subprocess.Popen([sys.executable, '-m', 'pfdn_arch.cli', 'schedule', '--schedule', str(schedule)],
-                            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+def test_stopping_schedule_stops_its_running_stage(data, tmp_path):
+    """SIGTERM (cleanly, with the continue hint) and SIGKILL (the stage dies with its schedule), both at once."""
+    runs = {}
+    for how in ('SIGTERM', 'SIGKILL'):
+        folder = tmp_path / how
+        yml = train_yml(data, folder, f'long_{how}', total=100000)
+        (folder / 'schedule.yml').write_text(yaml.safe_dump({'stages': [str(yml)]}))
+        runs[how] = (yml, folder, subprocess.Popen(
+            [sys.executable, '-m', 'pfdn_arch.cli', 'schedule', '--schedule', str(folder / 'schedule.yml')], cwd=folder,
+            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True))
     try:
-        deadline = time.time() + 300
-        states = tmp_path / 'experiments' / f'long_{how}' / 'training_states'
-        while time.time() < deadline and not (states.is_dir() and any(states.iterdir())):
-            time.sleep(0.3)
-        stage = next(p for p in stage_pids(str(yml)) if p != proc.pid)
-        proc.send_signal(getattr(signal, how))
-        out, err = proc.communicate(timeout=120)
-        deadline = time.time() + 60
-        while time.time() < deadline and alive(stage):
-            time.sleep(0.2)
-        assert not alive(stage), 'the stage kept training with no schedule waiting for it'
-        if how == 'SIGTERM':
-            assert proc.returncode == 130
-            assert err.strip().splitlines()[-1] == ('interrupted; rerun the same command to continue: finished '
-                                                    'stages are skipped, the stopped one resumes')
+        for how, (yml, folder, proc) in runs.items():
+            deadline = time.time() + 300
+            states = folder / 'experiments' / f'long_{how}' / 'training_states'
+            while time.time() < deadline and not (states.is_dir() and any(states.iterdir())):
+                time.sleep(0.3)
+            stage = next(p for p in stage_pids(str(yml)) if p != proc.pid)
+            proc.send_signal(getattr(signal, how))
+            out, err = proc.communicate(timeout=120)
+            deadline = time.time() + 60
+            while time.time() < deadline and alive(stage):
+                time.sleep(0.2)
+            assert not alive(stage), f'{how}: the stage kept training with no schedule waiting for it'
+            if how == 'SIGTERM':
+                assert proc.returncode == 130
+                assert err.strip().splitlines()[-1] == ('interrupted; rerun the same command to continue: finished '
+                                                        'stages are skipped, the stopped one resumes')
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the test's process group
-        except ProcessLookupError:
-            pass
+        for _, _, proc in runs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the test's process groups
+            except ProcessLookupError:
+                pass
 
 
 def test_schedule_without_its_data_says_so_once_before_starting(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = cli(['schedule'], capsys)
     assert code == 2 and len(err) == 1
-    assert err[0] == ('error: datasets.train.dataroot_gt not found: datasets/DF2K/DF2K_HR.lmdb (see '
-                      "datasets/README.md for 'basicsr prepare')")
+    assert err[0].startswith('error: datasets.train.dataroot_gt: ') and 'datasets/DF2K/DF2K_HR.lmdb' in err[0]
     assert not (tmp_path / 'experiments').exists()

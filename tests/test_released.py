@@ -1,6 +1,6 @@
 """The deployed PFDN reproduces the released weights' published Set5 x4 figures."""
-from pfdn_arch.checkpoint import build_pfdn_from_checkpoint
-from pfdn_arch.evaluate import evaluate_folder
+from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
+from pfdn_arch.recipe.protocol import evaluate_folder
 
 
 def test_set5_x4_matches_the_published_figures(weights, set5_hr):

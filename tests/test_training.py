@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
+import yaml
 
 from conftest import ENV, ROOT, TINY_NET, cli, run_cli, tiny_model, tiny_options, train_set, write_yml
 from pfdn_arch import PFDN
-from pfdn_arch.checkpoint import build_pfdn_from_checkpoint
-from pfdn_arch.evaluate import evaluate_folder
+from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
+from pfdn_arch.recipe.protocol import evaluate_folder
 
 STAGES = ['smoke_PFDN_x4_s1_lr64', 'smoke_PFDN_x4_s2a_lr128', 'smoke_PFDN_x4_s2b_lr160', 'smoke_PFDN_x4_s2c_lr180',
           'smoke_PFDN_x4_s3_finetune_lr240']
@@ -39,7 +41,12 @@ def test_the_readme_main_job_runs_every_stage_and_ends_deployed_above_bicubic(tm
     released = list(torch.load(weights, weights_only=True))
     final = torch.load(tmp_path / 'experiments' / STAGES[-1] / 'models' / 'net_g_deploy_latest.pth', weights_only=True)
     assert list(final) == released
-    assert 'Reparameterized the training-form checkpoint' in out and 'NCC loss on layers' in out
+    # the stages' own logs: the LR-180 step fused stage 2b's training form; the stage-2 steps used NCC
+    logs = {name: (tmp_path / 'experiments' / 'smoke_schedule_logs' / f'{name}.log').read_text() for name in STAGES}
+    assert 'Reparameterized the training-form checkpoint' in logs[STAGES[3]]
+    assert all('NCC loss on layers' in logs[name] for name in STAGES[1:4])
+    # progress while a stage runs, read from its files (validations, saved states)
+    assert re.search(r'    iter \d+/500: val psnr \d+\.\d\d, ssim 0\.\d{4}', out), out[:3000]
     scores = re.search(r'\| bicubic \| (\d+\.\d\d) \| 0\.\d{4} \|\n\| PFDN \(smoke_PFDN_x4_s3_finetune_lr240\) \| '
                        r'(\d+\.\d\d) \| 0\.\d{4} \|', out)
     assert scores and float(scores[2]) > float(scores[1]), out[-1500:]  # the README's promise: above bicubic
@@ -51,9 +58,23 @@ def test_the_readme_main_job_runs_every_stage_and_ends_deployed_above_bicubic(tm
     # stage 1 trains the RRRB form, the LR-180 step the deployed form
     assert 'expand_conv' in ''.join(torch.load(tmp_path / 'experiments' / STAGES[0] / 'models' / 'net_g_latest.pth',
                                                weights_only=True)['params'])
-    # running it again skips every finished stage
-    code, again, _ = cli(['schedule', '--profile', 'smoke'], capsys)
-    assert code == 0 and again.count('finished earlier, skipped') == 5
+
+
+def test_a_schedule_rerun_skips_finished_stages_and_starts_nothing(photos, tmp_path, capsys, monkeypatch):
+    """A stage is finished when its net_g_latest.pth loads: the rerun of a finished schedule starts no process."""
+    import subprocess
+    monkeypatch.chdir(tmp_path)
+    names = ('first', 'second')
+    for name in names:
+        models = tmp_path / 'experiments' / name / 'models'
+        models.mkdir(parents=True)
+        torch.save({'params': PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}).state_dict()},
+                   models / 'net_g_latest.pth')
+    stages = [write_yml(tiny_options(name, datasets={'train': train_set(photos)}), tmp_path) for name in names]
+    (tmp_path / 'schedule.yml').write_text(yaml.safe_dump({'stages': stages}))
+    monkeypatch.setattr(subprocess, 'Popen', lambda *a, **k: pytest.fail('a finished stage was started again'))
+    code, out, _ = cli(['schedule', '--schedule', tmp_path / 'schedule.yml'], capsys)
+    assert code == 0 and out.count('finished earlier, skipped') == 2 and 'all 2 stages finished' in out
 
 
 def test_a_deployed_stage_fuses_its_training_form_checkpoint_exactly(tmp_path):
@@ -95,7 +116,7 @@ def test_kill_then_auto_resume_reaches_total_iter(photos, tmp_path):
     assert 'results: experiments/resume_check/' in r.stderr
 
 
-def test_resuming_an_ncc_stage_keeps_its_frozen_teacher(photos, tmp_path):
+def test_resuming_an_ncc_stage_keeps_its_frozen_teacher(photos, tmp_path, capsys, monkeypatch):
     """Through BasicSR's own path.ignore_resume_networks, as the stage ymls set it."""
     teacher = tmp_path / 'teacher.pth'
     torch.save({'params': PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}).state_dict()}, teacher)
@@ -106,7 +127,9 @@ def test_resuming_an_ncc_stage_keeps_its_frozen_teacher(photos, tmp_path):
                              'ignore_resume_networks': ['network_t'], 'strict_load_g': True, 'resume_state': None},
                        logger={'print_freq': 2, 'save_checkpoint_freq': 2, 'use_tb_logger': False})
     yml = write_yml(opt, tmp_path)
-    assert run_cli('train', '-opt', yml, cwd=tmp_path).returncode == 0
+    with monkeypatch.context() as m:  # the first run in this process; the resumed one as a user runs it
+        m.chdir(tmp_path)
+        assert cli(['train', '-opt', yml], capsys)[0] == 0
     opt['train']['total_iter'] = 6
     write_yml(opt, tmp_path)
     r = run_cli('train', '-opt', yml, '--auto_resume', cwd=tmp_path)

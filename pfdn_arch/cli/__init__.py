@@ -18,3 +18,22 @@ def add_command(sub, name, help_, description=None, on_interrupt='nothing was le
                        formatter_class=_Help)
     p.set_defaults(on_interrupt=on_interrupt)
     return p
+
+
+def add_override_flag(p, help_='override options without editing the file, e.g. train:total_iter=1000 (keys must '
+                               'exist)'):
+    """BasicSR's ``--force_yml``, declared once for every command that takes it."""
+    p.add_argument('--force_yml', nargs='+', metavar='KEY:SUB=VALUE', default=None, help=help_)
+
+
+def add_basicsr_flags(p):
+    """BasicSR's own command-line flags (its ``parse_options``), documented here and passed through."""
+    p.add_argument('-opt', required=True, metavar='OPTIONS.yml', help='the options file (e.g. options/'
+                   'train_pfdn_x4.yml)')
+    p.add_argument('--launcher', choices=('none', 'pytorch', 'slurm'), default='none',
+                   help="distributed launcher ('pytorch' under torchrun)")
+    p.add_argument('--auto_resume', action='store_true',
+                   help='resume from the newest loadable training state of experiments/<name>/')
+    p.add_argument('--debug', action='store_true', help="BasicSR's debug mode (a debug_ name, frequent logs)")
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0, help='set by the launcher')
+    add_override_flag(p)

@@ -1,18 +1,18 @@
 """``basicsr export``: deployed weights as .pth (released layout), .safetensors and ONNX."""
 import os
 
-from ..errors import UserError
 from . import add_command
-from ..shipped import WEIGHTS, default_weights
 
 FORMATS = ('pth', 'safetensors', 'onnx')
 
 
 def add_parser(sub):
+    from ..files.locations import WEIGHTS
+
     p = add_command(sub, 'export', 'deployed weights as .pth, .safetensors and ONNX',
                     'Export a PFDN checkpoint (either form; the training form is fused) for deployment: .pth in the '
                     "released key layout, .safetensors, ONNX with dynamic batch/height/width (checked in onnxruntime "
-                    'before it is written), each loadable by spandrel after pfdn_arch.spandrel_arch.register().')
+                    'before it is written), each loadable by spandrel after pfdn_arch.deploy.spandrel_arch.register().')
     p.add_argument('--weights', help=f'checkpoint (None: {WEIGHTS})')
     p.add_argument('--out', default='exported', help='output folder')
     p.add_argument('--name', help='file name stem (None: pfdn_x<scale>)')
@@ -24,17 +24,18 @@ def add_parser(sub):
 
 
 def run(a):
-    from ..atomic import atomic_path
-    from ..backends import importable
-    from ..checkpoint import build_pfdn_from_checkpoint
-    from ..export import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
+    from ..deploy.backends import importable
+    from ..deploy.formats import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
+    from ..errors import NotInstalled, OptionsError, OutputExists, PFDNError
+    from ..files.atomic import atomic_path
+    from ..files.checkpoints import build_pfdn_from_checkpoint
+    from .infer import weights_or_default
 
     needs = {'onnx': 'onnx', 'safetensors': 'safetensors'}
     for fmt in a.formats:  # before anything is written
         if fmt in needs and not importable(needs[fmt]):
-            raise UserError(f"{fmt} export needs the {needs[fmt]} package: pip install 'pfdn[export]' (or leave "
-                            f"{fmt} out of --formats)")
-    weights = a.weights or default_weights()
+            raise NotInstalled(needs[fmt], f'{fmt} export (or leave {fmt} out of --formats)', 'export')
+    weights = weights_or_default(a.weights)
     net, _ = build_pfdn_from_checkpoint(weights)
     if not net.deploy:
         net.reparameterize()
@@ -43,10 +44,10 @@ def run(a):
     paths = output_paths(a.out, name, a.formats)
     same = [q for q in paths.values() if os.path.exists(q) and os.path.samefile(q, weights)]
     if same:
-        raise UserError(f'{same[0]} is the --weights file itself; choose another --out or --name')
+        raise OptionsError(f'{same[0]} is the --weights file itself; choose another --out or --name', 'out')
     existing = [q for q in paths.values() if os.path.exists(q)]
     if existing and not a.force:
-        raise UserError(f'{existing[0]} exists; pass --force to overwrite or choose another --out/--name')
+        raise OutputExists(existing[0])
     os.makedirs(a.out, exist_ok=True)
     sd = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     if 'pth' in paths:
@@ -60,18 +61,17 @@ def run(a):
             export_onnx(net, tmp, a.opset)
             diff = check_onnx(net, tmp)
             if diff is not None and not diff <= 1e-4:
-                raise UserError(f"the ONNX export disagrees with PyTorch in onnxruntime (max |diff| {diff:.1e}); "
-                                f"{paths['onnx']} was not written")
+                raise PFDNError(f'the ONNX export disagrees with PyTorch in onnxruntime (max |diff| {diff:.1e}); it '
+                                'was not written', paths['onnx'])
         check = ("onnxruntime not installed, not checked (pip install 'pfdn[export]')" if diff is None
                  else f'onnxruntime vs PyTorch max |diff| {diff:.1e} on 3 sizes')
         print(f"{paths['onnx']}: dynamic batch/height/width, opset {a.opset}; {check}")
-    try:
-        from ..spandrel_arch import register
+    if importable('spandrel'):
         import spandrel
+
+        from ..deploy.spandrel_arch import register
         register()
         for f in ('pth', 'safetensors'):
             if f in paths:
                 spandrel.ModelLoader().load_from_file(paths[f])
-        print('spandrel (chaiNNer/ComfyUI loader): loads these files after pfdn_arch.spandrel_arch.register()')
-    except ImportError:
-        pass
+        print('spandrel (chaiNNer/ComfyUI loader): loads these files after pfdn_arch.deploy.spandrel_arch.register()')

@@ -1,15 +1,18 @@
 """``basicsr`` / ``pfdn``: one program with sub-commands, each a module of this package with ``add_parser`` (its
-options; light to import) and ``run`` (the work; imports torch and BasicSR when called). Known user errors print one
-``error: ...`` line and exit with status 2; Ctrl-C and SIGTERM stop cleanly and say how to continue (status 130).
+options; light to import) and ``run`` (the work; imports torch and BasicSR when called). The library raises typed
+errors (``pfdn_arch.errors``); only here do they become one ``error: ...`` line (with the flag that would help) and
+exit status 2. Ctrl-C and SIGTERM stop cleanly and say how to continue (status 130).
 """
 import argparse
 import signal
 import sys
 
-from ..errors import UserError
+from ..errors import OptionsError, OutputExists, PFDNError
 from . import export, infer, prepare, profile, reparam, schedule, test, train
 
 COMMANDS = (train, test, schedule, prepare, infer, export, reparam, profile)
+# what the training side needs beyond the deployment side's requirements (setup.py's `train` extra)
+TRAINING_MODULES = {'basicsr': 'train', 'lmdb': 'train', 'skimage': 'train', 'torchvision': 'train'}
 
 
 def build_parser():
@@ -23,6 +26,30 @@ def build_parser():
     for command in COMMANDS:
         command.add_parser(sub)
     return p
+
+
+def command_flags(parser, args):
+    """{dest: '--flag'} of the options of the command (and step) that ran."""
+    flags = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                flags.update(command_flags(action.choices[chosen], args))
+        elif action.option_strings:
+            flags[action.dest] = max(action.option_strings, key=len)
+    return flags
+
+
+def error_line(err, flags):
+    """The one line a PFDNError becomes: an option named by its flag, and what to pass where a flag would help."""
+    if isinstance(err, OptionsError) and err.path in flags:
+        text = f'{flags[err.path]}: {err.reason}'
+    else:
+        text = str(err)
+    if isinstance(err, OutputExists) and 'force' in flags:
+        text += '; pass --force to replace it, or choose another output'
+    return f'error: {text}'
 
 
 def main(argv=None):
@@ -39,18 +66,41 @@ def main(argv=None):
     try:
         import cv2
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its log lines would double ours
-        return args.func(args) or 0
-    except UserError as err:
+        code = args.func(args) or 0
+        write_outcome(code)
+        return code
+    except PFDNError as err:
         _end_progress_bars()
-        print(f'error: {err}', file=sys.stderr)
+        print(error_line(err, command_flags(parser, args)), file=sys.stderr)
+        write_outcome(2, err)
+        return 2
+    except ModuleNotFoundError as err:
+        extra = TRAINING_MODULES.get((err.name or '').split('.')[0])
+        if extra is None:
+            raise
+        _end_progress_bars()
+        print(f'error: basicsr {args.command} needs {err.name.split(".")[0]}, which is not installed: install torch and '
+              f"torchvision first, then pip install --no-build-isolation basicsr==1.4.2 and pip install 'pfdn[{extra}]'",
+              file=sys.stderr)
+        write_outcome(2)
         return 2
     except KeyboardInterrupt:
         _end_progress_bars()
         print(f'interrupted; {args.on_interrupt}', file=sys.stderr)
+        write_outcome(130)
         return 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def write_outcome(status, error=None):
+    """For a schedule running this command as one of its stages (``PFDN_OUTCOME`` names the file it reads)."""
+    import os
+
+    if os.environ.get('PFDN_OUTCOME'):
+        from ..recipe.schedule import write_outcome as write
+        write(status, error)
 
 
 def _end_progress_bars():

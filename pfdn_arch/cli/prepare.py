@@ -62,7 +62,7 @@ def add_parser(parent):
 
 
 def run(a):
-    from ..data import prepare as prep
+    from ..data import preparation as prep
 
     if a.what == 'lr':
         n = prep.make_lr(a.hr, a.out, a.scale)

@@ -2,14 +2,14 @@
 ``--protocol ntire``, the runtime the way the NTIRE Efficient SR challenge measures it, beside ``--backend``'s."""
 import sys
 
-from ..errors import UserError
+from ..errors import DataError, OptionsError
 from . import add_command
 
 
 def add_parser(sub):
     p = add_command(sub, 'profile', 'parameters, MACs, activations, convs, runtime, peak memory',
                     'Efficiency figures of the training and deployed forms as the NTIRE Efficient SR challenge counts '
-                    'them (pfdn_arch/profile.py), the deployed form timed on --backend; or, with --protocol ntire, the '
+                    'them (pfdn_arch/deploy/efficiency.py), the deployed form timed on --backend; or, with --protocol ntire, the '
                     "runtime as the challenge's script measures it, beside --backend's on the same folder.")
     p.add_argument('--weights', help='a PFDN checkpoint (either form); None: the released x4 architecture')
     p.add_argument('--size', type=int, nargs=2, default=[256, 256], metavar=('H', 'W'), help='LR input size')
@@ -33,19 +33,16 @@ def run(a):
     import torch
 
     from ..archs import PFDN
-    from ..backends import make_runner, parse_device
+    from ..deploy.backends import make_runner, parse_device
 
-    try:
-        device = parse_device(a.device)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    device = parse_device(a.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
-        raise UserError('--device cuda asked for but CUDA is not available; use --device cpu')
+        raise OptionsError('cuda asked for but CUDA is not available; use cpu', 'device')
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.weights:
-        from ..archs.reparam import reparameterized
-        from ..checkpoint import build_pfdn_from_checkpoint
+        from ..archs.convert import reparameterized
+        from ..files.checkpoints import build_pfdn_from_checkpoint
         net, _ = build_pfdn_from_checkpoint(a.weights)
         forms = {'training': net, 'deployed': reparameterized(net)} if not net.deploy else {'deployed': net}
     else:
@@ -54,13 +51,10 @@ def run(a):
     def note(message):
         print(message, file=sys.stderr)
 
-    try:
-        runner = None if a.no_timing else make_runner(forms['deployed'], a.backend, device, a.dtype, warn=note)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    runner = None if a.no_timing else make_runner(forms['deployed'], a.backend, device, a.dtype, warn=note)
     if a.protocol == 'ntire':
         return ntire(forms['deployed'], runner, device, a.input)
-    from ..profile import cpu_peak_bytes, profile, time_forward
+    from ..deploy.efficiency import cpu_peak_bytes, profile, time_forward
 
     h, w = a.size
     print(f'PFDN x{forms["deployed"].upscale}, LR 3x{h}x{w}, {device}'
@@ -89,7 +83,7 @@ def run(a):
 
 
 def ntire(net, runner, device, folder):
-    from ..profile import folder_runtime, ntire_runtime
+    from ..deploy.efficiency import folder_runtime, ntire_runtime
 
     images, label = lr_images(folder)
     mean, peak = ntire_runtime(net, images, device)
@@ -104,13 +98,15 @@ def ntire(net, runner, device, folder):
 
 def lr_images(folder=None):
     """LR input tensors: the images of ``folder``, or the built-in photos downscaled x4 (MATLAB-style bicubic)."""
-    from ..images import bicubic_lr, list_images, read_image, to_tensor
+    from ..deploy.upscaler import to_network
+    from ..files.images import list_images, read_image
 
     if folder:
         paths = list_images(folder)
         if not paths:
-            raise UserError(f'no images in {folder}')
-        return [to_tensor(read_image(p)) for p in paths], folder
+            raise DataError('no images here', folder)
+        return [to_network(read_image(p))[0] for p in paths], folder
+    from ..recipe.protocol import bicubic_lr, to_tensor  # the benchmark protocol's LR: BasicSR's bicubic
     from ..data.samples import SAMPLE_FILES, sample_image
     lrs = [bicubic_lr(sample_image(name), 4)[1] for name in SAMPLE_FILES]
     return [to_tensor(lr) for lr in lrs], 'the built-in photos (x4 bicubic LR)'

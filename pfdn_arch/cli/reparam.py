@@ -1,7 +1,7 @@
 """``basicsr reparam``: training-form checkpoint -> deployed checkpoint in the released layout."""
 import os
 
-from ..errors import UserError
+from ..errors import CheckpointError, OptionsError, OutputExists
 from . import add_command
 
 
@@ -18,19 +18,19 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..archs.reparam import is_training_form, reparameterize_state_dict
-    from ..atomic import save_torch
-    from ..checkpoint import load_checkpoint
+    from ..archs.convert import is_training_form, reparameterize_state_dict
+    from ..files.atomic import save_torch
+    from ..files.checkpoints import load_checkpoint
 
     if os.path.isdir(args.dst):
-        raise UserError(f'--out {args.dst} is a folder; give the file to write (e.g. {args.dst}/pfdn_deploy.pth)')
+        raise OptionsError(f'{args.dst} is a folder; give the file to write (e.g. {args.dst}/pfdn_deploy.pth)', 'dst')
     if os.path.exists(args.dst) and os.path.exists(args.src) and os.path.samefile(args.src, args.dst):
-        raise UserError(f'--out {args.dst} is --in itself; writing it would replace the training-form checkpoint')
+        raise OptionsError(f'{args.dst} is --in itself; writing it would replace the training-form checkpoint', 'dst')
     if os.path.exists(args.dst) and not args.force:
-        raise UserError(f'{args.dst} exists; pass --force to overwrite it or choose another --out')
+        raise OutputExists(args.dst)
     sd = load_checkpoint(args.src, args.param_key)
     if not is_training_form(sd):
-        raise UserError(f'{args.src} is already in the deployed form (no RRRB branches); nothing to convert')
+        raise CheckpointError('already in the deployed form (no RRRB branches); nothing to convert', args.src)
     deployed = reparameterize_state_dict(sd)
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     save_torch(deployed, args.dst)

@@ -1,6 +1,7 @@
-"""``basicsr test``: check the yml, then BasicSR's stock ``test_pipeline`` (its flags pass through)."""
-from . import add_command
-from .train import add_basicsr_flags, basicsr_argv
+"""``basicsr test`` (and ``python -m basicsr.test``): check the yml, then BasicSR's stock ``test_pipeline``."""
+import sys
+
+from . import add_basicsr_flags, add_command
 
 
 def add_parser(sub):
@@ -14,5 +15,12 @@ def add_parser(sub):
 
 
 def run(args):
-    from .pipelines import run_pipeline
-    run_pipeline(basicsr_argv(args), 'basicsr test', is_train=False)
+    from ..recipe.options import RunOptions
+    from ..recipe.pipelines import run_pipeline
+
+    options = RunOptions(args.opt, False, args.force_yml, args.launcher, args.auto_resume, args.debug,
+                         args.local_rank).check()
+    recorders = run_pipeline(options)
+    table = ('results.md: the metrics table; the log' if any(r.written for r in recorders) else
+             'the log; the model reported no metrics to tabulate')
+    print(f'results: results/{options.name}/ ({table})', file=sys.stderr)

@@ -1,1 +1,3 @@
-"""Data tools: built-in sample images and dataset preparation (LR, sub-images, LMDB, benchmark layout)."""
+"""Training data: the dataset that keeps a GPU fed (``paired_crop_dataset``) and the LMDBs it reads (``lmdb_store``),
+dataset preparation (``preparation``: LR, sub-images, LMDBs, DF2K, benchmark layout) and the built-in sample photos
+(``samples``). Needs basicsr."""

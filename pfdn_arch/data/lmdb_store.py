@@ -6,8 +6,7 @@
   the LMDB is made. ``meta_info.txt`` lines are ``<key>.raw (h,w,c) raw``. LMDB memory-maps the file and
   ``get(..., buffers=True)`` returns a view into the map, so a random crop touches only the pages of the crop:
   no decoding and no copy of the whole image per sample. All DataLoader workers and DDP processes on a machine
-  share one copy of the data in the OS page cache. Disk: h*w*3 bytes per image (DF2K's 3,450 HR images about
-  30 GB; the x4 LR images 1/16 of that).
+  share one copy of the data in the OS page cache. Disk: h*w*3 bytes per image (the x4 LR images 1/16 of that).
 
 Writing is resumable: the LMDB is built under ``<path>.partial``; every committed transaction is recorded in
 ``meta_info.partial`` after the commit, so a rerun after an interruption skips exactly the images already stored
@@ -20,9 +19,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..atomic import write_text
-from ..errors import UserError
-from ..images import image_size, read_image
+from ..errors import DataError, OptionsError, OutputExists, PFDNError
+from ..files.atomic import write_text
+from ..files.images import image_size, read_image
 
 FORMATS = ('decoded', 'png')
 RAW = 'raw'
@@ -75,19 +74,19 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
     import lmdb
 
     if fmt not in FORMATS:
-        raise UserError(f"LMDB format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+        raise OptionsError(f"must be one of {', '.join(FORMATS)}, got '{fmt}'", 'format')
     if not lmdb_path.endswith('.lmdb'):
-        raise UserError(f'LMDB path must end in .lmdb (BasicSR requires it): {lmdb_path}')
+        raise OptionsError('an LMDB path must end in .lmdb (BasicSR requires it)', lmdb_path)
     if os.path.exists(lmdb_path):
-        raise UserError(f'{lmdb_path} already exists; remove it or choose another path (it is never overwritten)')
+        raise OutputExists(lmdb_path, 'exists; an LMDB is never overwritten: remove it or choose another path')
     keys = [k for k, _ in items]
     bad = [k for k in keys if '.' in k or ' ' in k]
     if bad:
-        raise UserError(f'LMDB keys cannot contain dots or spaces (BasicSR splits on them): {bad[:3]}; rename those '
+        raise DataError(f'LMDB keys cannot contain dots or spaces (BasicSR splits on them): {bad[:3]}; rename those '
                         'files')
     if len(set(keys)) != len(keys):
         dup = sorted({k for k in keys if keys.count(k) > 1})[:3]
-        raise UserError(f'two input images share the name {dup}; names must be unique across the input folders')
+        raise DataError(f'two input images share the name {dup}; names must be unique across the input folders')
     read = read or read_image
     partial = lmdb_path + '.partial'
     progress = os.path.join(partial, 'meta_info.partial')
@@ -114,7 +113,7 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
                 else:
                     ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
                     if not ok:
-                        raise UserError(f'cannot encode {path} as PNG')
+                        raise PFDNError('cannot encode as PNG', path)
                     value = buf.tobytes()
                 batch.append((key, value, img.shape))
                 batch_bytes += len(value)
@@ -169,10 +168,10 @@ class DecodedLMDB:
     def __init__(self, path):
         fmt = lmdb_format(path)
         if fmt is None:
-            raise UserError(f'{path} is not an LMDB made by basicsr prepare (no meta_info.txt)')
+            raise DataError('not an LMDB made by basicsr prepare (no meta_info.txt)', path)
         if fmt != 'decoded':
-            raise UserError(f'{path} holds PNG images (BasicSR\'s format): use type: PairedImageDataset for it, or '
-                            'make a decoded LMDB with basicsr prepare lmdb (the default --format decoded)')
+            raise DataError("holds PNG images (BasicSR's format): use type: PairedImageDataset for it, or make a "
+                            'decoded LMDB with basicsr prepare lmdb (its default format)', path)
         self.path = path
         self.shapes = {key: shape for key, shape, _ in parse_meta(os.path.join(path, META))}
         self._env = None

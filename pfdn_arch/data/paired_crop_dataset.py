@@ -1,7 +1,7 @@
 """PairedCropDataset: random paired training crops that cost next to nothing per sample.
 
-BasicSR's ``PairedImageDataset`` decodes a whole PNG sub-image (960 px in this recipe) for every random crop: about
-35 samples/s per worker, far behind a GPU that takes a batch of 96 in 15-33 ms. This dataset reads decoded LMDBs
+BasicSR's ``PairedImageDataset`` decodes a whole PNG sub-image (960 px in this recipe) for every random crop, which
+leaves a GPU waiting for data (the README's training-speed figures). This dataset reads decoded LMDBs
 (``basicsr prepare lmdb`` / ``df2k``, see ``lmdb_store``): a crop is sliced out of the memory-mapped pixels, so
 only the crop is read and copied. With ``uint8_batches: true`` it leaves the worker as uint8 (4x less to pin and
 to copy to the device), for a model that converts batches on the device (``PFDNModel``); by default it is float32
@@ -16,7 +16,7 @@ from torch.utils import data
 
 from basicsr.data.transforms import augment, paired_random_crop
 
-from ..errors import UserError
+from ..errors import DataError
 from .lmdb_store import DecodedLMDB
 
 
@@ -41,19 +41,19 @@ class PairedCropDataset(data.Dataset):
         self.lq = DecodedLMDB(opt['dataroot_lq'])
         if set(self.gt.shapes) != set(self.lq.shapes):
             only = sorted(set(self.gt.shapes) ^ set(self.lq.shapes))[:3]
-            raise UserError(f"{opt['dataroot_gt']} and {opt['dataroot_lq']} hold different keys (e.g. {only})")
+            raise DataError(f"holds other keys than {opt['dataroot_lq']} (e.g. {only})", opt['dataroot_gt'])
         self.keys = sorted(self.gt.shapes)
         scale = opt['scale']
         for key in self.keys:
             (h, w, _), (lh, lw, _) = self.gt.shapes[key], self.lq.shapes[key]
             if (h, w) != (lh * scale, lw * scale):
-                raise UserError(f'{key}: GT is {h}x{w} but LQ is {lh}x{lw}, not 1/{scale} of it; remake the LQ '
+                raise DataError(f'{key}: GT is {h}x{w} but LQ is {lh}x{lw}, not 1/{scale} of it; remake the LQ '
                                 'LMDB from the same GT images')
         if opt.get('phase') == 'train':
             lq_size = opt['gt_size'] // scale
             small = [k for k in self.keys if min(self.lq.shapes[k][:2]) < lq_size]
             if small:
-                raise UserError(f"{len(small)} LQ images are smaller than the LQ crop {lq_size} (gt_size "
+                raise DataError(f"{len(small)} LQ images are smaller than the LQ crop {lq_size} (gt_size "
                                 f"{opt['gt_size']} / scale {scale}), e.g. {small[0]}; lower gt_size or drop them")
 
     def __getitem__(self, index):

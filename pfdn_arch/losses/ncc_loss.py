@@ -1,4 +1,5 @@
-"""Layer-wise normalized cross-correlation loss (METHOD.md section 3; our reconstruction of the factsheet)."""
+"""Layer-wise normalized cross-correlation loss (docs/method.md, section 3: our reconstruction of the factsheet). Needs
+only torch; BasicSR's loss registry gets it from the hook-up (``plugin/registry.py``)."""
 import torch
 from torch import nn
 

@@ -49,21 +49,23 @@ def _device_agnostic_resume():
     ``resume_state`` and ``--auto_resume`` crash on machines without CUDA. It also looks for ``experiments/``
     relative to the process's working directory instead of the experiment root, and loads with the pickle
     ``torch.load`` default of its time. Replace it with a loader that maps to CUDA only when the run uses a GPU and
-    loads with ``weights_only=True`` (BasicSR#706), skipping states that no longer load (a kill mid-save by an
-    older version: ``pfdn_arch.checkpoint.newest_resumable_state``)."""
+    loads with ``weights_only=True`` (BasicSR#706), skipping states that no longer load (a copy cut short, a full
+    disk: ``Experiment.newest_resumable_state``)."""
     import torch
     import basicsr.train as train
     from basicsr.utils import check_resume
 
     def load_resume_state(opt):
-        from ..checkpoint import newest_resumable_state, read_training_state
+        from ..files.checkpoints import read_training_state
+        from ..recipe.experiment import Experiment
 
         use_cuda = opt.get('num_gpu', 0) != 0 and torch.cuda.is_available()
         device = torch.device('cuda', torch.cuda.current_device()) if use_cuda else torch.device('cpu')
         if opt['auto_resume']:
-            # the newest state that loads; damaged newer ones are set aside (pfdn_arch.checkpoint)
-            path, state = newest_resumable_state(
-                os.path.join(opt.get('root_path', '.'), 'experiments', opt['name']), device)
+            # the newest state that loads; damaged newer ones are set aside
+            experiment = Experiment.at(opt['path'].get('experiments_root') or
+                                       os.path.join(opt.get('root_path', '.'), 'experiments', opt['name']))
+            path, state = experiment.newest_resumable_state(device)
             if path is None:
                 return None
             opt['path']['resume_state'] = path

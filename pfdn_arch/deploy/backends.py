@@ -25,9 +25,11 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from ..errors import OptionsError
+
 BACKENDS = ('auto', 'torch', 'compile', 'openvino', 'onnxruntime')
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
-# fastest first, per device type, as bench/bench_infer.py measured them (README, "Inference backends")
+# fastest first, per device type (bench/bench_infer.py measures them)
 AUTO_ORDER = {'cpu': ('openvino', 'onnxruntime', 'torch'), 'cuda': ('compile', 'torch')}
 INSTALL = "pip install 'pfdn[fast]'"
 
@@ -78,23 +80,23 @@ def _precisions(backend, device):
 
 
 def parse_device(device):
-    """torch.device from 'cpu', 'cuda' or 'cuda:N'; ValueError naming the choices otherwise."""
+    """torch.device from 'cpu', 'cuda' or 'cuda:N'; OptionsError naming the choices otherwise."""
     try:
-        device = torch.device(device)
+        parsed = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from None
-    if device.type not in ('cpu', 'cuda'):
-        raise ValueError(f"unsupported device '{device}'; use cpu, cuda or cuda:N")
-    return device
+        raise OptionsError(f"unknown device '{device}'; use cpu, cuda or cuda:N", 'device') from None
+    if parsed.type not in ('cpu', 'cuda'):
+        raise OptionsError(f"unsupported device '{device}'; use cpu, cuda or cuda:N", 'device')
+    return parsed
 
 
 def resolve(backend='auto', device='cpu', dtype='fp32', warn=print):
     """(backend, device, dtype) that will actually run: missing devices, runtimes and precisions fall back with
-    a note through ``warn``. ValueError for names that do not exist."""
+    a note through ``warn``. OptionsError for names that do not exist."""
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+        raise OptionsError(f"must be one of {', '.join(BACKENDS)}, got '{backend}'", 'backend')
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got '{dtype}'")
+        raise OptionsError(f"must be one of {', '.join(DTYPES)}, got '{dtype}'", 'dtype')
     device = parse_device(device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         warn('note: CUDA is not available; running on the CPU instead')
@@ -205,7 +207,7 @@ class CompileRunner(TorchRunner):
 
 def onnx_model_file(net, folder):
     """The ONNX export of ``net`` (deployed, fp32, dynamic batch/height/width) written into ``folder``."""
-    from .export import export_onnx
+    from .formats import export_onnx
 
     path = os.path.join(folder, 'pfdn.onnx')
     export_onnx(copy.deepcopy(net).float().cpu(), path)

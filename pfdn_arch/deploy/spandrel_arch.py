@@ -4,11 +4,11 @@ spandrel ships no PFDN; it detects architectures by distinctive state-dict keys.
 ``Architecture`` to spandrel's ``MAIN_REGISTRY`` (idempotent), after which ``spandrel.ModelLoader`` loads the
 released ``team08_PFDN.pth`` and the files ``basicsr export`` writes (.pth and .safetensors)::
 
-    import pfdn_arch.spandrel_arch; pfdn_arch.spandrel_arch.register()
+    import pfdn_arch.deploy.spandrel_arch as s; s.register()
     model = spandrel.ModelLoader().load_from_file('pfdn_x4.safetensors')
 """
-from .archs.esa import MIN_INPUT_SIZE
-from .archs.reparam import infer_pfdn_options, reparameterize_state_dict
+from ..archs.esa import MIN_INPUT_SIZE
+from ..archs.convert import infer_pfdn_options, reparameterize_state_dict
 
 ARCH_ID = 'PFDN'
 # keys only a PFDN has: the ESA's conv_f inside block1, the partial conv3, and the tail conv
@@ -25,7 +25,7 @@ def register():
     """Add PFDN to spandrel's MAIN_REGISTRY (no-op when already there). Returns the registry."""
     from spandrel import MAIN_REGISTRY, Architecture, ArchSupport, ImageModelDescriptor, SizeRequirements
 
-    from .archs import PFDN
+    from ..archs import PFDN
 
     if ARCH_ID in MAIN_REGISTRY:
         return MAIN_REGISTRY

@@ -1,15 +1,12 @@
-"""The training recipe as a chain of stage ymls (``options/schedule_pfdn_x4.yml``): loading it, the smoke profile
-(the same stages scaled down to a CPU and built-in photos), how far each stage is, and the validation history
-each stage's ``PFDNModel`` records (``experiments/<name>/validation.json``) for the schedule's report.
+"""The training recipe as a chain of stage ymls (``options/schedule_pfdn_x4.yml``): loading it, what each stage
+costs, and the smoke profile (the same stages scaled down to a CPU and built-in photos).
 """
 import copy
-import json
 import os
 
-import yaml
-
-from .errors import UserError
-from .shipped import option_file
+from ..errors import OptionsError
+from ..files.locations import option_file
+from .options import read_yml
 
 DEFAULT_SCHEDULE = os.path.join('options', 'schedule_pfdn_x4.yml')
 # smoke profile: HR patch (LR = HR / 4; PFDN needs LR >= 15), iterations and batch per stage; stage 1 gets most
@@ -21,25 +18,15 @@ SMOKE_ROOT = os.path.join('datasets', 'smoke')
 SMOKE_TRAIN = ('coffee.png', 'rocket.jpg', 'ihc.png', 'hubble_deep_field.jpg', 'motorcycle_left.png')
 SMOKE_VAL = ('astronaut.png', 'chelsea.png')
 SET5 = os.path.join('datasets', 'benchmark', 'Set5', 'HR')
-HISTORY = 'validation.json'
-
-
-def load_yml(path):
-    """A yml as a dict; an option file not in the working directory is looked up among the shipped ones."""
-    path = option_file(path)
-    try:
-        with open(path) as f:
-            return yaml.safe_load(f) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f'{path} is not valid YAML: {str(err).splitlines()[0]}') from None
 
 
 def load_schedule(path=DEFAULT_SCHEDULE):
     """[(stage yml path, its options)] in order."""
-    stages = load_yml(path).get('stages') or []
+    path = option_file(path)
+    stages = read_yml(path).get('stages') or []
     if not stages:
-        raise UserError(f'{path} lists no stages')
-    return [(option_file(s), load_yml(s)) for s in stages]
+        raise OptionsError('lists no stages', path)
+    return [(option_file(s), read_yml(option_file(s))) for s in stages]
 
 
 def stage_work(opt):
@@ -48,19 +35,12 @@ def stage_work(opt):
     return opt['train']['total_iter'] * train['batch_size_per_gpu'] * (train['gt_size'] // opt.get('scale', 4)) ** 2
 
 
-def stage_progress(name):
-    """Last saved iteration of a stage (0 when none)."""
-    from .checkpoint import saved_state_iters  # imports torch: not at import time (the CLI's help stays light)
-
-    return next(iter(saved_state_iters(os.path.join('experiments', name))), 0)
-
-
 def make_smoke_data(root=SMOKE_ROOT):
     """Paired decoded LMDBs of the built-in photos (whole images; x4 LR by MATLAB-style bicubic) for
     ``PairedCropDataset``, plus a small validation set. Reuses what exists, so it is made once; every step
     continues an interrupted one."""
-    from .data.prepare import make_lr, make_paired_lmdb, prepare_benchmark
-    from .data.samples import write_samples
+    from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark
+    from ..data.samples import write_samples
 
     gt_lmdb = os.path.join(root, 'train_HR.lmdb')
     lq_lmdb = os.path.join(root, 'train_LR_X4.lmdb')
@@ -120,12 +100,3 @@ def smoke_stage(opt, index, names, data, iters=SMOKE_ITERS):
     """A real stage scaled to the smoke profile; the chain's paths point at the smoke experiments."""
     return scaled_stage(opt, 'smoke_' + opt['name'], SMOKE_GT_SIZES[index], iters[index], SMOKE_BATCH[index], data,
                         {f'experiments/{n}/': f'experiments/smoke_{n}/' for n in names})
-
-
-def validation_history(name):
-    """[{'iter', 'dataset', 'psnr', 'ssim', ...}] a stage's model recorded at each validation."""
-    path = os.path.join('experiments', name, HISTORY)
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return json.load(f)

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .atomic import atomic_path, save_torch
-from .errors import UserError
+from ..errors import NotInstalled
+from ..files.atomic import atomic_path, save_torch
 
 
 def save_pth(state_dict, path):
@@ -19,7 +19,7 @@ def save_safetensors(state_dict, path, metadata=None):
     try:
         from safetensors.torch import save_file
     except ImportError:
-        raise UserError("writing .safetensors needs the safetensors package: pip install 'pfdn[export]'") from None
+        raise NotInstalled('safetensors', 'writing .safetensors', 'export') from None
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp, metadata=metadata or {})
 
@@ -27,8 +27,8 @@ def save_safetensors(state_dict, path, metadata=None):
 class SplitPFDB(nn.Module):
     """A deployed PFDB as ONNX runtimes run it fastest: the same function without the partial conv's channel
     split and concatenation. conv1 becomes two convs (the 32 channels conv3 sees, the 16 that pass through) and
-    conv2 the sum of two convs over those halves, an add the runtimes fuse into the conv. In OpenVINO the split
-    and concat took 9% of the forward; this graph measured 8-9% faster (bench/bench_infer.py, README)."""
+    conv2 the sum of two convs over those halves, an add the runtimes fuse into the conv: no copy of the features
+    per block (bench/bench_infer.py measures the difference)."""
 
     def __init__(self, block):
         super().__init__()

@@ -84,8 +84,8 @@ def cpu_peak_bytes(net, size, backend='torch', dtype='fp32', threads=None):
 
 
 def _child_peak_bytes(state, options, size, backend, dtype, threads):
-    from .archs import PFDN
-    from .archs.reparam import infer_pfdn_options
+    from ..archs import PFDN
+    from ..archs.convert import infer_pfdn_options
 
     torch.set_num_threads(threads)
     net = PFDN(**dict(infer_pfdn_options(state), **options))

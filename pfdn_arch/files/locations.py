@@ -1,9 +1,9 @@
-"""Where the commands' defaults are, the same in an editable and in a normal install: the option files shipped
-with the package (the repository's ``options/``, installed as ``pfdn_arch/options/``) and the released weights,
-which are not shipped (``weights/team08_PFDN.pth`` under the working directory)."""
+"""Where the commands' defaults are, the same in an editable and in a normal install: the option files shipped with
+the package (the repository's ``options/``, installed as ``pfdn_arch/options/``) and the released weights, which are
+not shipped (``weights/team08_PFDN.pth`` under the working directory)."""
 import os
 
-from .errors import UserError
+from ..errors import OptionsError
 
 WEIGHTS = os.path.join('weights', 'team08_PFDN.pth')
 WEIGHTS_SOURCE = "the PFDN authors' release, https://github.com/icandle/PFDN (team08_PFDN.pth, MIT)"
@@ -32,11 +32,13 @@ def option_file(path):
     candidate = os.path.join(shipped, os.path.basename(path)) if shipped else None
     if candidate and os.path.isfile(candidate):
         return candidate
-    raise UserError(f'options file not found: {path}' + (f' (the shipped ones are in {shipped})' if shipped else ''))
+    raise OptionsError('options file not found' + (f' (the shipped ones are in {shipped})' if shipped else ''), path)
 
 
 def default_weights():
-    if os.path.isfile(WEIGHTS):
-        return WEIGHTS
-    raise UserError(f'no --weights given and {WEIGHTS} is not under {os.getcwd()}: put team08_PFDN.pth ({WEIGHTS_SOURCE}) '
-                    'there, or pass --weights')
+    """The released weights at their usual place under the working directory, or None."""
+    return WEIGHTS if os.path.isfile(WEIGHTS) else None
+
+
+def missing_weights_reason():
+    return (f'{WEIGHTS} is not under {os.getcwd()}: put team08_PFDN.pth ({WEIGHTS_SOURCE}) there')

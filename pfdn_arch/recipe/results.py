@@ -1,6 +1,7 @@
 """What a BasicSR run measured, recorded for any model: the validation history of a training run
-(``experiments/<name>/validation.json``, what the schedule's PSNR plot is drawn from) and the metrics table of a
-test run (``results/<name>/results.md``).
+(``experiments/<name>/validation.json``, what the schedule's PSNR plot is drawn from), the metrics table of a
+test run (``results/<name>/results.md``), and with ``val.save_comparison: true`` captioned HR | bicubic | SR crops
+of every validation image (``visualization/<dataset>/``).
 
 BasicSR's pipelines build the model themselves and keep each validation's averaged metrics in
 ``model.metric_results``; ``recording()`` wraps the model that ``build_model`` returns for the length of one pipeline
@@ -12,9 +13,9 @@ import json
 import os
 from contextlib import contextmanager
 
-from .atomic import write_text
+from ..files.atomic import write_text
+from .experiment import Experiment
 
-HISTORY = 'validation.json'
 TABLE = 'results.md'
 
 
@@ -41,7 +42,7 @@ class Recorder:
             self._append_row(dataset, values)
 
     def _append_history(self, entry):
-        path = os.path.join(self.opt['path']['experiments_root'], HISTORY)
+        path = Experiment.at(self.opt['path']['experiments_root']).history_file
         history = read_history(path)
         history.append(entry)
         write_text(path, json.dumps(history, indent=1))
@@ -60,6 +61,22 @@ class Recorder:
         text += f'| {dataset} | ' + ' | '.join(f'{values[m]:.4f}' for m in names) + ' |\n'
         write_text(path, text)
         self._wrote(path)
+
+    def save_comparison(self, model, dataset, lq_path):
+        """HR | bicubic | SR crops of the image the model just ran (``val.save_comparison: true``)."""
+        if not (self.opt.get('val') or {}).get('save_comparison') or self.opt.get('rank', 0) != 0:
+            return
+        if getattr(model, 'gt', None) is None or not lq_path:
+            return
+        from ..files.images import write_image
+        from .protocol import to_image
+        from .report import comparison_strip
+
+        name = os.path.splitext(os.path.basename(lq_path))[0]
+        strip = comparison_strip(to_image(model.gt), to_image(model.lq), to_image(model.output), self.opt['scale'])
+        folder = os.path.join(self.opt['path']['visualization'], dataset)
+        os.makedirs(folder, exist_ok=True)
+        write_image(os.path.join(folder, f'{name}_HR_bicubic_PFDN.png'), strip)
 
     def _wrote(self, path):
         if path not in self.written:
@@ -89,14 +106,26 @@ def recording(is_train):
         model = build_model(opt)
         recorder = Recorder(opt)
         recorders.append(recorder)
-        validation = model.validation
+        validation, feed_data, test = model.validation, model.feed_data, model.test
+        seen = {'dataset': 'val', 'lq_path': None}
 
         def recorded_validation(dataloader, current_iter, *args, **kwargs):
+            seen['dataset'] = dataloader.dataset.opt.get('name', 'val')
             out = validation(dataloader, current_iter, *args, **kwargs)
             recorder.record(model, dataloader, current_iter)
             return out
 
-        model.validation = recorded_validation
+        def fed(data, *args, **kwargs):
+            paths = data.get('lq_path') if isinstance(data, dict) else None
+            seen['lq_path'] = paths[0] if isinstance(paths, (list, tuple)) and paths else paths
+            return feed_data(data, *args, **kwargs)
+
+        def tested(*args, **kwargs):  # BasicSR's models call test() for validation images only
+            out = test(*args, **kwargs)
+            recorder.save_comparison(model, seen['dataset'], seen['lq_path'])
+            return out
+
+        model.validation, model.feed_data, model.test = recorded_validation, fed, tested
         return model
 
     module.build_model = build_recording_model

@@ -1,38 +1,23 @@
-"""Upscaling images with a deployed PFDN on any backend (``pfdn_arch.backends``): whole images or tiles, in
-batches, any image layout.
-
-Image handling (documented in the README):
+"""Upscaling images with a deployed PFDN on any backend (``backends``): whole images or tiles (``tiles``), in
+batches, any image layout:
 - grayscale: replicated to RGB for the network, the result converted back to one channel;
 - RGBA / grey+alpha: colour through PFDN, alpha upscaled separately by bicubic interpolation;
 - 16-bit PNG/TIFF: read, upscaled and written as 16-bit (values scaled by 65535 instead of 255).
-Tiles: ESA pools over the whole tile, so tiled output is not bit-identical to whole-image output; overlapping
-tiles are blended with linear ramps over the overlap (BASICSR.md measured about 44 dB agreement with 32 px).
 """
 import cv2
 import numpy as np
 import torch
 
-from .archs.esa import MIN_INPUT_SIZE
-from .data.prepare import window_starts
-
-
-def _ramp(length, overlap, at_start, at_end):
-    """1-D blending weights: linear ramps over the overlap on sides that have a neighbour tile."""
-    w = np.ones(length, np.float32)
-    if overlap > 0:
-        ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-        if not at_start:
-            w[:overlap] = np.minimum(w[:overlap], ramp)
-        if not at_end:
-            w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
-    return w
+from ..archs.esa import MIN_INPUT_SIZE
+from ..errors import OptionsError
+from .tiles import ramp, window_starts
 
 
 class Upscaler:
     """Callable: N x 3 x h x w float tensor in [0, 1] -> upscaled float tensor on the CPU, whole or tiled.
 
     Args:
-        runner (callable): a backend runner (``pfdn_arch.backends.make_runner``) or any module mapping LR to SR
+        runner (callable): a backend runner (``backends.make_runner``) or any module mapping LR to SR
             with an attribute ``upscale``.
         tile (int): LR tile side; 0 runs the whole image. tile_overlap (int): LR pixels shared by neighbours.
         batch (int): tiles (and, in ``upscale_images``, same-size images) run this many at a time.
@@ -41,11 +26,11 @@ class Upscaler:
     def __init__(self, runner, tile=0, tile_overlap=16, batch=1):
         self.runner, self.scale = runner, runner.upscale
         if tile and tile < MIN_INPUT_SIZE:
-            raise ValueError(f'--tile must be at least {MIN_INPUT_SIZE} (PFDN\'s smallest input), got {tile}')
+            raise OptionsError(f"must be at least {MIN_INPUT_SIZE} (PFDN's smallest input), got {tile}", 'tile')
         if tile and not 0 <= tile_overlap < tile // 2:
-            raise ValueError(f'--tile-overlap must be in 0..{tile // 2 - 1} for tile {tile}, got {tile_overlap}')
+            raise OptionsError(f'must be in 0..{tile // 2 - 1} for tile {tile}, got {tile_overlap}', 'tile_overlap')
         if batch < 1:
-            raise ValueError(f'--batch must be at least 1, got {batch}')
+            raise OptionsError(f'must be at least 1, got {batch}', 'batch')
         self.tile, self.overlap, self.batch = tile, tile_overlap, batch
 
     @torch.inference_mode()
@@ -63,8 +48,8 @@ class Upscaler:
             tiles = torch.cat([x[..., y:y + th, x0:x0 + tw] for y, x0 in group])
             srs = self._run(tiles).split(x.shape[0])
             for (y, x0), sr in zip(group, srs):
-                wy = _ramp(th * s, o * s, y == 0, y + th >= h)
-                wx = _ramp(tw * s, o * s, x0 == 0, x0 + tw >= w)
+                wy = ramp(th * s, o * s, y == 0, y + th >= h)
+                wx = ramp(tw * s, o * s, x0 == 0, x0 + tw >= w)
                 m = torch.from_numpy(np.outer(wy, wx))[None, None]
                 out[..., y * s:(y + th) * s, x0 * s:(x0 + tw) * s] += sr * m
                 weight[..., y * s:(y + th) * s, x0 * s:(x0 + tw) * s] += m

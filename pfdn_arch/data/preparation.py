@@ -10,26 +10,26 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import UserError
-from ..images import ImageError, bicubic_lr, image_size, list_images, mod_crop, read_image, write_image
+from ..deploy.tiles import window_starts
+from ..errors import DataError, ImageError, OptionsError, OutputExists
+from ..files.images import image_size, list_images, read_image, write_image
+from ..recipe.protocol import bicubic_lr, mod_crop
 from .lmdb_store import lmdb_format, parse_meta, write_lmdb
-
-BENCHMARK_SETS = ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109')
 
 
 def _read(path):
     try:
         return read_image(path, cv2.IMREAD_COLOR)
     except ImageError as err:
-        raise UserError(f'{err}; remove or replace it and rerun') from None
+        raise ImageError(f'{err.reason}; remove or replace it and rerun', err.path) from None
 
 
 def _images_in(folder):
     if not os.path.isdir(folder):
-        raise UserError(f'input folder not found: {folder}')
+        raise DataError('input folder not found', folder)
     paths = list_images(folder)
     if not paths:
-        raise UserError(f'no images (png, jpg, bmp, tif, webp) in {folder}')
+        raise DataError('no images (png, jpg, bmp, tif, webp) here', folder)
     return paths
 
 
@@ -39,7 +39,7 @@ def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1):
     crops GT to LR size x scale at test time). ``workers`` > 1 runs that many processes (the bicubic resize is
     the slow part: about a second per 2K image). Returns the number of images made."""
     if scale not in (2, 3, 4):
-        raise UserError(f'scale must be 2, 3 or 4, got {scale}')
+        raise OptionsError(f'must be 2, 3 or 4, got {scale}', 'scale')
     paths = _images_in(hr_dir)
     os.makedirs(lr_dir, exist_ok=True)
     if hr_out_dir:
@@ -86,7 +86,7 @@ def _size(path):
     try:
         return image_size(path)
     except ImageError as err:
-        raise UserError(f'{err}; remove or replace it and rerun') from None
+        raise ImageError(f'{err.reason}; remove or replace it and rerun', err.path) from None
 
 
 def _intact(path, hw):
@@ -126,17 +126,6 @@ def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub
     return skipped
 
 
-def window_starts(length, size, step, thresh=0):
-    """Start offsets of windows of ``size`` every ``step`` along ``length``; a leftover wider than ``thresh``
-    gets one more window flush with the end. A length within one window gives [0]. (Sub-images and tiles.)"""
-    if length <= size:
-        return [0]
-    starts = list(range(0, length - size + 1, step))
-    if length - (starts[-1] + size) > thresh:
-        starts.append(length - size)
-    return starts
-
-
 def make_lmdb(img_dirs, lmdb_path, fmt='decoded', mod=1, compress_level=1, desc='LMDB'):
     """An LMDB of every image in ``img_dirs`` (a folder or a list of folders), keyed by file name without
     extension: ``fmt='decoded'`` for ``PairedCropDataset``, ``'png'`` for BasicSR's ``PairedImageDataset``
@@ -162,17 +151,18 @@ def make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt='decoded', scale=4):
     lq_names = {os.path.splitext(os.path.basename(p))[0] for p in _images_in(lq_dir)}
     if set(gt_names) != lq_names:
         only = sorted(set(gt_names) ^ lq_names)[:5]
-        raise UserError(f'GT and LQ folders hold different image names (e.g. {only}); make LR for every GT image')
+        raise DataError(f'the GT and LQ folders hold different image names (e.g. {only}); make LR for every GT '
+                        'image', lq_dir)
     for path in (gt_lmdb, lq_lmdb):
         if os.path.exists(path) and (lmdb_format(path) != fmt or set(read_lmdb_keys(path)) != lq_names):
-            raise UserError(f'{path} already exists and is not the {fmt} LMDB of these images; remove it or choose '
-                            'another path (it is never overwritten)')
+            raise OutputExists(path, f'exists and is not the {fmt} LMDB of these images; it is never overwritten: '
+                                     'remove it or choose another path')
     if not os.path.exists(gt_lmdb):
         make_lmdb(gt_dirs, gt_lmdb, fmt, mod=scale, desc='GT LMDB')
     if not os.path.exists(lq_lmdb):
         make_lmdb(lq_dir, lq_lmdb, fmt, desc='LQ LMDB')
     if set(read_lmdb_keys(gt_lmdb)) != set(read_lmdb_keys(lq_lmdb)):
-        raise UserError(f'{gt_lmdb} and {lq_lmdb} ended up with different keys')
+        raise DataError(f'ended up with other keys than {lq_lmdb}', gt_lmdb)
     return len(lq_names)
 
 
@@ -187,11 +177,11 @@ def prepare_df2k(hr_dirs, root='datasets/DF2K', fmt='decoded', scale=4, crop=960
     names = [os.path.splitext(os.path.basename(p))[0] for d in hr_dirs for p in _images_in(d)]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise UserError(f'image names repeat across the HR folders (e.g. {dup[:3]}); they key the LMDBs and must '
+        raise DataError(f'image names repeat across the HR folders (e.g. {dup[:3]}); they key the LMDBs and must '
                         'be unique')
     if fmt == 'png':
         if crop % scale:
-            raise UserError(f'--crop {crop} is not a multiple of --scale {scale}')
+            raise OptionsError(f'{crop} is not a multiple of the scale {scale}', 'crop')
         hr = os.path.join(root, f'DF2K_HR_sub{crop}')
         lr = os.path.join(root, f'DF2K_LR_bicubic_X{scale}_sub{crop // scale}')
         for folder in hr_dirs:

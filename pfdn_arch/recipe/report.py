@@ -1,8 +1,11 @@
-"""Pictures: HR | bicubic | PFDN crops with their PSNR, and the validation PSNR across a schedule's stages."""
+"""Pictures: HR | bicubic | PFDN crops with their PSNR, and the validation PSNR across a schedule's stages; the
+schedule's closing report made of them."""
+import os
+
 import cv2
 import numpy as np
 
-from .images import bicubic_upscale
+from .protocol import bicubic_upscale
 
 CAPTION = 22  # pixels of caption above each crop
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -101,3 +104,39 @@ def _wrap(text, width):
             line = ''
         line += part
     return lines + [line] if line else lines
+
+
+def schedule_report(stages, out_dir, score_folder, score_label, val_hr=None):
+    """The closing report of a schedule: the final deployed network scored on ``score_folder`` next to bicubic
+    (Markdown lines), ``psnr.png`` (every stage's validation PSNR, the bicubic line of the validation set) and
+    ``comparison.png`` (HR | bicubic | PFDN of the first image), written into ``out_dir``. ``stages`` are
+    (Experiment, total_iter) in order. Returns (lines, [written files])."""
+    import torch
+
+    from ..files.checkpoints import build_pfdn_from_checkpoint
+    from ..files.images import list_images, read_image, write_image
+    from .protocol import bicubic_lr, evaluate_folder, to_image, to_tensor
+
+    final = stages[-1][0]
+    ckpt = final.network('latest', deployed=True)
+    net, _ = build_pfdn_from_checkpoint(ckpt)
+    net.eval()
+    bic = evaluate_folder(None, score_folder, bicubic=True)
+    sr = evaluate_folder(net, score_folder)
+    lines = [f'deployed checkpoint: {ckpt}', f'| x4 on {score_label} | PSNR (Y) | SSIM (Y) |', '| --- | --- | --- |',
+             f"| bicubic | {bic['psnr']:.2f} | {bic['ssim']:.4f} |",
+             f"| PFDN ({final.name}) | {sr['psnr']:.2f} | {sr['ssim']:.4f} |"]
+    os.makedirs(out_dir, exist_ok=True)
+    curves = [(exp.name, total, [(v['iter'], v['psnr']) for v in exp.history() if 'psnr' in v])
+              for exp, total in stages]
+    val_bicubic = None
+    if val_hr:
+        val_bicubic = (bic if os.path.abspath(val_hr) == os.path.abspath(score_folder)
+                       else evaluate_folder(None, val_hr, bicubic=True))['psnr']
+    plot, strip = os.path.join(out_dir, 'psnr.png'), os.path.join(out_dir, 'comparison.png')
+    write_image(plot, psnr_plot(curves, val_bicubic, 'validation PSNR (dB, Y) across the stages'))
+    hr, lr = bicubic_lr(read_image(list_images(score_folder)[0]), 4)
+    with torch.no_grad():
+        result = to_image(net(to_tensor(lr)))
+    write_image(strip, comparison_strip(hr, lr, result, 4))
+    return lines, [plot, strip]

@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import torch
 
+from ..errors import CheckpointError
 from .rrrb import fuse_rrrb
 
 _BRANCHES = ('expand_conv', 'fea_conv', 'reduce_conv')
@@ -24,19 +25,19 @@ def unwrap_state_dict(checkpoint, param_key=None):
     A ``module.`` prefix left by (Distributed)DataParallel is removed.
     """
     if not isinstance(checkpoint, dict):
-        raise ValueError(f'expected a state dict, got {type(checkpoint).__name__}')
+        raise CheckpointError(f'expected a state dict, got {type(checkpoint).__name__}')
     if any(k in checkpoint for k in ('params', 'params_ema')):
         if param_key is None:
             param_key = 'params_ema' if 'params_ema' in checkpoint else 'params'
         if param_key not in checkpoint:
-            raise ValueError(f"checkpoint has no '{param_key}' entry (it has: {', '.join(sorted(checkpoint))})")
+            raise CheckpointError(f"checkpoint has no '{param_key}' entry (it has: {', '.join(sorted(checkpoint))})")
         checkpoint = checkpoint[param_key]
     elif param_key not in (None, 'params', 'params_ema'):
-        raise ValueError(f"checkpoint is a bare state dict; there is no '{param_key}' entry")
+        raise CheckpointError(f"checkpoint is a bare state dict; there is no '{param_key}' entry")
     out = OrderedDict()
     for k, v in checkpoint.items():
         if not isinstance(v, torch.Tensor):
-            raise ValueError(f"entry '{k}' is a {type(v).__name__}, not a tensor: not a PFDN state dict")
+            raise CheckpointError(f"entry '{k}' is a {type(v).__name__}, not a tensor: not a PFDN state dict")
         out[k[7:] if k.startswith('module.') else k] = v
     return out
 
@@ -59,7 +60,7 @@ def reparameterize_state_dict(checkpoint, param_key=None):
     """
     sd = unwrap_state_dict(checkpoint, param_key)
     if not is_training_form(sd):
-        raise ValueError('state dict is not in the training (RRRB) form: it has no *.expand_conv.weight keys')
+        raise CheckpointError('state dict is not in the training (RRRB) form: it has no *.expand_conv.weight keys')
     out = OrderedDict()
     for key, value in sd.items():
         prefix, _, leaf = key.rpartition('.')
@@ -72,7 +73,7 @@ def reparameterize_state_dict(checkpoint, param_key=None):
         names = [f'{prefix}.{b}.{p}' for b in _BRANCHES for p in ('weight', 'bias')]
         missing = [n for n in names if n not in sd]
         if missing:
-            raise ValueError(f"incomplete RRRB at '{prefix}': missing {', '.join(missing)}")
+            raise CheckpointError(f"incomplete RRRB at '{prefix}': missing {', '.join(missing)}")
         weight, bias = fuse_rrrb(*(sd[n].double() for n in names))
         out[f'{prefix}.rep_conv.weight'] = weight.to(value.dtype)
         out[f'{prefix}.rep_conv.bias'] = bias.to(value.dtype)
@@ -81,14 +82,14 @@ def reparameterize_state_dict(checkpoint, param_key=None):
 
 def checkpoint_filter(state_dict, net):
     """A state dict made to fit ``net``'s form (as timm's ``checkpoint_filter_fn``): a training-form one is fused
-    exactly when ``net`` is deployed; a deployed one cannot feed a training-form net (ValueError saying what to
-    do). Returns (state_dict, fused)."""
+    exactly when ``net`` is deployed; a deployed one cannot feed a training-form net (CheckpointError saying what
+    to do). Returns (state_dict, fused)."""
     sd = unwrap_state_dict(state_dict)
     if getattr(net, 'deploy', False) and is_training_form(sd):
         return reparameterize_state_dict(sd), True
     if not getattr(net, 'deploy', True) and not is_training_form(sd) and any(
             k.endswith('.rep_conv.weight') for k in sd):
-        raise ValueError('this checkpoint is in the deployed (fused) form and cannot feed a training-form PFDN; '
+        raise CheckpointError('this checkpoint is in the deployed (fused) form and cannot feed a training-form PFDN; '
                          'build the net with deploy: true (network_g: {type: PFDN, deploy: true})')
     return sd, False
 
@@ -96,19 +97,19 @@ def checkpoint_filter(state_dict, net):
 def infer_pfdn_options(state_dict):
     """PFDN constructor arguments read off a state dict of either form (spandrel-style detection).
 
-    Raises ValueError when the keys are not those of a PFDN.
+    Raises CheckpointError when the keys are not those of a PFDN.
     """
     sd = unwrap_state_dict(state_dict)
     required = ('conv_first.weight', 'conv_last.weight', 'tail.0.weight', 'block1.attn.conv1.weight')
     missing = [k for k in required if k not in sd]
     if missing:
-        raise ValueError(f"not a PFDN state dict: missing {', '.join(missing)}")
+        raise CheckpointError(f"not a PFDN state dict: missing {', '.join(missing)}")
     num_feat, num_in_ch = sd['conv_first.weight'].shape[:2]
     num_block = max(int(m.group(1)) for k in sd for m in [re.match(r'block(\d+)\.', k)] if m)
     tail_out = sd['tail.0.weight'].shape[0]
     upscale = next((s for s in (4, 3, 2) if tail_out % (s * s) == 0 and tail_out // (s * s) == num_in_ch), None)
     if upscale is None:
-        raise ValueError(f'cannot infer the upscale from tail.0.weight with {tail_out} outputs')
+        raise CheckpointError(f'cannot infer the upscale from tail.0.weight with {tail_out} outputs')
     training = is_training_form(sd)
     if training:
         num_partial_feat = sd['block1.conv3.expand_conv.weight'].shape[1]

@@ -1,0 +1,27 @@
+"""Windows over an image: where tiles (and training sub-images) start, and the weights that blend overlapping
+tiles. ESA pools over the whole tile, so tiles are close to, never identical with, a whole-image run: neighbouring
+tiles overlap and are blended with linear ramps."""
+import numpy as np
+
+
+def window_starts(length, size, step, thresh=0):
+    """Start offsets of windows of ``size`` every ``step`` along ``length``; a leftover wider than ``thresh``
+    gets one more window flush with the end. A length within one window gives [0]."""
+    if length <= size:
+        return [0]
+    starts = list(range(0, length - size + 1, step))
+    if length - (starts[-1] + size) > thresh:
+        starts.append(length - size)
+    return starts
+
+
+def ramp(length, overlap, at_start, at_end):
+    """1-D blending weights: linear ramps over the overlap on sides that have a neighbour tile."""
+    w = np.ones(length, np.float32)
+    if overlap > 0:
+        up = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        if not at_start:
+            w[:overlap] = np.minimum(w[:overlap], up)
+        if not at_end:
+            w[-overlap:] = np.minimum(w[-overlap:], up[::-1])
+    return w

@@ -1,0 +1,94 @@
+"""Weights and training-state files, read safely: plain tensors only (``torch.load(weights_only=True)``: anything
+else is refused, never executed), finite weights only, and a mismatch with the network named key by key."""
+import os
+import pickle
+import sys
+
+import torch
+
+from ..archs.convert import infer_pfdn_options, unwrap_state_dict
+from ..errors import CheckpointError
+
+STATE_KEYS = {'iter', 'epoch', 'optimizers', 'schedulers'}  # what BasicSR's training states hold
+
+
+def read_checkpoint_file(path, device='cpu'):
+    """The object a checkpoint file holds, loaded with ``weights_only=True``."""
+    if not os.path.isfile(path):
+        raise CheckpointError('checkpoint not found', path)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f'not a plain tensor state dict, so it was not loaded (weights_only=True refused it: '
+                              f'{first}); re-save it as a state dict of tensors', path) from None
+    except Exception as err:  # truncated zip, not a torch file at all, ...
+        raise CheckpointError(f'cannot be read as a PyTorch checkpoint ({type(err).__name__}: '
+                              f'{str(err).splitlines()[0][:160] if str(err) else ""})', path) from None
+
+
+def load_checkpoint(path, param_key=None):
+    """A checkpoint file as a bare state dict of finite tensors (BasicSR's ``{'params', 'params_ema'}`` unwrapped,
+    ``param_key=None`` preferring ``params_ema``)."""
+    obj = read_checkpoint_file(path)
+    try:
+        sd = unwrap_state_dict(obj, param_key)
+    except CheckpointError as err:
+        err.path = str(path)
+        raise
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f'{len(bad)} of its tensors hold NaN or Inf values (e.g. {bad[0]}); these weights '
+                              'cannot make an image: use an earlier checkpoint', path)
+    return sd
+
+
+def load_into(net, state_dict, path, strict=True):
+    """``net.load_state_dict`` whose mismatch names what does not fit (missing keys, unexpected keys, shapes), not
+    a RuntimeError listing hundreds of keys. Returns (missing, unexpected) when not strict."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [f'{k} is {tuple(state_dict[k].shape)}, the network has {tuple(own[k].shape)}' for k in own
+              if k in state_dict and state_dict[k].shape != own[k].shape]
+    if shapes or (strict and (missing or unexpected)):
+        parts = [f"{len(missing)} missing (e.g. {', '.join(missing[:2])})" if missing else '',
+                 f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:2])})" if unexpected else '',
+                 f'{len(shapes)} of another shape ({shapes[0]})' if shapes else '']
+        raise CheckpointError(f"does not fit this {type(net).__name__}: keys {'; '.join(p for p in parts if p)}",
+                              path)
+    return net.load_state_dict(state_dict, strict=strict)
+
+
+def build_pfdn_from_checkpoint(path, param_key=None, **overrides):
+    """The PFDN a checkpoint describes (either form), loaded strictly. Returns (net, state_dict)."""
+    from ..archs import PFDN
+
+    sd = load_checkpoint(path, param_key)
+    try:
+        opts = infer_pfdn_options(sd)
+    except CheckpointError as err:
+        err.path = str(path)
+        raise
+    opts.update(overrides)
+    net = PFDN(**opts)
+    load_into(net, sd, path)
+    return net, sd
+
+
+def read_training_state(path, device='cpu'):
+    """A BasicSR training state (``<iter>.state``), loaded with ``weights_only=True``."""
+    state = read_checkpoint_file(path, device)
+    if not isinstance(state, dict) or not STATE_KEYS <= set(state):
+        raise CheckpointError('not a BasicSR training state', path)
+    return state
+
+
+def set_aside(path, reason):
+    """Rename a damaged file to ``<path>.damaged`` (never deleted: it is the user's) and say so in one line."""
+    target, n = path + '.damaged', 1
+    while os.path.exists(target):
+        n += 1
+        target = f'{path}.damaged{n}'
+    os.replace(path, target)
+    print(f'note: {path} is damaged ({reason}); set aside as {os.path.basename(target)}', file=sys.stderr)

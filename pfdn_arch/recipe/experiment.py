@@ -1,0 +1,93 @@
+"""One experiment folder, ``experiments/<name>/``: the layout BasicSR writes and what this package adds to it, in
+one place. BasicSR's part: ``models/net_g_<iter>.pth`` and ``net_g_latest.pth`` (``{'params'[, 'params_ema']}``),
+``training_states/<iter>.state``, the logs and the copied yml. Ours: ``models/net_g_deploy_<iter>.pth`` (the
+deployed form in the released layout, beside every save) and ``validation.json`` (the validation history)."""
+import os
+import re
+
+from ..errors import CheckpointError
+from ..files.checkpoints import load_checkpoint, read_training_state, set_aside
+
+_STATE_NAME = re.compile(r'(\d+)\.state')
+
+
+class Experiment:
+    """``experiments/<name>/`` under ``root`` (or the folder itself, ``Experiment.at(folder)``)."""
+
+    def __init__(self, name, root='.'):
+        self.name = name
+        self.folder = os.path.join(root, 'experiments', name)
+
+    @classmethod
+    def at(cls, folder):
+        exp = cls.__new__(cls)
+        exp.name, exp.folder = os.path.basename(os.path.normpath(folder)), folder
+        return exp
+
+    @property
+    def models(self):
+        return os.path.join(self.folder, 'models')
+
+    @property
+    def training_states(self):
+        return os.path.join(self.folder, 'training_states')
+
+    @property
+    def visualization(self):
+        return os.path.join(self.folder, 'visualization')
+
+    @property
+    def history_file(self):
+        return os.path.join(self.folder, 'validation.json')
+
+    def network(self, label='latest', deployed=False):
+        return os.path.join(self.models, f"net_g_{'deploy_' if deployed else ''}{label}.pth")
+
+    def state(self, iteration):
+        return os.path.join(self.training_states, f'{iteration}.state')
+
+    def saved_iters(self):
+        """The iterations of the saved training states, newest first."""
+        names = os.listdir(self.training_states) if os.path.isdir(self.training_states) else []
+        return sorted((int(m[1]) for m in map(_STATE_NAME.fullmatch, names) if m), reverse=True)
+
+    def progress(self):
+        """The last saved iteration, 0 when none."""
+        return next(iter(self.saved_iters()), 0)
+
+    def history(self):
+        """[{'iter', 'dataset', 'psnr', ...}] of every validation recorded, in order."""
+        from .results import read_history
+        return read_history(self.history_file)
+
+    def finished(self):
+        """Whether the run ended: its final network loads. A damaged one is set aside, so the run is resumed."""
+        path = self.network('latest')
+        if not os.path.isfile(path):
+            return False
+        try:
+            load_checkpoint(path)
+            return True
+        except CheckpointError as err:
+            set_aside(path, err.reason)
+            return False
+
+    def newest_resumable_state(self, device='cpu'):
+        """(path, state) of the newest training state whose state and network checkpoint both load; newer damaged
+        ones (a full disk, a copy cut short, ...) are set aside with a line each. (None, None) when there is none."""
+        for it in self.saved_iters():
+            state_path, net_path = self.state(it), self.network(it)
+            try:
+                state = read_training_state(state_path, device)
+            except CheckpointError as err:
+                set_aside(state_path, err.reason)
+                continue
+            try:
+                load_checkpoint(net_path)
+            except CheckpointError as err:
+                if os.path.exists(net_path):
+                    set_aside(net_path, err.reason)
+                set_aside(state_path, f'its network checkpoint net_g_{it}.pth does not load')
+                continue
+            return state_path, state
+        return None, None

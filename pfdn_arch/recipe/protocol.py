@@ -1,0 +1,76 @@
+"""The benchmark protocol: LR made from HR by MATLAB-style bicubic (BasicSR's ``imresize``) and rounded to 8 bits,
+as LR PNG files are; PSNR/SSIM on the Y channel with ``scale`` border pixels cropped (BasicSR's metrics). With it,
+the released weights score Set5 x4 32.04 / 0.8932 (docs/method.md). Used by tests, benchmarks and the schedule's
+report to score a network on a folder of HR images without preparing LR files first.
+"""
+import cv2
+import numpy as np
+import torch
+
+from ..errors import DataError
+from ..files.images import list_images, read_image
+
+
+def mod_crop(img, scale):
+    """Crop to a multiple of ``scale`` (BasicSR's ``mod_crop``)."""
+    from basicsr.data.transforms import mod_crop as basicsr_mod_crop
+    return basicsr_mod_crop(img, scale)
+
+
+def to_uint8(img):
+    """float image in [0, 1] -> uint8, clipped and rounded (as BasicSR's ``tensor2img`` does)."""
+    return (np.clip(img, 0, 1) * 255.0).round().astype(np.uint8)
+
+
+def bicubic_lr(hr, scale):
+    """uint8 BGR HR -> (HR mod-cropped to ``scale``, its LR): the LR of every benchmark and training set here."""
+    from basicsr.utils.matlab_functions import imresize
+
+    hr = mod_crop(hr, scale)
+    return hr, to_uint8(imresize(hr.astype(np.float32) / 255.0, 1 / scale))
+
+
+def bicubic_upscale(lr, scale):
+    """uint8 LR -> uint8 MATLAB-style bicubic upscaling: the reference row of the benchmark tables."""
+    from basicsr.utils.matlab_functions import imresize
+
+    return to_uint8(imresize(lr.astype(np.float32) / 255.0, scale))
+
+
+def to_tensor(img):
+    """HWC BGR uint8 or float [0, 1] image -> 1 x 3 x H x W RGB float tensor (BasicSR's ``img2tensor``)."""
+    from basicsr.utils import img2tensor
+
+    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img
+    return img2tensor(img, bgr2rgb=True, float32=True)[None]
+
+
+def to_image(tensor):
+    """1 x 3 x H x W RGB tensor in [0, 1] -> HWC BGR uint8 image (BasicSR's ``tensor2img``: clipped, rounded)."""
+    from basicsr.utils import tensor2img
+    return tensor2img(tensor.detach().float().cpu(), rgb2bgr=True, min_max=(0, 1))
+
+
+@torch.no_grad()
+def evaluate_folder(upscaler, hr_folder, scale=4, limit=None, bicubic=False):
+    """Mean PSNR/SSIM (Y, crop ``scale``) of ``upscaler`` on the images of ``hr_folder``.
+
+    Args:
+        upscaler (callable): 1x3xhxw tensor -> 1x3x(sh)x(sw) tensor; ignored when ``bicubic``.
+        bicubic (bool): Score MATLAB-style bicubic upsampling instead (the reference row).
+
+    Returns:
+        dict with 'psnr', 'ssim' and 'n'.
+    """
+    from basicsr.metrics import calculate_psnr, calculate_ssim
+
+    paths = list_images(hr_folder)[:limit]
+    if not paths:
+        raise DataError('no images here', hr_folder)
+    psnr, ssim = [], []
+    for path in paths:
+        hr, lr = bicubic_lr(read_image(path, cv2.IMREAD_COLOR), scale)
+        sr = bicubic_upscale(lr, scale) if bicubic else to_image(upscaler(to_tensor(lr)))
+        psnr.append(calculate_psnr(sr, hr, crop_border=scale, test_y_channel=True))
+        ssim.append(calculate_ssim(sr, hr, crop_border=scale, test_y_channel=True))
+    return {'psnr': float(np.mean(psnr)), 'ssim': float(np.mean(ssim)), 'n': len(paths)}

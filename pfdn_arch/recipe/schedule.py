@@ -1,0 +1,155 @@
+"""The chain of training stages, run in order: each stage is ``basicsr train -opt <stage> --auto_resume`` in a
+process of its own (BasicSR's logger and random state are per process), finished stages are skipped, an
+interrupted one resumes. The schedule learns everything from files it owns: a stage is finished when its
+``net_g_latest.pth`` loads; its progress is its saved training states and its validation history; its outcome is the
+``<stage>.outcome.json`` the stage's command writes as it exits (``PFDN_OUTCOME``), next to the stage's console log in
+``experiments/<prefix>schedule_logs/``.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from ..errors import PFDNError
+from .experiment import Experiment
+
+OUTCOME_ENV = 'PFDN_OUTCOME'
+POLL_SECONDS = 2.0
+
+
+class StageFailed(PFDNError):
+    """A stage stopped on an error (``reason``: the stage's own error), or crashed (``log``: its console log)."""
+
+    def __init__(self, reason, path=None, log=None):
+        super().__init__(reason, path)
+        self.log = log
+
+
+def write_outcome(status, error=None):
+    """Called by the command line as it exits: the outcome of this run for whoever set ``PFDN_OUTCOME``."""
+    path = os.environ.get(OUTCOME_ENV)
+    if not path:
+        return
+    from ..files.atomic import write_text
+
+    record = {'status': status}
+    if error is not None:
+        record['error'] = {'type': type(error).__name__, 'reason': error.reason, 'path': error.path}
+    write_text(path, json.dumps(record))
+
+
+def duration(seconds):
+    seconds = int(seconds)
+    return (f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 else
+            f'{seconds // 60}m{seconds % 60:02d}s')
+
+
+class Schedule:
+    """Stages ``[(yml path, options)]`` and where the schedule keeps its own files (``logs``)."""
+
+    def __init__(self, stages, logs, say=print):
+        self.stages, self.logs, self.say = stages, logs, say
+
+    def run(self, overrides=(), verbose=False):
+        from .stages import stage_work
+
+        os.makedirs(self.logs, exist_ok=True)
+        start, work_done, n = time.time(), 0, len(self.stages)
+        work = [stage_work(opt) for _, opt in self.stages]
+        for i, (path, opt) in enumerate(self.stages):
+            exp, total = Experiment(opt['name']), opt['train']['total_iter']
+            head = f'[stage {i + 1}/{n}] {exp.name}'
+            if exp.finished():
+                self.say(f'{head}: finished earlier, skipped')
+                continue
+            done = exp.progress()
+            left = sum(work[i:]) - work[i] * done / total
+            eta = (f'ETA {duration((time.time() - start) / work_done * left)}' if work_done else
+                   'ETA after the first stage')
+            lr = opt['datasets']['train']['gt_size'] // opt.get('scale', 4)
+            form = 'deployed form' if opt['network_g'].get('deploy') else 'training form'
+            what = f'resuming at iter {done}/{total}' if done else f'{total} iters'
+            self.say(f'{head}: {what}, LR patch {lr}, {form} | schedule {duration(time.time() - start)} elapsed, {eta}')
+            t0 = time.time()
+            self.run_stage(path, exp, total, overrides, verbose)
+            work_done += work[i] * (total - done) / total
+            self.say(f'{head}: done in {duration(time.time() - t0)}')
+        self.say(f'schedule: all {n} stages finished ({duration(time.time() - start)} in this run)')
+
+    def run_stage(self, path, exp, total, overrides, verbose):
+        log, outcome = (os.path.join(self.logs, exp.name + ext) for ext in ('.log', '.outcome.json'))
+        if os.path.exists(outcome):
+            os.remove(outcome)  # ours, from an earlier run of this stage
+        cmd = [sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', path, '--auto_resume']
+        cmd += ['--force_yml', *overrides] if overrides else []
+        env = dict(os.environ, **{OUTCOME_ENV: outcome})
+        with open(log, 'a') as console:
+            output = None if verbose else console
+            proc = subprocess.Popen(cmd, stdout=output, stderr=output, env=env,
+                                    preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
+            try:
+                self._follow(proc, exp, total)
+            except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI): stop the stage too
+                stop(proc)
+                raise
+        self._outcome(proc.returncode, exp, outcome, log)
+
+    def _follow(self, proc, exp, total):
+        """Progress lines from the stage's files while it runs: its validations and its saved states."""
+        seen_history, seen_state = len(exp.history()), exp.progress()
+        running = True
+        while running:
+            try:
+                proc.wait(POLL_SECONDS)
+                running = False  # one last look at its files
+            except subprocess.TimeoutExpired:
+                pass
+            history = exp.history()
+            for entry in history[seen_history:]:
+                values = ', '.join(f'{k} {v:.4f}' if k == 'ssim' else f'{k} {v:.2f}' for k, v in entry.items()
+                                   if k not in ('iter', 'dataset'))
+                self.say(f"    iter {entry['iter']}/{total}: {entry['dataset']} {values}")
+            seen_history = len(history)
+            saved = exp.progress()
+            if saved > seen_state:
+                self.say(f'    iter {saved}/{total}: training state saved')
+                seen_state = saved
+
+    def _outcome(self, code, exp, outcome, log):
+        record = {}
+        if os.path.isfile(outcome):
+            with open(outcome) as f:
+                record = json.load(f)
+        if code == 0:
+            return
+        if code in (130, -signal.SIGINT, -signal.SIGTERM):
+            raise KeyboardInterrupt
+        error = record.get('error')
+        if error:  # the stage refused its input: its own error, once; a rerun would not help
+            raise StageFailed(f"stage {exp.name}: {error['path'] + ': ' if error.get('path') else ''}"
+                              f"{error['reason']}")
+        raise StageFailed(f'stage {exp.name} failed (exit {code}); its console log is {log}; fix the cause and rerun '
+                          'the same command to resume it', log=log)
+
+
+def _die_with_parent():
+    """In the stage's process: receive SIGTERM when the schedule process dies, however it dies (Linux), so a
+    stage never trains on with nobody waiting for it."""
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def stop(proc, grace=60):
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
