@@ -3,6 +3,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 
 import cv2
 import numpy as np
@@ -222,3 +223,32 @@ def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
     files = [str(tmp_path / 'pfdn_x4.pth'), str(tmp_path / 'pfdn_x4.safetensors'), weights]
     r = subprocess.run([sys.executable, '-c', script, *files], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.stdout.split('\n')[:3] == ['PFDN 4 3 15 272224'] * 3, r.stderr[-1000:]
+
+
+def test_the_deployment_side_needs_no_basicsr(tmp_path, weights):
+    """A process where basicsr cannot be imported (as after `pip install pfdn` without the train extra): the
+    released weights load through pfdn_arch.archs, and infer, export and reparam run."""
+    script = textwrap.dedent('''
+        import sys
+        sys.modules['basicsr'] = None  # any import of basicsr fails, as if it were not installed
+        import cv2, numpy as np, torch
+        import pfdn_arch.archs
+        from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
+        from pfdn_arch.cli.main import main
+        weights, out = sys.argv[1], sys.argv[2]
+        net, _ = build_pfdn_from_checkpoint(weights)
+        print('forward', tuple(net(torch.rand(1, 3, 20, 20)).shape))
+        cv2.imwrite(out + '/in.png', (np.random.default_rng(0).random((24, 30, 3)) * 255).astype(np.uint8))
+        torch.save({'params': pfdn_arch.archs.PFDN().state_dict()}, out + '/train.pth')
+        print('infer', main(['infer', '-i', out + '/in.png', '-o', out + '/sr', '--weights', weights]))
+        print('export', main(['export', '--weights', weights, '--out', out + '/exported']))
+        print('reparam', main(['reparam', '--in', out + '/train.pth', '--out', out + '/deploy.pth']))
+        print('loaded', sorted(m for m in sys.modules if m.split('.')[0] == 'basicsr' and sys.modules[m] is not None))
+    ''')
+    r = subprocess.run([sys.executable, '-c', script, weights, str(tmp_path)], capture_output=True, text=True,
+                       env=dict(ENV, PFDN_BASICSR_HOOK='0'), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert 'forward (1, 3, 80, 80)' in lines and 'infer 0' in lines and 'export 0' in lines and 'reparam 0' in lines
+    assert lines[-1] == 'loaded []'
+    assert cv2.imread(str(tmp_path / 'sr' / 'in.png')).shape == (96, 120, 3)

@@ -24,7 +24,7 @@ def install():
     """Watch for basicsr; hook up at once if it is already imported. Idempotent."""
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
-    if 'basicsr' in sys.modules and not _state['basicsr_ready']:
+    if sys.modules.get('basicsr') is not None and not _state['basicsr_ready']:
         from . import compat
         compat.prepare_import()
         basicsr_imported()
