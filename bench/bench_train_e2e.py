@@ -8,8 +8,10 @@
    both made from the same photos (../shared SunHays80, resized so that the short side is 960 px; built-in photos
    without ../shared), random 256-px crops (stage 1), flips and rotations; disk use of both.
 2. Model only: `PFDNModel.feed_data` + `optimize_parameters` on a batch already in memory (the stage-1 yml's
-   options for the device: the smoke profile's fp32 eager step on CPU, bf16 + channels_last + compile on CUDA),
-   measured before and after the end-to-end runs (the mean is used).
+   options for the device: the smoke profile's fp32 eager step on CPU, bf16 + channels_last + compile on CUDA), in a
+   fresh process like the end-to-end run's (same threads, same imports), before and after the end-to-end runs. The
+   loop includes the step, so a ratio below 0.95, or two step measurements more than 15% apart, mean the two were not
+   measured under the same conditions: the bench then says so instead of printing the ratio.
 3. End to end: `basicsr train` (BasicSR's own loop, in a subprocess) with the same model and the decoded data, and
    with the stock PNG data; iteration time and the part spent waiting for data, read from BasicSR's log.
 4. Projected time of the whole schedule (options/schedule_pfdn_x4.yml, each stage's whole batch on one device):
@@ -39,9 +41,8 @@ sys.path.insert(0, ROOT)
 import pfdn_arch  # noqa: E402,F401
 from basicsr.data import build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
-from basicsr.utils.options import parse_options  # noqa: E402
 from pfdn_arch.data import preparation as prep  # noqa: E402
-from pfdn_arch.recipe.options import read_yml  # noqa: E402
+from pfdn_arch.recipe.options import RunOptions, read_yml  # noqa: E402
 from pfdn_arch.recipe.stages import scaled_stage  # noqa: E402
 from pfdn_arch.data.samples import write_samples  # noqa: E402
 
@@ -127,11 +128,7 @@ def parsed(opt, work):
     path = os.path.join(work, opt['name'] + '.yml')
     with open(path, 'w') as f:
         yaml.safe_dump(opt, f, sort_keys=False)
-    argv, sys.argv = sys.argv, ['bench', '-opt', path]
-    try:
-        o, _ = parse_options(work, True)
-    finally:
-        sys.argv = argv
+    o, _ = RunOptions(path, True).to_basicsr(work)
     o['root_path'] = work
     return path, o
 
@@ -192,8 +189,20 @@ def end_to_end(opt, work, skip):
     return (t1 * i1 - t0 * i0) / n, (d1 * i1 - d0 * i0) / n
 
 
+def step_in_child(opt, work, device, steps, threads):
+    """The model step timed in a process of its own, as the end-to-end run is: the same conditions for both."""
+    path, _ = parsed(opt, work)
+    r = subprocess.run([sys.executable, __file__, '--step-child', path, '--device', device, '--steps', str(steps),
+                        '--threads', str(threads), '--work', work], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (ROOT, os.environ.get('PYTHONPATH'))))))
+    if r.returncode:
+        raise SystemExit(f'model step failed:\n{r.stderr[-3000:]}')
+    return float(r.stdout.strip().splitlines()[-1])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--step-child', help=argparse.SUPPRESS)  # internal: time the model step of this yml, print it
     p.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     p.add_argument('--workers', type=int, default=2, help='DataLoader workers (default: 2)')
     p.add_argument('--seconds', type=float, default=8, help='seconds per data measurement (default: 8)')
@@ -209,6 +218,9 @@ def main():
     if a.device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('error: --device cuda but CUDA is not available')
     torch.set_num_threads(a.threads)
+    if a.step_child:
+        print(model_step(read_yml(a.step_child), a.work, a.device, a.steps))
+        return
     a.work = os.path.abspath(a.work)
     os.makedirs(a.work, exist_ok=True)
     batch, lr = a.shape or ((96, 64) if a.device == 'cuda' else (8, 24))
@@ -225,7 +237,7 @@ def main():
 
     print('2. model step', flush=True)
     base = stage_opt(STAGE_FILES[0], 'e2e_new', lr * 4, batch, lmdbs['decoded'], a.device, a.workers, a.iters)
-    step = model_step(base, a.work, a.device, a.steps)
+    step_before = step_in_child(base, a.work, a.device, a.steps, a.threads)
 
     print('3. basicsr train', flush=True)
     skip = min(40, a.iters // 3)
@@ -234,15 +246,23 @@ def main():
     stock['name'] = 'e2e_stock'
     stock['datasets']['train'].update(dataset_opt('png', lmdbs['png'], lr * 4))
     e2e_stock = end_to_end(stock, a.work, skip)
-    # the machine's load drifts: the model step is the mean of a measurement before and one after the runs
-    step = (step + model_step(base, a.work, a.device, a.steps)) / 2
+    # the machine's load drifts: the model step is measured before and after the runs, both in fresh processes
+    step_after = step_in_child(base, a.work, a.device, a.steps, a.threads)
+    step = (step_before + step_after) / 2
     ratio = e2e_new[0] / step
+    drift = abs(step_after - step_before) / min(step_before, step_after)
+    trusted = ratio >= 0.95 and drift <= 0.15
+    why = (f'the step measured {step_before:.4f} s before and {step_after:.4f} s after the runs ({drift:.0%} apart)'
+           if drift > 0.15 else f'the loop ({e2e_new[0]:.4f} s) measured faster than the step it contains '
+                                f'({step:.4f} s)')
 
     print('4. projection', flush=True)
     rows = []
     compile_factor = 1.0
     if a.device == 'cuda' and base['train'].get('compile'):  # one compilation per stage would take minutes
-        compile_factor = step / model_step(base, a.work, a.device, a.steps, {'compile': False})
+        eager = copy.deepcopy(base)
+        eager['train']['compile'] = False
+        compile_factor = step / step_in_child(eager, a.work, a.device, a.steps, a.threads)
     for f in STAGE_FILES:
         o = read_yml(os.path.join(ROOT, 'options', f))
         b = o['datasets']['train']['batch_size_per_gpu'] * GPUS_IN_YML
@@ -304,7 +324,11 @@ def main():
         print('\n| shape | options | ms / step |\n| --- | --- | --- |')
         for shape, label, sec in matrix:
             print(f'| {shape} | {label} | {sec * 1e3:.1f} |')
-    print(f'\ndata speedup: {speedup:.1f}x per worker; end-to-end / model step: {ratio:.2f}')
+    if trusted:
+        print(f'\ndata speedup: {speedup:.1f}x per worker; end-to-end / model step: {ratio:.2f}')
+    else:
+        print(f'\ndata speedup: {speedup:.1f}x per worker; end-to-end / model step: not reported ({why}: not '
+              'measured under the same conditions; rerun on a quieter machine)')
 
 
 if __name__ == '__main__':

@@ -13,7 +13,11 @@ class PFDNError(Exception):
         self.path = None if path is None else str(path)
 
     def __str__(self):
-        return f'{self.path}: {self.reason}' if self.path else self.reason
+        if not self.path:
+            return self.reason
+        # a name with a line break, a ': ' or edge spaces would garble a one-line message: quoted, escapes shown
+        plain = self.path.isprintable() and ': ' not in self.path and self.path == self.path.strip()
+        return f"{self.path if plain else repr(self.path)}: {self.reason}"
 
 
 class CheckpointError(PFDNError):
@@ -50,3 +54,7 @@ class NotInstalled(PFDNError):
 
 class TrainingDiverged(PFDNError):
     """The loss became NaN or Inf; the step was not applied and saved checkpoints are untouched."""
+
+
+class NotEnoughMemory(PFDNError):
+    """An image too large to upscale (whole, or in tiles of the size asked) in the memory there is."""

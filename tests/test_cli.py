@@ -65,13 +65,19 @@ def test_bad_inputs_give_one_error_line(tmp_path, weights, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     not_torch = tmp_path / 'x.pth'
     not_torch.write_text('hello')
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    an_image = tmp_path / 'a.png'
+    import cv2
+    import numpy as np
+    cv2.imwrite(str(an_image), np.zeros((20, 20, 3), np.uint8))
     cases = [
-        (('reparam', '--in', not_torch, '--out', tmp_path / 'o.pth'), f'{not_torch}: cannot be read'),
+        (('reparam', '--in', not_torch, '--out', tmp_path / 'o.pth'), f'{not_torch}: not a PyTorch checkpoint'),
         (('reparam', '--in', weights, '--out', tmp_path / 'o.pth'), 'already in the deployed form'),
         (('reparam', '--in', tmp_path / 'missing.pth', '--out', tmp_path / 'o.pth'), 'not found'),
         (('train', '-opt', tmp_path / 'missing.yml'), 'options file not found'),
-        (('infer', '-i', tmp_path, '-o', tmp_path / 'out'), 'no images'),
-        (('infer', '-i', not_torch, '-o', tmp_path / 'out'), '--weights: not given, and weights/team08_PFDN.pth is '
+        (('infer', '-i', empty, '-o', tmp_path / 'out'), 'no images'),
+        (('infer', '-i', an_image, '-o', tmp_path / 'out'), '--weights: not given, and weights/team08_PFDN.pth is '
                                                              f'not under {tmp_path}'),
     ]
     for args, message in cases:

@@ -240,7 +240,7 @@ def test_infer_rerun_after_an_interruption_continues_and_keeps_no_torn_image(dat
         cv2.imwrite(str(src / name), sample_image('chelsea.png')[:40, :50])
     args = ['infer', '-i', src, '-o', out, '--weights', data['tiny'], '--backend', 'torch']
     with monkeypatch.context() as m:
-        interrupt_after(m, folder, 'write_image', 1)
+        interrupt_after(m, folder, 'write_picture', 1)
         code, _, err = cli(args, capsys)
     assert code == 130 and err[-1] == 'interrupted; rerun the same command to continue: finished images are kept'
     assert sorted(os.listdir(out)) == ['a.png']
@@ -356,7 +356,7 @@ def test_bad_inputs_and_arguments_each_give_one_error_line(weights, data, tmp_pa
     train_ckpt = tmp_path / 'train.pth'
     torch.save({'params': PFDN().state_dict()}, train_ckpt)
     cases = [
-        (['infer', '-i', src, '-o', a_file, '--weights', weights], f'--output: {a_file} is a file; give a folder'),
+        (['infer', '-i', src, '-o', a_file, '--weights', weights], f'{a_file}: is a file; give a folder'),
         (['infer', '-i', src, '-o', tmp_path / 'o', '--weights', weights, '--device', 'banana'],
          "unknown device 'banana'; use cpu, cuda or cuda:N"),
         (['infer', '-i', src, '-o', tmp_path / 'o', '--weights', ckpts['missing']], 'not a PFDN state dict: missing'),

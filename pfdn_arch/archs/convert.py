@@ -36,6 +36,8 @@ def unwrap_state_dict(checkpoint, param_key=None):
         raise CheckpointError(f"checkpoint is a bare state dict; there is no '{param_key}' entry")
     out = OrderedDict()
     for k, v in checkpoint.items():
+        if not isinstance(k, str):
+            raise CheckpointError(f'it has a key that is not a name ({k!r}): not a state dict of a network')
         if not isinstance(v, torch.Tensor):
             raise CheckpointError(f"entry '{k}' is a {type(v).__name__}, not a tensor: not a PFDN state dict")
         out[k[7:] if k.startswith('module.') else k] = v
@@ -61,6 +63,12 @@ def reparameterize_state_dict(checkpoint, param_key=None):
     sd = unwrap_state_dict(checkpoint, param_key)
     if not is_training_form(sd):
         raise CheckpointError('state dict is not in the training (RRRB) form: it has no *.expand_conv.weight keys')
+    # every RRRB whole: a branch tensor without the rest would otherwise be dropped without a word
+    prefixes = {k.rsplit('.', 2)[0] for k in sd if k.count('.') >= 2 and k.rsplit('.', 2)[1] in _BRANCHES}
+    for prefix in sorted(prefixes):
+        missing = [f'{prefix}.{b}.{p}' for b in _BRANCHES for p in ('weight', 'bias') if f'{prefix}.{b}.{p}' not in sd]
+        if missing:
+            raise CheckpointError(f"incomplete RRRB at '{prefix}': missing {', '.join(missing)}")
     out = OrderedDict()
     for key, value in sd.items():
         prefix, _, leaf = key.rpartition('.')
@@ -100,17 +108,21 @@ def infer_pfdn_options(state_dict):
     Raises CheckpointError when the keys are not those of a PFDN.
     """
     sd = unwrap_state_dict(state_dict)
-    required = ('conv_first.weight', 'conv_last.weight', 'tail.0.weight', 'block1.attn.conv1.weight')
+    training = is_training_form(sd)
+    required = ['conv_first.weight', 'conv_last.weight', 'tail.0.weight', 'block1.attn.conv1.weight']
+    required += (['block1.conv1.expand_conv.weight', 'block1.conv3.expand_conv.weight'] if training else
+                 ['block1.conv3.rep_conv.weight'])
     missing = [k for k in required if k not in sd]
     if missing:
         raise CheckpointError(f"not a PFDN state dict: missing {', '.join(missing)}")
+    if any(sd[k].dim() != 4 for k in required):
+        raise CheckpointError('not a PFDN state dict: its convolution weights are not 4-dimensional')
     num_feat, num_in_ch = sd['conv_first.weight'].shape[:2]
     num_block = max(int(m.group(1)) for k in sd for m in [re.match(r'block(\d+)\.', k)] if m)
     tail_out = sd['tail.0.weight'].shape[0]
     upscale = next((s for s in (4, 3, 2) if tail_out % (s * s) == 0 and tail_out // (s * s) == num_in_ch), None)
     if upscale is None:
         raise CheckpointError(f'cannot infer the upscale from tail.0.weight with {tail_out} outputs')
-    training = is_training_form(sd)
     if training:
         num_partial_feat = sd['block1.conv3.expand_conv.weight'].shape[1]
         expand_ratio = sd['block1.conv1.expand_conv.weight'].shape[0] // num_feat

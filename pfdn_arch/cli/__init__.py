@@ -1,5 +1,46 @@
 """Command line: ``basicsr`` / ``pfdn`` (``main``) and its sub-commands, one module each."""
 import argparse
+import sys
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line (and status 2), as every other error here."""
+
+    def error(self, message):
+        print(f'error: {message} (see {self.prog} -h)', file=sys.stderr)
+        raise SystemExit(2)
+
+
+def whole(least):
+    """An argparse type: a whole number of at least ``least``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'must be a whole number, got {text!r}') from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f'must be at least {least}, got {value}')
+        return value
+    parse.__name__ = f'whole number >= {least}'
+    return parse
+
+
+def in_range(low, high):
+    """An argparse type: a whole number in low..high."""
+    def parse(text):
+        value = whole(low)(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f'must be in {low}..{high}, got {value}')
+        return value
+    parse.__name__ = f'whole number in {low}..{high}'
+    return parse
+
+
+def file_stem(text):
+    """An argparse type: a file name without folders."""
+    if not text or text in ('.', '..') or '/' in text or '\\' in text or '\x00' in text:
+        raise argparse.ArgumentTypeError(f'must be a plain file name (no folders), got {text!r}')
+    return text
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -14,8 +55,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 def add_command(sub, name, help_, description=None, on_interrupt='nothing was left half-written'):
     """A sub-command's parser, in the style every command shares: each option's default shown in its help, and
     what a rerun does after Ctrl-C/SIGTERM (``on_interrupt``)."""
-    p = sub.add_parser(name, help=help_, description=description or help_,
-                       formatter_class=_Help)
+    p = sub.add_parser(name, help=help_, description=description or help_, formatter_class=_Help)
     p.set_defaults(on_interrupt=on_interrupt)
     return p
 

@@ -1,7 +1,7 @@
 """``basicsr export``: deployed weights as .pth (released layout), .safetensors and ONNX."""
 import os
 
-from . import add_command
+from . import add_command, file_stem, in_range
 
 FORMATS = ('pth', 'safetensors', 'onnx')
 
@@ -15,9 +15,10 @@ def add_parser(sub):
                     'before it is written), each loadable by spandrel after pfdn_arch.deploy.spandrel_arch.register().')
     p.add_argument('--weights', help=f'checkpoint (None: {WEIGHTS})')
     p.add_argument('--out', default='exported', help='output folder')
-    p.add_argument('--name', help='file name stem (None: pfdn_x<scale>)')
+    p.add_argument('--name', type=file_stem, help='file name stem (None: pfdn_x<scale>)')
     p.add_argument('--formats', nargs='+', choices=FORMATS, default=list(FORMATS), help='what to write')
-    p.add_argument('--opset', type=int, default=17, help='ONNX opset')
+    p.add_argument('--opset', type=in_range(11, 23), default=17,
+                   help='ONNX opset (11..23: what the exporter supports and the graph\'s resize needs)')
     p.add_argument('--force', action='store_true', help='overwrite existing files')
     p.set_defaults(func=run)
     return p
@@ -29,12 +30,14 @@ def run(a):
     from ..errors import NotInstalled, OptionsError, OutputExists, PFDNError
     from ..files.atomic import atomic_path
     from ..files.checkpoints import build_pfdn_from_checkpoint
+    from ..files.paths import output_dir
     from .infer import weights_or_default
 
     needs = {'onnx': 'onnx', 'safetensors': 'safetensors'}
     for fmt in a.formats:  # before anything is written
         if fmt in needs and not importable(needs[fmt]):
             raise NotInstalled(needs[fmt], f'{fmt} export (or leave {fmt} out of --formats)', 'export')
+    output_dir(a.out)  # before anything is loaded or written
     weights = weights_or_default(a.weights)
     net, _ = build_pfdn_from_checkpoint(weights)
     if not net.deploy:

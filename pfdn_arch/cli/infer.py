@@ -1,8 +1,7 @@
 """``basicsr infer -i PATH -o DIR``: upscale a file or a folder with a deployed PFDN (``deploy/folder.py``)."""
-import os
 import sys
 
-from . import add_command
+from . import add_command, whole
 
 
 def add_parser(sub):
@@ -22,10 +21,10 @@ def add_parser(sub):
     p.add_argument('--dtype', default='fp32',
                    help='fp32, fp16 (CUDA) or bf16 (a CPU with AVX512-BF16/AMX, or a GPU with bf16); a precision the '
                         'hardware lacks falls back to fp32 with a note')
-    p.add_argument('--batch', type=int, default=0,
+    p.add_argument('--batch', type=whole(0), default=0,
                    help='same-size images and tiles run this many at a time (0: 16 on CUDA, 1 on the CPU)')
-    p.add_argument('--tile', type=int, default=0, help='LR tile side for bounded memory (0: whole images)')
-    p.add_argument('--tile-overlap', type=int, default=16, help='LR pixels shared by neighbouring tiles')
+    p.add_argument('--tile', type=whole(0), default=0, help='LR tile side for bounded memory (0: whole images)')
+    p.add_argument('--tile-overlap', type=whole(0), default=16, help='LR pixels shared by neighbouring tiles')
     p.add_argument('--force', action='store_true', help='overwrite existing outputs')
     p.set_defaults(func=run)
     return p
@@ -48,24 +47,30 @@ def run(a):
     from ..deploy.backends import make_runner
     from ..deploy.folder import collect_inputs, upscale_files
     from ..deploy.upscaler import Upscaler
-    from ..errors import OptionsError
+    from ..errors import CheckpointError
     from ..files.checkpoints import build_pfdn_from_checkpoint
+    from ..files.paths import output_dir
     from .main import error_line
 
-    inputs = collect_inputs(a.input)
-    if os.path.exists(a.output) and not os.path.isdir(a.output):
-        raise OptionsError(f'{a.output} is a file; give a folder for the results', 'output')
+    def note(line):
+        print(line, file=sys.stderr)
+
+    output_dir(a.output)  # before anything is read or loaded
+    inputs = collect_inputs(a.input, a.output, note)
     net, _ = build_pfdn_from_checkpoint(weights_or_default(a.weights))
+    if net.num_in_ch != 3:
+        raise CheckpointError(f'this PFDN takes {net.num_in_ch}-channel input; basicsr infer runs RGB networks',
+                              a.weights)
     if not net.deploy:
         net.reparameterize()
     runner = make_runner(net, a.backend, a.device, a.dtype, warn=lambda m: print(m, file=sys.stderr))
     up = Upscaler(runner, a.tile, a.tile_overlap, a.batch or (16 if runner.device.type == 'cuda' else 1))
     print(f'backend: {runner}', file=sys.stderr)
     with tqdm(total=len(inputs), desc='upscaling', unit='img') as bar:
-        run = upscale_files(inputs, a.output, up, a.force, bar.update)
+        run = upscale_files(inputs, a.output, up, a.force, bar.update, lambda line: bar.write(line, file=sys.stderr))
     print(f'{run.done} upscaled x{net.upscale} into {a.output}' + (
         f'; {len(run.skipped)} skipped because the output exists (--force overwrites)' if run.skipped else ''))
-    flags = {'force': '--force'}
+    flags = {'force': '--force', 'tile': '--tile'}
     for err in run.failed:
         print(error_line(err, flags), file=sys.stderr)
     return 1 if run.failed else 0

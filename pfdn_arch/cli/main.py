@@ -7,8 +7,8 @@ import argparse
 import signal
 import sys
 
-from ..errors import OptionsError, OutputExists, PFDNError
-from . import export, infer, prepare, profile, reparam, schedule, test, train
+from ..errors import NotEnoughMemory, OptionsError, OutputExists, PFDNError
+from . import Parser, export, infer, prepare, profile, reparam, schedule, test, train
 
 COMMANDS = (train, test, schedule, prepare, infer, export, reparam, profile)
 # what the training side needs beyond the deployment side's requirements (setup.py's `train` extra)
@@ -18,11 +18,11 @@ TRAINING_MODULES = {'basicsr': 'train', 'lmdb': 'train', 'skimage': 'train', 'to
 def build_parser():
     from .. import __version__
 
-    p = argparse.ArgumentParser(prog='basicsr', description='PFDN for BasicSR: train, test, prepare data, upscale, '
+    p = Parser(prog='basicsr', description='PFDN for BasicSR: train, test, prepare data, upscale, '
                                 'export and profile. The same program is installed as `pfdn`.',
                                 epilog="run 'basicsr <command> -h' for a command's options")
     p.add_argument('--version', action='version', version=f'pfdn {__version__}')
-    sub = p.add_subparsers(dest='command', metavar='<command>', title='commands')
+    sub = p.add_subparsers(dest='command', metavar='<command>', title='commands', parser_class=Parser)
     for command in COMMANDS:
         command.add_parser(sub)
     return p
@@ -49,6 +49,8 @@ def error_line(err, flags):
         text = str(err)
     if isinstance(err, OutputExists) and 'force' in flags:
         text += '; pass --force to replace it, or choose another output'
+    if isinstance(err, NotEnoughMemory) and 'tile' in flags:
+        text += '; pass --tile 512 (or smaller) to bound memory'
     return f'error: {text}'
 
 

@@ -9,7 +9,7 @@
 """
 import os
 
-from . import _Help, add_command
+from . import Parser, _Help, add_command, whole
 
 
 def add_parser(parent):
@@ -17,20 +17,21 @@ def add_parser(parent):
                     'Prepare data for BasicSR (progress with ETA; what exists is checked and kept; an interrupted '
                     'run continues when rerun).', on_interrupt='rerun the same command to continue where it stopped')
     p.set_defaults(func=run)
-    sub = p.add_subparsers(dest='what', required=True, metavar='<step>', help='the preparation step')
+    sub = p.add_subparsers(dest='what', required=True, metavar='<step>', help='the preparation step',
+                           parser_class=Parser)
 
     def step(name, help_):
         return sub.add_parser(name, help=help_, description=help_, formatter_class=_Help)
     s = step('lr', 'LR images by MATLAB-style bicubic')
     s.add_argument('--hr', required=True, help='folder of HR images')
     s.add_argument('--out', required=True, help='folder for the LR images (PNG, same names)')
-    s.add_argument('--scale', type=int, default=4, help='downscaling factor: 2, 3 or 4')
+    s.add_argument('--scale', type=whole(1), default=4, help='downscaling factor: 2, 3 or 4')
     s = step('subimages', 'overlapping square crops')
     s.add_argument('--in', dest='src', required=True, help='folder of images')
     s.add_argument('--out', required=True, help='folder for the crops (<name>_s001.png, ...)')
-    s.add_argument('--crop', type=int, default=960, help='crop side in pixels')
-    s.add_argument('--step', type=int, default=480, help='distance between crops')
-    s.add_argument('--thresh', type=int, default=0, help='a leftover border wider than this gets one more crop')
+    s.add_argument('--crop', type=whole(1), default=960, help='crop side in pixels')
+    s.add_argument('--step', type=whole(1), default=480, help='distance between crops')
+    s.add_argument('--thresh', type=whole(0), default=0, help='a leftover border wider than this gets one more crop')
     formats = dict(choices=('decoded', 'png'), default='decoded',
                    help='decoded: uint8 pixels for PairedCropDataset (a random crop reads only the crop); png: '
                         "BasicSR's PNG LMDB for PairedImageDataset")
@@ -40,22 +41,22 @@ def add_parser(parent):
     s.add_argument('--gt-lmdb', required=True, help='GT LMDB to make (ends in .lmdb)')
     s.add_argument('--lq-lmdb', required=True, help='LQ LMDB to make (ends in .lmdb)')
     s.add_argument('--format', **formats)
-    s.add_argument('--scale', type=int, default=4, help='GT images are cropped to a multiple of it')
+    s.add_argument('--scale', type=whole(1), default=4, help='GT images are cropped to a multiple of it')
     s = step('df2k', 'HR folders -> x4 LR and the paired training LMDBs of every schedule stage')
     s.add_argument('--hr', nargs='+', required=True, help='DIV2K_train_HR and Flickr2K_HR folders')
     s.add_argument('--root', default='datasets/DF2K', help='output folder')
     s.add_argument('--format', **formats)
-    s.add_argument('--crop', type=int, default=960,
+    s.add_argument('--crop', type=whole(1), default=960,
                    help='png format only: HR sub-image side (>= 960 for the LR-240 fine-tune)')
-    s.add_argument('--step', type=int, default=480, help='png format only: sub-image step')
-    s.add_argument('--scale', type=int, default=4, help='downscaling factor')
-    s.add_argument('--workers', type=int, default=os.cpu_count() or 1,
+    s.add_argument('--step', type=whole(1), default=480, help='png format only: sub-image step')
+    s.add_argument('--scale', type=whole(1), default=4, help='downscaling factor')
+    s.add_argument('--workers', type=whole(1), default=os.cpu_count() or 1,
                    help='processes for the bicubic LR (all CPUs)')
     s = step('benchmark', '<root>/<name>/{HR,LR_bicubic/X<s>} from an HR-only folder')
     s.add_argument('--hr', required=True, help='folder of the HR images')
     s.add_argument('--name', required=True, help='e.g. Set5, Set14, B100, Urban100, Manga109')
     s.add_argument('--root', default='datasets/benchmark', help='where <name>/HR and <name>/LR_bicubic/X<s> go')
-    s.add_argument('--scales', type=int, nargs='+', default=[4], help='LR scales to make')
+    s.add_argument('--scales', type=whole(2), nargs='+', default=[4], help='LR scales to make')
     s = step('samples', "scikit-image's built-in photos as PNG (small data for smoke runs)")
     s.add_argument('--out', required=True, help='folder for the photos (PNG)')
     return p

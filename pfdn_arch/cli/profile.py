@@ -3,7 +3,7 @@
 import sys
 
 from ..errors import DataError, OptionsError
-from . import add_command
+from . import add_command, whole
 
 
 def add_parser(sub):
@@ -12,7 +12,7 @@ def add_parser(sub):
                     'them (pfdn_arch/deploy/efficiency.py), the deployed form timed on --backend; or, with --protocol ntire, the '
                     "runtime as the challenge's script measures it, beside --backend's on the same folder.")
     p.add_argument('--weights', help='a PFDN checkpoint (either form); None: the released x4 architecture')
-    p.add_argument('--size', type=int, nargs=2, default=[256, 256], metavar=('H', 'W'), help='LR input size')
+    p.add_argument('--size', type=whole(15), nargs=2, default=[256, 256], metavar=('H', 'W'), help='LR input size')
     p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     p.add_argument('--backend', default='auto', help='auto, torch, compile, openvino or onnxruntime, for the '
                                                       'deployed form; the training form runs in torch')
@@ -21,9 +21,9 @@ def add_parser(sub):
                    help="ntire: the challenge's runtime protocol over a folder of LR images (fp32, cuDNN benchmark "
                         "off, no warm-up, CUDA events per forward, mean; max_memory_allocated)")
     p.add_argument('--input', help='ntire protocol: folder of LR images (None: the built-in photos, x4 bicubic)')
-    p.add_argument('--runs', type=int, default=10, help='timed forwards (median reported)')
-    p.add_argument('--warmup', type=int, default=3, help='untimed forwards first')
-    p.add_argument('--threads', type=int, default=None, help="CPU threads (None: torch's default)")
+    p.add_argument('--runs', type=whole(1), default=10, help='timed forwards (median reported)')
+    p.add_argument('--warmup', type=whole(0), default=3, help='untimed forwards first')
+    p.add_argument('--threads', type=whole(1), default=None, help="CPU threads (None: torch's default)")
     p.add_argument('--no-timing', action='store_true', help='counts only')
     p.set_defaults(func=run)
     return p

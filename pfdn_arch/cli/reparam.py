@@ -18,9 +18,11 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..archs.convert import is_training_form, reparameterize_state_dict
+    from ..archs import PFDN
+    from ..archs.convert import infer_pfdn_options, is_training_form, reparameterize_state_dict
     from ..files.atomic import save_torch
-    from ..files.checkpoints import load_checkpoint
+    from ..files.checkpoints import load_checkpoint, load_into
+    from ..files.paths import output_file
 
     if os.path.isdir(args.dst):
         raise OptionsError(f'{args.dst} is a folder; give the file to write (e.g. {args.dst}/pfdn_deploy.pth)', 'dst')
@@ -28,10 +30,21 @@ def run(args):
         raise OptionsError(f'{args.dst} is --in itself; writing it would replace the training-form checkpoint', 'dst')
     if os.path.exists(args.dst) and not args.force:
         raise OutputExists(args.dst)
+    output_file(args.dst)
     sd = load_checkpoint(args.src, args.param_key)
+    try:
+        options = infer_pfdn_options(sd)  # a PFDN at all, before asking which form
+    except CheckpointError as err:
+        err.path = args.src
+        raise
     if not is_training_form(sd):
         raise CheckpointError('already in the deployed form (no RRRB branches); nothing to convert', args.src)
-    deployed = reparameterize_state_dict(sd)
+    try:
+        deployed = reparameterize_state_dict(sd)
+        load_into(PFDN(**dict(options, deploy=True)), deployed, args.src)  # the result is a whole deployed PFDN
+    except CheckpointError as err:
+        err.path = args.src
+        raise
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     save_torch(deployed, args.dst)
     n = sum(v.numel() for v in deployed.values())

@@ -156,6 +156,44 @@ def _reader(path):
     return _READERS[key]
 
 
+def verify_lmdb(path):
+    """Check that an LMDB is whole before anything reads it: a ``data.mdb`` shorter than the pages its own header
+    uses (a copy cut short) would kill the reader with SIGBUS, a zero-length one is not an LMDB, and a key listed in
+    ``meta_info.txt`` but not stored would fail mid-training. Opens it read-only and reads no values (each key's
+    lookup touches only the tree's pages, all inside the file once its length checks out). Returns the number of
+    pairs it lists."""
+    import lmdb
+
+    data = os.path.join(path, 'data.mdb')
+    meta = os.path.join(path, META)
+    if not os.path.isfile(data) or not os.path.isfile(meta):
+        raise DataError(f"is not a whole LMDB (no {'data.mdb' if not os.path.isfile(data) else META})", path)
+    size = os.path.getsize(data)
+    if size == 0:
+        raise DataError('its data.mdb is empty (0 bytes): make the LMDB again', path)
+    # LMDB refuses a second environment of one file in a process: the reader's, when this process has one
+    cached = _READERS.get((os.getpid(), os.path.realpath(path)))
+    try:
+        env = cached or lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
+    except lmdb.Error as err:
+        raise DataError(f'is not a readable LMDB ({str(err).splitlines()[0]}): make it again', path) from None
+    try:
+        used = (env.info()['last_pgno'] + 1) * env.stat()['psize']
+        if size < used:
+            raise DataError(f'its data.mdb is cut short ({size:,} bytes of the {used:,} its pages take): copy or make '
+                            'it again', path)
+        keys = [key for key, _, _ in parse_meta(meta)]
+        with env.begin(buffers=True) as txn:
+            absent = [k for k in keys if txn.get(k.encode('ascii')) is None]
+    finally:
+        if cached is None:
+            env.close()
+    if absent:
+        raise DataError(f'{len(absent)} of the {len(keys)} keys its meta_info.txt lists are not stored (e.g. '
+                        f'{absent[0]}): make it again', path)
+    return len(keys)
+
+
 class DecodedLMDB:
     """Read side of a decoded LMDB: ``array(txn, key)`` is a read-only HWC uint8 RGB view into the memory map,
     valid while the transaction is open. Opened lazily, so it pickles for DataLoader workers (each opens its own

@@ -14,7 +14,7 @@ from ..deploy.tiles import window_starts
 from ..errors import DataError, ImageError, OptionsError, OutputExists
 from ..files.images import image_size, list_images, read_image, write_image
 from ..recipe.protocol import bicubic_lr, mod_crop
-from .lmdb_store import lmdb_format, parse_meta, write_lmdb
+from .lmdb_store import lmdb_format, parse_meta, verify_lmdb, write_lmdb
 
 
 def _read(path):
@@ -147,6 +147,8 @@ def make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt='decoded', scale=4):
     ``make_lr`` makes them). A finished LMDB of the same format and keys is kept (so a rerun after an interruption
     continues with the other one); one that differs is an error, never overwritten."""
     gt_dirs = [gt_dirs] if isinstance(gt_dirs, str) else list(gt_dirs)
+    if os.path.abspath(os.path.realpath(gt_lmdb)) == os.path.abspath(os.path.realpath(lq_lmdb)):
+        raise OptionsError(f'{lq_lmdb} is the GT LMDB too; GT and LQ need an LMDB each', 'lq_lmdb')
     gt_names = [os.path.splitext(os.path.basename(p))[0] for d in gt_dirs for p in _images_in(d)]
     lq_names = {os.path.splitext(os.path.basename(p))[0] for p in _images_in(lq_dir)}
     if set(gt_names) != lq_names:
@@ -157,6 +159,12 @@ def make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt='decoded', scale=4):
         if os.path.exists(path) and (lmdb_format(path) != fmt or set(read_lmdb_keys(path)) != lq_names):
             raise OutputExists(path, f'exists and is not the {fmt} LMDB of these images; it is never overwritten: '
                                      'remove it or choose another path')
+        if os.path.exists(path):  # kept only whole (a copy cut short would kill training with SIGBUS)
+            try:
+                verify_lmdb(path)
+            except DataError as err:
+                raise OutputExists(path, f'exists but is damaged ({err.reason.split(":")[0]}); it is never '
+                                         'overwritten: remove it to make it again') from None
     if not os.path.exists(gt_lmdb):
         make_lmdb(gt_dirs, gt_lmdb, fmt, mod=scale, desc='GT LMDB')
     if not os.path.exists(lq_lmdb):

@@ -3,6 +3,9 @@ batches, any image layout:
 - grayscale: replicated to RGB for the network, the result converted back to one channel;
 - RGBA / grey+alpha: colour through PFDN, alpha upscaled separately by bicubic interpolation;
 - 16-bit PNG/TIFF: read, upscaled and written as 16-bit (values scaled by 65535 instead of 255).
+
+Tiles bound memory: they run a row of tiles (a band) at a time; rows no later band touches are finished and written
+into the result in its own dtype, so what is held is the result (uint8/uint16) plus one band of float rows.
 """
 import cv2
 import numpy as np
@@ -12,9 +15,12 @@ from ..archs.esa import MIN_INPUT_SIZE
 from ..errors import OptionsError
 from .tiles import ramp, window_starts
 
+BYTES_PER_LR_PIXEL = 2048  # a whole-image forward holds about this much per LR pixel (features, output): estimates
+
 
 class Upscaler:
-    """Callable: N x 3 x h x w float tensor in [0, 1] -> upscaled float tensor on the CPU, whole or tiled.
+    """Callable: N x 3 x h x w float tensor in [0, 1] -> upscaled float tensor on the CPU, whole or tiled; and
+    ``upscale_image(s)`` for images as OpenCV holds them.
 
     Args:
         runner (callable): a backend runner (``backends.make_runner``) or any module mapping LR to SR
@@ -33,27 +39,30 @@ class Upscaler:
             raise OptionsError(f'must be at least 1, got {batch}', 'batch')
         self.tile, self.overlap, self.batch = tile, tile_overlap, batch
 
+    def tiled(self, h, w):
+        return bool(self.tile) and (h > self.tile or w > self.tile)
+
+    def memory_needed(self, h, w, channels=3, itemsize=1):
+        """Bytes an image of LR size h x w takes to upscale: the result in its own dtype, plus the whole-image
+        forward, or one band of tiles (float rows of the result, the tiles' forwards)."""
+        s = self.scale
+        result = h * s * w * s * channels * itemsize
+        if not self.tiled(h, w):
+            return result + h * w * BYTES_PER_LR_PIXEL
+        th = min(self.tile, h)
+        return result + th * s * w * s * 3 * 4 + self.batch * th * min(self.tile, w) * BYTES_PER_LR_PIXEL
+
     @torch.inference_mode()
     def __call__(self, x):
         h, w = x.shape[-2:]
-        if not self.tile or (h <= self.tile and w <= self.tile):
+        if not self.tiled(h, w):
             return self._run(x)
-        s, t, o = self.scale, self.tile, self.overlap
-        out = torch.zeros(x.shape[0], 3, h * s, w * s)
-        weight = torch.zeros(1, 1, h * s, w * s)
-        th, tw = min(t, h), min(t, w)
-        windows = [(y, x0) for y in window_starts(h, t, t - o) for x0 in window_starts(w, t, t - o)]
-        for first in range(0, len(windows), self.batch):  # every tile has the same size: they batch
-            group = windows[first:first + self.batch]
-            tiles = torch.cat([x[..., y:y + th, x0:x0 + tw] for y, x0 in group])
-            srs = self._run(tiles).split(x.shape[0])
-            for (y, x0), sr in zip(group, srs):
-                wy = ramp(th * s, o * s, y == 0, y + th >= h)
-                wx = ramp(tw * s, o * s, x0 == 0, x0 + tw >= w)
-                m = torch.from_numpy(np.outer(wy, wx))[None, None]
-                out[..., y * s:(y + th) * s, x0 * s:(x0 + tw) * s] += sr * m
-                weight[..., y * s:(y + th) * s, x0 * s:(x0 + tw) * s] += m
-        return out / weight
+        out = torch.empty(x.shape[0], 3, h * self.scale, w * self.scale)
+
+        def rows_done(top, rows):  # rows: N x R x W x 3 float RGB
+            out[:, :, top:top + rows.shape[1]] = torch.from_numpy(rows).permute(0, 3, 1, 2)
+        self._bands(h, w, lambda y, x0, th, tw: x[..., y:y + th, x0:x0 + tw], x.shape[0], rows_done)
+        return out
 
     def _run(self, x):
         out = self.runner(x).float().cpu()
@@ -61,35 +70,94 @@ class Upscaler:
             raise ValueError('the network produced NaN or Inf values (are its weights usable?); nothing written')
         return out
 
+    def _bands(self, h, w, tile_at, n, rows_done):
+        """Run the tiles of an h x w LR input a band (a row of tiles) at a time. ``tile_at(y, x, th, tw)`` gives an
+        N x 3 x th x tw tile; ``rows_done(top, rows)`` receives each run of finished result rows (N x R x W*s x 3,
+        float RGB), top to bottom. Overlaps are blended with linear ramps normalized by their sum, which is
+        separable (a grid of tiles), so every tile's share is known when it runs."""
+        s, t, o = self.scale, self.tile, self.overlap
+        th, tw = min(t, h), min(t, w)
+        ys, xs = window_starts(h, t, t - o), window_starts(w, t, t - o)
+        wy = {y: ramp(th * s, o * s, y == 0, y + th >= h) for y in ys}
+        wx = {x0: ramp(tw * s, o * s, x0 == 0, x0 + tw >= w) for x0 in xs}
+        sy, sx = np.zeros(h * s, np.float32), np.zeros(w * s, np.float32)
+        for y in ys:
+            sy[y * s:(y + th) * s] += wy[y]
+        for x0 in xs:
+            sx[x0 * s:(x0 + tw) * s] += wx[x0]
+        carry = None
+        for k, y in enumerate(ys):
+            band = np.zeros((n, th * s, w * s, 3), np.float32)
+            if carry is not None:
+                band[:, :carry.shape[1]] = carry
+            row_w = (wy[y] / sy[y * s:(y + th) * s])[None, :, None, None]
+            for first in range(0, len(xs), max(1, self.batch // n)):  # a band's tiles share one size: they batch
+                group = xs[first:first + max(1, self.batch // n)]
+                srs = self._run(torch.cat([tile_at(y, x0, th, tw) for x0 in group])).split(n)
+                for x0, sr in zip(group, srs):
+                    col_w = (wx[x0] / sx[x0 * s:(x0 + tw) * s])[None, None, :, None]
+                    band[:, :, x0 * s:(x0 + tw) * s] += sr.permute(0, 2, 3, 1).numpy() * row_w * col_w
+            end = ys[k + 1] * s if k + 1 < len(ys) else (y + th) * s  # rows below this one get more tiles
+            rows_done(y * s, band[:, :end - y * s])
+            carry = band[:, end - y * s:]
+
     def upscale_image(self, img):
         """numpy image as cv2 reads it with IMREAD_UNCHANGED -> upscaled image of the same layout and depth."""
         return self.upscale_images([img])[0]
 
+    @torch.inference_mode()
     def upscale_images(self, imgs):
-        """Several images; those of one size run as one batch (up to ``batch``)."""
-        prepared = [to_network(img) for img in imgs]
+        """Several images; those of one size run as one batch (up to ``batch``); tiled ones one at a time, into a
+        result of their own dtype."""
         outs = [None] * len(imgs)
         by_size = {}
-        for i, (x, _) in enumerate(prepared):
-            by_size.setdefault(tuple(x.shape), []).append(i)
-        for indices in by_size.values():
-            for first in range(0, len(indices), 1 if self.tile else self.batch):
-                group = indices[first:first + (1 if self.tile else self.batch)]
-                srs = self(torch.cat([prepared[i][0] for i in group]))
-                for i, sr in zip(group, srs):
-                    outs[i] = from_network(sr, prepared[i][1], imgs[i])
+        for i, img in enumerate(imgs):
+            by_size.setdefault(img.shape[:2], []).append(i)
+        for (h, w), indices in by_size.items():
+            if self.tiled(h, w):
+                for i in indices:
+                    outs[i] = self._tiled_image(imgs[i])
+                continue
+            for first in range(0, len(indices), self.batch):
+                group = indices[first:first + self.batch]
+                prepared = [to_network(imgs[i]) for i in group]
+                srs = self(torch.cat([x for x, _ in prepared]))
+                for i, (_, how), sr in zip(group, prepared, srs):
+                    outs[i] = from_network(sr, how, imgs[i])
         return outs
 
+    def _tiled_image(self, img):
+        h, w = img.shape[:2]
+        s = self.scale
+        peak, gray, alpha = layout(img)
+        channels = (1 if gray else 3) + alpha
+        out = np.empty((h * s, w * s) + ((channels,) if channels > 1 else ()), img.dtype)
+        colour = out if channels == 1 else out[..., :channels - alpha] if alpha else out
 
-def to_network(img):
-    """cv2 image (gray, BGR, BGRA; 8 or 16 bit) -> (1 x 3 x h x w RGB float tensor, how to undo it)."""
+        def rows_done(top, rows):
+            pixels = to_pixels(rows[0], peak, gray, img.dtype)
+            colour[top:top + pixels.shape[0]] = pixels if colour.ndim == pixels.ndim else pixels[..., None]
+        self._bands(h, w, lambda y, x0, th, tw: to_network(img[y:y + th, x0:x0 + tw])[0], 1, rows_done)
+        if alpha:
+            out[..., -1] = cv2.resize(img[..., -1], (w * s, h * s), interpolation=cv2.INTER_CUBIC)
+        return out
+
+
+def layout(img):
+    """(peak value, grey, has alpha) of a cv2 image (gray, gray+alpha, BGR, BGRA; 8 or 16 bit)."""
     if img.dtype == np.uint16:
         peak = 65535.0
     elif img.dtype == np.uint8:
         peak = 255.0
     else:
         raise ValueError(f'unsupported pixel type {img.dtype} (8- or 16-bit images only)')
-    gray = img.ndim == 2 or img.shape[2] in (1, 2)
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    return peak, channels in (1, 2), channels in (2, 4)
+
+
+def to_network(img):
+    """cv2 image (gray, gray+alpha, BGR, BGRA; 8 or 16 bit) -> (1 x 3 x h x w RGB float tensor, how to undo it)."""
+    peak, gray, _ = layout(img)
     colour = img if img.ndim == 2 else img[..., :1] if gray else img[..., :3]
     colour = colour.reshape(colour.shape[0], colour.shape[1], -1)
     bgr = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
@@ -97,12 +165,16 @@ def to_network(img):
     return x[None], (peak, gray)
 
 
+def to_pixels(rgb, peak, gray, dtype):
+    """H x W x 3 float RGB in [0, 1] -> pixels of ``dtype``: BGR, or one channel for a grey image."""
+    out = (np.clip(rgb, 0, 1)[:, :, ::-1] * peak).round().astype(dtype)
+    return cv2.cvtColor(out, cv2.COLOR_BGR2GRAY) if gray else out
+
+
 def from_network(sr, how, img):
     """3 x H x W SR tensor -> image of ``img``'s layout and depth (alpha upscaled by bicubic interpolation)."""
     peak, gray = how
-    out = (sr.clamp(0, 1).numpy().transpose(1, 2, 0)[:, :, ::-1] * peak).round().astype(img.dtype)
-    if gray:
-        out = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
+    out = to_pixels(sr.numpy().transpose(1, 2, 0), peak, gray, img.dtype)
     if img.ndim == 3 and img.shape[2] in (2, 4):
         a = cv2.resize(img[..., -1], (out.shape[1], out.shape[0]), interpolation=cv2.INTER_CUBIC)
         out = np.dstack([out if out.ndim == 3 else out[..., None], a])

@@ -14,17 +14,42 @@ STATE_KEYS = {'iter', 'epoch', 'optimizers', 'schedulers'}  # what BasicSR's tra
 
 def read_checkpoint_file(path, device='cpu'):
     """The object a checkpoint file holds, loaded with ``weights_only=True``."""
-    if not os.path.isfile(path):
-        raise CheckpointError('checkpoint not found', path)
+    from .paths import PathError, input_file
+
+    try:
+        input_file(path)
+    except PathError as err:
+        raise CheckpointError('checkpoint ' + err.reason, path) from None
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'):  # torch's zip format, or a legacy pickle
+        raise CheckpointError('not a PyTorch checkpoint (neither the zip format torch.save writes nor a pickle)'
+                              + (': it looks like an ONNX model' if head[:1] == b'\x08' else ''), path)
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f'not a plain tensor state dict, so it was not loaded (weights_only=True refused it: '
-                              f'{first}); re-save it as a state dict of tensors', path) from None
-    except Exception as err:  # truncated zip, not a torch file at all, ...
-        raise CheckpointError(f'cannot be read as a PyTorch checkpoint ({type(err).__name__}: '
-                              f'{str(err).splitlines()[0][:160] if str(err) else ""})', path) from None
+    except pickle.UnpicklingError:
+        raise CheckpointError('holds Python objects besides tensors; such a file can run code when it is loaded, so it '
+                              'is not loaded here: re-save it as a state dict of tensors', path) from None
+    except Exception as err:  # truncated zip, damaged pickle, ...
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else ''
+        raise CheckpointError(f'cannot be read as a PyTorch checkpoint ({type(err).__name__}'
+                              + (f': {reason}' if reason else '') + ')', path) from None
+
+
+def check_tensors(sd, path):
+    """Every value a dense, finite floating-point tensor with real data: what weights are."""
+    for k, v in sd.items():
+        if v.layout != torch.strided:
+            raise CheckpointError(f'{k} is a {v.layout} tensor; weights are dense tensors', path)
+        if v.is_meta:
+            raise CheckpointError(f'{k} is a meta tensor (a shape without data): the file holds no weights', path)
+        if not v.is_floating_point():
+            raise CheckpointError(f'{k} holds {str(v.dtype).replace("torch.", "")} values, not floating-point weights '
+                                  '(a quantized or damaged checkpoint)', path)
+    bad = [k for k, v in sd.items() if not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f'{len(bad)} of its tensors hold NaN or Inf values (e.g. {bad[0]}); these weights '
+                              'cannot make an image: use an earlier checkpoint', path)
 
 
 def load_checkpoint(path, param_key=None):
@@ -36,10 +61,7 @@ def load_checkpoint(path, param_key=None):
     except CheckpointError as err:
         err.path = str(path)
         raise
-    bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise CheckpointError(f'{len(bad)} of its tensors hold NaN or Inf values (e.g. {bad[0]}); these weights '
-                              'cannot make an image: use an earlier checkpoint', path)
+    check_tensors(sd, path)
     return sd
 
 

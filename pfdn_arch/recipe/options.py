@@ -15,6 +15,54 @@ from ..errors import CheckpointError, OptionsError
 from ..files.locations import option_file
 
 
+def yaml_value(text):
+    """A command-line value by YAML's rules, plus the floats YAML 1.1 leaves as strings (``1e-4``)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return text  # as typed: a path with '=' or ':' stays what it was
+    return value
+
+
+def typed_value(text, current, entry='force_yml'):
+    """The value of an override, of the type the yml's own value has: a number stays a number (``5e3`` is 5000 where
+    the yml has an int; a fraction where it has 0 is a fraction), a bool a bool, a string a string (``~`` clears it),
+    a list a list; a key the yml leaves empty takes the value by YAML's rules. OptionsError when the value cannot be
+    of that type; which numbers a key takes is checked with the rest of the options."""
+    value = yaml_value(text)
+    kind = type(current).__name__
+
+    def fail(what):
+        raise OptionsError(f'{entry}: {what} (the yml has {current!r})', 'force_yml')
+
+    if current is None:
+        return value
+    if isinstance(current, dict):
+        fail('that is a section; set the keys inside it')
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            fail('needs true or false')
+        return value
+    if isinstance(current, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            fail(f'needs a number ({kind})')
+        if isinstance(current, int):  # ymls write 0 for a float too (ema_decay: 0): a fraction widens it
+            return int(value) if float(value) == int(value) else float(value)
+        return float(value)
+    if isinstance(current, list):
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            fail('needs a list, e.g. [1, 2]')
+        return value
+    return None if value is None else text  # a string: the text as typed
+
+
 def read_yml(path):
     """A yml file as a dict (OptionsError when it is not valid YAML or not a mapping)."""
     try:
@@ -57,10 +105,8 @@ class RunOptions:
 
     # ------------------------------------------------------------------------------------------- overrides
     def _override(self, entry):
-        """``key:subkey=value`` applied the way BasicSR applies ``--force_yml``, refusing keys the yml lacks."""
-        # BasicSR's own value parser, so that a value means here what it has always meant to BasicSR
-        from basicsr.utils.options import _postprocess_yml_value
-
+        """``key:subkey=value``, as BasicSR's ``--force_yml`` (which cannot add keys), the value typed by the yml's
+        own value of that key (see ``typed_value``); the first ``=`` separates key and value."""
         if '=' not in entry:
             raise OptionsError(f"entries look like key:subkey=value, got '{entry}'", 'force_yml')
         keys, value = (part.strip() for part in entry.split('=', 1))
@@ -76,11 +122,10 @@ class RunOptions:
             raise OptionsError(f"{entry}: the options have no '{leaf}' in {where}"
                                + (f" (did you mean '{close[0]}'?)" if close else '; add it to the yml instead'),
                                'force_yml')
-        value = _postprocess_yml_value(value)
-        if parents == ['datasets'] and value is None:
+        if parents == ['datasets'] and yaml_value(value) is None:
             raise OptionsError(f'{entry}: a dataset cannot be removed this way (BasicSR would crash on it); copy the '
                                f'yml and delete datasets.{leaf} there', 'force_yml')
-        node[leaf] = value
+        node[leaf] = typed_value(value, node[leaf], entry)
 
     # ---------------------------------------------------------------------------------------------- checks
     def _fail(self, reason):
@@ -131,6 +176,8 @@ class RunOptions:
         if opt.get('num_gpu', 0) not in (0, 'auto') and not torch.cuda.is_available():
             self._fail(f'asks for num_gpu: {opt["num_gpu"]} but CUDA is not available; set num_gpu: 0 (or auto) to '
                        'run on the CPU')
+        if self.is_train:
+            self._check_numbers()
         for phase, ds in opt['datasets'].items():
             self._check_dataset(phase, ds)
         self._check_registered()
@@ -144,10 +191,67 @@ class RunOptions:
                     continue  # an auto-resumed stage loads its own save instead
                 raise OptionsError(f'not found: {value} (put the checkpoint there)', f'path.{key}')
             self._check_param_keys(key, path)
+        if self.is_train and (self.auto_resume or opt['path'].get('resume_state')):
+            self._check_resumable_form()
         return self
 
+    def _check_numbers(self):
+        """The numbers of a training run that BasicSR takes as they come: a run of no iterations saves an untrained
+        network as if it had trained; a patch that is not a multiple of the scale, or smaller than PFDN's smallest
+        input, fails deep in the model."""
+        from ..archs.esa import MIN_INPUT_SIZE
+
+        opt, scale = self.opt, self.opt['scale']
+
+        def integer(value, where, least):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise OptionsError(f'must be a whole number of at least {least}, got {value!r}', where)
+        integer(opt['train']['total_iter'], 'train.total_iter', 1)
+        integer(scale, 'scale', 1)
+        ds = opt['datasets']['train']
+        for key, least in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0)):
+            if key in ds:
+                integer(ds[key], f'datasets.train.{key}', least)
+        gt_size = ds.get('gt_size')
+        if gt_size is not None:
+            integer(gt_size, 'datasets.train.gt_size', scale)
+            if gt_size % scale:
+                raise OptionsError(f'{gt_size} is not a multiple of the scale {scale} (the LR patch is gt_size / '
+                                   f'scale): use {gt_size - gt_size % scale} or {gt_size - gt_size % scale + scale}',
+                                   'datasets.train.gt_size')
+            nets = [opt.get(k) or {} for k in ('network_g', 'network_t')]
+            if any(n.get('type') == 'PFDN' for n in nets) and gt_size // scale < MIN_INPUT_SIZE:
+                raise OptionsError(f'{gt_size} makes LR patches of {gt_size // scale} pixels, smaller than PFDN\'s '
+                                   f'smallest input ({MIN_INPUT_SIZE}): use at least {MIN_INPUT_SIZE * scale}',
+                                   'datasets.train.gt_size')
+
+    def _check_resumable_form(self):
+        """Resuming restores the optimizer of the saved network; a network of the other form (``network_g.deploy``
+        switched since) has other parameters, and BasicSR would fail in the optimizer."""
+        if (self.opt['network_g'] or {}).get('type') != 'PFDN':
+            return
+        from ..archs.convert import is_training_form, unwrap_state_dict
+        from ..files.checkpoints import read_checkpoint_file
+        from .experiment import Experiment
+
+        exp = Experiment(self.name)
+        saved = next(iter(exp.saved_iters()), None)
+        if saved is None or not os.path.isfile(exp.network(saved)):
+            return
+        try:
+            trained_deployed = not is_training_form(unwrap_state_dict(read_checkpoint_file(exp.network(saved))))
+        except CheckpointError:
+            return  # a damaged save: resuming sets it aside and says so
+        deploy = bool(self.opt['network_g'].get('deploy', False))
+        if trained_deployed != deploy:
+            raise OptionsError(f'{exp.folder} was trained with network_g.deploy: {str(trained_deployed).lower()}, and '
+                               f'these options say {str(deploy).lower()}: its saved optimizer cannot continue another '
+                               'form. Set it back, or start a new run (another name, with path.pretrain_network_g '
+                               'pointing at its network)', 'network_g.deploy')
+
     def _check_dataset(self, phase, ds):
-        from ..data.lmdb_store import lmdb_format
+        from ..data.lmdb_store import lmdb_format, verify_lmdb
+        from ..errors import DataError
 
         for key in ('dataroot_gt', 'dataroot_lq'):
             root = ds.get(key)
@@ -164,7 +268,24 @@ class RunOptions:
             if (ds.get('io_backend') or {}).get('type') == 'lmdb' and fmt != 'png':
                 raise OptionsError(f'{ds[key]} is not a PNG LMDB made for BasicSR' + (
                     ' (it holds decoded pixels: use type: PairedCropDataset)' if fmt else ' (no meta_info.txt)'), where)
+            if fmt is not None:
+                try:
+                    pairs = verify_lmdb(root)
+                except DataError as err:
+                    raise OptionsError(f'{ds[key]}: {err.reason}', where) from None
+                self._check_enough(phase, ds, pairs)
         self._check_pairs(phase, ds)
+
+    def _check_enough(self, phase, ds, pairs):
+        """BasicSR's training loader drops the last incomplete batch: fewer pairs (times dataset_enlarge_ratio) than
+        a batch makes an epoch of no iterations, and the run ends at once with an untrained network."""
+        if phase != 'train':
+            return
+        batch = ds.get('batch_size_per_gpu', 1)
+        if pairs * ds.get('dataset_enlarge_ratio', 1) < batch:
+            raise OptionsError(f'{pairs} pair(s) x dataset_enlarge_ratio {ds.get("dataset_enlarge_ratio", 1)} do not '
+                               f'fill one batch of {batch}: lower batch_size_per_gpu or raise dataset_enlarge_ratio',
+                               f'datasets.{phase}')
 
     def _check_pairs(self, phase, ds):
         """Folder-based PairedImageDataset: every GT has its LR and their sizes agree with the scale (BasicSR asserts
@@ -177,7 +298,11 @@ class RunOptions:
         scale = self.opt['scale']
         gt_dir, lq_dir = (os.path.expanduser(ds[k]) for k in ('dataroot_gt', 'dataroot_lq'))
         template = ds.get('filename_tmpl', '{}')
-        for gt in list_images(gt_dir):
+        gts = list_images(gt_dir)
+        if not gts:
+            raise OptionsError(f'no images in {ds["dataroot_gt"]}', f'datasets.{phase}.dataroot_gt')
+        self._check_enough(phase, ds, len(gts))
+        for gt in gts:
             stem, ext = os.path.splitext(os.path.basename(gt))
             lq = os.path.join(lq_dir, template.format(stem) + ext)
             if not os.path.isfile(lq):
@@ -186,8 +311,10 @@ class RunOptions:
                 (gh, gw), (lh, lw) = image_size(gt), image_size(lq)
             except ImageError:
                 continue  # the dataset's own reading reports what it cannot decode
-            exact = phase == 'train'  # training crops need GT = LR x scale; evaluation crops GT to LR x scale
-            if (lw * scale, lh * scale) != (gw, gh) if exact else (lw * scale > gw or lh * scale > gh):
+            # training crops need GT = LR x scale; evaluation crops GT to LR x scale, so there the LR must be the
+            # scale-cropped GT's: an LR a few pixels short would be scored against a cropped GT
+            exact = phase == 'train'
+            if (lw * scale, lh * scale) != (gw, gh) if exact else (lw, lh) != (gw // scale, gh // scale):
                 raise OptionsError(f'{os.path.basename(lq)} is {lw}x{lh}, x{scale} = {lw * scale}x{lh * scale}, but '
                                    f'its GT is {gw}x{gh}; the LR images must be the GT downscaled x{scale} (basicsr '
                                    'prepare benchmark / lr make such pairs)', f'datasets.{phase}')
@@ -270,20 +397,26 @@ class RunOptions:
 
     # ---------------------------------------------------------------------------------------- hand-off
     def cpu_adjustments(self):
-        """Without CUDA, the GPU-only data options of a GPU yml are dropped (the CUDA prefetcher's stream, pinned
-        memory). Returns a note per change."""
+        """Options a yml carries that cannot work here, dropped: without CUDA, the GPU-only data options (the CUDA
+        prefetcher's stream, pinned memory); without DataLoader workers, persistent workers (torch refuses them).
+        Returns a note per change."""
         import torch
 
-        if torch.cuda.is_available():
-            return []
         notes = []
+        for phase, ds in (self.opt.get('datasets') or {}).items():
+            if ds.get('persistent_workers') and not ds.get('num_worker_per_gpu'):
+                ds['persistent_workers'] = False
+                notes.append(f'datasets.{phase}.persistent_workers: true has no workers to keep (num_worker_per_gpu: '
+                             '0) and is ignored')
+        if torch.cuda.is_available():
+            return notes
         for phase, ds in (self.opt.get('datasets') or {}).items():
             if ds.get('prefetch_mode') == 'cuda':
                 ds['prefetch_mode'] = None
-                notes.append(f'datasets.{phase}.prefetch_mode: cuda')
+                notes.append(f'CUDA is not available; datasets.{phase}.prefetch_mode: cuda is ignored')
             if ds.get('pin_memory'):
                 ds['pin_memory'] = False
-                notes.append(f'datasets.{phase}.pin_memory: true')
+                notes.append(f'CUDA is not available; datasets.{phase}.pin_memory: true is ignored')
         return notes
 
     def to_basicsr(self, root):

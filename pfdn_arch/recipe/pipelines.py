@@ -5,8 +5,9 @@ the pipeline's ``parse_options`` hands it the options already parsed instead.
 """
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
+from .experiment import owned
 from .results import recording
 
 
@@ -25,13 +26,16 @@ def run_pipeline(run, root=None):
     """Train or test (``run.is_train``) with BasicSR's own pipeline. Returns the run's Recorders (what it wrote)."""
     root = root or os.getcwd()
     for note in run.cpu_adjustments():
-        print(f'note: CUDA is not available; {note} is ignored', file=sys.stderr)
+        print(f'note: {note}', file=sys.stderr)
     if run.is_train:
         import basicsr.train as module
         pipeline = module.train_pipeline
     else:
         import basicsr.test as module
         pipeline = module.test_pipeline
-    with recording(run.is_train) as recorders, _parsed(module, run, root):
+    rank = int(os.environ.get('RANK', '0'))  # under torchrun every rank runs this; the first one holds the folder
+    holder = owned(os.path.join(root, 'experiments' if run.is_train else 'results'), run.name) if rank == 0 \
+        else nullcontext()
+    with holder, recording(run.is_train) as recorders, _parsed(module, run, root):
         pipeline(root)
     return recorders

@@ -111,6 +111,9 @@ def recording(is_train):
 
         def recorded_validation(dataloader, current_iter, *args, **kwargs):
             seen['dataset'] = dataloader.dataset.opt.get('name', 'val')
+            if opt.get('is_train') and isinstance(current_iter, int):
+                # BasicSR's final validation passes one past the last iteration (its loop counter): say the last
+                current_iter = min(current_iter, opt['train']['total_iter'])
             out = validation(dataloader, current_iter, *args, **kwargs)
             recorder.record(model, dataloader, current_iter)
             return out
