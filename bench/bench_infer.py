@@ -8,6 +8,15 @@ they share the machine's load), the ratio to the plain fp32 forward (on CUDA wit
 stated), max |diff| against it on the same image, and Set5 x4 PSNR (Y, crop 4). --int8 adds OpenVINO int8
 (NNCF post-training quantization calibrated on the built-in photos; needs `pip install nncf`). The last line reads
 `best fp32 backend on <device>: <name> <ratio>x plain` (the ratio is the larger of the sizes').
+
+--workloads (on by default; --no-workloads skips it) measures the work users run, on Urban100's 100 LR images (37
+sizes, made from ../shared's HR with the benchmark protocol) and on Set5 + Urban100: the forward passes alone over
+the folder per backend (one image at a time, as the issue's figures), `basicsr infer` on the folder per backend and
+with auto (wall time of the command, fresh output folder), and `basicsr test -opt options/test_pfdn_x4.yml` with
+auto and with torch. Its line reads `real workloads on <device>: infer folder <r>x torch, <r>x forward; test <r>x
+torch` (auto's wall time over torch's; infer's wall time over its backend's forward time alone). It also prints the
+cost figures ``auto`` decides with (pfdn_arch/deploy/backends.py, COSTS): each backend's build time and its seconds
+per LR megapixel relative to torch on this folder.
 """
 import argparse
 import os
@@ -90,6 +99,11 @@ def main():
     p.add_argument('--weights', default=os.path.join(SHARED, 'weights', 'team08_PFDN.pth'))
     p.add_argument('--set5', default=os.path.join(SHARED, 'data', 'benchmark', 'Set5', 'HR'))
     p.add_argument('--int8', action='store_true', help='also OpenVINO int8 (NNCF)')
+    p.add_argument('--urban100', default=os.path.join(SHARED, 'data', 'benchmark', 'Urban100', 'HR'))
+    p.add_argument('--urban100-lr', help='an Urban100 LR X4 folder made already (where the HR set is not at hand: '
+                                         'the test row then runs Set5 alone)')
+    p.add_argument('--no-workloads', dest='workloads', action='store_false', help='skip the real workloads')
+    p.add_argument('--work', default=os.path.join(HERE, 'out', 'infer_workloads'), help='scratch folder')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
@@ -162,6 +176,91 @@ def main():
             fp32[k] = max(fp32.get(k, 0), ratio)
     best = min(fp32, key=fp32.get)
     print(f"\nbest fp32 backend on {'cuda' if cuda else 'cpu'}: {best.split()[0]} {fp32[best]:.2f}x plain")
+    if a.workloads and (os.path.isdir(a.urban100) or a.urban100_lr) and os.path.isdir(a.set5):
+        workloads(net, a, dev)
+
+
+def run_cli(args, cwd):
+    """Wall seconds of a `basicsr ...` command in a process of its own, as a user runs it."""
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (os.path.join(HERE, '..'),
+                                                                      os.environ.get('PYTHONPATH')))))
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"basicsr {' '.join(args)} failed:\n{r.stderr[-2000:]}")
+    return time.perf_counter() - t0, r.stderr
+
+
+def workloads(net, a, dev):
+    import shutil
+    import subprocess
+
+    from pfdn_arch.deploy.backends import Workload
+    from pfdn_arch.deploy.upscaler import to_network
+    from pfdn_arch.files.images import list_images
+
+    work = os.path.abspath(a.work)
+    bench = os.path.join(work, 'datasets', 'benchmark')
+    sets = [('Set5', a.set5)] + ([('Urban100', a.urban100)] if os.path.isdir(a.urban100) else [])
+    for name, hr in sets:
+        if not os.path.isdir(os.path.join(bench, name, 'LR_bicubic', 'X4')):
+            subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', 'prepare', 'benchmark', '--hr', hr, '--name', name],
+                           cwd=work if os.path.isdir(work) else os.makedirs(work) or work, check=True,
+                           capture_output=True)
+    folder = os.path.abspath(a.urban100_lr) if a.urban100_lr else os.path.join(bench, 'Urban100', 'LR_bicubic', 'X4')
+    xs = [to_network(cv2.imread(p))[0].to(dev) for p in list_images(folder)]
+    mpx = sum(x.shape[2] * x.shape[3] for x in xs) / 1e6
+    device = dev.type
+    backends = [b for b in ('torch', 'openvino', 'onnxruntime', 'compile') if resolve(b, device, 'fp32',
+                                                                                     warn=lambda m: None)[0] == b]
+    if device == 'cpu':
+        backends.remove('compile')  # a compilation per size: tens of minutes for 37 sizes on a CPU
+    auto = resolve('auto', device, 'fp32', warn=lambda m: None, workload=Workload.of([x.shape[2:] for x in xs]))[0]
+    forward, build = {}, {}
+    for b in backends:
+        t0 = time.perf_counter()
+        runner = make_runner(net, b, device, 'fp32', threads=a.threads)
+        runner(xs[0])
+        build[b] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for x in xs:
+            runner(x)
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        forward[b] = time.perf_counter() - t0
+    infer = {}
+    weights = os.path.abspath(a.weights)
+    for b in backends + ['auto']:
+        out = os.path.join(work, f'up_{b}')
+        shutil.rmtree(out, ignore_errors=True)
+        infer[b], err = run_cli(['infer', '-i', folder, '-o', out, '--weights', weights, '--backend', b, '--device',
+                                 a.device], work)
+    test = {}
+    test_yml = os.path.join(HERE, '..', 'options', 'test_pfdn_x4.yml')
+    if len(sets) == 1:  # Set5 alone
+        import yaml
+        opt = yaml.safe_load(open(test_yml))
+        del opt['datasets']['test_2']
+        test_yml = os.path.join(work, 'test_set5.yml')
+        with open(test_yml, 'w') as f:
+            yaml.safe_dump(opt, f)
+    for b in ('auto', 'torch'):
+        test[b], _ = run_cli(['test', '-opt', test_yml, '--force_yml',
+                              f'path:pretrain_network_g={weights}', f'val:backend={b}', f'name=bench_{b}',
+                              'val:pbar=false'], work)
+    print(f'\nReal workloads ({len(xs)} Urban100 LR images of {len({tuple(x.shape) for x in xs})} sizes, '
+          f'{mpx:.2f} LR megapixels; auto chose {auto}):\n')
+    print('| backend | build s | forward alone s | s per LR Mpx (x torch) | basicsr infer s | x torch | x its forward |\n'
+          '| --- | --- | --- | --- | --- | --- | --- |')
+    for b in backends + ['auto']:
+        f = forward[auto if b == 'auto' else b]
+        print(f"| {b} | {build.get(b, build[auto]):.2f} | {f:.2f} | {f / mpx:.2f} ({f / forward['torch']:.2f}) | "
+              f"{infer[b]:.2f} | {infer[b] / infer['torch']:.2f} | {infer[b] / f:.2f} |")
+    print(f"\n| basicsr test, {' + '.join(n for n, _ in sets)} | wall s | x torch |\n| --- | --- | --- |\n"
+          f"| torch | {test['torch']:.2f} | 1.00 |\n| auto | {test['auto']:.2f} | {test['auto'] / test['torch']:.2f} |")
+    print(f"\nreal workloads on {device}: infer folder {infer['auto'] / infer['torch']:.2f}x torch, "
+          f"{infer['auto'] / forward[auto]:.2f}x forward; test {test['auto'] / test['torch']:.2f}x torch")
 
 
 if __name__ == '__main__':

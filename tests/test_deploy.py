@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ENV, ROOT, cli, randomized
+from conftest import ENV, ROOT, cli, randomized, val_set
 from pfdn_arch import PFDN
 from pfdn_arch.archs.convert import reparameterized as pfdn_reparameterized
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
@@ -252,3 +252,112 @@ def test_the_deployment_side_needs_no_basicsr(tmp_path, weights):
     assert 'forward (1, 3, 80, 80)' in lines and 'infer 0' in lines and 'export 0' in lines and 'reparam 0' in lines
     assert lines[-1] == 'loaded []'
     assert cv2.imread(str(tmp_path / 'sr' / 'in.png')).shape == (96, 120, 3)
+
+
+# -------------------------------------------------------------------------- the work users run: mixed sizes, reuse
+def test_auto_picks_by_workload_and_never_the_slower_choice():
+    from pfdn_arch.deploy.backends import Workload
+    need_backend('openvino')
+    one_small = Workload.of([(32, 32)])
+    folder = Workload.of([(170 + 4 * (i % 37), 256) for i in range(100)])  # 100 images of 37 sizes
+    validations = Workload.of([(128, 128)] * 5, passes=100, refresh=True)  # weights change between them
+    assert resolve('auto', 'cpu', 'fp32', pytest.fail, one_small)[0] == 'torch'  # a build would cost more
+    assert resolve('auto', 'cpu', 'fp32', pytest.fail, folder)[0] == 'openvino'
+    assert resolve('auto', 'cpu', 'fp32', pytest.fail, validations)[0] == 'torch'  # no rebuild per validation
+    for work in (one_small, folder, validations):
+        chosen = resolve('auto', 'cpu', 'fp32', pytest.fail, work)[0]
+        assert work.seconds(chosen, 'cpu') <= work.seconds('torch', 'cpu')
+
+
+@pytest.mark.parametrize('backend', ['openvino', 'compile'])
+def test_mixed_sizes_compile_nothing_new_for_a_seen_size_and_match_the_plain_forward(backend):
+    need_backend(backend)
+    net = randomized(PFDN(num_block=1, num_feat=16, num_partial_feat=8, esa_channels=8, deploy=True)).eval()
+    runner = make_runner(net, backend, 'cpu', 'fp32', warn=pytest.fail)
+    sizes = [(17, 23), (31, 20), (17, 23), (31, 20)]
+    builds = []
+    for h, w in sizes:
+        x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h * w))
+        with torch.no_grad():
+            assert (runner(x).cpu() - net(x)).abs().max().item() <= 1e-4
+        builds.append(runner.builds)
+    assert builds[2:] == builds[1:2] * 2  # the sizes seen before compiled nothing
+    assert builds[-1] == (1 if backend == 'openvino' else 2)  # one dynamic model, or one compilation per size
+
+
+def test_a_runner_takes_new_weights_without_a_rebuild():
+    net = randomized(PFDN(num_block=1, num_feat=16, num_partial_feat=8, esa_channels=8, deploy=True)).eval()
+    runner = make_runner(net, 'torch')
+    trained = randomized(PFDN(num_block=1, num_feat=16, num_partial_feat=8, esa_channels=8, deploy=True), seed=5)
+    runner.refresh(trained.eval())
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        assert (runner(x) - trained(x)).abs().max().item() <= 1e-6 and runner.builds == 0
+
+
+def test_validations_of_a_training_run_share_one_runner_refreshed_with_the_new_weights(photos, tmp_path):
+    from conftest import tiny_model, uint8_batch
+    model = tiny_model(tmp_path, datasets={'train': {'name': 'unused', 'type': 'PairedCropDataset'},
+                                           'val': dict(val_set(photos))},
+                       val={'val_freq': 1, 'save_img': False, 'backend': 'auto',
+                            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4}}})
+    loader = torch.utils.data.DataLoader(build_val_dataset(model.opt), batch_size=1)
+    model.validation(loader, 1, None, False)
+    first, runner = dict(model.metric_results), model._runner
+    assert runner.name == 'torch'  # auto, for validations whose weights change: no rebuild per validation
+    model.feed_data(uint8_batch(0))
+    model.optimize_parameters(2)
+    model.validation(loader, 2, None, False)
+    assert model._runner is runner and runner.builds == 0
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():  # the runner holds the trained weights
+        assert (runner(x) - model.deployed_network()(x)).abs().max().item() <= 1e-5
+    assert model.metric_results['psnr'] != first['psnr']
+
+
+def build_val_dataset(opt):
+    from basicsr.data import build_dataset
+    return build_dataset(opt['datasets']['val'])
+
+
+def test_streams_give_the_one_at_a_time_results_in_order(tmp_path, weights, capsys):
+    """A folder through OpenVINO's streams (decoding ahead, encoding behind): the same files as one image at a
+    time, failures reported in input order."""
+    need_backend('openvino')
+    src = tmp_path / 'in'
+    src.mkdir()
+    for i, name in enumerate(('chelsea.png', 'coffee.png', 'astronaut.png', 'chelsea.png')):
+        cv2.imwrite(str(src / f'{i}.png'), sample_image(name)[:30 + 7 * i, :40 + 5 * i])
+    (src / '1b.png').write_bytes(b'broken')
+    (src / '3b.png').write_bytes(b'broken too')
+    code, _, err = cli(['infer', '-i', src, '-o', tmp_path / 'streams', '--weights', weights, '--backend', 'openvino'],
+                       capsys)
+    assert code == 1
+    assert [line.split(':')[1].strip().rsplit('/', 1)[-1] for line in err if line.startswith('error:')] == [
+        '1b.png', '3b.png']
+    code, _, _ = cli(['infer', '-i', src / '2.png', '-o', tmp_path / 'single', '--weights', weights, '--backend',
+                      'openvino'], capsys)
+    assert code == 0
+    one = cv2.imread(str(tmp_path / 'single' / '2.png'))
+    assert np.abs(cv2.imread(str(tmp_path / 'streams' / '2.png')).astype(int) - one.astype(int)).max() <= 1
+    assert sorted(os.listdir(tmp_path / 'streams')) == ['0.png', '1.png', '2.png', '3.png']
+
+
+def test_basicsr_test_in_streams_scores_as_one_image_at_a_time(set5_hr, weights, tmp_path, capsys, monkeypatch):
+    """The test run's validation with the runtime's streams gives BasicSR's own loop's scores, to the last digit."""
+    need_backend('openvino')
+    import yaml
+    monkeypatch.chdir(tmp_path)
+    assert cli(['prepare', 'benchmark', '--hr', set5_hr, '--name', 'Set5'], capsys)[0] == 0
+    opt = yaml.safe_load(open(os.path.join(ROOT, 'options', 'test_pfdn_x4.yml')))
+    del opt['datasets']['test_2']
+    opt['path']['pretrain_network_g'] = weights
+    tables = {}
+    for name, backend in (('streams', 'openvino'), ('loop', 'torch')):
+        opt.update(name=name)
+        opt['val']['backend'] = backend
+        yml = tmp_path / f'{name}.yml'
+        yml.write_text(yaml.safe_dump(opt))
+        assert cli(['test', '-opt', yml], capsys)[0] == 0
+        tables[name] = (tmp_path / 'results' / name / 'results.md').read_text().splitlines()[-1]
+    assert tables['streams'] == tables['loop'] == '| Set5 | 32.0437 | 0.8932 |'

@@ -19,6 +19,10 @@ mkdir -p .gpu/wheels .gpu/weights .gpu/data
 cp ../shared/weights/team08_PFDN.pth .gpu/weights/
 cp -r ../shared/data/benchmark/Set5 .gpu/data/Set5
 cp -r ../shared/data/train/SunHays80 .gpu/data/SunHays80
+# Urban100's LR images (8 MB; its HR set would not fit the carry limit): the infer-folder workload rows
+(cd .gpu && "$OLDPWD/$PY" -m pfdn_arch.cli prepare benchmark --hr "$OLDPWD/../shared/data/benchmark/Urban100/HR" \
+    --name Urban100 --root bench_sets >/dev/null && mv bench_sets/Urban100/LR_bicubic/X4 data/Urban100_LR_X4 &&
+    rm -rf bench_sets)
 # the layout of ../shared that the test suite reads (PFDN_SHARED=.gpu/shared there)
 mkdir -p .gpu/shared/weights .gpu/shared/data/benchmark
 ln -s ../../weights/team08_PFDN.pth .gpu/shared/weights/team08_PFDN.pth

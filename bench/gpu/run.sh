@@ -59,7 +59,8 @@ for section in $SECTIONS; do
     infer)
         # shellcheck disable=SC2086
         "$PY3" bench/bench_infer.py --device "$DEVICE" $INFER --weights .gpu/weights/team08_PFDN.pth \
-            --set5 .gpu/data/Set5/HR 2>&1 | tee "$OUT/infer.md" | tail -30 ;;
+            --set5 .gpu/data/Set5/HR --urban100-lr .gpu/data/Urban100_LR_X4 --work /tmp/infer_workloads 2>&1 \
+            | tee "$OUT/infer.md" | tail -40 ;;
     esac
     echo "=== $section: $(( $(date +%s) - start )) s" | tee -a "$OUT/sections.txt"
 done

@@ -1,7 +1,7 @@
 """``basicsr infer -i PATH -o DIR``: upscale a file or a folder with a deployed PFDN (``deploy/folder.py``)."""
 import sys
 
-from . import add_command, whole
+from . import add_command, in_range, whole
 
 
 def add_parser(sub):
@@ -25,6 +25,9 @@ def add_parser(sub):
                    help='same-size images and tiles run this many at a time (0: 16 on CUDA, 1 on the CPU)')
     p.add_argument('--tile', type=whole(0), default=0, help='LR tile side for bounded memory (0: whole images)')
     p.add_argument('--tile-overlap', type=whole(0), default=16, help='LR pixels shared by neighbouring tiles')
+    p.add_argument('--png-compression', type=in_range(0, 9), default=None,
+                   help="zlib level of PNG results, 0 (none, largest) to 9 (smallest, slowest); None: OpenCV's "
+                        'default, the fastest that compresses')
     p.add_argument('--force', action='store_true', help='overwrite existing outputs')
     p.set_defaults(func=run)
     return p
@@ -42,10 +45,11 @@ def weights_or_default(weights):
 
 
 def run(a):
+    import torch
     from tqdm import tqdm
 
     from ..deploy.backends import make_runner
-    from ..deploy.folder import collect_inputs, upscale_files
+    from ..deploy.folder import collect_inputs, folder_workload, upscale_files
     from ..deploy.upscaler import Upscaler
     from ..errors import CheckpointError
     from ..files.checkpoints import build_pfdn_from_checkpoint
@@ -63,11 +67,14 @@ def run(a):
                               a.weights)
     if not net.deploy:
         net.reparameterize()
-    runner = make_runner(net, a.backend, a.device, a.dtype, warn=lambda m: print(m, file=sys.stderr))
+    workload = folder_workload([p for p, _ in inputs], a.tile, a.tile_overlap)
+    runner = make_runner(net, a.backend, a.device, a.dtype, warn=lambda m: print(m, file=sys.stderr),
+                         workload=workload, streams=1 if len(inputs) == 1 else torch.get_num_threads())
     up = Upscaler(runner, a.tile, a.tile_overlap, a.batch or (16 if runner.device.type == 'cuda' else 1))
     print(f'backend: {runner}', file=sys.stderr)
     with tqdm(total=len(inputs), desc='upscaling', unit='img') as bar:
-        run = upscale_files(inputs, a.output, up, a.force, bar.update, lambda line: bar.write(line, file=sys.stderr))
+        run = upscale_files(inputs, a.output, up, a.force, bar.update, lambda line: bar.write(line, file=sys.stderr),
+                            a.png_compression)
     print(f'{run.done} upscaled x{net.upscale} into {a.output}' + (
         f'; {len(run.skipped)} skipped because the output exists (--force overwrites)' if run.skipped else ''))
     flags = {'force': '--force', 'tile': '--tile'}

@@ -156,6 +156,23 @@ def _reader(path):
     return _READERS[key]
 
 
+def lq_sizes(dataset_opt):
+    """The (h, w) of every LQ image a dataset's options name (a folder's headers, or an LMDB's meta_info)."""
+    root = dataset_opt.get('dataroot_lq')
+    if not root or not os.path.exists(root):
+        return []
+    if lmdb_format(root) is not None:
+        return [shape[:2] for _, shape, _ in parse_meta(os.path.join(root, META))]
+    from ..files.images import list_images
+    sizes = []
+    for path in list_images(root):
+        try:
+            sizes.append(tuple(image_size(path)))
+        except PFDNError:
+            pass  # the dataset's own reading reports it
+    return sizes
+
+
 def verify_lmdb(path):
     """Check that an LMDB is whole before anything reads it: a ``data.mdb`` shorter than the pages its own header
     uses (a copy cut short) would kill the reader with SIGBUS, a zero-length one is not an LMDB, and a key listed in

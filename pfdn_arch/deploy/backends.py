@@ -6,11 +6,12 @@ backend        runs                                                        preci
 =============  ==========================================================  =========================================
 torch          the plain eager forward: the reference                      fp32; fp16 on CUDA; bf16 where supported
 compile        ``torch.compile``, static shapes (CUDA graphs on CUDA)      as torch
-openvino       OpenVINO on the ONNX export (CPU), one compiled model per   fp32; bf16 where the CPU has it
-               input size, latency hint, threads pinned
+openvino       OpenVINO on the ONNX export (CPU): one compiled model with   fp32; bf16 where the CPU has it
+               dynamic height and width, latency hint, threads pinned
 onnxruntime    ONNX Runtime on the ONNX export (CPU; CUDA with its CUDA    fp32
                provider)
-auto           the fastest measured for the device (bench/bench_infer.py)  as asked
+auto           the cheapest for the work at hand (``Workload``: sizes,     as asked
+               pixels, weight refreshes) by the costs bench_infer measures
 =============  ==========================================================  =========================================
 
 The optional runtimes come with ``pip install 'pfdn[fast]'``. Nothing changes silently: a runtime, device or
@@ -18,9 +19,9 @@ precision that is missing falls back with a one-line note saying what runs inste
 plain forward to within 1e-4 on real images (tested).
 """
 import copy
+import functools
 import os
 import tempfile
-from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -28,6 +29,43 @@ import torch
 from ..errors import OptionsError
 
 BACKENDS = ('auto', 'torch', 'compile', 'openvino', 'onnxruntime')
+# What each backend costs, per device type, for ``auto``: (seconds to build: export and compile, seconds to compile
+# each new input size, seconds per million LR pixels relative to torch). bench/bench_infer.py --costs measures them
+# on the machine it runs on; these are its figures on a 2-core AMD EPYC (fp32) and, for CUDA, from GPU runs of the
+# same kind. A rebuild is due whenever the weights change (validation during training) for the runtimes that hold
+# the weights as constants; torch and compile take new weights in place.
+COSTS = {'cpu': {'torch': (0.0, 0.0, 1.0), 'openvino': (0.9, 0.0, 0.5), 'onnxruntime': (0.7, 0.0, 0.6),
+                 'compile': (5.0, 30.0, 0.65)},
+         'cuda': {'torch': (0.0, 0.0, 1.0), 'compile': (1.0, 10.0, 0.4)}}
+TORCH_SECONDS_PER_MPX = {'cpu': 3.8, 'cuda': 0.02}  # the plain fp32 forward, per million LR pixels
+REBUILT_ON_REFRESH = ('openvino', 'onnxruntime')
+
+
+class Workload:
+    """What a runner will be asked to do: ``sizes`` {(h, w): images} of LR inputs per pass, ``passes`` over them,
+    and whether the weights change between passes (``refresh``: validation during training)."""
+
+    def __init__(self, sizes, passes=1, refresh=False):
+        self.sizes, self.passes, self.refresh = dict(sizes), max(1, passes), refresh
+
+    @classmethod
+    def of(cls, shapes, **kwargs):
+        counts = {}
+        for hw in shapes:
+            counts[tuple(hw)] = counts.get(tuple(hw), 0) + 1
+        return cls(counts, **kwargs)
+
+    def seconds(self, backend, device_type):
+        """The cost model's estimate of the whole workload on ``backend``."""
+        build, per_size, relative = COSTS[device_type][backend]
+        mpx = sum(h * w * n for (h, w), n in self.sizes.items()) / 1e6
+        builds = self.passes if (self.refresh and backend in REBUILT_ON_REFRESH) else 1
+        return (build * builds + per_size * len(self.sizes)
+                + relative * mpx * self.passes * TORCH_SECONDS_PER_MPX[device_type])
+
+    def __repr__(self):
+        return (f'{sum(self.sizes.values())} images of {len(self.sizes)} sizes x {self.passes} passes'
+                + (', weights refreshed' if self.refresh else ''))
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 # fastest first, per device type (bench/bench_infer.py measures them)
 AUTO_ORDER = {'cpu': ('openvino', 'onnxruntime', 'torch'), 'cuda': ('compile', 'torch')}
@@ -66,8 +104,9 @@ def _runs_on(backend, device):
     return device.type == 'cpu' or 'CUDAExecutionProvider' in ort.get_available_providers()
 
 
+@functools.lru_cache(maxsize=None)
 def _precisions(backend, device):
-    """The precisions a backend runs natively on a device."""
+    """The precisions a backend runs natively on a device (asked once per process: OpenVINO's query is slow)."""
     if backend == 'onnxruntime':
         return ('fp32',)
     if backend == 'openvino':
@@ -90,7 +129,7 @@ def parse_device(device):
     return parsed
 
 
-def resolve(backend='auto', device='cpu', dtype='fp32', warn=print):
+def resolve(backend='auto', device='cpu', dtype='fp32', warn=print, workload=None):
     """(backend, device, dtype) that will actually run: missing devices, runtimes and precisions fall back with
     a note through ``warn``. OptionsError for names that do not exist."""
     if backend not in BACKENDS:
@@ -104,8 +143,10 @@ def resolve(backend='auto', device='cpu', dtype='fp32', warn=print):
     order = AUTO_ORDER[device.type]
     usable = [b for b in order if installed(b) and _runs_on(b, device)]
     if backend == 'auto':
-        # the fastest backend that runs the asked precision natively, else the fastest there is
-        backend = next((b for b in usable if dtype in _precisions(b, device)), usable[0])
+        # among the backends that run the asked precision natively (else all of them): the fastest per forward, or
+        # with a workload, the cheapest for it (torch is always a candidate, so auto is never the slower choice)
+        native = [b for b in usable if dtype in _precisions(b, device)] or usable
+        backend = native[0] if workload is None else min(native, key=lambda b: workload.seconds(b, device.type))
     elif not installed(backend):
         fallback = usable[0]
         warn(f'note: the {backend} backend is not installed ({INSTALL}); using {fallback}')
@@ -129,20 +170,25 @@ def resolve(backend='auto', device='cpu', dtype='fp32', warn=print):
     return backend, device, dtype
 
 
-def make_runner(net, backend='auto', device='cpu', dtype='fp32', warn=print, threads=None):
+def make_runner(net, backend='auto', device='cpu', dtype='fp32', warn=print, threads=None, workload=None,
+                streams=1):
     """A callable ``x -> SR`` running the deployed PFDN ``net`` (N x C x H x W float in [0, 1], any device) on the
-    resolved backend, device and precision. The result is a float tensor (on ``runner.device`` for torch
-    backends, on the CPU for the others). ``net`` is not modified."""
+    resolved backend, device and precision (``auto``: by ``workload`` when given). The result is a float tensor
+    (on ``runner.device`` for torch backends, on the CPU for the others). ``net`` is not modified; new weights of
+    the same network go in with ``runner.refresh(net)``. ``streams`` > 1 asks for that many images at once from
+    threads of the caller's (``runner.streams`` says how many the backend took: OpenVINO's throughput mode splits
+    its threads among them; the others run one at a time)."""
     if not getattr(net, 'deploy', True):
         raise ValueError('make_runner needs the deployed form; reparameterize the network first')
     if not hasattr(net, 'check_input'):  # another arch (BasicSR's MSRResNet, ...): the runtimes run PFDN's graph
         if backend not in ('auto', 'torch'):
             warn(f'note: the {backend} backend runs PFDN only; using torch for {type(net).__name__}')
         backend = 'torch'
-    backend, device, dtype = resolve(backend, device, dtype, warn)
+    backend, device, dtype = resolve(backend, device, dtype, warn, workload)
     threads = threads or torch.get_num_threads()
-    cls = {'torch': TorchRunner, 'compile': CompileRunner, 'openvino': OpenVINORunner,
-           'onnxruntime': OnnxRuntimeRunner}[backend]
+    if backend == 'openvino':
+        return OpenVINORunner(net, device, dtype, threads, streams)
+    cls = {'torch': TorchRunner, 'compile': CompileRunner, 'onnxruntime': OnnxRuntimeRunner}[backend]
     return cls(net, device, dtype, threads)
 
 
@@ -154,6 +200,12 @@ class Runner:
         self.device, self.dtype, self.threads = device, dtype, threads
         self.upscale, self.num_in_ch = getattr(net, 'upscale', None), getattr(net, 'num_in_ch', None)
         self.check_input = getattr(net, 'check_input', lambda x: None)
+        self.builds = 0  # exports and compilations so far: what refreshing saves
+        self.streams = 1  # images it runs at once, each from a thread of the caller's
+
+    def refresh(self, net):
+        """Take ``net``'s weights (the same network, trained further)."""
+        raise NotImplementedError
 
     def __repr__(self):
         return f'{self.name} ({self.dtype}, {self.device})'
@@ -167,6 +219,14 @@ class TorchRunner(Runner):
         super().__init__(net, device, dtype, threads)
         self.net = copy.deepcopy(net).eval().to(device, DTYPES[dtype])
 
+    @torch.no_grad()
+    def refresh(self, net):
+        """New weights copied in place: nothing is rebuilt, and compiled code (which reads the parameters) stays
+        valid."""
+        own = self.net.state_dict()
+        for k, v in net.state_dict().items():
+            own[k].copy_(v)
+
     @torch.inference_mode()
     def __call__(self, x):
         self.check_input(x)
@@ -177,7 +237,8 @@ class CompileRunner(TorchRunner):
     """``torch.compile`` with static shapes: an input size compiles once (seconds on a GPU, tens of seconds on a
     CPU), so it pays where sizes repeat (tiles, a folder of one size, batches); after ``MAX_SHAPES`` sizes, new
     ones run eager rather than compile again. On CUDA: CUDA graphs ('reduce-overhead') in channels_last. The
-    compile options are this model's own (``options=``), nothing process-wide is changed."""
+    weights stay parameters (no freezing), so ``refresh`` needs no recompilation. The compile options are this
+    model's own, nothing process-wide is changed."""
     name = 'compile'
     MAX_SHAPES = 4
 
@@ -187,17 +248,18 @@ class CompileRunner(TorchRunner):
             self.net = self.net.to(memory_format=torch.channels_last)
             self.compiled = torch.compile(self.net, dynamic=False, mode='reduce-overhead')
         else:
-            # freezing folds the weights into the graph, so inductor can prepack them for oneDNN
-            self.compiled = torch.compile(self.net, dynamic=False, options={'freezing': True})
+            self.compiled = torch.compile(self.net, dynamic=False)
         self.shapes = set()
 
     @torch.no_grad()
     def __call__(self, x):
         self.check_input(x)
         x = x.to(self.device, DTYPES[self.dtype])
-        if tuple(x.shape) not in self.shapes and len(self.shapes) >= self.MAX_SHAPES:
-            return self.net(x).float()
-        self.shapes.add(tuple(x.shape))
+        if tuple(x.shape) not in self.shapes:
+            if len(self.shapes) >= self.MAX_SHAPES:
+                return self.net(x).float()
+            self.shapes.add(tuple(x.shape))
+            self.builds += 1
         if self.device.type == 'cuda':
             torch.compiler.cudagraph_mark_step_begin()
             x = x.contiguous(memory_format=torch.channels_last)
@@ -215,58 +277,72 @@ def onnx_model_file(net, folder):
 
 
 class OpenVINORunner(Runner):
-    """OpenVINO on the ONNX export. Each input size gets its own statically shaped compiled model (a few tenths
-    of a second to compile; static shapes let the CPU plugin pick its fastest kernels), kept for the last
-    ``MAX_SHAPES`` sizes; latency hint, ``threads`` inference threads pinned to cores."""
+    """OpenVINO on the ONNX export: one compiled model with dynamic height and width for every input size (as fast
+    as a statically shaped one at a fixed size, and no compilation per new size). One image at a time: the latency
+    hint, ``threads`` inference threads pinned to cores. With ``streams`` > 1 (a folder of images): the throughput
+    hint, ``streams`` single-threaded streams run by the caller's threads, so that the caller's own work (decoding,
+    encoding) does not stall a parallel region that waits for all its threads. The weights are constants of the
+    compiled model: ``refresh`` rebuilds it."""
     name = 'openvino'
-    MAX_SHAPES = 8
 
-    def __init__(self, net, device, dtype, threads):
+    def __init__(self, net, device, dtype, threads, streams=1):
+        super().__init__(net, device, dtype, threads)
+        precision = 'bf16' if dtype == 'bf16' else 'f32'
+        self.streams = max(1, min(streams, threads))
+        if self.streams > 1:
+            self.config = {'PERFORMANCE_HINT': 'THROUGHPUT', 'NUM_STREAMS': self.streams,
+                           'INFERENCE_NUM_THREADS': threads, 'INFERENCE_PRECISION_HINT': precision}
+        else:
+            self.config = {'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': threads,
+                           'ENABLE_CPU_PINNING': True, 'INFERENCE_PRECISION_HINT': precision}
+        self.refresh(net)
+
+    def refresh(self, net):
+        import queue
+
         import openvino as ov
 
-        super().__init__(net, device, dtype, threads)
-        self.core = ov.Core()
+        core = ov.Core()
         with tempfile.TemporaryDirectory() as folder:
-            self.model = self.core.read_model(onnx_model_file(net, folder))
-        self.config = {'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': threads, 'ENABLE_CPU_PINNING': True,
-                       'INFERENCE_PRECISION_HINT': 'bf16' if dtype == 'bf16' else 'f32'}
-        self.compiled = OrderedDict()
-
-    def compiled_for(self, shape):
-        if shape in self.compiled:
-            self.compiled.move_to_end(shape)
-        else:
-            model = self.model.clone()
-            model.reshape(list(shape))
-            self.compiled[shape] = self.core.compile_model(model, 'CPU', self.config).create_infer_request()
-            if len(self.compiled) > self.MAX_SHAPES:
-                self.compiled.popitem(last=False)
-        return self.compiled[shape]
+            model = core.read_model(onnx_model_file(net, folder))
+        compiled = core.compile_model(model, 'CPU', self.config)
+        self.requests = queue.Queue()  # one per stream, taken by the calling thread for its forward
+        for _ in range(self.streams):
+            self.requests.put(compiled.create_infer_request())
+        self.builds += 1
 
     def __call__(self, x):
         self.check_input(x)
         arr = np.ascontiguousarray(x.detach().to('cpu', torch.float32).numpy())
-        request = self.compiled_for(arr.shape)
-        request.infer({0: arr})
-        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+        request = self.requests.get()
+        try:
+            request.infer({0: arr})
+            return torch.from_numpy(request.get_output_tensor(0).data.copy())
+        finally:
+            self.requests.put(request)
 
 
 class OnnxRuntimeRunner(Runner):
-    """ONNX Runtime on the ONNX export (all graph optimizations, ``threads`` intra-op threads)."""
+    """ONNX Runtime on the ONNX export (all graph optimizations, ``threads`` intra-op threads). The weights are
+    constants of the session: ``refresh`` rebuilds it."""
     name = 'onnxruntime'
 
     def __init__(self, net, device, dtype, threads):
+        super().__init__(net, device, dtype, threads)
+        self.refresh(net)
+
+    def refresh(self, net):
         import onnxruntime as ort
 
-        super().__init__(net, device, dtype, threads)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = self.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = ['CPUExecutionProvider']
-        if device.type == 'cuda':
-            providers.insert(0, ('CUDAExecutionProvider', {'device_id': device.index or 0}))
+        if self.device.type == 'cuda':
+            providers.insert(0, ('CUDAExecutionProvider', {'device_id': self.device.index or 0}))
         with tempfile.TemporaryDirectory() as folder:
             self.session = ort.InferenceSession(onnx_model_file(net, folder), options, providers=providers)
+        self.builds += 1
 
     def __call__(self, x):
         self.check_input(x)

@@ -7,6 +7,8 @@ that is not one instead of replacing it; an input that cannot be read or run is 
 cannot go on (the output's disk is full) stops the run.
 """
 import os
+import queue
+import threading
 
 from ..errors import DataError, ImageError, NotEnoughMemory, OutputExists, PFDNError
 from ..files.images import IMAGE_EXTS, read_image, read_picture, write_picture
@@ -53,6 +55,27 @@ def kept_output(out_path, src_shape, scale):
     return None
 
 
+def folder_workload(paths, tile=0, overlap=16):
+    """The ``backends.Workload`` of upscaling ``paths``: their LR sizes from the files' headers (tiles of one size
+    where ``tile`` splits an image)."""
+    from ..files.images import image_size
+    from .backends import Workload
+    from .tiles import window_starts
+
+    shapes = []
+    for path in paths:
+        try:
+            h, w = image_size(path)
+        except PFDNError:
+            continue  # reported when it is read
+        if tile and (h > tile or w > tile):
+            th, tw = min(tile, h), min(tile, w)
+            shapes += [(th, tw)] * (len(window_starts(h, tile, tile - overlap)) * len(window_starts(w, tile, tile - overlap)))
+        else:
+            shapes.append((h, w))
+    return Workload.of(shapes)
+
+
 def available_memory():
     """Bytes of memory available to a new allocation (Linux's MemAvailable), or None where unknown."""
     try:
@@ -66,77 +89,169 @@ def available_memory():
 
 
 class FolderRun:
-    """What one run did: ``done`` (count), ``skipped`` (outputs kept), ``failed`` (PFDNError per file)."""
+    """What one run did: ``done`` (count), ``skipped`` (outputs kept), ``failed`` (PFDNError per file, in input
+    order)."""
 
     def __init__(self):
         self.done, self.skipped, self.failed = 0, [], []
 
 
-def upscale_files(inputs, out_dir, upscaler, force=False, progress=None, note=print):
+READ_AHEAD, WRITE_BEHIND = 4, 4  # images decoded ahead of the network, and results waiting to be encoded
+
+
+def upscale_files(inputs, out_dir, upscaler, force=False, progress=None, note=print, png_compression=None):
     """Upscale ``inputs`` ([(path, relative path)]) into ``out_dir`` with an ``upscaler.Upscaler``; same-size
-    images go through as one batch (up to ``upscaler.batch``). ``progress(n)`` is called as files are dealt with."""
+    images go through as one batch (up to ``upscaler.batch``). ``progress(n)`` is called as files are dealt with.
+
+    Reading and writing overlap the network: a thread decodes the next images while it runs and another encodes
+    and writes the results behind it (bounded queues, so memory stays a few images), each result still written
+    atomically and every failure reported against its file, in input order. ``png_compression``: zlib level 0-9 of
+    PNG results (None: OpenCV's default, the fastest that compresses)."""
     output_dir(out_dir)
-    run, pending = FolderRun(), []  # pending: (path, out path, picture) read but not yet upscaled
+    run, failures = FolderRun(), {}
     step = progress or (lambda n: None)
     memory = available_memory()
+    params = None if png_compression is None else [cv2_png_level(), png_compression]
+    to_run, to_write = queue.Queue(READ_AHEAD), queue.Queue(WRITE_BEHIND)
+    stop, raised = threading.Event(), []
 
-    def flush():
-        try:
-            results = upscaler.upscale_images([p.pixels for _, _, p in pending])
-        except (ValueError, RuntimeError) as err:
-            run.failed.extend(PFDNError(str(err).splitlines()[0], path) for path, _, _ in pending)
-            results = []
-        for (path, out_path, picture), result in zip(pending, results):
-            picture.pixels = result
-            os.makedirs(os.path.dirname(out_path) or '.', exist_ok=True)
+    def put(q, item):  # a put that gives up when the run stops, so no thread waits forever on a full queue
+        while not stop.is_set():
             try:
-                write_picture(out_path, picture, note)  # atomic: whole or absent
-            except OSError as err:
-                if disk_full(err):
-                    raise PFDNError(f'the disk is full ({(free_bytes(out_dir) or 0) / 2**20:.0f} MB free); the results '
-                                    'written before are kept, this one was not written', out_path) from None
-                raise PFDNError(f'cannot be written ({err.strerror})', out_path) from None
-            run.done += 1
-        step(len(pending))
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                pass
+
+    def read():
+        try:
+            for index, (path, rel) in enumerate(inputs):
+                if stop.is_set():
+                    break
+                put(to_run, (index,) + _prepared(path, os.path.join(out_dir, rel), upscaler, force, memory, note))
+        except BaseException as err:  # KeyboardInterrupt included: the main thread re-raises it
+            raised.append(err)
+            stop.set()
+        finally:
+            put(to_run, None)
+
+    def write():
+        try:
+            while True:
+                item = to_write.get()
+                if item is None or stop.is_set():
+                    break
+                out_path, picture, finish = item
+                picture.pixels = finish()  # the result's pixels, made here rather than beside the network
+                os.makedirs(os.path.dirname(out_path) or '.', exist_ok=True)
+                try:
+                    write_picture(out_path, picture, note, params)  # atomic: whole or absent
+                except OSError as err:
+                    if disk_full(err):
+                        raise PFDNError(f'the disk is full ({(free_bytes(out_dir) or 0) / 2**20:.0f} MB free); the '
+                                        'results written before are kept, this one was not written', out_path) from None
+                    raise PFDNError(f'cannot be written ({err.strerror})', out_path) from None
+                run.done += 1
+                step(1)
+        except BaseException as err:
+            raised.append(err)
+            stop.set()
+
+    def flush(pending):
+        try:
+            results = upscaler.run_images([p.pixels for _, _, p in pending])
+        except (ValueError, RuntimeError) as err:
+            for index, out_path, _ in pending:
+                failures[index] = PFDNError(str(err).splitlines()[0], inputs[index][0])
+            step(len(pending))
+            results = []
+        for (_, out_path, picture), finish in zip(pending, results):
+            put(to_write, (out_path, picture, finish))
         pending.clear()
 
-    for path, rel in inputs:
-        out_path = os.path.join(out_dir, rel)
-        if os.path.exists(out_path) and os.path.samefile(out_path, path):
-            run.failed.append(PFDNError('the output would replace the input; choose another output folder', path))
-            step(1)
-            continue
+    def run_network():
+        """Take read images and run them: same-size ones as one batch (up to ``upscaler.batch``)."""
+        pending = []  # (index, out path, picture) read and waiting for a batch
         try:
-            picture = read_picture(path)
-        except ImageError as err:
-            run.failed.append(err)
-            step(1)
-            continue
-        if picture.frames > 1:
-            note(f'note: {path}: {picture.frames} frames (an animation or pages); only the first is upscaled')
-        pixels = picture.pixels
-        if os.path.exists(out_path) and not force:
-            why = kept_output(out_path, pixels.shape, upscaler.scale)
-            if why is None:
-                run.skipped.append(out_path)
-            else:
-                run.failed.append(OutputExists(out_path, f'exists but is not a complete result ({why}); it was left '
-                                                         'as it is'))
-            step(1)
-            continue
-        need = upscaler.memory_needed(pixels.shape[0], pixels.shape[1], 1 if pixels.ndim == 2 else pixels.shape[2],
-                                      pixels.dtype.itemsize)
-        if memory is not None and need > memory:
-            run.failed.append(NotEnoughMemory(
-                f'{pixels.shape[1]}x{pixels.shape[0]} needs about {need / 2**30:.1f} GB to upscale'
-                + (' in tiles of this size' if upscaler.tiled(*pixels.shape[:2]) else ' whole')
-                + f', and {memory / 2**30:.1f} GB are available', path))
-            step(1)
-            continue
-        if pending and (pending[0][2].pixels.shape != pixels.shape or len(pending) >= upscaler.batch
-                        or upscaler.tiled(*pixels.shape[:2])):
-            flush()
-        pending.append((path, out_path, picture))
-    if pending:
-        flush()
+            while not stop.is_set():
+                try:
+                    item = to_run.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    to_run.put(None)  # for the other network threads
+                    break
+                index, kind, out_path, value = item
+                if kind == 'failed':
+                    failures[index] = value
+                    step(1)
+                elif kind == 'kept':
+                    run.skipped.append(out_path)
+                    step(1)
+                else:
+                    shape = value.pixels.shape
+                    if pending and (pending[0][2].pixels.shape != shape or len(pending) >= upscaler.batch
+                                    or upscaler.tiled(*shape[:2])):
+                        flush(pending)
+                    pending.append((index, out_path, value))
+            if pending and not stop.is_set():
+                flush(pending)
+        except BaseException as err:
+            raised.append(err)
+            stop.set()
+
+    # the runtime may run several images at once (OpenVINO's streams): a network thread each; else this thread
+    extra = [threading.Thread(target=run_network, daemon=True) for _ in range(upscaler.runner.streams - 1)]
+    threads = [threading.Thread(target=read, daemon=True), threading.Thread(target=write, daemon=True)] + extra
+    for thread in threads:
+        thread.start()
+    reader, writer = threads[:2]
+    try:
+        run_network()
+        for thread in extra:
+            thread.join()
+        put(to_write, None)
+        writer.join()
+    finally:
+        if writer.is_alive():  # stopped by an interrupt here: the results already computed are still written
+            put(to_write, None)
+            writer.join(timeout=60)
+        stop.set()
+        for thread in [reader] + extra:
+            thread.join(timeout=60)
+    if raised:
+        raise raised[0]
+    run.failed = [failures[i] for i in sorted(failures)]
     return run
+
+
+def cv2_png_level():
+    import cv2
+    return cv2.IMWRITE_PNG_COMPRESSION
+
+
+def _prepared(path, out_path, upscaler, force, memory, note):
+    """('image', out path, Picture) for an input to run, or ('kept', out path, None) / ('failed', out path, error)."""
+    if os.path.exists(out_path) and os.path.samefile(out_path, path):
+        return 'failed', out_path, PFDNError('the output would replace the input; choose another output folder', path)
+    try:
+        picture = read_picture(path)
+    except ImageError as err:
+        return 'failed', out_path, err
+    if picture.frames > 1:
+        note(f'note: {path}: {picture.frames} frames (an animation or pages); only the first is upscaled')
+    pixels = picture.pixels
+    if os.path.exists(out_path) and not force:
+        why = kept_output(out_path, pixels.shape, upscaler.scale)
+        if why is None:
+            return 'kept', out_path, None
+        return 'failed', out_path, OutputExists(out_path, f'exists but is not a complete result ({why}); it was left '
+                                                          'as it is')
+    need = upscaler.memory_needed(pixels.shape[0], pixels.shape[1], 1 if pixels.ndim == 2 else pixels.shape[2],
+                                  pixels.dtype.itemsize)
+    if memory is not None and need > memory:
+        return 'failed', out_path, NotEnoughMemory(
+            f'{pixels.shape[1]}x{pixels.shape[0]} needs about {need / 2**30:.1f} GB to upscale'
+            + (' in tiles of this size' if upscaler.tiled(*pixels.shape[:2]) else ' whole')
+            + f', and {memory / 2**30:.1f} GB are available', path)
+    return 'image', out_path, picture

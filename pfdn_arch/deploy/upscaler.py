@@ -114,17 +114,25 @@ class Upscaler:
         for i, img in enumerate(imgs):
             by_size.setdefault(img.shape[:2], []).append(i)
         for (h, w), indices in by_size.items():
-            if self.tiled(h, w):
-                for i in indices:
-                    outs[i] = self._tiled_image(imgs[i])
-                continue
-            for first in range(0, len(indices), self.batch):
-                group = indices[first:first + self.batch]
-                prepared = [to_network(imgs[i]) for i in group]
-                srs = self(torch.cat([x for x, _ in prepared]))
-                for i, (_, how), sr in zip(group, prepared, srs):
-                    outs[i] = from_network(sr, how, imgs[i])
+            for first in range(0, len(indices), 1 if self.tiled(h, w) else self.batch):
+                group = indices[first:first + (1 if self.tiled(h, w) else self.batch)]
+                for i, finish in zip(group, self.run_images([imgs[i] for i in group])):
+                    outs[i] = finish()
         return outs
+
+    @torch.inference_mode()
+    def run_images(self, imgs):
+        """Run same-size images as one batch (or one tiled image); returns, per image, a call that turns its
+        result into pixels of its layout and depth, so that this (CPU work without the network) can be done
+        elsewhere, e.g. on the thread that encodes the result."""
+        h, w = imgs[0].shape[:2]
+        if self.tiled(h, w):
+            out = self._tiled_image(imgs[0])
+            return [lambda: out]
+        prepared = [to_network(img) for img in imgs]
+        srs = self(torch.cat([x for x, _ in prepared]))
+        return [lambda sr=sr, how=how, img=img: from_network(sr, how, img) for (_, how), sr, img in
+                zip(prepared, srs, imgs)]
 
     def _tiled_image(self, img):
         h, w = img.shape[:2]

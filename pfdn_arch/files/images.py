@@ -161,9 +161,10 @@ def _encode(path, img, params=None):
     return buf.tobytes()
 
 
-def write_picture(path, picture, note=print):
+def write_picture(path, picture, note=print, params=None):
     """Write ``picture`` (a Picture) in the format of ``path``'s extension, atomically, with its ICC profile and
-    its kind (grey+alpha stays two channels). What a format cannot carry is said through ``note``, once per file."""
+    its kind (grey+alpha stays two channels); ``params``: OpenCV's PNG encoding flags. What a format cannot carry is
+    said through ``note``, once per file."""
     pixels, icc = picture.pixels, picture.icc
     ext = os.path.splitext(path)[1].lower()
     if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey+alpha: OpenCV writes 1, 3 or 4 channels only
@@ -175,7 +176,7 @@ def write_picture(path, picture, note=print):
             grey = pixels[..., :1]
             pixels = np.concatenate([grey, grey, grey, pixels[..., 1:]], axis=2)
     if pixels.ndim != 3 or pixels.shape[2] != 2:
-        data = _encode(path, pixels)
+        data = _encode(path, pixels, params if ext == '.png' else None)
     if icc:
         data = _with_icc(path, ext, data, pixels, icc, note)
     write_bytes(path, data)

@@ -48,7 +48,8 @@ class PFDNModel(SRModel):
     def __init__(self, opt):
         self.amp_dtype = amp_dtype(opt)
         self.channels_last = bool(opt['is_train'] and (opt.get('train') or {}).get('channels_last'))
-        self.ncc = self.step = None
+        self.ncc = self.step = self._runner = None
+        self._current_iter = self._runner_iter = 0
         super().__init__(opt)
 
     # ------------------------------------------------------------------------------------------- networks
@@ -195,34 +196,89 @@ class PFDNModel(SRModel):
 
     # ----------------------------------------------------------------------------------------- validation
     def validation_network(self):
-        """What validation and testing run: the deployed network on ``val.backend`` (auto: the fastest for the
-        device; torch: the plain eager reference) in ``val.dtype`` (fp32 default); a runtime or precision that is
-        missing falls back with a logged note."""
+        """What validation and testing run: the deployed network on ``val.backend`` (auto: the cheapest for this
+        run's validations, ``deploy.backends.Workload``; torch: the plain eager reference) in ``val.dtype`` (fp32
+        default). One runner for the whole run: later validations give it the new weights (``refresh``), so they
+        cost forwards, not builds. A runtime or precision that is missing falls back with a logged note."""
         from ..deploy.backends import make_runner
 
-        val_opt = self.opt.get('val') or {}
-        return make_runner(self.deployed_network(), val_opt.get('backend', 'auto'), self.device,
-                           val_opt.get('dtype', 'fp32'), warn=get_root_logger().warning)
+        if self._runner is None:
+            val_opt = self.opt.get('val') or {}
+            workload = validation_workload(self.opt)
+            self._runner = make_runner(self.deployed_network(), val_opt.get('backend', 'auto'), self.device,
+                                       val_opt.get('dtype', 'fp32'), warn=get_root_logger().warning,
+                                       workload=workload, streams=1 if self.is_train else torch.get_num_threads())
+            get_root_logger().info(f'Validation runs on {self._runner} for {workload}.')
+        elif self.is_train and self._runner_iter != self._current_iter:  # trained since: the new weights
+            self._runner.refresh(self.deployed_network())
+        self._runner_iter = self._current_iter
+        return self._runner
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         if self.is_train and self.step is not None:
             self.step.check(current_iter)
-        self._runner = self.validation_network()  # one per validation, for all of its images
-        try:
+        runner = self.validation_network()
+        val_opt = self.opt['val']
+        if runner.streams > 1 and val_opt.get('metrics') and not save_img and not val_opt.get('save_comparison'):
+            self._validation_in_streams(dataloader, current_iter, tb_logger, runner)
+        else:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
-        finally:
-            self._runner = None
+
+    def _validation_in_streams(self, dataloader, current_iter, tb_logger, runner):
+        """SRModel's validation of metrics, with the runtime's streams each taking a whole image (read, forward,
+        metrics) on a thread of its own: on a CPU the single-threaded streams keep every core busy, where one
+        image at a time leaves BasicSR's metrics and decoding on one core between parallel forwards. The sums are
+        taken in BasicSR's order, so the scores are the same to the last bit."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from basicsr.metrics import calculate_metric
+        from basicsr.utils import tensor2img
+        from tqdm import tqdm
+
+        dataset, metrics = dataloader.dataset, self.opt['val']['metrics']
+        name = dataset.opt['name']
+        if not hasattr(self, 'metric_results'):
+            self.metric_results = {metric: 0 for metric in metrics}
+        self._initialize_best_metric_results(name)
+        bar = tqdm(total=len(dataset), unit='image') if self.opt['val'].get('pbar', False) else None
+
+        def score(index):
+            data = dataset[index]
+            with torch.no_grad():
+                output = runner(data['lq'][None].to(self.device)).float().cpu()
+            if not torch.isfinite(output).all():
+                self._non_finite(os.path.basename(data['lq_path']))
+            sr, gt = tensor2img([output]), tensor2img([data['gt'][None]])
+            values = [calculate_metric({'img': sr, 'img2': gt}, opt_) for opt_ in metrics.values()]
+            if bar is not None:
+                bar.update(1)
+            return values
+
+        with ThreadPoolExecutor(runner.streams) as pool:
+            scores = list(pool.map(score, range(len(dataset))))
+        if bar is not None:
+            bar.close()
+        self.metric_results = {metric: 0 for metric in metrics}
+        for values in scores:  # in image order, as SRModel sums them
+            for metric, value in zip(metrics, values):
+                self.metric_results[metric] += value
+        for metric in self.metric_results:
+            self.metric_results[metric] /= len(scores)
+            self._update_best_metric_result(name, metric, self.metric_results[metric], current_iter)
+        self._log_validation_metric_values(current_iter, name, tb_logger)
+
+    def _non_finite(self, name):
+        if self.is_train:
+            raise TrainingDiverged(f'the network produced NaN or Inf values on {name}: training diverged; resume '
+                                   'from an earlier checkpoint with a lower learning rate')
+        raise CheckpointError(f'the network produced NaN or Inf values on {name}; its weights are not usable')
 
     def test(self):
-        runner = getattr(self, '_runner', None) or self.validation_network()
+        runner = self._runner or self.validation_network()
         with torch.no_grad():
             self.output = runner(self.lq).float()
         if not torch.isfinite(self.output).all():  # never score or save a black image
-            name = os.path.basename(self._lq_path[0]) if getattr(self, '_lq_path', None) else 'an image'
-            if self.is_train:
-                raise TrainingDiverged(f'the network produced NaN or Inf values on {name}: training diverged; resume '
-                                       'from an earlier checkpoint with a lower learning rate')
-            raise CheckpointError(f'the network produced NaN or Inf values on {name}; its weights are not usable')
+            self._non_finite(os.path.basename(self._lq_path[0]) if getattr(self, '_lq_path', None) else 'an image')
 
     # ---------------------------------------------------------------------------------------------- saving
     def save(self, epoch, current_iter):
@@ -264,6 +320,21 @@ class PFDNModel(SRModel):
         label = 'latest' if current_iter == -1 else current_iter
         sd = {k: v.detach().cpu() for k, v in self.deployed_network().state_dict().items()}
         save_torch(sd, Experiment.at(self.opt['path']['experiments_root']).network(label, deployed=True))
+
+
+def validation_workload(opt):
+    """The validations a run will make, for the choice of their backend: the LR sizes of its val (test) datasets,
+    how many times they will run (training: every val_freq iterations and once at the end) and whether the weights
+    change between runs."""
+    from ..deploy.backends import Workload
+    from ..data.lmdb_store import lq_sizes
+
+    shapes = [hw for phase, ds in (opt.get('datasets') or {}).items() if phase.split('_')[0] in ('val', 'test')
+              for hw in lq_sizes(ds)]
+    if not opt['is_train']:
+        return Workload.of(shapes)
+    val_freq = max(1, int((opt.get('val') or {}).get('val_freq') or 1))
+    return Workload.of(shapes, passes=opt['train']['total_iter'] // val_freq + 1, refresh=True)
 
 
 def to_channels_last(net):
