@@ -12,6 +12,8 @@ TRAIN = ['basicsr==1.4.2', 'torchvision', 'lmdb', 'scikit-image', 'setuptools']
 EXPORT = ['safetensors', 'onnx', 'onnxruntime', 'spandrel']
 # the inference backends beyond PyTorch (pfdn_arch/deploy/backends.py); bench/bench_infer.py measured them fastest on a CPU
 FAST = ['onnx', 'onnxruntime', 'openvino']
+# int8 export (NNCF post-training quantization) for OpenVINO and QDQ ONNX
+INT8 = ['nncf', 'onnx', 'onnxruntime', 'openvino']
 
 # The start-up hook (pfdn_arch/plugin): site-packages/pfdn-basicsr-hook.pth, whose line Python's `site` runs when an
 # interpreter starts, so that BasicSR's own entry points (python -m basicsr.train, a project's train.py, BasicSR's
@@ -52,9 +54,9 @@ setup(
     python_requires='>=3.9',
     install_requires=CORE,
     # train: BasicSR and what its data needs; export: .safetensors, ONNX checked with onnxruntime, and loading in
-    # spandrel (chaiNNer/ComfyUI's loader); fast: the CPU runtimes; test: all of it
-    extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST,
-                    'test': ['pytest'] + sorted(set(TRAIN + EXPORT + FAST))},
+    # spandrel (chaiNNer/ComfyUI's loader); fast: the CPU runtimes; int8: quantized export; test: all of it
+    extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST, 'int8': INT8,
+                    'test': ['pytest'] + sorted(set(TRAIN + EXPORT + FAST + INT8))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
     cmdclass={'build_py': BuildPyWithHook},
 )

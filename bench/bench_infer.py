@@ -1,13 +1,17 @@
 """Every inference backend and precision available here against the plain forward of the released PFDN.
 
     python bench/bench_infer.py [--rounds 7] [--threads 2] [--device cpu|cuda] [--sizes 256x256,510x339] [--int8]
+                                [--int8-from exported/pfdn_x4_int8.xml]
 
 For LR 256x256 and 339x510 (510 wide), real photo crops (../shared Urban100 img_004; built-in photos without
 ../shared): the median ms of each backend/precision over alternating rounds (every variant once per round, so
 they share the machine's load), the ratio to the plain fp32 forward (on CUDA with TF32 off, as the targets are
 stated), max |diff| against it on the same image, and Set5 x4 PSNR (Y, crop 4). --int8 adds OpenVINO int8
-(NNCF post-training quantization calibrated on the built-in photos; needs `pip install nncf`). The last line reads
-`best fp32 backend on <device>: <name> <ratio>x plain` (the ratio is the larger of the sizes').
+and ONNX Runtime int8 (NNCF post-training quantization calibrated on the built-in photos; needs `pip install
+'pfdn[int8]'`) with Set5 and Urban100 changes, and `--int8-from exported/pfdn_x4_int8.xml` the int8 files exported
+from a quantization-aware fine-tune (options/qat_pfdn_x4.yml). The fp32 line reads `best fp32 backend on <device>:
+<name> <ratio>x plain` (the ratio is the larger of the sizes'); the int8 line `int8 on <device>: <runtime> <ratio>x
+plain, <ratio>x bf16, Set5 <change> dB, Urban100 <change> dB` (time ratios: below 1 is faster).
 
 --workloads (on by default; --no-workloads skips it) measures the work users run, on Urban100's 100 LR images (37
 sizes, made from ../shared's HR with the benchmark protocol) and on Set5 + Urban100: the forward passes alone over
@@ -52,8 +56,9 @@ def real_input(h, w):
     return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None]
 
 
-def variants(net, device, threads, int8):
-    """name -> runner for every backend and precision that runs natively here (no fallbacks)."""
+def variants(net, device, threads, int8, int8_from=None):
+    """name -> runner for every backend and precision that runs natively here (no fallbacks); with ``int8_from``
+    (an int8 .xml ``basicsr export --int8`` wrote, its .onnx beside it) those files as 'qat int8' rows."""
     out = {}
     for backend in BACKENDS[1:]:
         for dtype in DTYPES:
@@ -62,32 +67,31 @@ def variants(net, device, threads, int8):
                 continue
             out[f'{backend} {dtype}'] = make_runner(net, backend, device, dtype, threads=threads)
     if int8:
-        out['openvino int8'] = openvino_int8(net, threads)
+        out.update(int8_runners(net, threads))
+    if int8_from:
+        from pfdn_arch.deploy.backends import file_runner
+        stem = os.path.splitext(int8_from)[0]
+        out['openvino qat int8'] = file_runner(stem + '.xml', 'openvino', threads=threads)
+        out['onnxruntime qat int8'] = file_runner(stem + '.onnx', 'onnxruntime', threads=threads)
     return out
 
 
-def openvino_int8(net, threads):
-    """OpenVINO int8 by NNCF post-training quantization, calibrated on LR crops of the built-in photos."""
-    import nncf
+def int8_runners(net, threads):
+    """The int8 models ``basicsr export --int8`` makes (pfdn_arch/deploy/int8.py: NNCF post-training quantization,
+    calibrated on the built-in photos): OpenVINO on its IR, ONNX Runtime on its QDQ ONNX."""
+    import tempfile
+
     import openvino as ov
 
-    from pfdn_arch.deploy.backends import OpenVINORunner
-    from pfdn_arch.data.samples import SAMPLE_FILES, sample_image
-    from pfdn_arch.recipe.protocol import bicubic_lr
+    from pfdn_arch.deploy.backends import file_runner
+    from pfdn_arch.deploy.int8 import calibration_crops, quantize
 
-    runner = OpenVINORunner(net, torch.device('cpu'), 'fp32', threads)
-    calib = []
-    for name in SAMPLE_FILES:
-        lr = bicubic_lr(sample_image(name), 4)[1][:64, :64, ::-1].astype(np.float32) / 255
-        calib.append(np.ascontiguousarray(lr.transpose(2, 0, 1))[None])
-    model = runner.model.clone()
-    model.reshape([1, 3, 64, 64])
-    quantized = nncf.quantize(model, nncf.Dataset(calib), subset_size=len(calib))
-    quantized.reshape([-1, 3, -1, -1])
-    runner.model = quantized
-    runner.dtype = 'int8'
-    assert isinstance(runner.model, ov.Model)
-    return runner
+    folder = tempfile.mkdtemp()
+    crops, _ = calibration_crops(None, net.upscale)
+    ov_int8, qdq = quantize(net, crops, folder)
+    ov.save_model(ov_int8, os.path.join(folder, 'int8.xml'))
+    return {'openvino int8': file_runner(os.path.join(folder, 'int8.xml'), 'openvino', threads=threads),
+            'onnxruntime int8': file_runner(qdq, 'onnxruntime', threads=threads)}
 
 
 def main():
@@ -98,7 +102,11 @@ def main():
     p.add_argument('--sizes', default='256x256,510x339', help='LR sizes WxH, comma-separated')
     p.add_argument('--weights', default=os.path.join(SHARED, 'weights', 'team08_PFDN.pth'))
     p.add_argument('--set5', default=os.path.join(SHARED, 'data', 'benchmark', 'Set5', 'HR'))
-    p.add_argument('--int8', action='store_true', help='also OpenVINO int8 (NNCF)')
+    p.add_argument('--int8', action='store_true', help="also the int8 models of basicsr export --int8 (needs "
+                                                       "pip install 'pfdn[int8]')")
+    p.add_argument('--int8-from', help='with --int8: also the int8 files of `basicsr export --int8` from a QAT '
+                                       'checkpoint (options/qat_pfdn_x4.yml): the .xml (its .onnx beside it); '
+                                       'the last line is then theirs')
     p.add_argument('--urban100', default=os.path.join(SHARED, 'data', 'benchmark', 'Urban100', 'HR'))
     p.add_argument('--urban100-lr', help='an Urban100 LR X4 folder made already (where the HR set is not at hand: '
                                          'the test row then runs Set5 alone)')
@@ -110,7 +118,7 @@ def main():
     cuda = dev.type == 'cuda'
     net, _ = build_pfdn_from_checkpoint(a.weights)
     net = net.eval()
-    runners = variants(net, a.device, a.threads, a.int8)
+    runners = variants(net, a.device, a.threads, a.int8, a.int8_from if a.int8 else None)
     plain = runners['torch fp32']
 
     def run_plain(x):
@@ -153,10 +161,13 @@ def main():
             rows.append((f'{w}x{h}', k, med * 1e3, med / base, diffs[k]))
         print(f'{w}x{h} done ({time.time() - t_start:.0f} s)', flush=True)
 
-    psnr = {}
+    psnr, urban = {}, {}
     if os.path.isdir(a.set5):
         for k, f in fns.items():
             psnr[k] = evaluate_folder(lambda t, f=f: f(t.to(dev)).float().cpu(), a.set5)['psnr']
+    if a.int8 and os.path.isdir(a.urban100):  # the int8 rows' second check set: plain fp32 against the int8 models
+        for k in ['plain (torch fp32)'] + [k for k in fns if k.endswith('int8')]:
+            urban[k] = evaluate_folder(lambda t, f=fns[k]: f(t.to(dev)).float().cpu(), a.urban100)['psnr']
 
     cpu_name = ''
     if not cuda:
@@ -176,6 +187,27 @@ def main():
             fp32[k] = max(fp32.get(k, 0), ratio)
     best = min(fp32, key=fp32.get)
     print(f"\nbest fp32 backend on {'cuda' if cuda else 'cpu'}: {best.split()[0]} {fp32[best]:.2f}x plain")
+    if a.int8:
+        ratio = {}
+        for size, k, ms, r, diff in rows:
+            ratio.setdefault(k, []).append((size, ms, r))
+        bf16 = next((k for k in ('openvino bf16', 'torch bf16') if k in ratio), None)
+        print('\n| int8 | LR size | ms | x plain | x bf16 | Set5 change (dB) | Urban100 change (dB) |\n'
+              '| --- | --- | --- | --- | --- | --- | --- |')
+        worst = {}
+        for k in (k for k in ratio if k.endswith('int8')):
+            for (size, ms, r), (_, bms, _) in zip(ratio[k], ratio[bf16] if bf16 else ratio[k]):
+                worst[k] = max(worst.get(k, (0, 0))[0], r), max(worst.get(k, (0, 0))[1], ms / bms)
+                ds5 = psnr.get(k, float('nan')) - psnr.get('plain (torch fp32)', float('nan'))
+                du = urban.get(k, float('nan')) - urban.get('plain (torch fp32)', float('nan'))
+                print(f'| {k} | {size} | {ms:.2f} | {r:.2f} | {ms / bms:.2f} | {ds5:+.3f} | {du:+.3f} |')
+        shown = [k for k in worst if 'qat' in k] or list(worst)  # the QAT files' line when they were given
+        best8 = min(shown, key=lambda k: worst[k][0])
+        ds5 = psnr[best8] - psnr['plain (torch fp32)']
+        du = urban.get(best8, float('nan')) - urban.get('plain (torch fp32)', float('nan'))
+        how = ' (QAT)' if 'qat' in best8 else ''
+        print(f"\nint8 on {'cuda' if cuda else 'cpu'}: {best8.split()[0]}{how} {worst[best8][0]:.2f}x plain, "
+              f'{worst[best8][1]:.2f}x bf16, Set5 {ds5:+.3f} dB, Urban100 {du:+.3f} dB')
     if a.workloads and (os.path.isdir(a.urban100) or a.urban100_lr) and os.path.isdir(a.set5):
         workloads(net, a, dev)
 

@@ -5,7 +5,6 @@ what BasicSR would throw on a yml into one error line."""
 import os
 import re
 import shutil
-import subprocess
 import sys
 import textwrap
 

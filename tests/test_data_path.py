@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from basicsr.data import build_dataset
-from conftest import ENV, ROOT, TINY_NET, run_group, tiny_options, train_set, write_yml
-from pfdn_arch import PFDN
+from conftest import ENV, ROOT
 from pfdn_arch.cli.main import main
 from pfdn_arch.data import lmdb_store
 from pfdn_arch.data import preparation as prep

@@ -1,10 +1,8 @@
 """A hostile test matrix, by class: data lost, pictures as devices make them, overrides and options, paths and devices,
 checkpoints, data, memory, messages. Each case asserts the exit status, that the message names the culprit, and
 that nothing existing changed."""
-import io
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time

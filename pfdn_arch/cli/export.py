@@ -1,5 +1,6 @@
 """``basicsr export``: deployed weights as .pth (released layout), .safetensors and ONNX."""
 import os
+import sys
 
 from . import add_command, file_stem, in_range
 
@@ -19,6 +20,13 @@ def add_parser(sub):
     p.add_argument('--formats', nargs='+', choices=FORMATS, default=list(FORMATS), help='what to write')
     p.add_argument('--opset', type=in_range(11, 23), default=17,
                    help='ONNX opset (11..23: what the exporter supports and the graph\'s resize needs)')
+    p.add_argument('--int8', action='store_true',
+                   help="also an int8 model (NNCF post-training quantization; pip install 'pfdn[int8]'): "
+                        '<name>_int8.xml/.bin (OpenVINO IR), <name>_int8.onnx (QDQ) and <name>_int8.json (how they '
+                        'were made, the PSNR each loses on check images)')
+    p.add_argument('--calibration', help='--int8: a folder of LR images like those to upscale (None: the built-in '
+                                         'photos); not used for a checkpoint of quantization-aware fine-tuning '
+                                         '(options/qat_pfdn_x4.yml), whose ranges were trained')
     p.add_argument('--force', action='store_true', help='overwrite existing files')
     p.set_defaults(func=run)
     return p
@@ -29,7 +37,7 @@ def run(a):
     from ..deploy.formats import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
     from ..errors import NotInstalled, OptionsError, OutputExists, PFDNError
     from ..files.atomic import atomic_path
-    from ..files.checkpoints import build_pfdn_from_checkpoint
+    from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
     from ..files.paths import output_dir
     from .infer import weights_or_default
 
@@ -40,11 +48,20 @@ def run(a):
     output_dir(a.out)  # before anything is loaded or written
     weights = weights_or_default(a.weights)
     net, _ = build_pfdn_from_checkpoint(weights)
+    qat = qat_state(weights)
+    if qat is not None and not a.int8:
+        print('note: this checkpoint also holds int8 quantizers from quantization-aware fine-tuning; --int8 exports '
+              'them (the files here hold its float weights)', file=sys.stderr)
     if not net.deploy:
         net.reparameterize()
     net.eval()
     name = a.name or f'pfdn_x{net.upscale}'
     paths = output_paths(a.out, name, a.formats)
+    if a.int8:
+        for module in ('nncf', 'openvino', 'onnx'):
+            if not importable(module):
+                raise NotInstalled(module, 'int8 export', 'int8')
+        paths.update({f'int8 {k}': os.path.join(a.out, f'{name}_int8{k}') for k in ('.xml', '.bin', '.onnx', '.json')})
     same = [q for q in paths.values() if os.path.exists(q) and os.path.samefile(q, weights)]
     if same:
         raise OptionsError(f'{same[0]} is the --weights file itself; choose another --out or --name', 'out')
@@ -69,6 +86,19 @@ def run(a):
         check = ("onnxruntime not installed, not checked (pip install 'pfdn[export]')" if diff is None
                  else f'onnxruntime vs PyTorch max |diff| {diff:.1e} on 3 sizes')
         print(f"{paths['onnx']}: dynamic batch/height/width, opset {a.opset}; {check}")
+    if a.int8:
+        from ..deploy.int8 import TARGET_LOSS, write_int8
+        if qat is not None and a.calibration:
+            print('note: --calibration is not used: this checkpoint holds the ranges quantization-aware fine-tuning '
+                  'trained', file=sys.stderr)
+        record, files = write_int8(net, a.out, name, a.calibration, qat=qat)
+        for kind, path in files.items():
+            loss = record['psnr_loss_db'][kind]
+            print(f'{path}: int8 ({kind}); {loss:+.3f} dB against fp32 on the check images')
+        worst = min(record['psnr_loss_db'].values())
+        if -worst > TARGET_LOSS:
+            print(f'note: this int8 model loses {-worst:.2f} dB (more than {TARGET_LOSS} dB) on the check images; '
+                  f"{name}_int8.json records it and basicsr infer says so at every use", file=sys.stderr)
     if importable('spandrel'):
         import spandrel
 

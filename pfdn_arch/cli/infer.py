@@ -1,4 +1,5 @@
 """``basicsr infer -i PATH -o DIR``: upscale a file or a folder with a deployed PFDN (``deploy/folder.py``)."""
+import os
 import sys
 
 from . import add_command, in_range, whole
@@ -13,7 +14,8 @@ def add_parser(sub):
                     on_interrupt='rerun the same command to continue: finished images are kept')
     p.add_argument('-i', '--input', required=True, help='an image or a folder of images')
     p.add_argument('-o', '--output', required=True, help='output folder (same file names)')
-    p.add_argument('--weights', help=f'deployed or training-form PFDN checkpoint (None: {WEIGHTS})')
+    p.add_argument('--weights', help=f'deployed or training-form PFDN checkpoint, or a model file from basicsr export '
+                                     f'(.xml OpenVINO IR, .onnx; e.g. the int8 ones) (None: {WEIGHTS})')
     p.add_argument('--backend', default='auto',
                    help='auto (the fastest for the device: CPU openvino, else onnxruntime, else torch; CUDA compile), '
                         'torch (the plain eager forward), compile, openvino or onnxruntime')
@@ -44,16 +46,31 @@ def weights_or_default(weights):
     return weights
 
 
+def say_what_it_loses(path, note):
+    """The loss an int8 model's record gives, said at every use (or that there is no record)."""
+    from ..deploy.int8 import record_of
+
+    record = record_of(path)
+    if record is None:
+        note(f'note: {path} has no record beside it ({os.path.splitext(path)[0]}.json): its quality is unknown')
+        return
+    kind = 'openvino' if path.lower().endswith('.xml') else 'onnx'
+    loss = record.get('psnr_loss_db', {}).get(kind)
+    if loss is not None:
+        note(f"note: {os.path.basename(path)} is {record.get('model', 'a quantized model')}: {loss:+.3f} dB against "
+             f"fp32 on its check images (target within {record.get('target_loss_db', 0.1)} dB)")
+
+
 def run(a):
     import torch
     from tqdm import tqdm
 
-    from ..deploy.backends import make_runner
+    from ..deploy.backends import MODEL_FILES, file_runner, make_runner
     from ..deploy.folder import collect_inputs, folder_workload, upscale_files
     from ..deploy.upscaler import Upscaler
     from ..errors import CheckpointError
-    from ..files.checkpoints import build_pfdn_from_checkpoint
-    from ..files.paths import output_dir
+    from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
+    from ..files.paths import input_file, output_dir
     from .main import error_line
 
     def note(line):
@@ -61,21 +78,29 @@ def run(a):
 
     output_dir(a.output)  # before anything is read or loaded
     inputs = collect_inputs(a.input, a.output, note)
-    net, _ = build_pfdn_from_checkpoint(weights_or_default(a.weights))
-    if net.num_in_ch != 3:
-        raise CheckpointError(f'this PFDN takes {net.num_in_ch}-channel input; basicsr infer runs RGB networks',
-                              a.weights)
-    if not net.deploy:
-        net.reparameterize()
-    workload = folder_workload([p for p, _ in inputs], a.tile, a.tile_overlap)
-    runner = make_runner(net, a.backend, a.device, a.dtype, warn=lambda m: print(m, file=sys.stderr),
-                         workload=workload, streams=1 if len(inputs) == 1 else torch.get_num_threads())
+    weights = weights_or_default(a.weights)
+    if weights.lower().endswith(MODEL_FILES):
+        runner = file_runner(input_file(weights), a.backend, a.device, warn=note)
+        say_what_it_loses(weights, note)
+    else:
+        net, _ = build_pfdn_from_checkpoint(weights)
+        if qat_state(weights) is not None:
+            note(f'note: {weights} is a checkpoint of quantization-aware fine-tuning; this runs its float weights. '
+                 f'For its int8: basicsr export --int8 --weights {weights}, then --weights <out>/pfdn_x4_int8.xml')
+        if net.num_in_ch != 3:
+            raise CheckpointError(f'this PFDN takes {net.num_in_ch}-channel input; basicsr infer runs RGB networks',
+                                  a.weights)
+        if not net.deploy:
+            net.reparameterize()
+        workload = folder_workload([p for p, _ in inputs], a.tile, a.tile_overlap)
+        runner = make_runner(net, a.backend, a.device, a.dtype, warn=note, workload=workload,
+                             streams=1 if len(inputs) == 1 else torch.get_num_threads())
     up = Upscaler(runner, a.tile, a.tile_overlap, a.batch or (16 if runner.device.type == 'cuda' else 1))
     print(f'backend: {runner}', file=sys.stderr)
     with tqdm(total=len(inputs), desc='upscaling', unit='img') as bar:
         run = upscale_files(inputs, a.output, up, a.force, bar.update, lambda line: bar.write(line, file=sys.stderr),
                             a.png_compression)
-    print(f'{run.done} upscaled x{net.upscale} into {a.output}' + (
+    print(f'{run.done} upscaled x{runner.upscale} into {a.output}' + (
         f'; {len(run.skipped)} skipped because the output exists (--force overwrites)' if run.skipped else ''))
     flags = {'force': '--force', 'tile': '--tile'}
     for err in run.failed:

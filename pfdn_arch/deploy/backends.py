@@ -66,6 +66,8 @@ class Workload:
     def __repr__(self):
         return (f'{sum(self.sizes.values())} images of {len(self.sizes)} sizes x {self.passes} passes'
                 + (', weights refreshed' if self.refresh else ''))
+
+
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 # fastest first, per device type (bench/bench_infer.py measures them)
 AUTO_ORDER = {'cpu': ('openvino', 'onnxruntime', 'torch'), 'cuda': ('compile', 'torch')}
@@ -348,3 +350,84 @@ class OnnxRuntimeRunner(Runner):
         self.check_input(x)
         arr = np.ascontiguousarray(x.detach().to('cpu', torch.float32).numpy())
         return torch.from_numpy(self.session.run(None, {'lr': arr})[0])
+
+
+class FileRunner(Runner):
+    """A model file made elsewhere (an int8 OpenVINO IR or QDQ ONNX from ``basicsr export --int8``) on OpenVINO (.xml
+    or .onnx) or ONNX Runtime (.onnx). Its scale is read off its output for a small input."""
+
+    def __init__(self, path, backend, threads):
+        import torch as _torch
+
+        self.name, self.path = backend, path
+        self.device, self.dtype, self.threads, self.builds, self.streams = _torch.device('cpu'), 'int8', threads, 1, 1
+        self.num_in_ch = 3
+        if backend == 'openvino':
+            import openvino as ov
+            # as OpenVINORunner's latency mode; f32 for what stays in float (this CPU's default may be bf16)
+            compiled = ov.Core().compile_model(path, 'CPU', {'PERFORMANCE_HINT': 'LATENCY',
+                                                             'INFERENCE_NUM_THREADS': threads,
+                                                             'ENABLE_CPU_PINNING': True,
+                                                             'INFERENCE_PRECISION_HINT': 'f32'})
+            request = compiled.create_infer_request()
+
+            def run(arr):
+                request.infer({0: arr})
+                return request.get_output_tensor(0).data.copy()
+        else:
+            import onnxruntime as ort
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+            name = session.get_inputs()[0].name
+
+            def run(arr):
+                return session.run(None, {name: arr})[0]
+        self._run = run
+        probe = np.zeros((1, 3, 16, 16), np.float32)
+        self.upscale = self._run(probe).shape[-1] // 16
+
+    def check_input(self, x):
+        from ..archs.esa import MIN_INPUT_SIZE
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f'expects an N x 3 x H x W input, got shape {tuple(x.shape)}')
+        if min(x.shape[-2:]) < MIN_INPUT_SIZE:
+            raise ValueError(f'needs an LR input of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, got '
+                             f'{x.shape[-2]}x{x.shape[-1]}; pad or use a larger image')
+
+    def refresh(self, net):
+        raise ValueError('a model file cannot take new weights')
+
+    def __call__(self, x):
+        self.check_input(x)
+        return torch.from_numpy(self._run(np.ascontiguousarray(x.detach().to('cpu', torch.float32).numpy())))
+
+    def __repr__(self):
+        return f'{self.name} ({os.path.basename(self.path)}, cpu)'
+
+
+MODEL_FILES = ('.xml', '.onnx')
+
+
+def file_runner(path, backend='auto', device='cpu', threads=None, warn=print):
+    """A runner for a model file (``MODEL_FILES``): an OpenVINO IR runs on OpenVINO; an ONNX file on ONNX Runtime
+    (auto) or OpenVINO. A backend that cannot run it falls back with one note."""
+    threads = threads or torch.get_num_threads()
+    if parse_device(device).type != 'cpu':
+        warn(f'note: {os.path.basename(path)} runs on the CPU here (its runtimes), not on {device}')
+    ext = os.path.splitext(path)[1].lower()
+    choices = ['openvino'] if ext == '.xml' else ['onnxruntime', 'openvino']
+    usable = [b for b in choices if installed(b)]
+    if not usable:
+        raise OptionsError(f"running {os.path.basename(path)} needs {' or '.join(choices)}: {INSTALL}", 'backend')
+    if backend not in usable:
+        if backend != 'auto':
+            warn(f'note: the {backend} backend cannot run {os.path.basename(path)}; using {usable[0]}')
+        backend = usable[0]
+    try:
+        return FileRunner(path, backend, threads)
+    except Exception as err:  # the runtimes raise their own types for a file that is not a model
+        from ..errors import CheckpointError
+        kind = 'an OpenVINO IR' if ext == '.xml' else 'an ONNX model'
+        raise CheckpointError(f'cannot be loaded as {kind} by {backend} ({str(err).splitlines()[0][:160]}); give a '
+                              f'model file basicsr export wrote, or a .pth checkpoint', path) from None

@@ -10,6 +10,7 @@ from ..archs.convert import infer_pfdn_options, unwrap_state_dict
 from ..errors import CheckpointError
 
 STATE_KEYS = {'iter', 'epoch', 'optimizers', 'schedulers'}  # what BasicSR's training states hold
+QAT_KEY = 'int8'  # a checkpoint's entry for the quantizers of quantization-aware fine-tuning
 
 
 def read_checkpoint_file(path, device='cpu'):
@@ -63,6 +64,17 @@ def load_checkpoint(path, param_key=None):
         raise
     check_tensors(sd, path)
     return sd
+
+
+def qat_state(path):
+    """The int8 quantizers a checkpoint of quantization-aware fine-tuning holds (``deploy/fake_quant.py``), or
+    None."""
+    obj = read_checkpoint_file(path)
+    state = obj.get(QAT_KEY) if isinstance(obj, dict) else None
+    if state is not None and not (isinstance(state, dict) and isinstance(state.get('nncf_config'), str)
+                                  and isinstance(state.get('quantizers'), dict)):
+        raise CheckpointError(f"its '{QAT_KEY}' entry is not the quantizers of quantization-aware fine-tuning", path)
+    return state
 
 
 def load_into(net, state_dict, path, strict=True):

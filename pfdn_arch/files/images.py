@@ -209,8 +209,6 @@ def _with_icc(path, ext, data, pixels, icc, note):
             at = 4 + struct.unpack('>H', data[4:6])[0]
         return data[:at] + segments + data[at:]
     if ext in ('.webp', '.tif', '.tiff') and pixels.dtype == np.uint8 and pixels.ndim in (2, 3):
-        from PIL import Image
-
         rgb = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4
                                                            else cv2.COLOR_BGR2RGB)
         fmt = 'WEBP' if ext == '.webp' else 'TIFF'

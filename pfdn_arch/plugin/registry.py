@@ -1,5 +1,6 @@
 """pfdn's classes in BasicSR's registries: ``PFDN`` (arch), ``NCCLoss`` (loss), ``PairedCropDataset`` (dataset),
-``PFDNModel`` (model). The classes themselves know nothing of BasicSR's registries: they are registered here.
+``PFDNModel`` and ``PFDNQATModel`` (models). The classes themselves know nothing of BasicSR's registries: they are
+registered here.
 
 A name someone else has taken is theirs. BasicSR's registry asserts on a second registration of a name, which would
 crash deep inside BasicSR whichever side came second; so:
@@ -17,17 +18,23 @@ import sys
 CLASSES = (('ARCH_REGISTRY', 'pfdn_arch.archs.pfdn_arch', 'PFDN'),
            ('LOSS_REGISTRY', 'pfdn_arch.losses.ncc_loss', 'NCCLoss'),
            ('DATASET_REGISTRY', 'pfdn_arch.data.paired_crop_dataset', 'PairedCropDataset'),
-           ('MODEL_REGISTRY', 'pfdn_arch.models.pfdn_model', 'PFDNModel'))
+           ('MODEL_REGISTRY', 'pfdn_arch.models.pfdn_model', 'PFDNModel'),
+           ('MODEL_REGISTRY', 'pfdn_arch.models.qat_model', 'PFDNQATModel'))
 _noted = set()
 
 
 def register_all():
-    """Register every class whose module can be imported now (idempotent). A module that is itself being imported
-    (it imported basicsr, which brought us here) is skipped: the import hook calls this again when it completes."""
+    """Register every class whose module can be imported now (idempotent), in ``CLASSES`` order, up to a module that
+    is itself being imported."""
     import basicsr.utils.registry as registries
 
     _yield_to_later_registrations(registries.Registry)
     for registry_name, module_name, class_name in CLASSES:
+        module = sys.modules.get(module_name)
+        if module is not None and not hasattr(module, class_name):
+            # being imported (it imported basicsr, which brought us here): the modules after it may import it
+            # (qat_model imports pfdn_model), so they wait too; the hook calls this again when its import completes
+            break
         cls = getattr(importlib.import_module(module_name), class_name, None)
         if cls is not None:
             add(getattr(registries, registry_name), cls)

@@ -4,44 +4,11 @@ one place. BasicSR's part: ``models/net_g_<iter>.pth`` and ``net_g_latest.pth`` 
 deployed form in the released layout, beside every save) and ``validation.json`` (the validation history)."""
 import os
 import re
-from contextlib import contextmanager
 
-from ..errors import CheckpointError, PFDNError
+from ..errors import CheckpointError
 from ..files.checkpoints import load_checkpoint, read_training_state, set_aside
 
 _STATE_NAME = re.compile(r'(\d+)\.state')
-
-
-class InUse(PFDNError):
-    """Another run holds the folder (``path``); ``reason`` names its process."""
-
-
-@contextmanager
-def owned(parent, name):
-    """Hold ``parent/name`` (an experiment or results folder) for the length of the block: one run at a time. A
-    second run of the same name would have BasicSR archive the first one's folder under it and write into the new
-    one. The lock is ``parent/.<name>.pfdn-lock``, an OS file lock that dies with its process (no stale locks after
-    a kill); where the OS has none (Windows) there is no lock."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    os.makedirs(parent, exist_ok=True)
-    path = os.path.join(parent, f'.{name}.pfdn-lock')
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 32).decode(errors='replace').strip() or '?'
-            raise InUse(f'is in use by another run (process {holder}); wait for it to end, or choose another name',
-                        os.path.join(parent, name)) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 class Experiment:

@@ -343,6 +343,8 @@ class RunOptions:
             self._fail(f"{where} '{name}' is not in BasicSR's {registry._name} registry"
                        + (f" (did you mean '{close[0]}'?)" if close else ''))
         model = r.MODEL_REGISTRY.get(opt['model_type'])
+        if hasattr(model, 'check_options'):  # a model's own needs (PFDNQATModel), said before anything is written
+            model.check_options(opt, self.is_train)
         for phase, ds in opt['datasets'].items():
             if ds.get('uint8_batches') and not getattr(model, 'converts_uint8_batches', False):
                 self._fail(f"datasets.{phase}.uint8_batches needs a model that converts uint8 batches on the device "
@@ -379,7 +381,7 @@ class RunOptions:
         except CheckpointError as err:
             raise OptionsError(f'{path}: {err.reason}', f'path.{key}') from None
         wrapped = isinstance(obj, dict) and any(k in obj for k in ('params', 'params_ema'))
-        if self.opt.get('model_type') == 'PFDNModel':
+        if self._model_loads_bare_state_dicts():
             if wrapped and param_key is not None and param_key not in obj and 'params' not in obj:
                 raise OptionsError(f"{path} has no '{param_key}' entry (it has {', '.join(sorted(obj))})",
                                    f'path.{key_name}')
@@ -394,6 +396,18 @@ class RunOptions:
                                    f'{key_name}: {param_key}' + (' and EMA on' if k == 'params_ema' else '')
                                    + '. Use model_type: PFDNModel (it loads either form), or set '
                                    f'{key_name}: ~ for a bare state dict', f'path.{key}')
+
+    def _model_loads_bare_state_dicts(self):
+        """PFDNModel and its subclasses (PFDNQATModel) load bare state dicts; BasicSR's models do not."""
+        from basicsr.utils.registry import MODEL_REGISTRY
+
+        from ..models.pfdn_model import PFDNModel
+
+        try:
+            model = MODEL_REGISTRY.get(self.opt.get('model_type'))
+        except KeyError:
+            return False
+        return isinstance(model, type) and issubclass(model, PFDNModel)
 
     # ---------------------------------------------------------------------------------------- hand-off
     def cpu_adjustments(self):

@@ -7,7 +7,7 @@ import os
 import sys
 from contextlib import contextmanager, nullcontext
 
-from .experiment import owned
+from ..files.locks import owned
 from .results import recording
 
 

@@ -1,0 +1,166 @@
+"""PFDNQATModel: quantization-aware fine-tuning of the deployed PFDN as a BasicSR stage (``options/qat_pfdn_x4.yml``,
+``basicsr train``), for int8 that loses less than post-training quantization (docs/int8.md).
+
+The stage starts from deployed weights (the released file, or a schedule's ``net_g_deploy_latest.pth``), quantizes
+them as ``basicsr export --int8`` does (``deploy/fake_quant.py``: the same ops in float, ranges from histograms of
+crops of the training set) and trains the fake-quantized network, weights and quantizer ranges, with the stage's
+pixel loss. Validation scores the fake-quantized network (int8 simulated in float). Every save writes:
+
+- ``net_g_<iter>.pth``: ``params`` (the float weights, released layout) plus ``int8`` (the quantizers): what
+  ``basicsr export --int8 --weights`` turns into the OpenVINO IR and the QDQ ONNX, and what a resume restores exactly;
+- ``net_g_deploy_<iter>.pth``: the float weights alone, as every stage writes them.
+
+Everything else is PFDNModel's (safe loading, uint8 batches, the train step, atomic saves, DDP).
+"""
+import copy
+import importlib.util
+import os
+
+import torch
+
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
+
+from ..errors import NotInstalled, OptionsError
+from ..files.atomic import save_torch
+from .pfdn_model import PFDNModel
+
+
+class PFDNQATModel(PFDNModel):
+    """Quantization-aware fine-tuning of a deployed PFDN. Options beyond PFDNModel's:
+
+    train.qat.calibration_crops (int): training-set crops the quantizer ranges start from. Default: 64.
+    """
+
+    def __init__(self, opt):
+        self.check_options(opt, opt['is_train'])
+        self.qnet = self._record = None  # the fake-quantized network and how it was made, once made
+        self._plain = None  # a deployed PFDN: the layout the float weights are saved in
+        super().__init__(opt)
+        if not self.is_train:
+            self._quantize()
+
+    @staticmethod
+    def check_options(opt, is_train):
+        """What quantization-aware fine-tuning needs (the option checks call this before anything is written)."""
+        net = opt.get('network_g') or {}
+        if net.get('type') != 'PFDN' or not net.get('deploy'):
+            raise OptionsError('quantization-aware fine-tuning trains the deployed PFDN: set network_g type: PFDN and '
+                               'deploy: true', 'network_g.deploy')
+        if not opt['path'].get('pretrain_network_g'):
+            raise OptionsError('quantization-aware fine-tuning starts from trained weights (the released file or a '
+                               "stage's net_g_deploy_latest.pth): set it", 'path.pretrain_network_g')
+        if importlib.util.find_spec('nncf') is None:
+            raise NotInstalled('nncf', 'quantization-aware fine-tuning', 'int8')
+        train = opt.get('train') or {}
+        for key, off in (('ema_decay', 0), ('amp', 'none'), ('compile', False), ('ncc_opt', None)):
+            if is_train and train.get(key, off) not in (off, None, False, 0, 'none'):
+                raise OptionsError(f'quantization-aware fine-tuning runs without train.{key} (int8 is simulated '
+                                   f'in fp32 on the network as it is): set it to {off}', f'train.{key}')
+
+    # ------------------------------------------------------------------------------------------- networks
+    def model_to_device(self, net):
+        # DDP wraps the fake-quantized network once it exists, never the float one it is made from
+        if self.qnet is None:
+            return net.to(self.device)
+        return super().model_to_device(net)
+
+    def init_training_settings(self):
+        self._quantize()
+        super().init_training_settings()  # optimizers over the fake-quantized network's weights and ranges
+
+    def _quantize(self):
+        """net_g becomes the fake-quantized network: the quantizers a QAT checkpoint holds (a resume, or a test of
+        a QAT save), else fresh ones calibrated on training crops (on the built-in photos when testing)."""
+        from ..deploy.fake_quant import fake_quantized, record_of, restored
+        from ..files.checkpoints import qat_state
+
+        logger = get_root_logger()
+        net = self.get_bare_model(self.net_g).eval()
+        self._plain = copy.deepcopy(net).cpu()
+        path = self.opt['path']['pretrain_network_g']
+        state = qat_state(path)
+        if state is not None:
+            self.qnet = restored(net, state, path)
+            self._record = record_of(state)
+            logger.info(f'Restored the int8 quantizers of {path}.')
+        else:
+            crops, source = self._calibration_crops()
+            self.qnet = fake_quantized(net, crops)
+            reference = {'weights': str(path), 'fp32_check_psnr': round(self._check_psnr(net), 4)}
+            start = self._check_psnr(self.qnet) - reference['fp32_check_psnr']
+            self._record = {'calibration': {'source': source, 'crops': len(crops)},
+                            'fine_tuning': {'from': str(path), 'start_loss_db': round(start, 4)},
+                            'reference': reference}
+            logger.info(f'Quantized {type(net).__name__} for quantization-aware fine-tuning: ranges calibrated on '
+                        f'{len(crops)} crops of {source}; int8 (simulated) before fine-tuning: {start:+.3f} dB '
+                        'against fp32 on the check photos.')
+        self.net_g = self.model_to_device(self.qnet)
+
+    def _calibration_crops(self):
+        from basicsr.data import build_dataset
+
+        if not self.is_train:
+            from ..deploy.int8 import calibration_crops
+            return calibration_crops(scale=self.opt['scale'])
+        count = int(((self.opt['train'].get('qat') or {}).get('calibration_crops')) or 64)
+        ds_opt = dict(self.opt['datasets']['train'])
+        dataset = build_dataset(ds_opt)
+        crops = []
+        for i in range(count):  # spread over the set; each item is a random crop
+            lq = dataset[i * len(dataset) // count % len(dataset)]['lq']
+            crops.append((lq.float() / 255 if not lq.is_floating_point() else lq)[None].to(self.device))
+        return crops, f"the training set {ds_opt.get('name')}"
+
+    def _check_psnr(self, net):
+        """PSNR on the int8 check photos (``deploy.int8.check_psnr``): the starting weights' fp32 score is what an
+        export of this stage reports its loss against (int8's loss, not the fine-tuned float weights')."""
+        from ..deploy.int8 import check_psnr
+
+        with torch.no_grad():
+            return check_psnr(lambda x: net(torch.from_numpy(x).to(self.device)).cpu().numpy(), self.opt['scale'])
+
+    def setup_optimizers(self):
+        """SRModel's, without a warning for each of NNCF's fixed quantizer settings (parameters without grad)."""
+        train_opt = self.opt['train']
+        params = [v for v in self.net_g.parameters() if v.requires_grad]
+        optim_type = train_opt['optim_g'].pop('type')
+        self.optimizer_g = self.get_optimizer(optim_type, params, **train_opt['optim_g'])
+        self.optimizers.append(self.optimizer_g)
+
+    def deployed_network(self):
+        """The float weights in a deployed PFDN (what ``net_g_deploy_*.pth`` holds)."""
+        from ..deploy.fake_quant import float_state_dict
+
+        net = copy.deepcopy(self._plain)
+        net.load_state_dict(float_state_dict(self.qnet))
+        return net
+
+    # ----------------------------------------------------------------------------------------- validation
+    def validation_network(self):
+        """Validation scores the fake-quantized network (int8 simulated in float) in eager PyTorch."""
+        from ..deploy.backends import TorchRunner
+
+        if self._runner is None:
+            self._runner = TorchRunner(self.qnet, self.device, 'fp32', torch.get_num_threads())
+            get_root_logger().info('Validation runs the fake-quantized network (int8 simulated in float) on torch.')
+        elif self.is_train and self._runner_iter != self._current_iter:
+            self._runner.refresh(self.qnet)
+        self._runner_iter = self._current_iter
+        return self._runner
+
+    # ---------------------------------------------------------------------------------------------- saving
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """``{'params': float weights (released layout), 'int8': quantizers}``, atomically."""
+        if net_label != 'net_g':
+            return super().save_network(net, net_label, current_iter, param_key)
+        from ..deploy.fake_quant import KEY, float_state_dict, quantizer_state
+
+        record = dict(self._record)
+        record['fine_tuning'] = {**record.get('fine_tuning', {}), 'experiment': self.opt['name'],
+                                 'iterations': self._current_iter if current_iter == -1 else current_iter,
+                                 'data': self.opt['datasets']['train'].get('name')}
+        label = 'latest' if current_iter == -1 else current_iter
+        save_torch({'params': float_state_dict(self.qnet), KEY: quantizer_state(self.qnet, record)},
+                   os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
