@@ -14,6 +14,7 @@ EXPORT = ['safetensors', 'onnx', 'onnxruntime', 'spandrel']
 FAST = ['onnx', 'onnxruntime', 'openvino']
 # int8 export (NNCF post-training quantization) for OpenVINO and QDQ ONNX
 INT8 = ['nncf', 'onnx', 'onnxruntime', 'openvino']
+VIDEO = ['av>=18']  # PyAV, FFmpeg's libraries in its wheels: videos in basicsr infer (18: the colour APIs used)
 
 # The start-up hook (pfdn_arch/plugin): site-packages/pfdn-basicsr-hook.pth, whose line Python's `site` runs when an
 # interpreter starts, so that BasicSR's own entry points (python -m basicsr.train, a project's train.py, BasicSR's
@@ -54,9 +55,10 @@ setup(
     python_requires='>=3.9',
     install_requires=CORE,
     # train: BasicSR and what its data needs; export: .safetensors, ONNX checked with onnxruntime, and loading in
-    # spandrel (chaiNNer/ComfyUI's loader); fast: the CPU runtimes; int8: quantized export; test: all of it
-    extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST, 'int8': INT8,
-                    'test': ['pytest'] + sorted(set(TRAIN + EXPORT + FAST + INT8))},
+    # spandrel (chaiNNer/ComfyUI's loader); fast: the CPU runtimes; int8: quantized export; video: films in basicsr
+    # infer; test: all of it
+    extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST, 'int8': INT8, 'video': VIDEO,
+                    'test': ['pytest'] + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
     cmdclass={'build_py': BuildPyWithHook},
 )

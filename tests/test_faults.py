@@ -242,7 +242,8 @@ def test_infer_rerun_after_an_interruption_continues_and_keeps_no_torn_image(dat
     with monkeypatch.context() as m:
         interrupt_after(m, folder, 'write_picture', 1)
         code, _, err = cli(args, capsys)
-    assert code == 130 and err[-1] == 'interrupted; rerun the same command to continue: finished images are kept'
+    assert code == 130 and err[-1] == ('interrupted; rerun the same command to continue: finished images and '
+                                      'video segments are kept')
     assert sorted(os.listdir(out)) == ['a.png']
     first = (out / 'a.png').read_bytes()
     code, stdout, _ = cli(args, capsys)

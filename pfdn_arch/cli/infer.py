@@ -1,19 +1,36 @@
-"""``basicsr infer -i PATH -o DIR``: upscale a file or a folder with a deployed PFDN (``deploy/folder.py``)."""
+"""``basicsr infer -i PATH -o OUT``: upscale an image, a video or a folder with a deployed PFDN (``deploy/folder.py``,
+``deploy/video.py``)."""
+import argparse
 import os
 import sys
 
 from . import add_command, in_range, whole
 
 
+def seconds(text):
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'must be a number of seconds, got {text!r}') from None
+    if not value >= 0 or value == float('inf'):
+        raise argparse.ArgumentTypeError(f'must be 0 or more seconds, got {text}')
+    return value
+
+
 def add_parser(sub):
     from ..files.locations import WEIGHTS
 
-    p = add_command(sub, 'infer', 'upscale an image or a folder (backends, batches, tiles, 16-bit, alpha)',
+    p = add_command(sub, 'infer', 'upscale an image, a video or a folder (backends, batches, tiles, 16-bit, alpha)',
                     'Upscale images with a deployed PFDN (png, jpg, bmp, tiff, webp; grayscale, RGBA and 16-bit kept '
-                    'as such). Finished outputs are kept on a rerun; --force replaces them.',
-                    on_interrupt='rerun the same command to continue: finished images are kept')
-    p.add_argument('-i', '--input', required=True, help='an image or a folder of images')
-    p.add_argument('-o', '--output', required=True, help='output folder (same file names)')
+                    'as such) and videos (any FFmpeg reads; needs pip install "pfdn[video]"): frame timestamps, '
+                    'colour matrix and range kept, audio and subtitles copied. Finished outputs are kept on a rerun; '
+                    '--force replaces them.',
+                    on_interrupt='rerun the same command to continue: finished images and video segments are kept')
+    p.add_argument('-i', '--input', required=True, help='an image, a video, or a folder of them (subfolders too)')
+    p.add_argument('-o', '--output', required=True,
+                   help='output folder (same file names); for one video, a video file name may be given instead '
+                        '(its extension chooses the container: .mp4, .mkv, .mov, .webm, ...)')
     p.add_argument('--weights', help=f'deployed or training-form PFDN checkpoint, or a model file from basicsr export '
                                      f'(.xml OpenVINO IR, .onnx; e.g. the int8 ones) (None: {WEIGHTS})')
     p.add_argument('--backend', default='auto',
@@ -30,6 +47,14 @@ def add_parser(sub):
     p.add_argument('--png-compression', type=in_range(0, 9), default=None,
                    help="zlib level of PNG results, 0 (none, largest) to 9 (smallest, slowest); None: OpenCV's "
                         'default, the fastest that compresses')
+    p.add_argument('--codec', help='video encoder: h264, h265, av1, vp9, ffv1 (lossless), x264rgb (lossless at --crf '
+                                   '0), prores, or any FFmpeg encoder name (None: the input\'s codec where it can be '
+                                   'encoded and the container holds it, else h264)')
+    p.add_argument('--crf', type=in_range(0, 63), default=None,
+                   help='video constant quality, lower is better (None: h264 18, h265 20, vp9 24, av1 30)')
+    p.add_argument('--segment', type=seconds, default=10.0,
+                   help='videos are made in segments of this many seconds, so that a rerun after a kill continues '
+                        'from the last finished one (0: one segment)')
     p.add_argument('--force', action='store_true', help='overwrite existing outputs')
     p.set_defaults(func=run)
     return p
@@ -68,16 +93,24 @@ def run(a):
     from ..deploy.backends import MODEL_FILES, file_runner, make_runner
     from ..deploy.folder import collect_inputs, folder_workload, upscale_files
     from ..deploy.upscaler import Upscaler
-    from ..errors import CheckpointError
+    from ..deploy.video import MUXERS, is_video, upscale_video
+    from ..errors import CheckpointError, PFDNError
     from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
-    from ..files.paths import input_file, output_dir
+    from ..files.paths import input_file, output_dir, output_file
     from .main import error_line
 
     def note(line):
         print(line, file=sys.stderr)
 
-    output_dir(a.output)  # before anything is read or loaded
+    out_file = None
+    if os.path.isfile(a.input) and is_video(a.input) and os.path.splitext(a.output)[1].lower() in MUXERS:
+        out_file = output_file(a.output)  # one video to one file
+        output_dir(os.path.dirname(a.output) or '.')
+    else:
+        output_dir(a.output)  # before anything is read or loaded
     inputs = collect_inputs(a.input, a.output, note)
+    videos = [(p, rel) for p, rel in inputs if is_video(p)]
+    images = [(p, rel) for p, rel in inputs if not is_video(p)]
     weights = weights_or_default(a.weights)
     if weights.lower().endswith(MODEL_FILES):
         runner = file_runner(input_file(weights), a.backend, a.device, warn=note)
@@ -94,15 +127,57 @@ def run(a):
             net.reparameterize()
         workload = folder_workload([p for p, _ in inputs], a.tile, a.tile_overlap)
         runner = make_runner(net, a.backend, a.device, a.dtype, warn=note, workload=workload,
-                             streams=1 if len(inputs) == 1 else torch.get_num_threads())
+                             streams=1 if len(inputs) == 1 and not videos else torch.get_num_threads())
     up = Upscaler(runner, a.tile, a.tile_overlap, a.batch or (16 if runner.device.type == 'cuda' else 1))
     print(f'backend: {runner}', file=sys.stderr)
-    with tqdm(total=len(inputs), desc='upscaling', unit='img') as bar:
-        run = upscale_files(inputs, a.output, up, a.force, bar.update, lambda line: bar.write(line, file=sys.stderr),
-                            a.png_compression)
-    print(f'{run.done} upscaled x{runner.upscale} into {a.output}' + (
-        f'; {len(run.skipped)} skipped because the output exists (--force overwrites)' if run.skipped else ''))
-    flags = {'force': '--force', 'tile': '--tile'}
-    for err in run.failed:
+    done, skipped, failed = 0, [], []
+    if images:
+        with tqdm(total=len(images), desc='upscaling', unit='img') as bar:
+            run = upscale_files(images, a.output, up, a.force, bar.update,
+                                lambda line: bar.write(line, file=sys.stderr), a.png_compression)
+        done, skipped, failed = run.done, run.skipped, run.failed
+    # what the frames depend on besides the input: a rerun with other settings starts its segments over
+    made_with = {'weights': _identity(weights), 'backend': str(runner), 'dtype': a.dtype, 'tile': a.tile,
+                 'tile_overlap': a.tile_overlap}
+    for path, rel in videos:
+        out_path = out_file or _video_output(os.path.join(a.output, rel), note)
+        with tqdm(desc=os.path.basename(path), unit='frame', dynamic_ncols=True) as bar:
+            def step(n, total=None, bar=bar):
+                if total:
+                    bar.total = total
+                    bar.refresh()
+                bar.update(n)
+            try:
+                os.makedirs(os.path.dirname(out_path) or '.', exist_ok=True)
+                outcome = upscale_video(path, out_path, up, a.codec, a.crf, a.segment, a.force, made_with, step,
+                                        lambda line: bar.write(line, file=sys.stderr))
+            except PFDNError as err:
+                failed.append(err)
+                continue
+        if outcome == 'kept':
+            skipped.append(out_path)
+        else:
+            done += 1
+    where = out_file or a.output
+    print(f'{done} upscaled x{runner.upscale} into {where}' + (
+        f'; {len(skipped)} skipped because the output exists (--force overwrites)' if skipped else ''))
+    flags = {'force': '--force', 'tile': '--tile', 'codec': '--codec', 'crf': '--crf', 'output': '-o'}
+    for err in failed:
         print(error_line(err, flags), file=sys.stderr)
-    return 1 if run.failed else 0
+    return 1 if failed else 0
+
+
+def _identity(path):
+    st = os.stat(path)
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
+def _video_output(path, note):
+    """A video's output in a folder keeps its name; a container this cannot write becomes .mkv (with a note)."""
+    from ..deploy.video import MUXERS
+
+    stem, ext = os.path.splitext(path)
+    if ext.lower() in MUXERS:
+        return path
+    note(f'note: {os.path.basename(path)}: {ext} cannot be written here; its result is {os.path.basename(stem)}.mkv')
+    return stem + '.mkv'

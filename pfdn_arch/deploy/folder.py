@@ -1,6 +1,6 @@
 """Upscaling image files: a file or a folder (subfolders included) in, a folder of results out (the same relative
 names), every result written atomically, as a viewer shows its input (orientation, colour profile, grey, alpha and
-depth kept).
+depth kept). Videos in a folder are collected with the images and run by ``video.py``.
 
 A rerun keeps finished results (checked: complete, the x``scale`` result of its input) and reports an existing file
 that is not one instead of replacing it; an input that cannot be read or run is reported and the rest go on. What
@@ -16,13 +16,18 @@ from ..files.paths import disk_full, free_bytes, input_file, output_dir
 
 
 def collect_inputs(path, out_dir=None, note=print):
-    """[(image path, its path relative to the input folder)] named by ``path``: a file, or every image under a
-    folder (subfolders included; ``out_dir`` left out when it lies inside). Other files are named in one note."""
+    """[(image or video path, its path relative to the input folder)] named by ``path``: a file, or every image and
+    video under a folder (subfolders included; ``out_dir`` left out when it lies inside). Other files are named in
+    one note."""
+    from .video import VIDEO_EXTS
+
+    media = IMAGE_EXTS + VIDEO_EXTS
     if os.path.isfile(path) or (os.path.exists(path) and not os.path.isdir(path)):
         input_file(path)
-        if not path.lower().endswith(IMAGE_EXTS):
-            raise DataError(f'{os.path.splitext(path)[1] or "no extension"} is not an image file name; results take '
-                            f'the name and format of their input ({", ".join(IMAGE_EXTS)}): rename it', path)
+        if not path.lower().endswith(media):
+            raise DataError(f'{os.path.splitext(path)[1] or "no extension"} is not an image or video file name; '
+                            f'results take the name and format of their input ({", ".join(media)}): rename it',
+                            path)
         return [(path, os.path.basename(path))]
     if not os.path.isdir(path):
         input_file(path)  # says why: not found, a broken link, ...
@@ -32,12 +37,13 @@ def collect_inputs(path, out_dir=None, note=print):
         subfolders[:] = sorted(d for d in subfolders if os.path.realpath(os.path.join(folder, d)) != skip)
         for name in sorted(files):
             full = os.path.join(folder, name)
-            (found if name.lower().endswith(IMAGE_EXTS) else others).append(full)
+            (found if name.lower().endswith(media) else others).append(full)
     if not found:
-        raise DataError(f'no images ({", ".join(IMAGE_EXTS)}) here or in its subfolders', path)
+        raise DataError(f'no images or videos ({", ".join(media)}) here or in its subfolders', path)
     if others:
         shown = ', '.join(os.path.relpath(p, path) for p in others[:3]) + (', ...' if len(others) > 3 else '')
-        note(f'note: {len(others)} file(s) under {path} are not images by their names and were left out ({shown})')
+        note(f'note: {len(others)} file(s) under {path} are not images or videos by their names and were left out '
+             f'({shown})')
     return [(p, os.path.relpath(p, path)) for p in found]
 
 
@@ -56,23 +62,26 @@ def kept_output(out_path, src_shape, scale):
 
 
 def folder_workload(paths, tile=0, overlap=16):
-    """The ``backends.Workload`` of upscaling ``paths``: their LR sizes from the files' headers (tiles of one size
-    where ``tile`` splits an image)."""
+    """The ``backends.Workload`` of upscaling ``paths``: their LR sizes from the files' headers, a video's once per
+    frame (tiles of one size where ``tile`` splits an image)."""
     from ..files.images import image_size
     from .backends import Workload
     from .tiles import window_starts
+    from .video import is_video, video_frames_shapes
 
     shapes = []
     for path in paths:
         try:
-            h, w = image_size(path)
+            sizes = video_frames_shapes(path) if is_video(path) else [image_size(path)]
         except PFDNError:
             continue  # reported when it is read
-        if tile and (h > tile or w > tile):
-            th, tw = min(tile, h), min(tile, w)
-            shapes += [(th, tw)] * (len(window_starts(h, tile, tile - overlap)) * len(window_starts(w, tile, tile - overlap)))
-        else:
-            shapes.append((h, w))
+        for h, w in sizes:
+            if tile and (h > tile or w > tile):
+                th, tw = min(tile, h), min(tile, w)
+                shapes += [(th, tw)] * (len(window_starts(h, tile, tile - overlap))
+                                        * len(window_starts(w, tile, tile - overlap)))
+            else:
+                shapes.append((h, w))
     return Workload.of(shapes)
 
 
