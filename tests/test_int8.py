@@ -175,6 +175,8 @@ def test_the_qat_stage_trains_resumes_and_exports_an_int8_that_loses_less(qat_pa
     models = tmp_path / 'experiments' / 'qat' / 'models'
     log = open(sorted((tmp_path / 'experiments' / 'qat').glob('train_*.log'))[-1]).read()
     assert f"Restored the int8 quantizers of {models / 'net_g_40.pth'}" in log and 'iter: 40' in log
+    assert log.count("Targets: the float network's results") == 1  # the resumed run distils from the same start
+    assert 'are not there; distilling from' not in log
 
     ck = torch.load(models / 'net_g_latest.pth', weights_only=True)
     assert set(ck) == {'params', 'int8'}
@@ -208,7 +210,7 @@ def test_the_qat_stage_refuses_what_it_cannot_train_before_anything_is_written(q
                                                                              monkeypatch):
     monkeypatch.chdir(tmp_path)
     for override, part in (('train:ema_decay=0.999', 'train.ema_decay'), ('network_g:deploy=false', 'deploy: true'),
-                           ('train:amp=bf16', 'train.amp')):
+                           ('train:amp=bf16', 'train.amp'), ('train:qat:target=lr', 'train.qat.target')):
         code, _, err = cli(_qat_args(qat_pairs, weights) + [override], capsys)
         assert code == 2 and len(err) == 1 and err[0].startswith('error: ') and part in err[0], err
     assert not (tmp_path / 'experiments').exists()

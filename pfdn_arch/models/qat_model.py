@@ -4,7 +4,8 @@
 The stage starts from deployed weights (the released file, or a schedule's ``net_g_deploy_latest.pth``), quantizes
 them as ``basicsr export --int8`` does (``deploy/fake_quant.py``: the same ops in float, ranges from histograms of
 crops of the training set) and trains the fake-quantized network, weights and quantizer ranges, with the stage's
-pixel loss. Validation scores the fake-quantized network (int8 simulated in float). Every save writes:
+pixel loss towards the float network's results on the same crops (distillation) or the HR crops
+(``train.qat.target``). Validation scores the fake-quantized network (int8 simulated in float). Every save writes:
 
 - ``net_g_<iter>.pth``: ``params`` (the float weights, released layout) plus ``int8`` (the quantizers): what
   ``basicsr export --int8 --weights`` turns into the OpenVINO IR and the QDQ ONNX, and what a resume restores exactly;
@@ -30,12 +31,16 @@ class PFDNQATModel(PFDNModel):
     """Quantization-aware fine-tuning of a deployed PFDN. Options beyond PFDNModel's:
 
     train.qat.calibration_crops (int): training-set crops the quantizer ranges start from. Default: 64.
+    train.qat.target (str): what the int8 network is trained towards: ``fp32`` (the float network it started
+        from, on the same LR crops: distillation, since int8's job is to match fp32) or ``hr`` (the HR crops, as
+        the stages train). Default: fp32.
     """
 
     def __init__(self, opt):
         self.check_options(opt, opt['is_train'])
         self.qnet = self._record = None  # the fake-quantized network and how it was made, once made
         self._plain = None  # a deployed PFDN: the layout the float weights are saved in
+        self._teacher = None  # the float network distillation targets come from
         super().__init__(opt)
         if not self.is_train:
             self._quantize()
@@ -53,6 +58,10 @@ class PFDNQATModel(PFDNModel):
         if importlib.util.find_spec('nncf') is None:
             raise NotInstalled('nncf', 'quantization-aware fine-tuning', 'int8')
         train = opt.get('train') or {}
+        target = (train.get('qat') or {}).get('target', 'fp32')
+        if target not in ('fp32', 'hr'):
+            raise OptionsError(f"must be fp32 (distillation from the float network) or hr, got {target!r}",
+                               'train.qat.target')
         for key, off in (('ema_decay', 0), ('amp', 'none'), ('compile', False), ('ncc_opt', None)):
             if is_train and train.get(key, off) not in (off, None, False, 0, 'none'):
                 raise OptionsError(f'quantization-aware fine-tuning runs without train.{key} (int8 is simulated '
@@ -67,7 +76,32 @@ class PFDNQATModel(PFDNModel):
 
     def init_training_settings(self):
         self._quantize()
+        if (self.opt['train'].get('qat') or {}).get('target', 'fp32') == 'fp32':
+            self._teacher = self._float_teacher().to(self.device).eval().requires_grad_(False)
+            get_root_logger().info('Targets: the float network\'s results on the same LR crops (distillation; '
+                                   'train.qat.target: fp32).')
         super().init_training_settings()  # optimizers over the fake-quantized network's weights and ranges
+
+    def _float_teacher(self):
+        """The float network the fine-tune started from: the starting weights, or on a resume the weights its
+        record names (the fine-tuned float weights, with a warning, where that file is gone)."""
+        from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
+
+        teacher = copy.deepcopy(self._plain)
+        if qat_state(self.opt['path']['pretrain_network_g']) is not None:
+            start = (self._record.get('reference') or {}).get('weights')
+            if start and os.path.isfile(start):
+                teacher.load_state_dict(build_pfdn_from_checkpoint(start)[0].state_dict())
+            else:
+                get_root_logger().warning(f'The weights this fine-tune started from ({start}) are not there; '
+                                          'distilling from the checkpoint\'s own float weights instead.')
+        return teacher
+
+    def optimize_parameters(self, current_iter):
+        if self._teacher is not None:  # distillation: the float network's result on the same crops is the target
+            with torch.no_grad():
+                self.gt = self._teacher(self.lq)
+        super().optimize_parameters(current_iter)
 
     def _quantize(self):
         """net_g becomes the fake-quantized network: the quantizers a QAT checkpoint holds (a resume, or a test of
