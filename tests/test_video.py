@@ -188,6 +188,73 @@ def test_colours_survive_the_matrix_and_range(tmp_path, weights, capsys, colours
         assert np.abs(seen - bgr).max() < 3, (k, seen, bgr)
 
 
+def test_subtitles_are_copied_untouched(tmp_path, weights, capsys):
+    clip = tmp_path / 'subs.mkv'
+    lines = [(b'Hello, film', 0), (b'Second line', 300)]
+    with av.open(str(clip), 'w') as out:
+        vs = out.add_stream('libx264', rate=24)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, 'yuv420p'
+        subs = out.add_mux_stream('subrip')  # packets as they are (no subtitle encoder)
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90 + 5 * i, np.uint8), format='bgr24')
+            frame.pts = i
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+        for text, ms in lines:
+            packet = av.Packet(text)
+            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = subs, Fraction(1, 1000), ms, \
+                ms, 250
+            out.mux(packet)
+    code, _, err = cli(['infer', '-i', clip, '-o', tmp_path / 'out.mkv', '--weights', weights, '--backend', 'torch'],
+                       capsys)
+    assert code == 0, err
+    with av.open(str(tmp_path / 'out.mkv')) as c:
+        assert [s.type for s in c.streams] == ['video', 'subtitle']
+        got = [(bytes(p), int(p.pts * p.time_base * 1000)) for p in c.demux(c.streams.subtitles[0]) if p.size]
+    assert got == lines
+    code, _, err = cli(['infer', '-i', clip, '-o', tmp_path / 'out.mp4', '--weights', weights, '--backend', 'torch'],
+                       capsys)  # MP4 has no SubRip: said before any work, nothing written
+    assert code == 1 and [line for line in err if line.startswith('error')] == [
+        "error: -o: a .mp4 file cannot hold the input's subtitle stream (srt), which is copied untouched; choose "
+        ".mkv (it holds most)"] and not (tmp_path / 'out.mp4').exists(), err
+
+
+def test_ten_bit_video_stays_ten_bit(tmp_path, weights, capsys):
+    """10-bit 4:2:0 in, 10-bit 4:2:0 out (run as 16-bit images), colours within half an 8-bit level of the
+    source."""
+    from skimage import data
+
+    photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (320, 320), interpolation=cv2.INTER_AREA)
+    photo = photo.astype(np.uint16) * 257
+    clip = tmp_path / 'deep.mkv'
+    with av.open(str(clip), 'w') as out:
+        vs = out.add_stream('libx264', rate=24, options={'crf': '10'})
+        vs.width, vs.height, vs.pix_fmt = 96, 64, 'yuv420p10le'
+        vs.codec_context.colorspace, vs.codec_context.color_range = 1, 1
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(photo[30 + i:94 + i, 40:136]), format='bgr48le')
+            frame = frame.reformat(format='yuv420p10le', dst_colorspace=1, src_color_range=2, dst_color_range=1,
+                                   interpolation=conversion())
+            frame.pts = i
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    code, _, err = cli(['infer', '-i', clip, '-o', tmp_path / 'out', '--weights', weights, '--backend', 'torch'],
+                       capsys)
+    assert code == 0, err
+    with av.open(str(tmp_path / 'out' / 'deep.mkv')) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.pix_fmt, v.codec_context.width, v.codec_context.height) == ('yuv420p10le', 384, 256)
+        frame = next(c.decode(v))
+        deep = frame.to_ndarray(format='bgr48le', src_colorspace=1, src_color_range=1, dst_color_range=2,
+                                interpolation=conversion())
+    small = cv2.resize(deep, (96, 64), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(small.mean((0, 1)) - photo[30:94, 40:136].mean((0, 1))).max() < 0.5 * 257
+
+
 def _start(args, cwd):
     return subprocess.Popen([sys.executable, '-m', 'pfdn_arch.cli', *map(str, args)], cwd=cwd, env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
