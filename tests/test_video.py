@@ -188,13 +188,15 @@ def test_colours_survive_the_matrix_and_range(tmp_path, weights, capsys, colours
         assert np.abs(seen - bgr).max() < 3, (k, seen, bgr)
 
 
-def test_subtitles_are_copied_untouched(tmp_path, weights, capsys):
+def test_subtitles_and_metadata_are_copied_untouched(tmp_path, weights, capsys):
     clip = tmp_path / 'subs.mkv'
     lines = [(b'Hello, film', 0), (b'Second line', 300)]
     with av.open(str(clip), 'w') as out:
+        out.metadata['title'] = 'A film'
         vs = out.add_stream('libx264', rate=24)
         vs.width, vs.height, vs.pix_fmt = 64, 48, 'yuv420p'
         subs = out.add_mux_stream('subrip')  # packets as they are (no subtitle encoder)
+        subs.metadata['language'] = 'fra'
         for i in range(12):
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90 + 5 * i, np.uint8), format='bgr24')
             frame.pts = i
@@ -212,6 +214,7 @@ def test_subtitles_are_copied_untouched(tmp_path, weights, capsys):
     assert code == 0, err
     with av.open(str(tmp_path / 'out.mkv')) as c:
         assert [s.type for s in c.streams] == ['video', 'subtitle']
+        assert c.metadata.get('title') == 'A film' and c.streams.subtitles[0].metadata.get('language') == 'fra'
         got = [(bytes(p), int(p.pts * p.time_base * 1000)) for p in c.demux(c.streams.subtitles[0]) if p.size]
     assert got == lines
     code, _, err = cli(['infer', '-i', clip, '-o', tmp_path / 'out.mp4', '--weights', weights, '--backend', 'torch'],
