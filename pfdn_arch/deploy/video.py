@@ -355,7 +355,10 @@ def _encode_parts(source, enc, upscaler, plan, segment, progress):
                 vs = c.streams.video[0]
                 vs.thread_type = 'AUTO'
                 if start and per_part:
-                    c.seek(int(source.origin + start * per_part), stream=vs, backward=True)
+                    try:
+                        c.seek(int(source.origin + start * per_part), stream=vs, backward=True)
+                    except av.FFmpegError:
+                        pass  # not seekable: decode from the start; the frames before the part are dropped below
                 index, last_pts = 0, None
                 for frame in c.decode(vs):
                     pts = frame.pts if frame.pts is not None else (
