@@ -89,15 +89,11 @@ def backend_alone(up, frames):
 
 def encode_alone(source, enc, results, folder):
     """Seconds to convert and encode the results (one thread), as the writer does."""
-    import av
-
     conv = conversion()
     start = time.perf_counter()
     container, stream = enc.open_part(os.path.join(folder, 'enc.mov'), source)
     for i, img in enumerate(results):
-        frame = av.VideoFrame.from_ndarray(img, format='bgr24').reformat(
-            format=enc.pix_fmt, dst_colorspace=enc.matrix, src_color_range=2, dst_color_range=enc.range,
-            interpolation=conv)
+        frame = enc.frame(img, conv)  # the writer's own conversion
         frame.pts, frame.time_base = i, source.time_base
         for p in stream.encode(frame):
             container.mux(p)

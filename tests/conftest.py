@@ -62,6 +62,14 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
                      env=dict(ENV, **(env or {})))
 
 
+def start_cli(*args, cwd=None, output=False):
+    """`python -m pfdn_arch.cli ...` started, not waited for, in a session of its own (so that a test can kill or
+    interrupt it as a group); its stdout/stderr captured as text when ``output``, else discarded."""
+    pipe = subprocess.PIPE if output else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, '-m', 'pfdn_arch.cli', *map(str, args)], cwd=cwd, env=ENV, stdout=pipe,
+                            stderr=pipe, text=True, start_new_session=True)
+
+
 def run_group(cmd, cwd=None, timeout=600, env=None):
     """subprocess.run in a new session, the session killed on timeout."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

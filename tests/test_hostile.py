@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ENV, TINY_NET, cli, tiny_options, train_set, val_set, write_yml
+from conftest import ENV, TINY_NET, cli, run_cli, start_cli, tiny_options, train_set, val_set, write_yml
 from pfdn_arch import PFDN
 from pfdn_arch.data.samples import sample_image
 
@@ -50,15 +50,13 @@ def test_two_runs_of_one_name_the_second_is_refused_and_the_first_keeps_its_fold
     yml = write_yml(tiny_options('same', train={'total_iter': 100000}, datasets={'train': train_set(photos)},
                                  logger={'print_freq': 100, 'save_checkpoint_freq': 2, 'use_tb_logger': False}),
                     tmp_path)
-    first = subprocess.Popen([sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', yml], cwd=tmp_path, env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = start_cli('train', '-opt', yml, cwd=tmp_path)
     try:
         states = tmp_path / 'experiments' / 'same' / 'training_states'
         deadline = time.time() + 300
         while time.time() < deadline and not (states.is_dir() and any(states.iterdir())):
             time.sleep(0.2)
-        second = subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', yml], cwd=tmp_path, env=ENV,
-                                capture_output=True, text=True, timeout=300)
+        second = run_cli('train', '-opt', yml, cwd=tmp_path, timeout=300)
         assert second.returncode == 2
         assert 'experiments/same: is in use by another run (process' in second.stderr.strip().splitlines()[-1]
         assert sorted(os.listdir(tmp_path / 'experiments')) == ['.same.pfdn-lock', 'same']  # nothing archived

@@ -4,15 +4,13 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 import yaml
 
-from conftest import ENV, ROOT, TINY_NET, cli, run_cli, tiny_model, tiny_options, train_set, write_yml
+from conftest import ROOT, TINY_NET, cli, run_cli, start_cli, tiny_model, tiny_options, train_set, write_yml
 from pfdn_arch import PFDN
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
 from pfdn_arch.recipe.protocol import evaluate_folder
@@ -96,8 +94,7 @@ def test_kill_then_auto_resume_reaches_total_iter(photos, tmp_path):
     yml = write_yml(tiny_options('resume_check', train={'total_iter': 100000}, datasets={'train': train_set(photos)},
                                  logger={'print_freq': 100, 'save_checkpoint_freq': 5, 'use_tb_logger': False}),
                     tmp_path)
-    proc = subprocess.Popen([sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', yml], cwd=tmp_path, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_cli('train', '-opt', yml, cwd=tmp_path)
     states = tmp_path / 'experiments' / 'resume_check' / 'training_states'
     deadline = time.time() + 300
     while time.time() < deadline and not (states.is_dir() and len(list(states.glob('*.state'))) >= 2):

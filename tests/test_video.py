@@ -3,8 +3,6 @@ infer on the decoded frames as images; default quality; segments that survive a 
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from fractions import Fraction
 
@@ -13,8 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ENV, cli
+from conftest import cli, run_cli, start_cli
 from pfdn_arch.deploy.video import conversion, frames_of
+
+
+def encode_all(out, stream, frames):
+    """Encode ``frames`` (their pts set) into ``stream`` of the container ``out``, then flush the encoder."""
+    for frame in frames:
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode())
 
 
 def photo_clip(path, frames=48, w=96, h=64, rate=24, vfr=False, audio=True, colours=(5, 1), rotation=0):
@@ -32,7 +37,7 @@ def photo_clip(path, frames=48, w=96, h=64, rate=24, vfr=False, audio=True, colo
     if rotation:
         vs.set_display_rotation(rotation)  # as phones store portrait video
     sound = out.add_stream('aac', rate=44100, layout='mono') if audio else None
-    t, crops = 0, []
+    t, crops, video = 0, [], []
     for i in range(frames):
         crop = np.ascontiguousarray(photo[30 + i % 200:30 + i % 200 + h, 40 + 2 * (i % 90):40 + 2 * (i % 90) + w])
         crops.append(crop)
@@ -41,22 +46,16 @@ def photo_clip(path, frames=48, w=96, h=64, rate=24, vfr=False, audio=True, colo
             interpolation=conversion())
         frame.pts, frame.time_base = t, tb
         t += (30 if i % 3 else 70) if vfr else 1
-        for p in vs.encode(frame):
-            out.mux(p)
-    for p in vs.encode():
-        out.mux(p)
+        video.append(frame)
+    encode_all(out, vs, video)
     if sound is not None:  # muxed after the video: the muxer interleaves
-        total, done = int(44100 * t * tb), 0
-        while done < total:
-            k = min(1024, total - done)
-            tone = np.sin(np.arange(done, done + k)[None] / 20).astype(np.float32) * 0.3
+        total, tones = int(44100 * t * tb), []
+        for done in range(0, total, 1024):
+            tone = np.sin(np.arange(done, min(done + 1024, total))[None] / 20).astype(np.float32) * 0.3
             frame = av.AudioFrame.from_ndarray(tone, format='fltp', layout='mono')
             frame.sample_rate, frame.pts = 44100, done
-            done += k
-            for p in sound.encode(frame):
-                out.mux(p)
-        for p in sound.encode():
-            out.mux(p)
+            tones.append(frame)
+        encode_all(out, sound, tones)
     out.close()
     return crops
 
@@ -168,15 +167,12 @@ def test_colours_survive_the_matrix_and_range(tmp_path, weights, capsys, colours
         vs = out.add_stream('ffv1', rate=24)
         vs.width, vs.height, vs.pix_fmt = 64, 48, 'yuv444p'
         vs.codec_context.colorspace, vs.codec_context.color_range = colours
-        for i in range(6):
-            frame = av.VideoFrame.from_ndarray(img, format='bgr24').reformat(
-                format='yuv444p', dst_colorspace=colours[0], src_color_range=2, dst_color_range=colours[1],
-                interpolation=conversion())
+        frames = [av.VideoFrame.from_ndarray(img, format='bgr24').reformat(
+            format='yuv444p', dst_colorspace=colours[0], src_color_range=2, dst_color_range=colours[1],
+            interpolation=conversion()) for _ in range(6)]
+        for i, frame in enumerate(frames):
             frame.pts = i
-            for p in vs.encode(frame):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+        encode_all(out, vs, frames)
     code, _, err = cli(['infer', '-i', clip, '-o', tmp_path / 'out.mp4', '--codec', 'h264', '--weights', weights,
                         '--backend', 'torch'], capsys)
     assert code == 0, err
@@ -197,13 +193,11 @@ def test_subtitles_and_metadata_are_copied_untouched(tmp_path, weights, capsys):
         vs.width, vs.height, vs.pix_fmt = 64, 48, 'yuv420p'
         subs = out.add_mux_stream('subrip')  # packets as they are (no subtitle encoder)
         subs.metadata['language'] = 'fra'
-        for i in range(12):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90 + 5 * i, np.uint8), format='bgr24')
+        frames = [av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90 + 5 * i, np.uint8), format='bgr24')
+                  for i in range(12)]
+        for i, frame in enumerate(frames):
             frame.pts = i
-            for p in vs.encode(frame):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+        encode_all(out, vs, frames)
         for text, ms in lines:
             packet = av.Packet(text)
             packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = subs, Fraction(1, 1000), ms, \
@@ -236,15 +230,14 @@ def test_ten_bit_video_stays_ten_bit(tmp_path, weights, capsys):
         vs = out.add_stream('libx264', rate=24, options={'crf': '10'})
         vs.width, vs.height, vs.pix_fmt = 96, 64, 'yuv420p10le'
         vs.codec_context.colorspace, vs.codec_context.color_range = 1, 1
+        frames = []
         for i in range(6):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(photo[30 + i:94 + i, 40:136]), format='bgr48le')
             frame = frame.reformat(format='yuv420p10le', dst_colorspace=1, src_color_range=2, dst_color_range=1,
                                    interpolation=conversion())
             frame.pts = i
-            for p in vs.encode(frame):
-                out.mux(p)
-        for p in vs.encode():
-            out.mux(p)
+            frames.append(frame)
+        encode_all(out, vs, frames)
     code, _, err = cli(['infer', '-i', clip, '-o', tmp_path / 'out', '--weights', weights, '--backend', 'torch'],
                        capsys)
     assert code == 0, err
@@ -256,11 +249,6 @@ def test_ten_bit_video_stays_ten_bit(tmp_path, weights, capsys):
                                 interpolation=conversion())
     small = cv2.resize(deep, (96, 64), interpolation=cv2.INTER_AREA).astype(float)
     assert np.abs(small.mean((0, 1)) - photo[30:94, 40:136].mean((0, 1))).max() < 0.5 * 257
-
-
-def _start(args, cwd):
-    return subprocess.Popen([sys.executable, '-m', 'pfdn_arch.cli', *map(str, args)], cwd=cwd, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def _wait_for_parts(plan, proc, at_least, timeout=300):
@@ -282,13 +270,12 @@ def test_a_killed_run_continues_from_its_last_segment_and_ctrl_c_says_how(tmp_pa
     clip = tmp_path / 'long.mkv'
     photo_clip(clip, frames=96, w=128, h=96)  # 4 s: eight segments of 0.5 s
     args = ['infer', '-i', clip, '--weights', weights, '--backend', 'torch', '--codec', 'ffv1', '--segment', '0.5']
-    straight = subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', *map(str, args), '-o', tmp_path / 'straight.mkv'],
-                              env=ENV, capture_output=True, text=True, timeout=600)
+    straight = run_cli(*args, '-o', tmp_path / 'straight.mkv')
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     out = tmp_path / 'resumed.mkv'
     plan = tmp_path / '.resumed.mkv.pfdn-parts' / 'plan.json'
-    proc = _start(args + ['-o', out], tmp_path)
+    proc = start_cli(*args, '-o', out, cwd=tmp_path, output=True)
     _wait_for_parts(plan, proc, 2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -296,7 +283,7 @@ def test_a_killed_run_continues_from_its_last_segment_and_ctrl_c_says_how(tmp_pa
     with open(plan) as f:
         killed_at = len(json.load(f)['parts'])
 
-    proc = _start(args + ['-o', out], tmp_path)  # continues; Ctrl-C it after one more part
+    proc = start_cli(*args, '-o', out, cwd=tmp_path, output=True)  # continues; Ctrl-C it after one more part
     _wait_for_parts(plan, proc, killed_at + 1)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -305,8 +292,7 @@ def test_a_killed_run_continues_from_its_last_segment_and_ctrl_c_says_how(tmp_pa
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert 'interrupted' in last and 'rerun the same command to continue' in last and 'Traceback' not in err
 
-    done = subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', *map(str, args), '-o', out], env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    done = run_cli(*args, '-o', out)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'continuing after' in done.stderr
     a, b = described(tmp_path / 'straight.mkv'), described(out)
@@ -326,8 +312,7 @@ def test_bad_videos_are_one_error_line(tmp_path, weights, capsys):
         a = c.add_stream('aac', rate=8000)
         frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format='fltp', layout='mono')
         frame.sample_rate, frame.pts = 8000, 0
-        for p in list(a.encode(frame)) + list(a.encode()):
-            c.mux(p)
+        encode_all(c, a, [frame])
     broken = tmp_path / 'broken.mkv'  # a video stream whose packets are noise
     with av.open(str(clip)) as src, av.open(str(broken), 'w') as c:
         v = c.add_stream_from_template(src.streams.video[0])

@@ -104,22 +104,15 @@ def float_state_dict(qnet):
 def export_qdq(qnet, path, opset=17, sample_size=(64, 64)):
     """``qnet`` as a QDQ ONNX (QuantizeLinear/DequantizeLinear pairs: what ONNX Runtime, TensorRT and NPUs take,
     and OpenVINO reads as int8) with dynamic batch, height and width, written atomically."""
-    import warnings
-
     from nncf.torch.quantization.layers import BaseQuantizer, QuantizerExportMode
 
-    from ..files.atomic import atomic_path
+    from .formats import export_module
 
     qnet = qnet.cpu().eval()
     for m in qnet.modules():
         if isinstance(m, BaseQuantizer):
             m.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
-    x = torch.rand(1, qnet.num_in_ch, *sample_size)
-    with warnings.catch_warnings(), torch.no_grad(), atomic_path(path) as tmp:
-        warnings.simplefilter('ignore')
-        torch.onnx.export(qnet, (x,), tmp, input_names=['lr'], output_names=['sr'], opset_version=opset,
-                          dynamic_axes={'lr': {0: 'batch', 2: 'height', 3: 'width'},
-                                        'sr': {0: 'batch', 2: 'sr_height', 3: 'sr_width'}}, dynamo=False)
+    export_module(qnet, qnet.num_in_ch, path, opset, sample_size)
 
 
 def _float_keys(qnet):

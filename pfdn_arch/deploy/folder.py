@@ -124,13 +124,8 @@ def upscale_files(inputs, out_dir, upscaler, force=False, progress=None, note=pr
     to_run, to_write = queue.Queue(READ_AHEAD), queue.Queue(WRITE_BEHIND)
     stop, raised = threading.Event(), []
 
-    def put(q, item):  # a put that gives up when the run stops, so no thread waits forever on a full queue
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                pass
+    def put(q, item):
+        put_unless_stopped(q, item, stop)
 
     def read():
         try:
@@ -232,6 +227,17 @@ def upscale_files(inputs, out_dir, upscaler, force=False, progress=None, note=pr
         raise raised[0]
     run.failed = [failures[i] for i in sorted(failures)]
     return run
+
+
+def put_unless_stopped(q, item, stop):
+    """``q.put(item)`` that gives up once ``stop`` (a threading.Event) is set, so that no thread of a pipeline waits
+    forever on a full queue after the run stopped."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            pass
 
 
 def cv2_png_level():

@@ -70,11 +70,16 @@ def graph_form(net):
 def export_onnx(net, path, opset=17, sample_size=(64, 64)):
     """ONNX export of a deployed PFDN (as :func:`graph_form`) with dynamic batch, height and width
     (TorchScript-based exporter; the ESA's resize follows the runtime input size)."""
-    graph = graph_form(net)
-    x = torch.rand(1, net.num_in_ch, *sample_size)
+    export_module(graph_form(net), net.num_in_ch, path, opset, sample_size)
+
+
+def export_module(module, in_ch, path, opset=17, sample_size=(64, 64)):
+    """``module`` (a PFDN graph, plain or fake-quantized) as ONNX at ``path``, written atomically: input ``lr``,
+    output ``sr``, dynamic batch, height and width: the interface every runner here expects."""
+    x = torch.rand(1, in_ch, *sample_size)
     with warnings.catch_warnings(), torch.no_grad(), atomic_path(path) as tmp:
         warnings.simplefilter('ignore')
-        torch.onnx.export(graph, (x,), tmp, input_names=['lr'], output_names=['sr'], opset_version=opset,
+        torch.onnx.export(module, (x,), tmp, input_names=['lr'], output_names=['sr'], opset_version=opset,
                           dynamic_axes={'lr': {0: 'batch', 2: 'height', 3: 'width'},
                                         'sr': {0: 'batch', 2: 'sr_height', 3: 'sr_width'}}, dynamo=False)
 

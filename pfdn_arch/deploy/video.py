@@ -25,6 +25,7 @@ from fractions import Fraction
 from ..errors import DataError, NotInstalled, OptionsError, OutputExists, PFDNError
 from ..files.atomic import atomic_path, write_text
 from ..files.locks import owned
+from .folder import put_unless_stopped
 
 # container by file name extension (what this writes; it reads whatever FFmpeg reads)
 MUXERS = {'.mp4': 'mp4', '.m4v': 'mp4', '.mov': 'mov', '.mkv': 'matroska', '.webm': 'webm', '.avi': 'avi',
@@ -156,7 +157,8 @@ class Encoding:
             encoder = ENCODER_FOR.get(source.codec, 'libx264')
             if encoder not in av.codecs_available or (holds and av.Codec(encoder, 'w').canonical_name not in holds):
                 encoder = 'libx264'
-        self.encoder, self.kind = encoder, av.Codec(encoder, 'w').canonical_name
+        found = av.Codec(encoder, 'w')
+        self.encoder, self.kind = encoder, found.canonical_name
         if holds and self.kind not in holds:
             raise OptionsError(f'a {ext} file cannot hold {self.kind} video; choose .mkv, or another --codec',
                                'output')
@@ -168,7 +170,7 @@ class Encoding:
         if self.segment_format is None:
             raise OptionsError(f'{self.kind} video cannot be written in segments here; choose h264, h265, av1, vp9 '
                                'or ffv1', 'codec')
-        formats = [f.name for f in (av.Codec(encoder, 'w').video_formats or [])]
+        formats = [f.name for f in (found.video_formats or [])]
         if encoder in RGB_FORMATS:
             self.pix_fmt = RGB_FORMATS[encoder][1 if source.deep else 0]
         elif source.pix_fmt in formats and not source.rgb:
@@ -194,6 +196,15 @@ class Encoding:
     def settings(self):
         return {'encoder': self.encoder, 'pix_fmt': self.pix_fmt, 'options': self.options, 'muxer': self.muxer,
                 'size': [self.width, self.height]}
+
+    def frame(self, pixels, sws=None):
+        """A result (BGR, 8 or 16 bit) as the encoder takes it: this pixel format, matrix and range."""
+        av = _av()
+        frame = av.VideoFrame.from_ndarray(pixels, format='bgr48le' if pixels.dtype.itemsize == 2 else 'bgr24')
+        if self.rgb:
+            return frame.reformat(format=self.pix_fmt, interpolation=sws or conversion())
+        return frame.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, src_color_range=2,
+                              dst_color_range=self.range, interpolation=sws or conversion())
 
     def open_part(self, path, source):
         """An output container at ``path`` with one video stream of this encoding: (container, stream)."""
@@ -342,12 +353,7 @@ def _encode_parts(source, enc, upscaler, plan, segment, progress):
     sws = conversion()
 
     def put(item):
-        while not stop.is_set():
-            try:
-                frames_q.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                pass
+        put_unless_stopped(frames_q, item, stop)
 
     def decode():
         try:
@@ -420,20 +426,14 @@ def _encode_parts(source, enc, upscaler, plan, segment, progress):
         t.start()
     writer = _PartWriter(source, enc, plan)
     try:
-        index = 0
+        index, network_threads = 0, threads[1:]
         while True:
-            with ready:
-                while index not in results and not stop.is_set() and any(t.is_alive() for t in threads[1:]):
+            with ready:  # results are added under this lock: once no network thread is alive, none will come
+                while index not in results and not stop.is_set() and any(t.is_alive() for t in network_threads):
                     ready.wait(0.2)
                 item = results.pop(index, None)
             if item is None:
-                if raised or stop.is_set():
-                    break
-                if not any(t.is_alive() for t in threads[1:]):
-                    with ready:
-                        item = results.pop(index, None)
-                    if item is None:
-                        break  # every frame is written
+                break  # every frame is written, or the run stopped (its error is raised below)
             part, pts, finish = item
             writer.write(part, pts, finish())
             slots.release()
@@ -460,17 +460,10 @@ class _PartWriter:
         self.frames, self.sws = 0, conversion()
 
     def write(self, part, pts, pixels):
-        av = _av()
         if part != self.part:
             self.finish()
             self._open(part)
-        fmt = 'bgr48le' if pixels.dtype.itemsize == 2 else 'bgr24'
-        frame = av.VideoFrame.from_ndarray(pixels, format=fmt)
-        if self.enc.rgb:
-            frame = frame.reformat(format=self.enc.pix_fmt, interpolation=self.sws)
-        else:
-            frame = frame.reformat(format=self.enc.pix_fmt, dst_colorspace=self.enc.matrix, src_color_range=2,
-                                   dst_color_range=self.enc.range, interpolation=self.sws)
+        frame = self.enc.frame(pixels, self.sws)
         frame.pts, frame.time_base = pts, self.source.time_base
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
