@@ -7,8 +7,11 @@ from setuptools.command.build_py import build_py
 # alone; training on BasicSR adds the `train` extra. basicsr is not a core requirement: its 1.4.2 sdist builds only
 # without build isolation (it declares torch as a build requirement, so pip would fetch a second torch), which a
 # chaiNNer/ComfyUI user or a deployment image should not need. See the README's install lines.
-CORE = ['torch>=2.0', 'numpy', 'opencv-python', 'pillow', 'pyyaml', 'tqdm']
-TRAIN = ['basicsr==1.4.2', 'torchvision', 'lmdb', 'scikit-image', 'setuptools']
+# pillow-heif: HEIC/HEIF, the format of phones' photos (Pillow reads AVIF itself; OpenCV reads neither)
+CORE = ['torch>=2.0', 'numpy', 'opencv-python', 'pillow', 'pillow-heif', 'pyyaml', 'tqdm']
+# setuptools < 81: the TensorBoard basicsr 1.4.2 installs (tb-nightly, whose newest build still imports
+# pkg_resources) starts only with a setuptools that has pkg_resources, which 81 removed
+TRAIN = ['basicsr==1.4.2', 'torchvision', 'lmdb', 'scikit-image', 'setuptools<81']
 EXPORT = ['safetensors', 'onnx', 'onnxruntime', 'spandrel']
 # the inference backends beyond PyTorch (pfdn_arch/deploy/backends.py); bench/bench_infer.py measured them fastest on a CPU
 FAST = ['onnx', 'onnxruntime', 'openvino']

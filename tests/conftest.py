@@ -21,7 +21,8 @@ def need_shared(path):
         return path
     if os.environ.get('CI'):
         raise FileNotFoundError(f'{path} is missing; CI must see ../shared')
-    pytest.skip(f'{path} not present (../shared is only on the project machines)')
+    pytest.skip(f'{path} not present: put the released weights at {WEIGHTS} and the Set5/Urban100 HR PNGs under '
+                f'{os.path.dirname(os.path.dirname(SET5_HR))}/<set>/HR (or set PFDN_SHARED to a folder laid out so)')
 
 
 @pytest.fixture

@@ -70,8 +70,10 @@ def test_decoded_lmdb_layout_and_the_errors_a_user_can_hit(pairs, tmp_path):
     assert np.array_equal(pixels, prep.mod_crop(cv2.imread(str(pairs['hr'] / 'chelsea.png')), 4)[:, :, ::-1])
     with pytest.raises(DataError, match='holds PNG images'):
         dataset('crop', pairs['png'])
-    with pytest.raises(DataError, match='smaller than the LQ crop 100'):
-        dataset('crop', pairs['decoded'], gt_size=400)
+    # images smaller than the crop are left out of training (chelsea's LQ is 75 px tall); none left is an error
+    assert dataset('crop', pairs['decoded'], gt_size=400).keys == ['astronaut', 'coffee']
+    with pytest.raises(DataError, match='smaller than the LQ crop 600'):
+        dataset('crop', pairs['decoded'], gt_size=2400)
     swapped = (gt, pairs['decoded'][0])
     with pytest.raises(DataError, match='not 1/4 of it'):
         dataset('crop', swapped)

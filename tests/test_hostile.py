@@ -316,7 +316,7 @@ def test_inputs_that_are_not_files_are_refused_without_blocking(tiny, tmp_path, 
     errors = [line for line in err if line.startswith('error: ')]
     assert any('b.png' in e and 'FIFO' in e for e in errors) and any('c.png' in e and 'device' in e for e in errors)
     code, _, err = infer(['-i', png_named_txt, '-o', tmp_path / 'out2'], capsys, tiny)
-    one_error(code, err, 'notes.txt', '.txt is not an image or video file name')
+    one_error(code, err, 'notes.txt', '.txt: not a picture or video format this reads')
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

@@ -27,10 +27,11 @@ def add_parser(sub):
                     'colour matrix and range kept, audio and subtitles copied. Finished outputs are kept on a rerun; '
                     '--force replaces them.',
                     on_interrupt='rerun the same command to continue: finished images and video segments are kept')
-    p.add_argument('-i', '--input', required=True, help='an image, a video, or a folder of them (subfolders too)')
+    p.add_argument('-i', '--input', required=True, action='append',
+                   help='an image, a video, or a folder of them (subfolders too); give -i again for more')
     p.add_argument('-o', '--output', required=True,
-                   help='output folder (same file names); for one video, a video file name may be given instead '
-                        '(its extension chooses the container: .mp4, .mkv, .mov, .webm, ...)')
+                   help='output folder (same file names); for one image or video, a file name may be given instead '
+                        '(its extension chooses the format or container: .png, .jpg, .heic, .mp4, .mkv, .webm, ...)')
     p.add_argument('--weights', help=f'deployed or training-form PFDN checkpoint, or a model file from basicsr export '
                                      f'(.xml OpenVINO IR, .onnx; e.g. the int8 ones) (None: {WEIGHTS})')
     p.add_argument('--backend', default='auto',
@@ -91,24 +92,18 @@ def run(a):
     from tqdm import tqdm
 
     from ..deploy.backends import MODEL_FILES, file_runner, make_runner
-    from ..deploy.folder import collect_inputs, folder_workload, upscale_files
+    from ..deploy.folder import folder_workload, upscale_files
     from ..deploy.upscaler import Upscaler
-    from ..deploy.video import MUXERS, is_video, upscale_video
+    from ..deploy.video import is_video, upscale_video
     from ..errors import CheckpointError, PFDNError
     from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
-    from ..files.paths import input_file, output_dir, output_file
+    from ..files.paths import input_file
     from .main import error_line
 
     def note(line):
         print(line, file=sys.stderr)
 
-    out_file = None
-    if os.path.isfile(a.input) and is_video(a.input) and os.path.splitext(a.output)[1].lower() in MUXERS:
-        out_file = output_file(a.output)  # one video to one file
-        output_dir(os.path.dirname(a.output) or '.')
-    else:
-        output_dir(a.output)  # before anything is read or loaded
-    inputs = collect_inputs(a.input, a.output, note)
+    inputs, out_dir, out_file = inputs_and_output(a.input, a.output, note)
     videos = [(p, rel) for p, rel in inputs if is_video(p)]
     images = [(p, rel) for p, rel in inputs if not is_video(p)]
     weights = weights_or_default(a.weights)
@@ -133,14 +128,14 @@ def run(a):
     done, skipped, failed = 0, [], []
     if images:
         with tqdm(total=len(images), desc='upscaling', unit='img') as bar:
-            run = upscale_files(images, a.output, up, a.force, bar.update,
+            run = upscale_files(images, out_dir, up, a.force, bar.update,
                                 lambda line: bar.write(line, file=sys.stderr), a.png_compression)
         done, skipped, failed = run.done, run.skipped, run.failed
     # what the frames depend on besides the input: a rerun with other settings starts its segments over
     made_with = {'weights': _identity(weights), 'backend': str(runner), 'dtype': a.dtype, 'tile': a.tile,
                  'tile_overlap': a.tile_overlap}
     for path, rel in videos:
-        out_path = out_file or _video_output(os.path.join(a.output, rel), note)
+        out_path = out_file or _video_output(os.path.join(out_dir, rel), note)
         with tqdm(desc=os.path.basename(path), unit='frame', dynamic_ncols=True) as bar:
             def step(n, total=None, bar=bar):
                 if total:
@@ -165,6 +160,48 @@ def run(a):
     for err in failed:
         print(error_line(err, flags), file=sys.stderr)
     return 1 if failed else 0
+
+
+def inputs_and_output(sources, output, note):
+    """([(input path, its output's relative name)], output folder, output file or None) for ``-i`` (one or more) and
+    ``-o``: ``-o`` with a picture or video extension names the one result's file (one input file only: several are
+    one error line), else it is a folder; two inputs whose results would take one name are one error line. The
+    output is checked before anything is read or loaded."""
+    from ..deploy.folder import collect_inputs
+    from ..deploy.video import MUXERS, VIDEO_EXTS, is_video
+    from ..errors import OptionsError
+    from ..files.images import IMAGE_EXTS, REFUSED
+    from ..files.paths import output_dir, output_file
+
+    ext = os.path.splitext(output)[1].lower()
+    names_file = ext in IMAGE_EXTS + VIDEO_EXTS + tuple(REFUSED) and not os.path.isdir(output)
+    if names_file:
+        if len(sources) > 1 or not os.path.isfile(sources[0]):
+            what = f'{len(sources)} inputs' if len(sources) > 1 else f'{sources[0]} is not one file'
+            raise OptionsError(f'{output} names one file, but {what}: give a folder to write the results into',
+                               'output')
+        source = sources[0]
+        if is_video(source) and ext not in MUXERS:
+            raise OptionsError(f'{ext} is not a video container this writes ({", ".join(MUXERS)})', 'output')
+        if not is_video(source) and ext not in IMAGE_EXTS:
+            raise OptionsError(f'{ext} is not a picture format this writes ({", ".join(IMAGE_EXTS)})'
+                               + (f': {REFUSED[ext]}' if ext in REFUSED else ''), 'output')
+        output_file(output)
+        out_dir = os.path.dirname(output) or '.'
+        output_dir(out_dir)
+        inputs = collect_inputs(source, None, note)
+        return [(inputs[0][0], os.path.basename(output))], out_dir, output if is_video(source) else None
+    output_dir(output)  # before anything is read or loaded
+    inputs, taken = [], {}
+    for source in sources:
+        for path, rel in collect_inputs(source, output, note):
+            if rel in taken and os.path.realpath(taken[rel]) != os.path.realpath(path):
+                raise OptionsError(f'{taken[rel]} and {path} would both be written as {rel} in {output}: run them one '
+                                   'by one, or into different folders', 'input')
+            if rel not in taken:
+                taken[rel] = path
+                inputs.append((path, rel))
+    return inputs, output, None
 
 
 def _identity(path):

@@ -23,6 +23,9 @@ def add_parser(sub):
     p.add_argument('--schedule', default=DEFAULT_SCHEDULE, help='schedule yml listing the stage ymls')
     p.add_argument('--profile', choices=('full', 'smoke'), default='full',
                    help='full: the stage files as they are; smoke: scaled down, CPU, built-in photos')
+    p.add_argument('--scale', type=int, choices=(2, 3, 4), default=4,
+                   help='x2 or x3: every stage at that scale (same LR patches; upscale, LR data, names and metrics '
+                        'follow: recipe/scales.py)')
     p.add_argument('--verbose', action='store_true', help="show BasicSR's own output instead of logging it")
     add_override_flag(p, 'passed to every stage (keys must exist in every stage yml)')
     p.set_defaults(func=run)
@@ -35,36 +38,41 @@ def run(args):
     from ..files.atomic import write_text
     from ..recipe.options import RunOptions
     from ..recipe.schedule import Schedule
+    from ..recipe.scales import rescaled
     from ..recipe.stages import SMOKE_ROOT, load_schedule, make_smoke_data, smoke_stage
 
     stages = load_schedule(args.schedule)
     prefix = 'smoke_' if args.profile == 'smoke' else ''
+    tag = '' if args.scale == 4 else f'_x{args.scale}'
     val_dir = None
+    derived = []
+    if args.scale != 4:
+        stages = [(path, rescaled(opt, args.scale)) for path, opt in stages]
     if args.profile == 'smoke':
         print(f'smoke profile: preparing data from built-in sample photos in {SMOKE_ROOT}', flush=True)
-        data = make_smoke_data()
+        data = make_smoke_data(scale=args.scale)
         val_dir = data[2]
         names = [opt['name'] for _, opt in stages]
-        out_dir = os.path.join('experiments', 'smoke_schedule_options')
+        stages = [(path, smoke_stage(opt, i, names, data)) for i, (path, opt) in enumerate(stages)]
+    if args.profile == 'smoke' or args.scale != 4:  # the stage files as they will run, written for each stage
+        out_dir = os.path.join('experiments', f'{prefix}schedule{tag}_options')
         os.makedirs(out_dir, exist_ok=True)
-        scaled = []
-        for i, (path, opt) in enumerate(stages):
-            opt = smoke_stage(opt, i, names, data)
-            path = os.path.join(out_dir, os.path.basename(path))
+        for path, opt in stages:
+            path = os.path.join(out_dir, os.path.basename(path).replace('_x4', f'_x{args.scale}'))
             write_text(path, yaml.safe_dump(opt, sort_keys=False))
-            scaled.append((path, opt))
-        stages = scaled
+            derived.append((path, opt))
+        stages = derived
     overrides = args.force_yml or []
     checked = []
     for path, _ in stages:  # every stage's data and options, before the first one starts
         run = RunOptions(path, True, overrides, auto_resume=True).check(pretrained=False)
         checked.append((path, run.opt))  # as the stage will see them (--force_yml applied)
-    Schedule(checked, os.path.join('experiments', f'{prefix}schedule_logs'),
+    Schedule(checked, os.path.join('experiments', f'{prefix}schedule{tag}_logs'),
              say=lambda line: print(line, flush=True)).run(overrides, args.verbose)
-    report(checked, prefix, val_dir)
+    report(checked, prefix + ('' if not tag else tag[1:] + '_'), val_dir, args.scale)
 
 
-def report(stages, prefix, val_dir):
+def report(stages, prefix, val_dir, scale=4):
     """The final deployed checkpoint scored on Set5 (or the smoke validation photos) next to bicubic, with the
     report's pictures; says where they were written."""
     from ..recipe.experiment import Experiment
@@ -78,11 +86,11 @@ def report(stages, prefix, val_dir):
     else:
         final = Experiment(stages[-1][1]['name']).network('latest', deployed=True)
         print(f'final model: {final}; no Set5 at {SET5} to score it on (basicsr prepare benchmark --hr <Set5/HR> '
-              '--name Set5), or use basicsr test -opt options/test_pfdn_x4.yml')
+              f'--name Set5), or use basicsr test -opt options/test_pfdn_x{scale}.yml')
         return
     out = os.path.join('experiments', f'{prefix}schedule_report')
     val_hr = os.path.join(val_dir, 'HR') if val_dir else (SET5 if folder == SET5 else None)
     lines, files = schedule_report([(Experiment(opt['name']), opt['train']['total_iter']) for _, opt in stages], out,
-                                   folder, label, val_hr)
+                                   folder, label, val_hr, scale)
     print('\n' + '\n'.join(lines))
     print(f'report: {files[0]} (validation PSNR across the stages), {files[1]} (HR | bicubic | PFDN)')

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..errors import DataError, OptionsError, OutputExists, PFDNError
 from ..files.atomic import write_text
 from ..files.images import image_size, read_image
+from ..files.sources import Sources
 
 FORMATS = ('decoded', 'png')
 RAW = 'raw'
@@ -62,23 +63,32 @@ def _image_bytes(path):
     return h * w * 3
 
 
-def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, desc='LMDB'):
+def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, desc='LMDB', sources=None,
+               replace=False):
     """Write ``items`` (a list of (key, image path)) into a new LMDB, resuming an interrupted run.
 
     Args:
         fmt (str): 'decoded' (uint8 RGB pixels) or 'png' (BasicSR's PNG bytes).
         read (callable): path -> uint8 BGR image (default: ``images.read_image``, colour); lets callers mod-crop.
+        sources (dict): key -> (source digest, settings), recorded in the LMDB (``files/sources.py``).
+        replace (bool): an existing LMDB at ``lmdb_path`` (a stale one) is replaced once the new one is complete;
+            until then it stays as it was. Default: an existing LMDB is an error.
     Returns:
         int: number of images in the LMDB.
     """
+    import shutil
+
     import lmdb
 
     if fmt not in FORMATS:
         raise OptionsError(f"must be one of {', '.join(FORMATS)}, got '{fmt}'", 'format')
     if not lmdb_path.endswith('.lmdb'):
         raise OptionsError('an LMDB path must end in .lmdb (BasicSR requires it)', lmdb_path)
-    if os.path.exists(lmdb_path):
+    if os.path.exists(lmdb_path) and not replace:
         raise OutputExists(lmdb_path, 'exists; an LMDB is never overwritten: remove it or choose another path')
+    old = lmdb_path + '.stale'
+    if os.path.exists(old) and os.path.exists(lmdb_path):
+        shutil.rmtree(old)  # a replaced LMDB a kill left behind, after its successor was in place
     keys = [k for k, _ in items]
     bad = [k for k in keys if '.' in k or ' ' in k]
     if bad:
@@ -134,7 +144,15 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
         env.close()
     _rewrite(os.path.join(partial, META), [done[k] for k in keys])
     os.remove(progress)
+    if os.path.exists(lmdb_path):  # replace: the old one out of the way, the new one in, the old one removed
+        os.rename(lmdb_path, old)
+    if sources:  # the record (beside the LMDB) before the LMDB is in place: no LMDB of ours goes unrecorded
+        record = Sources(lmdb_path)
+        record.entries = {key: {'sha256': d, 'made_with': made_with} for key, (d, made_with) in sources.items()}
+        record.save()
     os.rename(partial, lmdb_path)
+    if os.path.exists(old):
+        shutil.rmtree(old)
     return len(keys)
 
 

@@ -15,9 +15,15 @@ import torch
 from torch.utils import data
 
 from basicsr.data.transforms import augment, paired_random_crop
+from basicsr.utils import get_root_logger
 
 from ..errors import DataError
 from .lmdb_store import DecodedLMDB
+
+
+def too_small(lq_hw, gt_size, scale):
+    """Whether an LQ image of (h, w) ``lq_hw`` cannot give a training crop of ``gt_size`` / ``scale``."""
+    return min(lq_hw) < gt_size // scale
 
 
 class PairedCropDataset(data.Dataset):
@@ -50,11 +56,13 @@ class PairedCropDataset(data.Dataset):
                 raise DataError(f'{key}: GT is {h}x{w} but LQ is {lh}x{lw}, not 1/{scale} of it; remake the LQ '
                                 'LMDB from the same GT images')
         if opt.get('phase') == 'train':
-            lq_size = opt['gt_size'] // scale
-            small = [k for k in self.keys if min(self.lq.shapes[k][:2]) < lq_size]
-            if small:
-                raise DataError(f"{len(small)} LQ images are smaller than the LQ crop {lq_size} (gt_size "
-                                f"{opt['gt_size']} / scale {scale}), e.g. {small[0]}; lower gt_size or drop them")
+            small = [k for k in self.keys if too_small(self.lq.shapes[k][:2], opt['gt_size'], scale)]
+            if len(small) == len(self.keys):
+                raise DataError(f"all {len(small)} LQ images are smaller than the LQ crop {opt['gt_size'] // scale} "
+                                f"(gt_size {opt['gt_size']} / scale {scale}): lower gt_size", opt['dataroot_lq'])
+            if small:  # the option checks said so before the run started
+                get_root_logger().warning(f'{len(small)} images smaller than the crop are left out (e.g. {small[0]})')
+                self.keys = [k for k in self.keys if k not in set(small)]
 
     def __getitem__(self, index):
         key = self.keys[index]

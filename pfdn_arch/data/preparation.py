@@ -13,7 +13,9 @@ from tqdm import tqdm
 from ..deploy.tiles import window_starts
 from ..errors import DataError, ImageError, OptionsError, OutputExists
 from ..files.images import image_size, list_images, read_image, write_image
+from ..files.sources import Sources, digest
 from ..recipe.protocol import bicubic_lr, mod_crop
+from ..recipe.scales import gt_lmdb_name
 from .lmdb_store import lmdb_format, parse_meta, verify_lmdb, write_lmdb
 
 
@@ -33,39 +35,76 @@ def _images_in(folder):
     return paths
 
 
-def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1):
-    """LR images for every HR image (mod-cropped to the scale first). Existing outputs are kept, so a rerun
-    finishes an interrupted one. With ``hr_out_dir`` the HR images are copied there as PNG, uncropped (BasicSR
-    crops GT to LR size x scale at test time). ``workers`` > 1 runs that many processes (the bicubic resize is
-    the slow part: about a second per 2K image). Returns the number of images made."""
+LR_MADE_WITH = {'resize': 'matlab-bicubic', 'mod_crop': True}
+
+
+def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1, note=None):
+    """LR images for every HR image (mod-cropped to the scale first). What an earlier run made is kept when it is
+    complete and its record (``files/sources.py``) says it was made from the HR image as it is now, at this scale,
+    so a rerun finishes an interrupted one and remakes what is stale (an HR image changed since), with a note.
+    With ``hr_out_dir`` the HR images are copied there as PNG, uncropped (BasicSR crops GT to LR size x scale at
+    test time). ``workers`` > 1 runs that many processes (the bicubic resize is the slow part: about a second per
+    2K image). Returns the number of images made."""
     if scale not in (2, 3, 4):
         raise OptionsError(f'must be 2, 3 or 4, got {scale}', 'scale')
+    note = note or _note
     paths = _images_in(hr_dir)
     os.makedirs(lr_dir, exist_ok=True)
     if hr_out_dir:
         os.makedirs(hr_out_dir, exist_ok=True)
-    jobs = []
+    lr_record = Sources(lr_dir)
+    hr_record = Sources(hr_out_dir) if hr_out_dir else None
+    lr_made_with, hr_made_with = dict(LR_MADE_WITH, scale=scale), {'copy': 'png'}
+    jobs, stale = [], []
     for path in paths:
         name = os.path.splitext(os.path.basename(path))[0] + '.png'
         lr_path = os.path.join(lr_dir, name)
         hr_path = os.path.join(hr_out_dir, name) if hr_out_dir else None
         h, w = _size(path)
-        if not (_intact(lr_path, (h // scale, w // scale)) and (hr_path is None or _intact(hr_path, (h, w)))):
-            jobs.append((path, lr_path, hr_path, scale))
+        source = digest(path)
+        lr_ok = _intact(lr_path, (h // scale, w // scale)) and lr_record.matches(name, source, lr_made_with)
+        hr_ok = hr_path is None or (_intact(hr_path, (h, w)) and hr_record.matches(name, source, hr_made_with))
+        if not (lr_ok and hr_ok):
+            if os.path.exists(lr_path) and lr_record.entries.get(name) is not None:
+                stale.append(name)
+            jobs.append((path, None if lr_ok else lr_path, None if hr_ok else hr_path, scale, name, source))
+    if stale:
+        note(f'note: {len(stale)} LR image(s) in {lr_dir} were made from other versions of their HR images (e.g. '
+             f'{stale[0]}) and are made again')
+
+    def made(job):
+        lr_record.add(job[4], job[5], lr_made_with)
+        if hr_record is not None:
+            hr_record.add(job[4], job[5], hr_made_with)
+
     bar = tqdm(total=len(paths), initial=len(paths) - len(jobs), desc=desc, unit='img')
-    if workers > 1 and len(jobs) > 1:
-        # spawned, not forked: a child forked from a process whose torch/OpenMP threads are running can deadlock
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context('spawn'),
-                                 initializer=_single_threaded) as pool:
-            for future in as_completed([pool.submit(_make_one_lr, *job) for job in jobs]):
-                future.result()
+    try:
+        if workers > 1 and len(jobs) > 1:
+            # spawned, not forked: a child forked from a process whose torch/OpenMP threads are running can deadlock
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context('spawn'),
+                                     initializer=_single_threaded) as pool:
+                futures = {pool.submit(_make_one_lr, *job[:4]): job for job in jobs}
+                for future in as_completed(futures):
+                    future.result()
+                    made(futures[future])
+                    bar.update()
+        else:
+            for job in jobs:
+                _make_one_lr(*job[:4])
+                made(job)
                 bar.update()
-    else:
-        for job in jobs:
-            _make_one_lr(*job)
-            bar.update()
-    bar.close()
+    finally:  # what was made is recorded, Ctrl-C included, so that a rerun keeps it
+        bar.close()
+        if jobs or not lr_record.exists:
+            lr_record.save()
+            if hr_record is not None:
+                hr_record.save()
     return len(jobs)
+
+
+def _note(line):
+    import sys
+    print(line, file=sys.stderr)
 
 
 def _single_threaded():
@@ -74,10 +113,11 @@ def _single_threaded():
 
 
 def _make_one_lr(path, lr_path, hr_path, scale):
+    """The LR image (and the HR copy) of ``path``; None for one that is kept."""
     hr = _read(path)
-    if hr_path and not _intact(hr_path, hr.shape[:2]):
+    if hr_path:
         write_image(hr_path, hr)
-    if not _intact(lr_path, (hr.shape[0] // scale, hr.shape[1] // scale)):
+    if lr_path:
         write_image(lr_path, bicubic_lr(hr, scale)[1])
 
 
@@ -100,52 +140,94 @@ def _intact(path, hw):
         return False
 
 
-def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub-images'):
+def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub-images', note=None):
     """Crop overlapping ``crop_size`` squares with ``step`` (BasicSR's extract_subimages scheme): names
     ``<img>_s001.png`` ...; a leftover border wider than ``thresh_size`` gets one more crop flush with the edge.
-    Images smaller than the crop are skipped with a count. Existing crops are kept (rerunnable)."""
+    Images smaller than the crop are skipped with a count. A crop an earlier run made is kept when it is complete
+    and recorded as made from the image as it is now (rerunnable); a stale one is made again, with a note."""
+    note = note or _note
     paths = _images_in(in_dir)
     os.makedirs(out_dir, exist_ok=True)
-    skipped = 0
-    for path in tqdm(paths, desc=desc, unit='img'):
-        stem = os.path.splitext(os.path.basename(path))[0].replace('.', '_')
-        img = _read(path)
-        h, w = img.shape[:2]
-        if h < crop_size or w < crop_size:
-            skipped += 1
-            continue
-        tops = window_starts(h, crop_size, step, thresh_size)
-        lefts = window_starts(w, crop_size, step, thresh_size)
-        index = 0
-        for y in tops:
-            for x in lefts:
-                index += 1
-                out = os.path.join(out_dir, f'{stem}_s{index:03d}.png')
-                if not _intact(out, (crop_size, crop_size)):
+    record = Sources(out_dir)
+    skipped, stale = 0, 0
+    try:
+        for path in tqdm(paths, desc=desc, unit='img'):
+            stem = os.path.splitext(os.path.basename(path))[0].replace('.', '_')
+            source = digest(path)
+            img = _read(path)
+            h, w = img.shape[:2]
+            if h < crop_size or w < crop_size:
+                skipped += 1
+                continue
+            tops = window_starts(h, crop_size, step, thresh_size)
+            lefts = window_starts(w, crop_size, step, thresh_size)
+            index = 0
+            for y in tops:
+                for x in lefts:
+                    index += 1
+                    name = f'{stem}_s{index:03d}.png'
+                    out, made_with = os.path.join(out_dir, name), {'crop': crop_size, 'at': [y, x]}
+                    if _intact(out, (crop_size, crop_size)) and record.matches(name, source, made_with):
+                        continue
+                    stale += record.entries.get(name) is not None
                     write_image(out, np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size]))
+                    record.add(name, source, made_with)
+    finally:
+        record.save()
+    if stale:
+        note(f'note: {stale} sub-image(s) in {out_dir} were cut from other versions of their images and were made '
+             'again')
     return skipped
 
 
-def make_lmdb(img_dirs, lmdb_path, fmt='decoded', mod=1, compress_level=1, desc='LMDB'):
+def make_lmdb(img_dirs, lmdb_path, fmt='decoded', mod=1, compress_level=1, desc='LMDB', replace=False):
     """An LMDB of every image in ``img_dirs`` (a folder or a list of folders), keyed by file name without
     extension: ``fmt='decoded'`` for ``PairedCropDataset``, ``'png'`` for BasicSR's ``PairedImageDataset``
     (see ``lmdb_store``). ``mod`` crops each image to a multiple of it (GT for LQ made at that scale). Resumable;
-    an existing LMDB is never touched."""
+    it records what it was made from (``files/sources.py``); an existing LMDB is never touched unless ``replace``
+    (a stale one of ours, remade)."""
+    items = _lmdb_items(img_dirs)
+    sources = {k: (digest(p), _lmdb_made_with(fmt, mod)) for k, p in items}
+    return write_lmdb(items, lmdb_path, fmt, lambda p: mod_crop(_read(p), mod), compress_level, desc, sources,
+                      replace)
+
+
+def _lmdb_items(img_dirs):
     dirs = [img_dirs] if isinstance(img_dirs, str) else list(img_dirs)
-    paths = [p for d in dirs for p in _images_in(d)]
-    items = [(os.path.splitext(os.path.basename(p))[0], p) for p in paths]
-    return write_lmdb(items, lmdb_path, fmt, lambda p: mod_crop(_read(p), mod), compress_level, desc)
+    return [(os.path.splitext(os.path.basename(p))[0], p) for d in dirs for p in _images_in(d)]
+
+
+def _lmdb_made_with(fmt, mod):
+    return {'format': fmt, 'mod_crop': mod}
 
 
 def read_lmdb_keys(lmdb_path):
     return [key for key, _, _ in parse_meta(os.path.join(lmdb_path, 'meta_info.txt'))]
 
 
-def make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt='decoded', scale=4):
+def _stale_lmdb(path, img_dirs, fmt, mod, note):
+    """Whether an existing LMDB of ours was made from other versions of these images (it is then made again, with a
+    note). One without a record (an older version or another tool made it) is kept, with a note that it cannot be
+    checked."""
+    record = Sources(path)
+    if not record.exists:
+        note(f'note: {path} has no record of what it was made from (an older version or another tool made it): it '
+             'is used as it is; remove it to make it from these images')
+        return False
+    changed = [k for k, p in _lmdb_items(img_dirs) if not record.matches(k, digest(p), _lmdb_made_with(fmt, mod))]
+    if changed:
+        note(f'note: {path} was made from other versions of {len(changed)} of its images (e.g. {changed[0]}); it is '
+             'made again')
+    return bool(changed)
+
+
+def make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt='decoded', scale=4, note=None):
     """GT and LQ LMDBs with identical key sets (checked before writing anything). GT images are mod-cropped to
     ``scale``, so that they are exactly LQ x scale when the LQ images were made from the mod-cropped GT (as
-    ``make_lr`` makes them). A finished LMDB of the same format and keys is kept (so a rerun after an interruption
-    continues with the other one); one that differs is an error, never overwritten."""
+    ``make_lr`` makes them). A finished LMDB of the same format, keys and sources is kept (so a rerun after an
+    interruption continues with the other one); one of ours made from other versions of the images is made again
+    (with a note); one of other keys or another format is an error, never overwritten."""
+    note = note or _note
     gt_dirs = [gt_dirs] if isinstance(gt_dirs, str) else list(gt_dirs)
     if os.path.abspath(os.path.realpath(gt_lmdb)) == os.path.abspath(os.path.realpath(lq_lmdb)):
         raise OptionsError(f'{lq_lmdb} is the GT LMDB too; GT and LQ need an LMDB each', 'lq_lmdb')
@@ -165,10 +247,11 @@ def make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt='decoded', scale=4):
             except DataError as err:
                 raise OutputExists(path, f'exists but is damaged ({err.reason.split(":")[0]}); it is never '
                                          'overwritten: remove it to make it again') from None
-    if not os.path.exists(gt_lmdb):
-        make_lmdb(gt_dirs, gt_lmdb, fmt, mod=scale, desc='GT LMDB')
-    if not os.path.exists(lq_lmdb):
-        make_lmdb(lq_dir, lq_lmdb, fmt, desc='LQ LMDB')
+    for path, dirs, mod, desc in ((gt_lmdb, gt_dirs, scale, 'GT LMDB'), (lq_lmdb, [lq_dir], 1, 'LQ LMDB')):
+        if not os.path.exists(path):
+            make_lmdb(dirs, path, fmt, mod=mod, desc=desc)
+        elif _stale_lmdb(path, dirs, fmt, mod, note):
+            make_lmdb(dirs, path, fmt, mod=mod, desc=desc, replace=True)
     if set(read_lmdb_keys(gt_lmdb)) != set(read_lmdb_keys(lq_lmdb)):
         raise DataError(f'ended up with other keys than {lq_lmdb}', gt_lmdb)
     return len(lq_names)
@@ -200,7 +283,7 @@ def prepare_df2k(hr_dirs, root='datasets/DF2K', fmt='decoded', scale=4, crop=960
         hr = os.path.join(root, 'DF2K_HR')
     for folder in hr_dirs:
         make_lr(folder, lr, scale, desc=f'x{scale} LR of {os.path.basename(folder.rstrip(os.sep))}', workers=workers)
-    gt_lmdb, lq_lmdb = hr + '.lmdb', lr + '.lmdb'
+    gt_lmdb, lq_lmdb = gt_lmdb_name(hr + '.lmdb', scale), lr + '.lmdb'
     make_paired_lmdb(hr_dirs, lr, gt_lmdb, lq_lmdb, fmt, scale)
     return gt_lmdb, lq_lmdb
 

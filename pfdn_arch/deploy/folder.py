@@ -11,7 +11,7 @@ import queue
 import threading
 
 from ..errors import DataError, ImageError, NotEnoughMemory, OutputExists, PFDNError
-from ..files.images import IMAGE_EXTS, read_image, read_picture, write_picture
+from ..files.images import IMAGE_EXTS, REFUSED, read_image, read_picture, write_picture
 from ..files.paths import disk_full, free_bytes, input_file, output_dir
 
 
@@ -24,10 +24,12 @@ def collect_inputs(path, out_dir=None, note=print):
     media = IMAGE_EXTS + VIDEO_EXTS
     if os.path.isfile(path) or (os.path.exists(path) and not os.path.isdir(path)):
         input_file(path)
+        ext = os.path.splitext(path)[1].lower()
+        if ext in REFUSED:
+            raise DataError(REFUSED[ext], path)
         if not path.lower().endswith(media):
-            raise DataError(f'{os.path.splitext(path)[1] or "no extension"} is not an image or video file name; '
-                            f'results take the name and format of their input ({", ".join(media)}): rename it',
-                            path)
+            raise DataError(f'{ext or "no extension"}: not a picture or video format this reads (pictures: '
+                            f'{", ".join(IMAGE_EXTS)}; videos: {", ".join(VIDEO_EXTS)})', path)
         return [(path, os.path.basename(path))]
     if not os.path.isdir(path):
         input_file(path)  # says why: not found, a broken link, ...
@@ -145,17 +147,19 @@ def upscale_files(inputs, out_dir, upscaler, force=False, progress=None, note=pr
                 item = to_write.get()
                 if item is None or stop.is_set():
                     break
-                out_path, picture, finish = item
-                picture.pixels = finish()  # the result's pixels, made here rather than beside the network
-                os.makedirs(os.path.dirname(out_path) or '.', exist_ok=True)
+                index, out_path, picture, finish = item
                 try:
+                    picture.pixels = finish()  # the result's pixels, made here rather than beside the network
+                    os.makedirs(os.path.dirname(out_path) or '.', exist_ok=True)
                     write_picture(out_path, picture, note, params)  # atomic: whole or absent
+                    run.done += 1
                 except OSError as err:
-                    if disk_full(err):
+                    if disk_full(err):  # nothing after this one could be written either: the run stops
                         raise PFDNError(f'the disk is full ({(free_bytes(out_dir) or 0) / 2**20:.0f} MB free); the '
                                         'results written before are kept, this one was not written', out_path) from None
-                    raise PFDNError(f'cannot be written ({err.strerror})', out_path) from None
-                run.done += 1
+                    failures[index] = PFDNError(f'cannot be written ({err.strerror})', out_path)
+                except PFDNError as err:  # this file's result cannot be made or encoded: the others go on
+                    failures[index] = err
                 step(1)
         except BaseException as err:
             raised.append(err)
@@ -169,8 +173,8 @@ def upscale_files(inputs, out_dir, upscaler, force=False, progress=None, note=pr
                 failures[index] = PFDNError(str(err).splitlines()[0], inputs[index][0])
             step(len(pending))
             results = []
-        for (_, out_path, picture), finish in zip(pending, results):
-            put(to_write, (out_path, picture, finish))
+        for (index, out_path, picture), finish in zip(pending, results):
+            put(to_write, (index, out_path, picture, finish))
         pending.clear()
 
     def run_network():

@@ -13,6 +13,7 @@ before its start and drops the frames before it, which gives the frames a straig
 the segments' packets and the copied streams are joined into the output, written under a temporary name and
 renamed, so the output's name appears only when it is complete; the parts folder is then removed.
 """
+import functools
 import heapq
 import io
 import json
@@ -22,8 +23,10 @@ import shutil
 import threading
 from fractions import Fraction
 
+import numpy as np
+
 from ..errors import DataError, NotInstalled, OptionsError, OutputExists, PFDNError
-from ..files.atomic import atomic_path, write_text
+from ..files.atomic import atomic_path, hidden_name, write_text
 from ..files.locks import owned
 from .folder import put_unless_stopped
 
@@ -47,7 +50,11 @@ QUALITY = {'libx264': (18, {'preset': 'veryfast'}), 'libx264rgb': (18, {'preset'
            'libvpx-vp9': (24, {'b': '0', 'deadline': 'realtime', 'cpu-used': '6'})}
 # lossless encoders get RGB (8-bit, deeper) so that frames come back exactly as the network made them
 RGB_FORMATS = {'ffv1': ('bgr0', 'gbrp16le'), 'libx264rgb': ('bgr24', 'bgr24')}
-SEGMENT_CONTAINERS = ('mov', 'mp4')
+# the segments' containers, in order of preference: QuickTime and MP4 keep any time base (VFR timestamps exactly);
+# Matroska (millisecond timestamps) holds what they do not (VP9 and AV1 in .mov)
+SEGMENT_CONTAINERS = ('mov', 'mp4', 'matroska')
+# encoders tried for an output whose container cannot hold the input's codec, in order
+FALLBACK_ENCODERS = ('libx264', 'libvpx-vp9')
 
 
 def conversion():
@@ -153,23 +160,21 @@ class Encoding:
                                    'codec') from None
             if found.type != 'video':
                 raise OptionsError(f'{codec!r} is a {found.type} encoder, not a video one', 'codec')
-        else:
-            encoder = ENCODER_FOR.get(source.codec, 'libx264')
-            if encoder not in av.codecs_available or (holds and av.Codec(encoder, 'w').canonical_name not in holds):
-                encoder = 'libx264'
+        else:  # the input's codec where this container really holds it, else the first fallback it holds
+            wanted = ENCODER_FOR.get(source.codec)
+            tried = ([wanted] if wanted else []) + [e for e in FALLBACK_ENCODERS if e != wanted]
+            encoder = next((e for e in tried if e in av.codecs_available and segments_for(self.muxer, e)),
+                           'libx264')
         found = av.Codec(encoder, 'w')
         self.encoder, self.kind = encoder, found.canonical_name
-        if holds and self.kind not in holds:
-            raise OptionsError(f'a {ext} file cannot hold {self.kind} video; choose .mkv, or another --codec',
-                               'output')
+        self.segment_format = segments_for(self.muxer, encoder)
+        if self.segment_format is None:
+            raise OptionsError(f'a {ext} file cannot hold {self.kind} video as it is written here (tried: encoded '
+                               f'and joined); choose .mkv or .mp4, or another --codec', 'output')
         for _, kind, name in source.copied:
             if holds and name not in holds:
                 raise OptionsError(f"a {ext} file cannot hold the input's {kind} stream ({name}), which is copied "
                                    'untouched; choose .mkv (it holds most)', 'output')
-        self.segment_format = next((f for f in SEGMENT_CONTAINERS if self.kind in _holds(f)), None)
-        if self.segment_format is None:
-            raise OptionsError(f'{self.kind} video cannot be written in segments here; choose h264, h265, av1, vp9 '
-                               'or ffv1', 'codec')
         formats = [f.name for f in (found.video_formats or [])]
         if encoder in RGB_FORMATS:
             self.pix_fmt = RGB_FORMATS[encoder][1 if source.deep else 0]
@@ -221,6 +226,58 @@ class Encoding:
         if source.trc:
             cc.color_trc = source.trc
         return container, stream
+
+
+@functools.lru_cache(maxsize=None)
+def segments_for(muxer, encoder):
+    """The first of ``SEGMENT_CONTAINERS`` whose parts made by ``encoder`` join into a ``muxer`` file, found by doing
+    it in memory with a few frames (what FFmpeg's codec lists claim is not what muxing does: VP9 in .mov, H.264 with
+    B-frames in .avi fail), or None."""
+    for segment in SEGMENT_CONTAINERS:
+        try:
+            _probe_join(segment, muxer, encoder)
+            return segment
+        except Exception:  # any refusal of FFmpeg's: this pair does not work
+            continue
+    return None
+
+
+def _probe_join(segment, muxer, encoder, frames=12):
+    av = _av()
+    part = io.BytesIO()
+    with av.open(part, 'w', format=segment) as c:
+        stream = c.add_stream(encoder, rate=25, options=QUALITY.get(encoder, (0, {}))[1])
+        formats = [f.name for f in (av.Codec(encoder, 'w').video_formats or [])]
+        stream.width = stream.height = 64
+        stream.pix_fmt = RGB_FORMATS[encoder][0] if encoder in RGB_FORMATS else (
+            'yuv420p' if 'yuv420p' in formats else formats[0])
+        noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.roll(noise, i, axis=1), format='bgr24').reformat(
+                format=stream.pix_fmt)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    part.seek(0)
+    with av.open(part) as src, av.open(io.BytesIO(), 'w', format=muxer) as out:
+        video = template_stream(out, src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is None and packet.pts is None:
+                continue
+            packet.stream = video
+            out.mux(packet)
+
+
+def template_stream(out, template):
+    """``out.add_stream_from_template(template)``; where the template's decoder has no encoder of its name (AV1 is
+    decoded by libdav1d), the decoder's context is copied instead (PyAV looks an encoder up by that name)."""
+    av = _av()
+    try:
+        return out.add_stream_from_template(template)
+    except av.codec.codec.UnknownCodecError:
+        return out.add_stream_from_template(template, opaque=True)
 
 
 def _holds(muxer):
@@ -323,7 +380,7 @@ def upscale_video(src, out_path, upscaler, codec=None, crf=None, segment=10.0, f
     folder, name = os.path.split(os.path.abspath(out_path))
     with owned(folder, name):
         key = {'input': source.identity(), 'encoding': enc.settings(), 'segment': segment, 'run': settings or {}}
-        plan = Plan(os.path.join(folder, f'.{name}.pfdn-parts'), key)
+        plan = Plan(os.path.join(folder, hidden_name(folder, name, '.pfdn-parts')), key)
         if plan.discarded:
             note(f'note: {out_path}: segments of an earlier run with another input or settings were discarded')
         elif plan.parts:
@@ -471,7 +528,7 @@ class _PartWriter:
 
     def _open(self, part):
         self.part, self.frames = part, 0
-        self.name = f'part_{part:06d}.{self.enc.segment_format}'
+        self.name = f"part_{part:06d}.{'mkv' if self.enc.segment_format == 'matroska' else self.enc.segment_format}"
         self.ctx = atomic_path(os.path.join(self.plan.folder, self.name))
         tmp = self.ctx.__enter__()
         self.container, self.stream = self.enc.open_part(tmp, self.source)
@@ -518,7 +575,7 @@ def _join(source, enc, plan, out_path):
             out.metadata.update({k: v for k, v in source.metadata.items() if k not in ('encoder', 'major_brand',
                                                                                        'minor_version',
                                                                                        'compatible_brands')})
-            video = out.add_stream_from_template(first.streams.video[0])
+            video = template_stream(out, first.streams.video[0])
             video.codec_context.framerate = source.rate  # the rate containers declare (timestamps are the packets' own)
             video.metadata.update(source.video_metadata)
             if source.rotation:

@@ -6,6 +6,7 @@ the new one, never a torn one.
 The temporary name is ``.<name>.pfdn-<pid>.tmp``: a name nobody else would pick. A leftover one whose process is
 gone (a kill) is removed by the next write of the same target; no other file is ever touched.
 """
+import hashlib
 import os
 import re
 from contextlib import contextmanager
@@ -13,9 +14,35 @@ from contextlib import contextmanager
 TMP = '.{name}.pfdn-{pid}.tmp'
 
 
+def _name_max(folder):
+    try:
+        return os.pathconf(folder or '.', 'PC_NAME_MAX')
+    except (OSError, ValueError):
+        return 255
+
+
+def _short(name):
+    """What stands for a name too long to be part of another name: a digest of it."""
+    return 'long-' + hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
+
+
+def hidden_name(folder, name, suffix):
+    """``.<name><suffix>``, the name of a file of ours beside ``name`` (a lock, a video's parts), with a digest of
+    ``name`` in its place where that would pass the filesystem's limit on a name (a valid 240-byte name plus 20
+    bytes does not fit in 255)."""
+    fits = len(os.fsencode(f'.{name}{suffix}')) <= _name_max(folder)
+    return f'.{name if fits else _short(name)}{suffix}'
+
+
+def _temp_stem(folder, name):
+    """What stands for ``name`` in its temporary files' names: itself, or its digest where the longest temporary
+    name would not fit."""
+    return name if len(os.fsencode(TMP.format(name=name, pid=2 ** 22))) <= _name_max(folder) else _short(name)
+
+
 def _stale_temps(folder, name):
     """This package's leftover temporary files of ``name`` in ``folder`` whose writing process is gone."""
-    pattern = re.compile(re.escape(f'.{name}.pfdn-') + r'(\d+)\.tmp')
+    pattern = re.compile(re.escape(f'.{_temp_stem(folder, name)}.pfdn-') + r'(\d+)\.tmp')
     try:
         entries = os.listdir(folder)
     except OSError:
@@ -33,17 +60,33 @@ def atomic_path(path):
             os.remove(stale)  # an earlier write of this file whose process was killed
         except OSError:
             pass
-    tmp = os.path.join(folder, TMP.format(name=name, pid=os.getpid()))
+    tmp = os.path.join(folder, TMP.format(name=_temp_stem(folder, name), pid=os.getpid()))
     try:
         yield tmp
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
+            # the permissions a plain open() gives (writers such as safetensors' make their files 0600)
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     _fsync_folder(folder)
+
+
+def _umask():
+    """The process's umask, read without changing it where Linux tells it (os.umask can only be read by setting)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _alive(pid):

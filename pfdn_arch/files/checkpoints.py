@@ -22,7 +22,9 @@ def read_checkpoint_file(path, device='cpu'):
     except PathError as err:
         raise CheckpointError('checkpoint ' + err.reason, path) from None
     with open(path, 'rb') as f:
-        head = f.read(4)
+        head = f.read(10)
+    if head[8:10] == b'{"':  # safetensors: an 8-byte header length, then the JSON header (basicsr export writes it)
+        return _read_safetensors(path)
     if not (head.startswith(b'PK\x03\x04') or head[:1] == b'\x80'):  # torch's zip format, or a legacy pickle
         raise CheckpointError('not a PyTorch checkpoint (neither the zip format torch.save writes nor a pickle)'
                               + (': it looks like an ONNX model' if head[:1] == b'\x08' else ''), path)
@@ -35,6 +37,20 @@ def read_checkpoint_file(path, device='cpu'):
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else ''
         raise CheckpointError(f'cannot be read as a PyTorch checkpoint ({type(err).__name__}'
                               + (f': {reason}' if reason else '') + ')', path) from None
+
+
+def _read_safetensors(path):
+    """A .safetensors file's tensors (a format of tensors alone: nothing in it can run)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        from ..errors import NotInstalled
+        raise NotInstalled('safetensors', f'reading {os.path.basename(path)}', 'export') from None
+    try:
+        return load_file(path)
+    except Exception as err:
+        raise CheckpointError(f'cannot be read as a .safetensors file ({str(err).strip().splitlines()[0][:160]})',
+                              path) from None
 
 
 def check_tensors(sd, path):

@@ -21,7 +21,19 @@ import numpy as np
 from ..errors import ImageError, PFDNError
 from .atomic import write_bytes
 
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+# Formats OpenCV does not read, decoded and encoded by Pillow: HEIC/HEIF (phones' photos; the pillow-heif plugin) and
+# AVIF (Pillow's own)
+PIL_EXTS = ('.heic', '.heif', '.avif')
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp') + PIL_EXTS
+# picture formats that are not upscaled, and why (said instead of "rename it")
+REFUSED = {'.jxl': 'JPEG XL is not decoded in this install (neither OpenCV nor Pillow reads it): convert it to PNG '
+                   'first (djxl photo.jxl photo.png)',
+           '.exr': 'OpenEXR holds linear-light HDR, which PFDN (trained on 8-bit sRGB photos) does not upscale: '
+                   'convert it to a 16-bit PNG or TIFF first',
+           '.gif': 'GIF is not written here (256 colours would undo the upscaling): convert it to PNG first',
+           '.ico': 'icons are not upscaled here: convert the size you want to PNG first'}
+# PNG chunks that say how to show the colours (as an ICC profile does), copied into a PNG result
+PNG_COLOUR_CHUNKS = (b'gAMA', b'cHRM', b'sRGB')
 MAX_PIXELS = 1 << 30  # OpenCV's decoding limit (CV_IO_MAX_IMAGE_PIXELS)
 # EXIF orientation -> how to make the stored pixels upright (cv2 rotate codes, then a horizontal flip)
 _ORIENT = {2: (None, True), 3: (cv2.ROTATE_180, False), 4: (cv2.ROTATE_180, True),
@@ -35,11 +47,51 @@ def list_images(folder):
 
 
 class Picture:
-    """Pixels as a viewer shows them (H x W gray, H x W x 2 gray+alpha, BGR or BGRA; uint8 or uint16) and what goes
-    back into the written file: ``icc`` (the ICC profile's bytes or None). ``frames``: how many the file holds."""
+    """Pixels as a viewer shows them (H x W gray, H x W x 2 gray+alpha, BGR or BGRA with straight alpha; uint8 or
+    uint16) and what goes back into the written file: ``icc`` (the ICC profile's bytes or None), ``png_chunks`` (a
+    PNG's gAMA/cHRM/sRGB chunks, raw). ``frames``: how many the file holds."""
 
-    def __init__(self, pixels, icc=None, frames=1):
-        self.pixels, self.icc, self.frames = pixels, icc, frames
+    def __init__(self, pixels, icc=None, frames=1, png_chunks=()):
+        self.pixels, self.icc, self.frames, self.png_chunks = pixels, icc, frames, list(png_chunks)
+
+
+def _heif_opener():
+    """Pillow reads HEIC/HEIF once the pillow-heif plugin registers itself; ImageError naming it where it is
+    missing."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _pil_opened(path):
+    from PIL import Image
+
+    if path.lower().endswith(('.heic', '.heif')) and not _heif_opener():
+        raise ImageError('HEIC/HEIF photos need the pillow-heif package: pip install pillow-heif', path)
+    return Image.open(path)
+
+
+def _pil_pixels(im):
+    """A Pillow image as OpenCV's layout: gray, gray+alpha, BGR or BGRA (straight alpha), 8 or 16 bits."""
+    if im.mode in ('I;16', 'I;16B', 'I;16L'):
+        return np.asarray(im).astype(np.uint16)
+    if im.mode == 'RGBa':  # premultiplied: made straight
+        im = im.convert('RGBA')
+    elif im.mode == 'La':
+        im = im.convert('LA')
+    elif im.mode in ('P', 'PA'):
+        im = im.convert('RGBA' if im.mode == 'PA' or 'transparency' in im.info else 'RGB')
+    elif im.mode not in ('L', 'LA', 'RGB', 'RGBA'):
+        im = im.convert('RGB')
+    a = np.asarray(im)
+    if a.ndim == 3 and a.shape[2] == 3:
+        return np.ascontiguousarray(a[..., ::-1])
+    if a.ndim == 3 and a.shape[2] == 4:
+        return np.ascontiguousarray(a[..., [2, 1, 0, 3]])
+    return np.ascontiguousarray(a)
 
 
 def _checked(path):
@@ -60,6 +112,8 @@ def _checked(path):
 
 
 def _decode(path, flags):
+    if path.lower().endswith(PIL_EXTS):
+        return _decode_pil(path, flags)
     try:
         img = cv2.imread(path, flags)
     except cv2.error as err:
@@ -72,6 +126,62 @@ def _decode(path, flags):
     return img
 
 
+def _decode_pil(path, flags):
+    try:
+        with _pil_opened(path) as im:
+            im.load()
+            pixels = _pil_pixels(im)
+    except ImageError:
+        raise
+    except Exception as err:
+        raise ImageError(f'cannot decode ({str(err).strip().splitlines()[0][:120]})', path) from None
+    if flags == cv2.IMREAD_COLOR:
+        if pixels.ndim == 2 or pixels.shape[2] == 2:
+            pixels = cv2.cvtColor(np.ascontiguousarray(pixels if pixels.ndim == 2 else pixels[..., 0]),
+                                  cv2.COLOR_GRAY2BGR)
+        elif pixels.shape[2] == 4:
+            pixels = np.ascontiguousarray(pixels[..., :3])
+        if pixels.dtype != np.uint8:
+            pixels = (pixels / 257).round().astype(np.uint8)
+    return pixels
+
+
+def _straight_tiff_alpha(path, pixels):
+    """OpenCV reads an 8-bit RGBA TIFF through libtiff's RGBA interface, which hands back colour multiplied by
+    alpha (an alpha of 128 halves the brightness); Pillow gives the stored straight colour, as viewers show it."""
+    if not (path.lower().endswith(('.tif', '.tiff')) and pixels.ndim == 3 and pixels.shape[2] == 4
+            and pixels.dtype == np.uint8):
+        return pixels
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            if im.mode not in ('RGBA', 'RGBa'):
+                return pixels
+            im.load()
+            return _pil_pixels(im)
+    except Exception:
+        return pixels
+
+
+def _png_colour_chunks(path):
+    """The raw gAMA/cHRM/sRGB chunks of a PNG file (length, type, data, CRC), in file order."""
+    chunks = []
+    with open(path, 'rb') as f:
+        if f.read(8) != b'\x89PNG\r\n\x1a\n':
+            return chunks
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                break
+            length, kind = struct.unpack('>I4s', header)
+            if kind in (b'IDAT', b'IEND'):
+                break
+            body = f.read(length + 4)
+            if kind in PNG_COLOUR_CHUNKS:
+                chunks.append(header + body)
+    return chunks
+
+
 def read_image(path, flags=cv2.IMREAD_COLOR):
     """``cv2.imread`` that raises ImageError for a missing, irregular, truncated, oversized or undecodable file
     instead of blocking, returning None or a partly decoded image."""
@@ -82,12 +192,11 @@ def read_image(path, flags=cv2.IMREAD_COLOR):
 def read_picture(path):
     """The image in ``path`` as a viewer shows it (see ``Picture``)."""
     _checked(path)
-    pixels = _decode(path, cv2.IMREAD_UNCHANGED)
+    pixels = _straight_tiff_alpha(path, _decode(path, cv2.IMREAD_UNCHANGED))
     icc, orientation, frames, grey_alpha = None, 1, 1, False
+    chunks = _png_colour_chunks(path) if path.lower().endswith('.png') else []
     try:
-        from PIL import Image
-
-        with Image.open(path) as im:  # the header only: profile, orientation, frames, mode
+        with _pil_opened(path) as im:  # the header only: profile, orientation, frames, mode
             icc = im.info.get('icc_profile') or None
             orientation = im.getexif().get(0x0112, 1) if hasattr(im, 'getexif') else 1
             frames = getattr(im, 'n_frames', 1)
@@ -101,17 +210,15 @@ def read_picture(path):
         pixels = cv2.flip(pixels, 1)
     if rotate is not None:
         pixels = cv2.rotate(pixels, rotate)
-    return Picture(np.ascontiguousarray(pixels), icc, frames)
+    return Picture(np.ascontiguousarray(pixels), icc, frames, chunks)
 
 
 def image_size(path):
     """(h, w) of an image file from its header, without decoding it (PIL); decoded when PIL cannot read the
     header (ImageError when that fails too)."""
-    from PIL import Image
-
     _checked(path)
     try:
-        with Image.open(path) as im:
+        with _pil_opened(path) as im:
             return im.size[::-1]
     except Exception:
         return read_image(path).shape[:2]
@@ -152,6 +259,8 @@ def write_image(path, img, params=None):
 
 def _encode(path, img, params=None):
     ext = os.path.splitext(path)[1].lower() or '.png'
+    if ext in PIL_EXTS:
+        return _pil_encode(path, img, None)
     try:
         ok, buf = cv2.imencode(ext, img, params or [])
     except cv2.error:
@@ -161,12 +270,44 @@ def _encode(path, img, params=None):
     return buf.tobytes()
 
 
+def _pil_encode(path, pixels, icc):
+    """HEIC/HEIF/AVIF bytes (8-bit, quality 95: these formats are lossy) with the ICC profile."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in ('.heic', '.heif') and not _heif_opener():
+        raise PFDNError('writing HEIC/HEIF needs the pillow-heif package: pip install pillow-heif', path)
+    if pixels.dtype != np.uint8:
+        pixels = (pixels / 257).round().astype(np.uint8)
+    if pixels.ndim == 3 and pixels.shape[2] == 2:
+        pixels = np.ascontiguousarray(pixels[..., [0, 0, 0, 1]])
+    if pixels.ndim == 3:
+        pixels = pixels[..., [2, 1, 0, 3]] if pixels.shape[2] == 4 else pixels[..., ::-1]
+    mode = 'L' if pixels.ndim == 2 else ('RGBA' if pixels.shape[2] == 4 else 'RGB')
+    fmt = 'AVIF' if ext == '.avif' else 'HEIF'
+    return _pil_bytes(np.ascontiguousarray(pixels), mode, fmt, icc, quality=95)
+
+
+def _with_png_chunks(data, chunks):
+    """PNG bytes with ``chunks`` (raw, CRC included) put in after IHDR."""
+    ihdr_end = 8 + 8 + 13 + 4
+    return data[:ihdr_end] + b''.join(chunks) + data[ihdr_end:]
+
+
 def write_picture(path, picture, note=print, params=None):
     """Write ``picture`` (a Picture) in the format of ``path``'s extension, atomically, with its ICC profile and
     its kind (grey+alpha stays two channels); ``params``: OpenCV's PNG encoding flags. What a format cannot carry is
     said through ``note``, once per file."""
     pixels, icc = picture.pixels, picture.icc
     ext = os.path.splitext(path)[1].lower()
+    chunks = list(getattr(picture, 'png_chunks', ()))
+    if chunks and ext != '.png':
+        note(f'note: {path}: its PNG colour chunks (gAMA/cHRM/sRGB) have no place in a {ext} file and are left out')
+    if ext in PIL_EXTS:
+        write_bytes(path, _pil_encode(path, pixels, icc))
+        return
+    if ext in ('.tif', '.tiff') and pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 4:
+        # OpenCV writes RGBA TIFF without saying its alpha is straight; Pillow marks it (ExtraSamples: unassociated)
+        write_bytes(path, _pil_bytes(np.ascontiguousarray(pixels[..., [2, 1, 0, 3]]), 'RGBA', 'TIFF', icc))
+        return
     if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey+alpha: OpenCV writes 1, 3 or 4 channels only
         if ext == '.png' and pixels.dtype == np.uint8:
             data = _pil_bytes(pixels, 'LA', 'PNG', icc)
@@ -179,6 +320,8 @@ def write_picture(path, picture, note=print, params=None):
         data = _encode(path, pixels, params if ext == '.png' else None)
     if icc:
         data = _with_icc(path, ext, data, pixels, icc, note)
+    if chunks and ext == '.png':
+        data = _with_png_chunks(data, chunks)
     write_bytes(path, data)
 
 

@@ -3,6 +3,7 @@ import os
 from contextlib import contextmanager
 
 from ..errors import PFDNError
+from .atomic import hidden_name
 
 
 class InUse(PFDNError):
@@ -21,7 +22,7 @@ def owned(parent, name):
         yield
         return
     os.makedirs(parent, exist_ok=True)
-    path = os.path.join(parent, f'.{name}.pfdn-lock')
+    path = os.path.join(parent, hidden_name(parent, name, '.pfdn-lock'))
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

@@ -44,6 +44,8 @@ class PFDNModel(SRModel):
 
     # feed_data turns uint8 batches (PairedCropDataset's uint8_batches) into floats on the device
     converts_uint8_batches = True
+    # what get_optimizer builds (BasicSR's builds Adam only); the option checks read it
+    optimizers = ('Adam', 'AdamW')
 
     def __init__(self, opt):
         self.amp_dtype = amp_dtype(opt)
@@ -53,26 +55,44 @@ class PFDNModel(SRModel):
         super().__init__(opt)
 
     # ------------------------------------------------------------------------------------------- networks
-    def load_network(self, net, load_path, strict=True, param_key='params'):
-        """Strict, ``weights_only`` loading; bare state dicts (like the released weights) serve ``params`` and
-        ``params_ema`` alike; a training-form checkpoint feeding a deployed net is fused exactly."""
-        logger = get_root_logger()
-        net = self.get_bare_model(net)
+    @staticmethod
+    def checkpoint_for(net, load_path, param_key='params'):
+        """The state dict ``load_network`` loads into ``net`` from ``load_path``: read ``weights_only``, bare or
+        wrapped (a bare state dict serves ``params`` and ``params_ema`` alike; a missing ``params_ema`` falls back to
+        ``params`` as BasicSR's does), a training-form one fused exactly for a deployed net. Returns (state_dict,
+        notes for the log)."""
+        notes = []
         try:
             sd = load_checkpoint(load_path, param_key)
         except CheckpointError as err:
             if param_key != 'params_ema':
                 raise
             sd = load_checkpoint(load_path, 'params')  # BasicSR's own fallback when no EMA was saved
-            logger.info(f'Loading: params_ema not in {load_path} ({err.reason}); using params.')
+            notes.append(f'Loading: params_ema not in {load_path} ({err.reason}); using params.')
         try:
             sd, fused = checkpoint_filter(sd, net)
         except CheckpointError as err:
             err.path = str(load_path)
             raise
         if fused:
-            logger.info(f'Reparameterized the training-form checkpoint {load_path} into the deployed form '
-                        f'(exact RRRB fusion) for {net.__class__.__name__}.')
+            notes.append(f'Reparameterized the training-form checkpoint {load_path} into the deployed form '
+                         f'(exact RRRB fusion) for {net.__class__.__name__}.')
+        return sd, notes
+
+    @classmethod
+    def check_checkpoint(cls, net, load_path, param_key='params', strict=True):
+        """Whether ``load_network`` will load ``load_path`` into ``net``, found before the run writes anything (the
+        option checks call this on a CPU copy of the network); CheckpointError naming what does not fit."""
+        sd, _ = cls.checkpoint_for(net, load_path, param_key)
+        load_into(net, sd, load_path, strict=strict)
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """Strict, ``weights_only`` loading of either form (``checkpoint_for``)."""
+        logger = get_root_logger()
+        net = self.get_bare_model(net)
+        sd, notes = self.checkpoint_for(net, load_path, param_key)
+        for line in notes:
+            logger.info(line)
         logger.info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
         missing, unexpected = load_into(net, sd, load_path, strict=strict)
         for key in missing:

@@ -106,11 +106,11 @@ def _wrap(text, width):
     return lines + [line] if line else lines
 
 
-def schedule_report(stages, out_dir, score_folder, score_label, val_hr=None):
+def schedule_report(stages, out_dir, score_folder, score_label, val_hr=None, scale=4):
     """The closing report of a schedule: the final deployed network scored on ``score_folder`` next to bicubic
     (Markdown lines), ``psnr.png`` (every stage's validation PSNR, the bicubic line of the validation set) and
     ``comparison.png`` (HR | bicubic | PFDN of the first image), written into ``out_dir``. ``stages`` are
-    (Experiment, total_iter) in order. Returns (lines, [written files])."""
+    (Experiment, total_iter) in order; ``scale`` the networks'. Returns (lines, [written files])."""
     import torch
 
     from ..files.checkpoints import build_pfdn_from_checkpoint
@@ -121,9 +121,9 @@ def schedule_report(stages, out_dir, score_folder, score_label, val_hr=None):
     ckpt = final.network('latest', deployed=True)
     net, _ = build_pfdn_from_checkpoint(ckpt)
     net.eval()
-    bic = evaluate_folder(None, score_folder, bicubic=True)
-    sr = evaluate_folder(net, score_folder)
-    lines = [f'deployed checkpoint: {ckpt}', f'| x4 on {score_label} | PSNR (Y) | SSIM (Y) |', '| --- | --- | --- |',
+    bic = evaluate_folder(None, score_folder, scale, bicubic=True)
+    sr = evaluate_folder(net, score_folder, scale)
+    lines = [f'deployed checkpoint: {ckpt}', f'| x{scale} on {score_label} | PSNR (Y) | SSIM (Y) |', '| --- | --- | --- |',
              f"| bicubic | {bic['psnr']:.2f} | {bic['ssim']:.4f} |",
              f"| PFDN ({final.name}) | {sr['psnr']:.2f} | {sr['ssim']:.4f} |"]
     os.makedirs(out_dir, exist_ok=True)
@@ -132,11 +132,11 @@ def schedule_report(stages, out_dir, score_folder, score_label, val_hr=None):
     val_bicubic = None
     if val_hr:
         val_bicubic = (bic if os.path.abspath(val_hr) == os.path.abspath(score_folder)
-                       else evaluate_folder(None, val_hr, bicubic=True))['psnr']
+                       else evaluate_folder(None, val_hr, scale, bicubic=True))['psnr']
     plot, strip = os.path.join(out_dir, 'psnr.png'), os.path.join(out_dir, 'comparison.png')
     write_image(plot, psnr_plot(curves, val_bicubic, 'validation PSNR (dB, Y) across the stages'))
-    hr, lr = bicubic_lr(read_image(list_images(score_folder)[0]), 4)
+    hr, lr = bicubic_lr(read_image(list_images(score_folder)[0]), scale)
     with torch.no_grad():
         result = to_image(net(to_tensor(lr)))
-    write_image(strip, comparison_strip(hr, lr, result, 4))
+    write_image(strip, comparison_strip(hr, lr, result, scale))
     return lines, [plot, strip]

@@ -35,24 +35,26 @@ def stage_work(opt):
     return opt['train']['total_iter'] * train['batch_size_per_gpu'] * (train['gt_size'] // opt.get('scale', 4)) ** 2
 
 
-def make_smoke_data(root=SMOKE_ROOT):
-    """Paired decoded LMDBs of the built-in photos (whole images; x4 LR by MATLAB-style bicubic) for
+def make_smoke_data(root=SMOKE_ROOT, scale=4):
+    """Paired decoded LMDBs of the built-in photos (whole images; x``scale`` LR by MATLAB-style bicubic) for
     ``PairedCropDataset``, plus a small validation set. Reuses what exists, so it is made once; every step
     continues an interrupted one."""
     from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark
     from ..data.samples import write_samples
+    from .scales import gt_lmdb_name
 
-    gt_lmdb = os.path.join(root, 'train_HR.lmdb')
-    lq_lmdb = os.path.join(root, 'train_LR_X4.lmdb')
+    gt_lmdb = os.path.join(root, gt_lmdb_name('train_HR.lmdb', scale))
+    lr = os.path.join(root, f'train_LR_X{scale}')
+    lq_lmdb = lr + '.lmdb'
     val = os.path.join(root, 'val')
     if not (os.path.isdir(gt_lmdb) and os.path.isdir(lq_lmdb)):
         photos = os.path.join(root, 'photos_train')
         write_samples(photos, SMOKE_TRAIN)
-        make_lr(photos, os.path.join(root, 'train_LR_X4'), 4)
-        make_paired_lmdb(photos, os.path.join(root, 'train_LR_X4'), gt_lmdb, lq_lmdb, 'decoded', 4)
-    if not os.path.isdir(os.path.join(val, 'LR_bicubic', 'X4')):
+        make_lr(photos, lr, scale)
+        make_paired_lmdb(photos, lr, gt_lmdb, lq_lmdb, 'decoded', scale)
+    if not os.path.isdir(os.path.join(val, 'LR_bicubic', f'X{scale}')):
         write_samples(os.path.join(root, 'photos_val'), SMOKE_VAL)
-        prepare_benchmark(os.path.join(root, 'photos_val'), 'val', root=root)
+        prepare_benchmark(os.path.join(root, 'photos_val'), 'val', root=root, scales=(scale,))
     return gt_lmdb, lq_lmdb, val
 
 
@@ -77,7 +79,7 @@ def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
         opt.pop('val', None)
     else:
         opt['datasets']['val'].update(name=os.path.basename(val.rstrip('/')), dataroot_gt=os.path.join(val, 'HR'),
-                                      dataroot_lq=os.path.join(val, 'LR_bicubic', 'X4'))
+                                      dataroot_lq=os.path.join(val, 'LR_bicubic', f"X{opt['scale']}"))
     for key, value in list(opt['path'].items()):
         if isinstance(value, str):
             for old, new in (path_map or {}).items():
@@ -98,5 +100,6 @@ def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
 
 def smoke_stage(opt, index, names, data, iters=SMOKE_ITERS):
     """A real stage scaled to the smoke profile; the chain's paths point at the smoke experiments."""
-    return scaled_stage(opt, 'smoke_' + opt['name'], SMOKE_GT_SIZES[index], iters[index], SMOKE_BATCH[index], data,
+    gt_size = SMOKE_GT_SIZES[index] // 4 * opt['scale']  # the same LR patches at every scale
+    return scaled_stage(opt, 'smoke_' + opt['name'], gt_size, iters[index], SMOKE_BATCH[index], data,
                         {f'experiments/{n}/': f'experiments/smoke_{n}/' for n in names})
