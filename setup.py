@@ -61,7 +61,7 @@ setup(
     # spandrel (chaiNNer/ComfyUI's loader); fast: the CPU runtimes; int8: quantized export; video: films in basicsr
     # infer; test: all of it
     extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST, 'int8': INT8, 'video': VIDEO,
-                    'test': ['pytest'] + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO))},
+                    'test': ['pytest', 'import-linter'] + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
     cmdclass={'build_py': BuildPyWithHook},
 )

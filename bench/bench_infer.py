@@ -50,7 +50,7 @@ def real_input(h, w):
         img = cv2.imread(path)
         img = cv2.resize(img, (max(w, img.shape[1] // 2), max(h, img.shape[0] // 2)), interpolation=cv2.INTER_AREA)
     else:
-        from pfdn_arch.data.samples import sample_image
+        from pfdn_arch.files.samples import sample_image
         img = cv2.resize(sample_image('retina.jpg'), (max(w, 706), max(h, 706)), interpolation=cv2.INTER_AREA)
     crop = img[:h, :w, ::-1].astype(np.float32) / 255.0
     return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None]

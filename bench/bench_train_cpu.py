@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(HERE, '..'))
 import pfdn_arch  # noqa: E402,F401
 from pfdn_arch.data import preparation as prep  # noqa: E402
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
-from pfdn_arch.recipe.experiment import Experiment  # noqa: E402
+from pfdn_arch.files.experiment import Experiment  # noqa: E402
 from pfdn_arch.recipe.options import read_yml  # noqa: E402
 from pfdn_arch.recipe.protocol import evaluate_folder  # noqa: E402
 from pfdn_arch.recipe.schedule import Schedule  # noqa: E402

@@ -44,7 +44,7 @@ from basicsr.models import build_model  # noqa: E402
 from pfdn_arch.data import preparation as prep  # noqa: E402
 from pfdn_arch.recipe.options import RunOptions, read_yml  # noqa: E402
 from pfdn_arch.recipe.stages import scaled_stage  # noqa: E402
-from pfdn_arch.data.samples import write_samples  # noqa: E402
+from pfdn_arch.files.samples import write_samples  # noqa: E402
 
 SUNHAYS = os.path.join(ROOT, '..', 'shared', 'data', 'train', 'SunHays80', 'HR')
 STAGE_FILES = ('train_pfdn_x4.yml', 'train_pfdn_x4_lr128.yml', 'train_pfdn_x4_lr160.yml', 'train_pfdn_x4_lr180.yml',

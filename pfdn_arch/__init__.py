@@ -8,10 +8,10 @@ points need no import in user code. The import itself stays light: torch and Bas
 BasicSR is used.
 """
 from . import plugin
+from .version import __version__
 
 plugin.install()
 
-__version__ = '0.1.0'
 # the public names, loaded on first use (PEP 562): importing them imports torch and BasicSR
 _PUBLIC = {'PFDN': 'archs', 'RRRB': 'archs', 'NCCLoss': 'losses', 'PFDNModel': 'models',
            'PairedCropDataset': 'data.paired_crop_dataset', 'infer_pfdn_options': 'archs.convert',

@@ -58,3 +58,25 @@ class TrainingDiverged(PFDNError):
 
 class NotEnoughMemory(PFDNError):
     """An image too large to upscale (whole, or in tiles of the size asked) in the memory there is."""
+
+
+def installed(module):
+    """Whether an optional package is there (found, not imported). With ``require``, the one way optional packages
+    are checked."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require(module, purpose, extra=None, package=None):
+    """``module`` imported, or NotInstalled naming what needs it (``purpose``) and the extra of this package that
+    installs it (``package``: its name on PyPI where that differs from the module's)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise NotInstalled(package or module.split('.')[0], purpose, extra) from None

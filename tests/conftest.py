@@ -195,7 +195,7 @@ def uint8_batch(seed=0, n=2, gt=96):
 def photos(tmp_path_factory):
     """Three built-in photos, their x4 LR, and paired LMDBs of both formats made from them (made once)."""
     from pfdn_arch.data import preparation as prep
-    from pfdn_arch.data.samples import write_samples
+    from pfdn_arch.files.samples import write_samples
 
     root = tmp_path_factory.mktemp('photos')
     hr, lr = root / 'hr', root / 'lr'

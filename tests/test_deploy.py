@@ -14,7 +14,7 @@ from conftest import ENV, ROOT, cli, randomized, val_set
 from pfdn_arch import PFDN
 from pfdn_arch.archs.convert import reparameterized as pfdn_reparameterized
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
-from pfdn_arch.data.samples import sample_image
+from pfdn_arch.files.samples import sample_image
 from pfdn_arch.recipe.protocol import evaluate_folder
 from pfdn_arch.recipe.protocol import bicubic_lr, to_tensor
 from pfdn_arch.deploy import backends
@@ -110,7 +110,7 @@ def test_auto_picks_an_installed_backend_and_missing_runtimes_fall_back_with_a_n
     backend, device, dtype = resolve('auto', 'cpu', 'fp32', notes.append)
     assert backend in INSTALLED and backend == next(b for b in backends.AUTO_ORDER['cpu'] if b in INSTALLED)
     assert notes == [] and device == torch.device('cpu') and dtype == 'fp32'
-    monkeypatch.setattr(backends, 'importable', lambda module: False)  # neither OpenVINO nor ONNX Runtime
+    monkeypatch.setattr(backends, 'package_installed', lambda module: False)  # neither OpenVINO nor ONNX Runtime
     assert resolve('auto', 'cpu', 'fp32', notes.append)[0] == 'torch' and notes == []
     assert resolve('openvino', 'cpu', 'fp32', notes.append)[0] == 'torch'
     assert notes == ["note: the openvino backend is not installed (pip install 'pfdn[fast]'); using torch"]

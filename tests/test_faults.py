@@ -15,9 +15,9 @@ import yaml
 
 from conftest import ENV, ROOT, TINY_NET, cli, run_cli, tiny_options, train_set, write_yml
 from pfdn_arch import PFDN
-from pfdn_arch.recipe.experiment import Experiment
+from pfdn_arch.files.experiment import Experiment
 from pfdn_arch.data import preparation as prep
-from pfdn_arch.data.samples import sample_image
+from pfdn_arch.files.samples import sample_image
 
 
 
@@ -346,7 +346,7 @@ def checkpoint_variants(tmp_path):
 
 
 def test_bad_inputs_and_arguments_each_give_one_error_line(weights, data, tmp_path, capsys, monkeypatch):
-    from pfdn_arch.deploy import backends
+    from pfdn_arch import errors
     src = tmp_path / 'in.png'
     cv2.imwrite(str(src), sample_image('chelsea.png')[:40, :50])
     a_file = tmp_path / 'a_file'
@@ -372,7 +372,7 @@ def test_bad_inputs_and_arguments_each_give_one_error_line(weights, data, tmp_pa
         assert code == 2 and len(err) == 1 and err[0].startswith('error: ') and message in err[0], (args, err)
     assert a_file.read_text() == 'mine' and torch.load(train_ckpt, weights_only=True).keys() == {'params'}
     assert os.listdir(folder) == [] and not (tmp_path / 'o').exists()
-    monkeypatch.setattr(backends, 'importable', lambda module: module != 'onnx')  # export without onnx installed
+    monkeypatch.setattr(errors, 'installed', lambda module: module != 'onnx')  # export without onnx installed
     code, _, err = cli(['export', '--weights', weights, '--out', tmp_path / 'exported'], capsys)
     assert code == 2 and len(err) == 1 and 'needs the onnx package' in err[0] and "pfdn[export]" in err[0]
     assert not (tmp_path / 'exported').exists()  # refused before anything was written

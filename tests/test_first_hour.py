@@ -17,7 +17,7 @@ import torch
 
 from conftest import ENV, ROOT, TINY_NET, cli, need_shared, run_group, tiny_options, train_set, val_set, write_yml
 from pfdn_arch import PFDN
-from pfdn_arch.data.samples import sample_image
+from pfdn_arch.files.samples import sample_image
 from pfdn_arch.recipe.options import RunOptions, read_yml
 from test_hostile import one_error, snapshot
 
@@ -278,7 +278,7 @@ def test_the_shipped_x2_x3_ymls_are_the_x4_ones_rescaled(kind, scale):
 @pytest.mark.parametrize('scale', [2, 3])
 def test_x2_x3_train_test_infer_and_export(tmp_path, capsys, monkeypatch, scale):
     from pfdn_arch.data import preparation as prep
-    from pfdn_arch.data.samples import write_samples
+    from pfdn_arch.files.samples import write_samples
 
     monkeypatch.chdir(tmp_path)
     write_samples('hr', ('astronaut.png', 'coffee.png'))
@@ -312,7 +312,7 @@ def test_x2_x3_train_test_infer_and_export(tmp_path, capsys, monkeypatch, scale)
 # --------------------------------------------------------------------------- derived data remembers its source
 def test_derived_data_is_remade_when_its_source_changed_in_place(tmp_path, capsys, monkeypatch):
     from pfdn_arch.data import lmdb_store
-    from pfdn_arch.data.samples import write_samples
+    from pfdn_arch.files.samples import write_samples
 
     monkeypatch.chdir(tmp_path)
     write_samples('hr', ('astronaut.png', 'coffee.png'))
@@ -342,7 +342,7 @@ def test_derived_data_is_remade_when_its_source_changed_in_place(tmp_path, capsy
 
 
 def test_an_lmdb_without_a_record_is_kept_with_a_note(tmp_path, capsys, monkeypatch):
-    from pfdn_arch.data.samples import write_samples
+    from pfdn_arch.files.samples import write_samples
     from pfdn_arch.files.sources import Sources
     monkeypatch.chdir(tmp_path)
     write_samples('hr', ('astronaut.png',))
@@ -503,7 +503,7 @@ def test_each_codec_goes_into_each_container_that_holds_it(tiny, clip, tmp_path,
 def test_prepare_df2k_at_x2_makes_the_paths_the_x2_yml_reads(tmp_path, capsys, monkeypatch):
     from pfdn_arch.data import preparation as prep
     from pfdn_arch.data.lmdb_store import DecodedLMDB
-    from pfdn_arch.data.samples import write_samples
+    from pfdn_arch.files.samples import write_samples
 
     monkeypatch.chdir(tmp_path)
     write_samples('hr', ('astronaut.png', 'chelsea.png'))

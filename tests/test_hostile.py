@@ -15,7 +15,7 @@ import yaml
 
 from conftest import ENV, TINY_NET, cli, run_cli, start_cli, tiny_options, train_set, val_set, write_yml
 from pfdn_arch import PFDN
-from pfdn_arch.data.samples import sample_image
+from pfdn_arch.files.samples import sample_image
 
 
 def snapshot(folder):

@@ -10,7 +10,7 @@ import torch
 
 from conftest import TINY_NET, cli
 from pfdn_arch import PFDN
-from pfdn_arch.data.samples import sample_image
+from pfdn_arch.files.samples import sample_image
 
 
 
@@ -79,10 +79,10 @@ def test_export_int8_of_a_small_network_writes_all_files_and_keeps_what_exists(t
 
 
 def test_export_int8_without_nncf_is_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
-    from pfdn_arch.deploy import backends
+    from pfdn_arch import errors
     tiny = tmp_path / 'tiny.pth'
     torch.save(PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True).state_dict(), tiny)
-    monkeypatch.setattr(backends, 'importable', lambda module: module != 'nncf')
+    monkeypatch.setattr(errors, 'installed', lambda module: module != 'nncf')
     code, _, err = cli(['export', '--weights', tiny, '--out', tmp_path / 'out', '--int8'], capsys)
     assert code == 2 and len(err) == 1 and 'nncf' in err[0] and "pfdn[int8]" in err[0]
     assert not (tmp_path / 'out').exists()
@@ -136,7 +136,7 @@ def test_a_qat_network_saves_as_released_weights_plus_quantizers_and_restores_ex
 def qat_pairs(tmp_path_factory):
     """LMDBs of three built-in photos that are neither the int8 check photos nor Set5."""
     from pfdn_arch.data import preparation as prep
-    from pfdn_arch.data.samples import write_samples
+    from pfdn_arch.files.samples import write_samples
 
     root = tmp_path_factory.mktemp('qat_data')
     write_samples(str(root / 'hr'), ('coffee.png', 'rocket.jpg', 'motorcycle_left.png'))

@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from ..errors import NotEnoughMemory, OptionsError, OutputExists
+
 
 class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one ``error:`` line (and status 2), as every other error here."""
@@ -77,3 +79,16 @@ def add_basicsr_flags(p):
     p.add_argument('--debug', action='store_true', help="BasicSR's debug mode (a debug_ name, frequent logs)")
     p.add_argument('--local_rank', '--local-rank', type=int, default=0, help='set by the launcher')
     add_override_flag(p)
+
+
+def error_line(err, flags):
+    """The one line a PFDNError becomes: an option named by its flag, and what to pass where a flag would help."""
+    if isinstance(err, OptionsError) and err.path in flags:
+        text = f'{flags[err.path]}: {err.reason}'
+    else:
+        text = str(err)
+    if isinstance(err, OutputExists) and 'force' in flags:
+        text += '; pass --force to replace it, or choose another output'
+    if isinstance(err, NotEnoughMemory) and 'tile' in flags:
+        text += '; pass --tile 512 (or smaller) to bound memory'
+    return f'error: {text}'

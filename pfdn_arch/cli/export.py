@@ -33,9 +33,8 @@ def add_parser(sub):
 
 
 def run(a):
-    from ..deploy.backends import importable
     from ..deploy.formats import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
-    from ..errors import NotInstalled, OptionsError, OutputExists, PFDNError
+    from ..errors import NotInstalled, OptionsError, OutputExists, PFDNError, installed
     from ..files.atomic import atomic_path
     from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
     from ..files.paths import output_dir
@@ -43,7 +42,7 @@ def run(a):
 
     needs = {'onnx': 'onnx', 'safetensors': 'safetensors'}
     for fmt in a.formats:  # before anything is written
-        if fmt in needs and not importable(needs[fmt]):
+        if fmt in needs and not installed(needs[fmt]):
             raise NotInstalled(needs[fmt], f'{fmt} export (or leave {fmt} out of --formats)', 'export')
     output_dir(a.out)  # before anything is loaded or written
     weights = weights_or_default(a.weights)
@@ -59,7 +58,7 @@ def run(a):
     paths = output_paths(a.out, name, a.formats)
     if a.int8:
         for module in ('nncf', 'openvino', 'onnx'):
-            if not importable(module):
+            if not installed(module):
                 raise NotInstalled(module, 'int8 export', 'int8')
         paths.update({f'int8 {k}': os.path.join(a.out, f'{name}_int8{k}') for k in ('.xml', '.bin', '.onnx', '.json')})
     same = [q for q in paths.values() if os.path.exists(q) and os.path.samefile(q, weights)]
@@ -99,7 +98,7 @@ def run(a):
         if -worst > TARGET_LOSS:
             print(f'note: this int8 model loses {-worst:.2f} dB (more than {TARGET_LOSS} dB) on the check images; '
                   f"{name}_int8.json records it and basicsr infer says so at every use", file=sys.stderr)
-    if importable('spandrel'):
+    if installed('spandrel'):
         import spandrel
 
         from ..deploy.spandrel_arch import register

@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from . import add_command, in_range, whole
+from . import add_command, error_line, in_range, whole
 
 
 def seconds(text):
@@ -98,7 +98,6 @@ def run(a):
     from ..errors import CheckpointError, PFDNError
     from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
     from ..files.paths import input_file
-    from .main import error_line
 
     def note(line):
         print(line, file=sys.stderr)

@@ -7,8 +7,8 @@ import argparse
 import signal
 import sys
 
-from ..errors import NotEnoughMemory, OptionsError, OutputExists, PFDNError
-from . import Parser, export, infer, prepare, profile, reparam, schedule, test, train
+from ..errors import PFDNError
+from . import Parser, error_line, export, infer, prepare, profile, reparam, schedule, test, train
 
 COMMANDS = (train, test, schedule, prepare, infer, export, reparam, profile)
 # what the training side needs beyond the deployment side's requirements (setup.py's `train` extra)
@@ -16,7 +16,7 @@ TRAINING_MODULES = {'basicsr': 'train', 'lmdb': 'train', 'skimage': 'train', 'to
 
 
 def build_parser():
-    from .. import __version__
+    from ..version import __version__
 
     p = Parser(prog='basicsr', description='PFDN for BasicSR: train, test, prepare data, upscale, '
                                 'export and profile. The same program is installed as `pfdn`.',
@@ -39,19 +39,6 @@ def command_flags(parser, args):
         elif action.option_strings:
             flags[action.dest] = max(action.option_strings, key=len)
     return flags
-
-
-def error_line(err, flags):
-    """The one line a PFDNError becomes: an option named by its flag, and what to pass where a flag would help."""
-    if isinstance(err, OptionsError) and err.path in flags:
-        text = f'{flags[err.path]}: {err.reason}'
-    else:
-        text = str(err)
-    if isinstance(err, OutputExists) and 'force' in flags:
-        text += '; pass --force to replace it, or choose another output'
-    if isinstance(err, NotEnoughMemory) and 'tile' in flags:
-        text += '; pass --tile 512 (or smaller) to bound memory'
-    return f'error: {text}'
 
 
 def main(argv=None):

@@ -81,5 +81,5 @@ def run(a):
         out = prep.prepare_benchmark(a.hr, a.name, a.root, tuple(a.scales))
         print(f'{out}: HR and LR_bicubic/X{"/X".join(map(str, a.scales))}')
     elif a.what == 'samples':
-        from ..data.samples import write_samples
+        from ..files.samples import write_samples
         print(f'{len(write_samples(a.out))} sample photos in {a.out}')

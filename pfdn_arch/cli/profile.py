@@ -107,6 +107,6 @@ def lr_images(folder=None):
             raise DataError('no images here', folder)
         return [to_network(read_image(p))[0] for p in paths], folder
     from ..recipe.protocol import bicubic_lr, to_tensor  # the benchmark protocol's LR: BasicSR's bicubic
-    from ..data.samples import SAMPLE_FILES, sample_image
+    from ..files.samples import SAMPLE_FILES, sample_image
     lrs = [bicubic_lr(sample_image(name), 4)[1] for name in SAMPLE_FILES]
     return [to_tensor(lr) for lr in lrs], 'the built-in photos (x4 bicubic LR)'

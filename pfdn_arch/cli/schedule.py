@@ -75,7 +75,7 @@ def run(args):
 def report(stages, prefix, val_dir, scale=4):
     """The final deployed checkpoint scored on Set5 (or the smoke validation photos) next to bicubic, with the
     report's pictures; says where they were written."""
-    from ..recipe.experiment import Experiment
+    from ..files.experiment import Experiment
     from ..recipe.report import schedule_report
     from ..recipe.stages import SET5
 

@@ -31,6 +31,12 @@ _META_LINE = re.compile(r'^(?P<key>[^.\s]+)\.(?P<ext>\w+) \((?P<h>\d+),(?P<w>\d+
 COMMIT_BYTES = 256 << 20  # commit about every 256 MB: bounds the write transaction's memory
 
 
+def gt_lmdb_name(name, scale):
+    """The whole-image GT LMDB of a scale: its images are cropped to a multiple of the scale (so that GT = LR x
+    scale exactly), so x2 and x3 have their own beside x4's ``DF2K_HR.lmdb``: ``DF2K_HR_mod2.lmdb``."""
+    return name if scale == 4 or not name.endswith('.lmdb') else f'{name[:-len(".lmdb")]}_mod{scale}.lmdb'
+
+
 def parse_meta(path):
     """[(key, (h, w, c), tag)] from a meta_info file; a torn last line (interrupted write) is left out."""
     out = []

@@ -14,9 +14,8 @@ from ..deploy.tiles import window_starts
 from ..errors import DataError, ImageError, OptionsError, OutputExists
 from ..files.images import image_size, list_images, read_image, write_image
 from ..files.sources import Sources, digest
-from ..recipe.protocol import bicubic_lr, mod_crop
-from ..recipe.scales import gt_lmdb_name
-from .lmdb_store import lmdb_format, parse_meta, verify_lmdb, write_lmdb
+from .bicubic import bicubic_lr, mod_crop
+from .lmdb_store import gt_lmdb_name, lmdb_format, parse_meta, verify_lmdb, write_lmdb
 
 
 def _read(path):

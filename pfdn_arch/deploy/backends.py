@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionsError
+from ..errors import installed as package_installed
 
 BACKENDS = ('auto', 'torch', 'compile', 'openvino', 'onnxruntime')
 # What each backend costs, per device type, for ``auto``: (seconds to build: export and compile, seconds to compile
@@ -77,21 +78,12 @@ INSTALL = "pip install 'pfdn[fast]'"
 def installed(backend):
     """Whether the backend's runtime can be imported here."""
     if backend == 'openvino':
-        return importable('openvino')
+        return package_installed('openvino')
     if backend == 'onnxruntime':
-        return importable('onnxruntime') and importable('onnx')
+        return package_installed('onnxruntime') and package_installed('onnx')
     if backend == 'compile':
         return hasattr(torch, 'compile')
     return backend == 'torch'
-
-
-def importable(module):
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _runs_on(backend, device):

@@ -18,9 +18,9 @@ import torch
 
 from ..errors import CheckpointError
 from ..files.checkpoints import QAT_KEY as KEY
-from .int8 import need
+from .quantization import need, settings
 
-# the torch names of the ops int8.FLOAT_OPS keeps in float (the attention's gating multiply, the residual additions)
+# the torch names of the ops quantization.FLOAT_OPS keeps in float (the attention's gating multiply, the residual additions)
 TORCH_FLOAT_OPS = ['mul', '__mul__', 'add', '__add__', '__iadd__', '__radd__']
 
 
@@ -31,7 +31,6 @@ def fake_quantized(net, crops):
     import nncf
 
     from .formats import graph_form
-    from .int8 import settings
 
     graph = graph_form(net)
     device = next(graph.parameters()).device

@@ -13,6 +13,7 @@ import threading
 from ..errors import DataError, ImageError, NotEnoughMemory, OutputExists, PFDNError
 from ..files.images import IMAGE_EXTS, REFUSED, read_image, read_picture, write_picture
 from ..files.paths import disk_full, free_bytes, input_file, output_dir
+from .queues import put_unless_stopped
 
 
 def collect_inputs(path, out_dir=None, note=print):
@@ -231,17 +232,6 @@ def upscale_files(inputs, out_dir, upscaler, force=False, progress=None, note=pr
         raise raised[0]
     run.failed = [failures[i] for i in sorted(failures)]
     return run
-
-
-def put_unless_stopped(q, item, stop):
-    """``q.put(item)`` that gives up once ``stop`` (a threading.Event) is set, so that no thread of a pipeline waits
-    forever on a full queue after the run stopped."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.2)
-            return
-        except queue.Full:
-            pass
 
 
 def cv2_png_level():

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import NotInstalled
+from ..errors import require
 from ..files.atomic import atomic_path, save_torch
 
 
@@ -16,10 +16,7 @@ def save_pth(state_dict, path):
 
 
 def save_safetensors(state_dict, path, metadata=None):
-    try:
-        from safetensors.torch import save_file
-    except ImportError:
-        raise NotInstalled('safetensors', 'writing .safetensors', 'export') from None
+    save_file = require('safetensors.torch', 'writing .safetensors', 'export', 'safetensors').save_file
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp, metadata=metadata or {})
 

@@ -15,19 +15,13 @@ import tempfile
 import cv2
 import numpy as np
 
-from ..errors import NotInstalled, PFDNError
+from ..errors import PFDNError, require
+from .quantization import FLOAT_OPS, need, settings  # noqa: F401 (int8's settings, also used by QAT)
 
 CHECK_PHOTOS = ('astronaut.png', 'chelsea.png')  # the loss is measured on these; never calibration images
 CALIBRATION_PHOTOS = ('coffee.png', 'rocket.jpg', 'ihc.png', 'hubble_deep_field.jpg', 'motorcycle_left.png',
                       'retina.jpg')
 TARGET_LOSS = 0.1  # dB: what "keeps the picture" means here
-FLOAT_OPS = {'openvino': ['Multiply', 'Add'], 'onnx': ['Mul', 'Add']}  # kept in float (docs/int8.md)
-
-
-def need(module, extra='int8'):
-    import importlib.util
-    if importlib.util.find_spec(module) is None:
-        raise NotInstalled(module, 'int8 export', extra)
 
 
 def _downscale(hr, scale):
@@ -35,18 +29,16 @@ def _downscale(hr, scale):
     else OpenCV's area resize. Both forms see the same LR, so the loss does not depend on it."""
     h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
     hr = hr[:h, :w]
-    try:
-        from ..recipe.protocol import bicubic_lr
-        return bicubic_lr(hr, scale)
+    try:  # basicsr is the train extra; the deployment side does not need it
+        from basicsr.utils.matlab_functions import imresize
     except ImportError:
         return hr, cv2.resize(hr, (w // scale, h // scale), interpolation=cv2.INTER_AREA)
+    return hr, (np.clip(imresize(hr.astype(np.float32) / 255.0, 1 / scale), 0, 1) * 255.0).round().astype(np.uint8)
 
 
 def _photo(name):
-    try:
-        from ..data.samples import sample_image
-    except ImportError:
-        raise NotInstalled('scikit-image', 'int8 calibration and checking on the built-in photos', 'train') from None
+    require('skimage', 'int8 calibration and checking on the built-in photos', 'train', 'scikit-image')
+    from ..files.samples import sample_image
     return sample_image(name)
 
 
@@ -95,32 +87,6 @@ def check_psnr(run, scale=4):
         sr = np.clip(run(x)[0].transpose(1, 2, 0)[:, :, ::-1], 0, 1)
         scores.append(psnr_y((sr * 255.0).round().astype(np.uint8), hr, scale))
     return float(np.mean(scores))
-
-
-def has_int8_dot_products():
-    """Whether this CPU multiplies int8 with VNNI or AMX. Without (AVX2 alone), OpenVINO's int8 convolutions add
-    pairs of u8 x s8 products in 16 bits, which saturate on 8-bit weights: the released weights lost -1.76 dB there
-    (check photos, against -0.50 with VNNI). Linux tells by its CPU flags; elsewhere this says no."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
-    except OSError:
-        return False
-    return bool({'avx512_vnni', 'avx_vnni', 'amx_int8'} & set(flags))
-
-
-def settings():
-    """NNCF's settings for PFDN (docs/int8.md): asymmetric activations (MIXED), ranges from histograms; weights in
-    7 bits everywhere (NNCF's overflow fix) where this CPU lacks int8 dot products (-0.65 dB instead of -1.76 on an
-    AVX2 CPU), else only in the first layer (NNCF's default)."""
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    return dict(preset=nncf.QuantizationPreset.MIXED,
-                advanced_parameters=AdvancedQuantizationParameters(
-                    activations_range_estimator_params=RangeEstimatorParametersSet.HISTOGRAM,
-                    overflow_fix=OverflowFix.FIRST_LAYER if has_int8_dot_products() else OverflowFix.ENABLE))
 
 
 def quantize(net, crops, folder):

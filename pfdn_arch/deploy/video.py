@@ -25,10 +25,10 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..errors import DataError, NotInstalled, OptionsError, OutputExists, PFDNError
+from ..errors import DataError, OptionsError, OutputExists, PFDNError, require
 from ..files.atomic import atomic_path, hidden_name, write_text
 from ..files.locks import owned
-from .folder import put_unless_stopped
+from .queues import put_unless_stopped
 
 # container by file name extension (what this writes; it reads whatever FFmpeg reads)
 MUXERS = {'.mp4': 'mp4', '.m4v': 'mp4', '.mov': 'mov', '.mkv': 'matroska', '.webm': 'webm', '.avi': 'avi',
@@ -67,11 +67,7 @@ SWS_MATRICES = (1, 4, 5, 6, 7, 9, 10)  # matrices swscale converts with (709, FC
 
 
 def _av():
-    try:
-        import av
-    except ImportError:
-        raise NotInstalled('av', 'video input and output', 'video') from None
-    return av
+    return require('av', 'video input and output', 'video')
 
 
 def is_video(path):

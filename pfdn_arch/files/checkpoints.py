@@ -7,7 +7,7 @@ import sys
 import torch
 
 from ..archs.convert import infer_pfdn_options, unwrap_state_dict
-from ..errors import CheckpointError
+from ..errors import CheckpointError, require
 
 STATE_KEYS = {'iter', 'epoch', 'optimizers', 'schedulers'}  # what BasicSR's training states hold
 QAT_KEY = 'int8'  # a checkpoint's entry for the quantizers of quantization-aware fine-tuning
@@ -41,11 +41,7 @@ def read_checkpoint_file(path, device='cpu'):
 
 def _read_safetensors(path):
     """A .safetensors file's tensors (a format of tensors alone: nothing in it can run)."""
-    try:
-        from safetensors.torch import load_file
-    except ImportError:
-        from ..errors import NotInstalled
-        raise NotInstalled('safetensors', f'reading {os.path.basename(path)}', 'export') from None
+    load_file = require('safetensors.torch', f'reading {os.path.basename(path)}', 'export', 'safetensors').load_file
     try:
         return load_file(path)
     except Exception as err:

@@ -46,6 +46,8 @@ class PFDNModel(SRModel):
     converts_uint8_batches = True
     # what get_optimizer builds (BasicSR's builds Adam only); the option checks read it
     optimizers = ('Adam', 'AdamW')
+    # load_network reads bare state dicts (the released weights) as well as BasicSR's {'params', 'params_ema'}
+    loads_bare_state_dicts = True
 
     def __init__(self, opt):
         self.amp_dtype = amp_dtype(opt)
@@ -335,7 +337,7 @@ class PFDNModel(SRModel):
     def _save_deployed(self, current_iter):
         if not self.reparameterizable():
             return
-        from ..recipe.experiment import Experiment
+        from ..files.experiment import Experiment
 
         label = 'latest' if current_iter == -1 else current_iter
         sd = {k: v.detach().cpu() for k, v in self.deployed_network().state_dict().items()}

@@ -14,7 +14,6 @@ pixel loss towards the float network's results on the same crops (distillation) 
 Everything else is PFDNModel's (safe loading, uint8 batches, the train step, atomic saves, DDP).
 """
 import copy
-import importlib.util
 import os
 
 import torch
@@ -22,7 +21,7 @@ import torch
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
-from ..errors import NotInstalled, OptionsError
+from ..errors import NotInstalled, OptionsError, installed
 from ..files.atomic import save_torch
 from .pfdn_model import PFDNModel
 
@@ -55,7 +54,7 @@ class PFDNQATModel(PFDNModel):
         if not opt['path'].get('pretrain_network_g'):
             raise OptionsError('quantization-aware fine-tuning starts from trained weights (the released file or a '
                                "stage's net_g_deploy_latest.pth): set it", 'path.pretrain_network_g')
-        if importlib.util.find_spec('nncf') is None:
+        if not installed('nncf'):
             raise NotInstalled('nncf', 'quantization-aware fine-tuning', 'int8')
         train = opt.get('train') or {}
         target = (train.get('qat') or {}).get('target', 'fp32')

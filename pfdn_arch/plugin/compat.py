@@ -57,7 +57,7 @@ def _device_agnostic_resume():
 
     def load_resume_state(opt):
         from ..files.checkpoints import read_training_state
-        from ..recipe.experiment import Experiment
+        from ..files.experiment import Experiment
 
         use_cuda = opt.get('num_gpu', 0) != 0 and torch.cuda.is_available()
         device = torch.device('cuda', torch.cuda.current_device()) if use_cuda else torch.device('cpu')

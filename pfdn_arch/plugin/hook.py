@@ -14,10 +14,8 @@ process imports basicsr itself. Duck-typed (no ``importlib.abc``): the start-up 
 """
 import sys
 
-# the pfdn modules that import basicsr themselves (they define the classes that subclass or use it); kept in step
-# with registry.CLASSES, here because find_spec must not import anything for a name it does not watch
-NEEDS_BASICSR = frozenset(('pfdn_arch.data.paired_crop_dataset', 'pfdn_arch.models.pfdn_model',
-                           'pfdn_arch.models.qat_model'))
+from .classes import NEEDS_BASICSR  # the modules that import basicsr themselves
+
 _state = {'basicsr_ready': False}
 
 

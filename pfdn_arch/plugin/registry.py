@@ -13,13 +13,8 @@ crash deep inside BasicSR whichever side came second; so:
 import importlib
 import sys
 
-# (registry, module, class); the modules that import basicsr themselves (hook.NEEDS_BASICSR) are registered when
-# their import completes
-CLASSES = (('ARCH_REGISTRY', 'pfdn_arch.archs.pfdn_arch', 'PFDN'),
-           ('LOSS_REGISTRY', 'pfdn_arch.losses.ncc_loss', 'NCCLoss'),
-           ('DATASET_REGISTRY', 'pfdn_arch.data.paired_crop_dataset', 'PairedCropDataset'),
-           ('MODEL_REGISTRY', 'pfdn_arch.models.pfdn_model', 'PFDNModel'),
-           ('MODEL_REGISTRY', 'pfdn_arch.models.qat_model', 'PFDNQATModel'))
+from .classes import CLASSES
+
 _noted = set()
 
 
@@ -29,7 +24,7 @@ def register_all():
     import basicsr.utils.registry as registries
 
     _yield_to_later_registrations(registries.Registry)
-    for registry_name, module_name, class_name in CLASSES:
+    for registry_name, module_name, class_name, _ in CLASSES:
         module = sys.modules.get(module_name)
         if module is not None and not hasattr(module, class_name):
             # being imported (it imported basicsr, which brought us here): the modules after it may import it

@@ -5,22 +5,12 @@ the datasets, the network and the scheduler, so a mistake found by those is a tr
 with an existing experiment moved aside. Each function here finds one such mistake from the options alone (and the
 files they name) and raises one ``OptionsError`` naming the key: ``RunOptions.check`` calls them all first.
 """
-import importlib.util
+import difflib
 import inspect
 import os
 
-from ..errors import OptionsError
+from ..errors import CheckpointError, OptionsError, installed
 
-# The keys BasicSR's stock datasets (and ours) index without a default, by phase ('any' or 'train'), and the loader's.
-DATASET_KEYS = {
-    'PairedImageDataset': {'any': ('dataroot_gt', 'dataroot_lq', 'io_backend'), 'train': ('gt_size', 'use_hflip',
-                                                                                          'use_rot')},
-    'PairedCropDataset': {'any': ('dataroot_gt', 'dataroot_lq'), 'train': ('gt_size',)},
-    'SingleImageDataset': {'any': ('dataroot_lq', 'io_backend')},
-}
-LOADER_KEYS = ('batch_size_per_gpu', 'num_worker_per_gpu')
-IO_BACKENDS = {'PairedImageDataset': "io_backend: {type: disk} for folders, {type: lmdb} for BasicSR's PNG LMDBs",
-               'SingleImageDataset': 'io_backend: {type: disk}'}
 # what each launcher reads from the environment (BasicSR's init_dist indexes them)
 LAUNCHER_ENV = {'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
                 'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST')}
@@ -172,57 +162,13 @@ def check_metrics(opt):
                             f'val.metrics.{name}', section['type'], leave_out=('img', 'img2'))
 
 
-def check_dataset_keys(phase, ds):
-    """The keys the dataset's class and BasicSR's loader index without a default."""
-    wanted = DATASET_KEYS.get(ds.get('type'), {})
-    keys = list(wanted.get('any', ()))
-    if phase == 'train':
-        keys += list(wanted.get('train', ())) + list(LOADER_KEYS)
-    absent = [k for k in keys if ds.get(k) is None]
-    if absent:
-        hint = f' ({IO_BACKENDS[ds["type"]]})' if 'io_backend' in absent and ds.get('type') in IO_BACKENDS else ''
-        raise OptionsError(f"{ds.get('type')} needs {', '.join(absent)}{hint}; add them to the yml",
-                           f'datasets.{phase}')
-    backend = ds.get('io_backend')
-    if 'io_backend' in keys and not (isinstance(backend, dict) and backend.get('type') in ('disk', 'lmdb')):
-        raise OptionsError(f'must be a mapping with type: disk or lmdb, not {backend!r}',
-                           f'datasets.{phase}.io_backend')
-
-
 def check_tensorboard(opt, name):
     """``logger.use_tb_logger: true`` imports TensorBoard after the experiment folder was made (BasicSR leaves it out
     in debug runs)."""
     logger = opt.get('logger') or {}
-    if logger.get('use_tb_logger') and 'debug' not in name and importlib.util.find_spec('tensorboard') is None:
+    if logger.get('use_tb_logger') and 'debug' not in name and not installed('tensorboard'):
         raise OptionsError("true needs TensorBoard, which is not installed: pip install tensorboard, or "
                            '--force_yml logger:use_tb_logger=false', 'logger.use_tb_logger')
-
-
-def check_crops(phase, ds, scale):
-    """Training crops fit the images: PairedCropDataset leaves out the images smaller than its crop (with a note) and
-    needs a batch of the rest; BasicSR's PairedImageDataset fails mid-run on any. Returns a note or None."""
-    from ..data.lmdb_store import lq_sizes
-    from ..data.paired_crop_dataset import too_small
-
-    gt_size = ds.get('gt_size')
-    if phase != 'train' or not isinstance(gt_size, int):
-        return None
-    sizes = lq_sizes(ds)
-    small = [hw for hw in sizes if too_small(hw, gt_size, scale)]
-    if not small:
-        return None
-    lq = gt_size // scale
-    if ds.get('type') != 'PairedCropDataset':
-        raise OptionsError(f'{len(small)} of its {len(sizes)} LQ images are smaller than the LQ crop {lq} (gt_size '
-                           f'{gt_size} / scale {scale}), e.g. {small[0][1]}x{small[0][0]}, which {ds.get("type")} '
-                           'cannot crop: lower gt_size or leave those images out', f'datasets.{phase}.gt_size')
-    left = len(sizes) - len(small)
-    if left * ds.get('dataset_enlarge_ratio', 1) < ds.get('batch_size_per_gpu', 1):
-        raise OptionsError(f'{len(small)} of its {len(sizes)} LQ images are smaller than the LQ crop {lq} (gt_size '
-                           f'{gt_size} / scale {scale}), and the {left} left do not fill a batch: lower gt_size',
-                           f'datasets.{phase}.gt_size')
-    return (f'datasets.{phase}: {len(small)} of {len(sizes)} images are smaller than the crop (LQ {lq} px, gt_size '
-            f'{gt_size}) and are left out of training; lower gt_size to use them')
 
 
 def check_checkpoint_fits(model_cls, net_cls, net_args, path, param_key, strict):
@@ -239,3 +185,149 @@ def check_checkpoint_fits(model_cls, net_cls, net_args, path, param_key, strict)
         return
     # BasicSR's BaseModel.load_network: the param_key entry (or 'params'); unwrap_state_dict drops 'module.'
     load_into(net, load_checkpoint(path, param_key or 'params'), path, strict=strict)
+
+
+def check_numbers(opt):
+    """The numbers of a training run that BasicSR takes as they come: a run of no iterations saves an untrained
+    network as if it had trained; a patch that is not a multiple of the scale, or smaller than PFDN's smallest
+    input, fails deep in the model."""
+    from ..archs.esa import MIN_INPUT_SIZE
+
+    opt, scale = opt, opt['scale']
+
+    def integer(value, where, least):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise OptionsError(f'must be a whole number of at least {least}, got {value!r}', where)
+    integer(opt['train']['total_iter'], 'train.total_iter', 1)
+    integer(scale, 'scale', 1)
+    ds = opt['datasets']['train']
+    for key, least in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0)):
+        if key in ds:
+            integer(ds[key], f'datasets.train.{key}', least)
+    gt_size = ds.get('gt_size')
+    if gt_size is not None:
+        integer(gt_size, 'datasets.train.gt_size', scale)
+        if gt_size % scale:
+            raise OptionsError(f'{gt_size} is not a multiple of the scale {scale} (the LR patch is gt_size / '
+                               f'scale): use {gt_size - gt_size % scale} or {gt_size - gt_size % scale + scale}',
+                               'datasets.train.gt_size')
+        nets = [opt.get(k) or {} for k in ('network_g', 'network_t')]
+        if any(n.get('type') == 'PFDN' for n in nets) and gt_size // scale < MIN_INPUT_SIZE:
+            raise OptionsError(f'{gt_size} makes LR patches of {gt_size // scale} pixels, smaller than PFDN\'s '
+                               f'smallest input ({MIN_INPUT_SIZE}): use at least {MIN_INPUT_SIZE * scale}',
+                               'datasets.train.gt_size')
+
+
+def check_resumable_form(opt, name):
+    """Resuming restores the optimizer of the saved network; a network of the other form (``network_g.deploy``
+    switched since) has other parameters, and BasicSR would fail in the optimizer."""
+    if (opt['network_g'] or {}).get('type') != 'PFDN':
+        return
+    from ..archs.convert import is_training_form, unwrap_state_dict
+    from ..files.checkpoints import read_checkpoint_file
+    from ..files.experiment import Experiment
+
+    exp = Experiment(name)
+    saved = next(iter(exp.saved_iters()), None)
+    if saved is None or not os.path.isfile(exp.network(saved)):
+        return
+    try:
+        trained_deployed = not is_training_form(unwrap_state_dict(read_checkpoint_file(exp.network(saved))))
+    except CheckpointError:
+        return  # a damaged save: resuming sets it aside and says so
+    deploy = bool(opt['network_g'].get('deploy', False))
+    if trained_deployed != deploy:
+        raise OptionsError(f'{exp.folder} was trained with network_g.deploy: {str(trained_deployed).lower()}, and '
+                           f'these options say {str(deploy).lower()}: its saved optimizer cannot continue another '
+                           'form. Set it back, or start a new run (another name, with path.pretrain_network_g '
+                           'pointing at its network)', 'network_g.deploy')
+
+
+def check_registered(opt, is_train, path):
+    """Every ``type`` the yml names is in BasicSR's registry of its kind (BasicSR raises a KeyError otherwise,
+    after the experiment folder was made)."""
+    from basicsr.utils import registry as r
+
+    wanted = [('model_type', r.MODEL_REGISTRY, opt.get('model_type'))]
+    wanted += [(f'{k}.type', r.ARCH_REGISTRY, opt[k].get('type')) for k in ('network_g', 'network_d', 'network_t')
+               if isinstance(opt.get(k), dict)]
+    wanted += [(f'datasets.{p}.type', r.DATASET_REGISTRY, ds.get('type')) for p, ds in opt['datasets'].items()]
+    if is_train:
+        wanted += [(f'train.{k}.type', r.LOSS_REGISTRY, v.get('type')) for k, v in opt['train'].items()
+                   if k.endswith('_opt') and isinstance(v, dict) and 'type' in v]
+    metrics = (opt.get('val') or {}).get('metrics') or {}
+    if isinstance(metrics, dict):
+        wanted += [(f'val.metrics.{k}.type', r.METRIC_REGISTRY, v.get('type')) for k, v in metrics.items()
+                   if isinstance(v, dict)]
+    for where, registry, name in wanted:
+        if name is None or name in registry or f'{name}_basicsr' in registry:
+            continue
+        close = difflib.get_close_matches(str(name), [str(k) for k in registry.keys()], 1)
+        raise OptionsError(f"{where} '{name}' is not in BasicSR's {registry._name} registry"
+                   + (f" (did you mean '{close[0]}'?)" if close else ''))
+    model = r.MODEL_REGISTRY.get(opt['model_type'])
+    if hasattr(model, 'check_options'):  # a model's own needs (PFDNQATModel), said before anything is written
+        model.check_options(opt, is_train)
+    for phase, ds in opt['datasets'].items():
+        if ds.get('uint8_batches') and not getattr(model, 'converts_uint8_batches', False):
+            raise OptionsError(f"datasets.{phase}.uint8_batches needs a model that converts uint8 batches on the "
+                               f"device (PFDNModel); {opt['model_type']} expects floats: remove the option", path)
+
+
+def check_loggers(opt, name):
+    """A wandb project without the wandb package, or without TensorBoard (BasicSR syncs wandb from it), fails
+    in BasicSR after the experiment folder was made."""
+    logger = opt.get('logger') or {}
+    wandb = logger.get('wandb') or {}
+    if not wandb.get('project') or 'debug' in name:
+        return
+    if not installed('wandb'):
+        raise OptionsError('the wandb package is not installed: pip install wandb, or remove logger.wandb',
+                           'logger.wandb.project')
+    if logger.get('use_tb_logger') is not True:
+        raise OptionsError('needs logger.use_tb_logger: true (BasicSR syncs wandb from TensorBoard)',
+                           'logger.wandb')
+
+
+def check_param_keys(opt, is_train, key, path):
+    """The entry BasicSR's model will read from a checkpoint is there. PFDNModel reads bare state dicts (like
+    the released weights) and BasicSR's {'params', 'params_ema'} alike; BasicSR's own models index the file
+    with ``param_key`` (falling back from a missing one to 'params' only), and with EMA on also ask for
+    'params_ema'."""
+    from ..files.checkpoints import read_checkpoint_file
+
+    net = key[len('pretrain_'):]  # network_g, network_t, ...
+    key_name = f"param_key_{net.split('_')[-1]}"
+    param_key = (opt.get('path') or {}).get(key_name, 'params')
+    try:
+        obj = read_checkpoint_file(path)
+    except CheckpointError as err:
+        raise OptionsError(f'{path}: {err.reason}', f'path.{key}') from None
+    wrapped = isinstance(obj, dict) and any(k in obj for k in ('params', 'params_ema'))
+    if loads_bare_state_dicts(opt):
+        if wrapped and param_key is not None and param_key not in obj and 'params' not in obj:
+            raise OptionsError(f"{path} has no '{param_key}' entry (it has {', '.join(sorted(obj))})",
+                               f'path.{key_name}')
+        return
+    wanted = [param_key] if param_key is not None else []
+    if is_train and net == 'network_g' and (opt.get('train') or {}).get('ema_decay', 0) > 0:
+        wanted.append('params_ema')
+    for k in wanted:
+        if not (wrapped and (k in obj or 'params' in obj)):
+            what = "a bare state dict (no 'params' entry)" if not wrapped else f"without a '{k}' entry"
+            raise OptionsError(f"{path} is {what}, which {opt.get('model_type')} cannot load with "
+                               f'{key_name}: {param_key}' + (' and EMA on' if k == 'params_ema' else '')
+                               + '. Use model_type: PFDNModel (it loads either form), or set '
+                               f'{key_name}: ~ for a bare state dict', f'path.{key}')
+
+
+def loads_bare_state_dicts(opt):
+    """Whether the model class loads bare state dicts (PFDNModel and its subclasses say so with
+    ``loads_bare_state_dicts``); BasicSR's models do not."""
+    from basicsr.utils.registry import MODEL_REGISTRY
+
+    try:
+        model = MODEL_REGISTRY.get(opt.get('model_type'))
+    except KeyError:
+        return False
+    return bool(getattr(model, 'loads_bare_state_dicts', False))

@@ -7,34 +7,9 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.bicubic import bicubic_lr, bicubic_upscale
 from ..errors import DataError
 from ..files.images import list_images, read_image
-
-
-def mod_crop(img, scale):
-    """Crop to a multiple of ``scale`` (BasicSR's ``mod_crop``)."""
-    from basicsr.data.transforms import mod_crop as basicsr_mod_crop
-    return basicsr_mod_crop(img, scale)
-
-
-def to_uint8(img):
-    """float image in [0, 1] -> uint8, clipped and rounded (as BasicSR's ``tensor2img`` does)."""
-    return (np.clip(img, 0, 1) * 255.0).round().astype(np.uint8)
-
-
-def bicubic_lr(hr, scale):
-    """uint8 BGR HR -> (HR mod-cropped to ``scale``, its LR): the LR of every benchmark and training set here."""
-    from basicsr.utils.matlab_functions import imresize
-
-    hr = mod_crop(hr, scale)
-    return hr, to_uint8(imresize(hr.astype(np.float32) / 255.0, 1 / scale))
-
-
-def bicubic_upscale(lr, scale):
-    """uint8 LR -> uint8 MATLAB-style bicubic upscaling: the reference row of the benchmark tables."""
-    from basicsr.utils.matlab_functions import imresize
-
-    return to_uint8(imresize(lr.astype(np.float32) / 255.0, scale))
 
 
 def to_tensor(img):

@@ -14,7 +14,7 @@ import os
 from contextlib import contextmanager
 
 from ..files.atomic import write_text
-from .experiment import Experiment
+from ..files.experiment import Experiment, read_history
 
 TABLE = 'results.md'
 
@@ -81,14 +81,6 @@ class Recorder:
     def _wrote(self, path):
         if path not in self.written:
             self.written.append(path)
-
-
-def read_history(path):
-    """The entries of a ``validation.json``, [] when there is none."""
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return json.load(f)
 
 
 @contextmanager

@@ -9,6 +9,9 @@ No x2/x3 weights were released: the x2/x3 test ymls score what the schedule at t
 """
 import copy
 
+from ..data.lmdb_store import gt_lmdb_name
+from ..errors import OptionsError
+
 SCALES = (2, 3, 4)
 FINAL_STAGE = 'PFDN_x{s}_s3_finetune_lr240'  # the schedule's last stage, whose deployed network the test ymls score
 
@@ -20,17 +23,9 @@ def _renamed(text, scale):
     return text
 
 
-def gt_lmdb_name(name, scale):
-    """The whole-image GT LMDB of a scale: its images are cropped to a multiple of the scale (so that GT = LR x
-    scale exactly), so x2 and x3 have their own beside x4's ``DF2K_HR.lmdb``: ``DF2K_HR_mod2.lmdb``."""
-    return name if scale == 4 or not name.endswith('.lmdb') else f'{name[:-len(".lmdb")]}_mod{scale}.lmdb'
-
-
 def rescaled(opt, scale):
     """A copy of x4 options ``opt`` for ``scale`` (see the module's docstring). A test yml that scores the released
     x4 weights scores the deployed network of the schedule's last stage at ``scale`` instead."""
-    from .options import OptionsError
-
     if scale not in SCALES:
         raise OptionsError(f'must be one of {", ".join(map(str, SCALES))}, got {scale}', 'scale')
     old = opt.get('scale', 4)

@@ -13,7 +13,7 @@ import sys
 import time
 
 from ..errors import PFDNError
-from .experiment import Experiment
+from ..files.experiment import Experiment
 
 OUTCOME_ENV = 'PFDN_OUTCOME'
 POLL_SECONDS = 2.0

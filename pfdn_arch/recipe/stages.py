@@ -40,8 +40,8 @@ def make_smoke_data(root=SMOKE_ROOT, scale=4):
     ``PairedCropDataset``, plus a small validation set. Reuses what exists, so it is made once; every step
     continues an interrupted one."""
     from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark
-    from ..data.samples import write_samples
-    from .scales import gt_lmdb_name
+    from ..files.samples import write_samples
+    from ..data.lmdb_store import gt_lmdb_name
 
     gt_lmdb = os.path.join(root, gt_lmdb_name('train_HR.lmdb', scale))
     lr = os.path.join(root, f'train_LR_X{scale}')

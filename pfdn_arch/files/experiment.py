@@ -2,11 +2,12 @@
 one place. BasicSR's part: ``models/net_g_<iter>.pth`` and ``net_g_latest.pth`` (``{'params'[, 'params_ema']}``),
 ``training_states/<iter>.state``, the logs and the copied yml. Ours: ``models/net_g_deploy_<iter>.pth`` (the
 deployed form in the released layout, beside every save) and ``validation.json`` (the validation history)."""
+import json
 import os
 import re
 
 from ..errors import CheckpointError
-from ..files.checkpoints import load_checkpoint, read_training_state, set_aside
+from .checkpoints import load_checkpoint, read_training_state, set_aside
 
 _STATE_NAME = re.compile(r'(\d+)\.state')
 
@@ -57,7 +58,6 @@ class Experiment:
 
     def history(self):
         """[{'iter', 'dataset', 'psnr', ...}] of every validation recorded, in order."""
-        from .results import read_history
         return read_history(self.history_file)
 
     def finished(self):
@@ -91,3 +91,11 @@ class Experiment:
                 continue
             return state_path, state
         return None, None
+
+
+def read_history(path):
+    """The entries of a ``validation.json``, [] when there is none."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
