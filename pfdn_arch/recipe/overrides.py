@@ -213,16 +213,12 @@ def kind_of(keys):
     return None
 
 
-def checked(keys, value, given, where):
-    """``value`` for the key path ``keys`` as the table takes it (a whole number given as 5e3 becomes 5000); one
-    OptionsError naming the key, what it takes and what was given otherwise. Keys the table does not know pass."""
-    kind = kind_of(keys)
-    if kind is None:
-        return value
+def _accepted(kind, value, reason, where):
+    """``value`` as ``kind`` takes it (a whole number given as 5e3 becomes 5000), else one OptionsError."""
     try:
         return kind.accept(value)
     except ValueError:
-        raise OptionsError(f"{keys.replace(':', '.')} takes {kind.describe}, got {given}", where) from None
+        raise OptionsError(reason, where) from None
 
 
 def check_values(opt, path):
@@ -230,8 +226,9 @@ def check_values(opt, path):
     def walk(node, prefix):
         for key, value in node.items():
             keys = f'{prefix}:{key}' if prefix else str(key)
-            if kind_of(keys) is not None:
-                checked(keys, value, repr(value), path)
+            kind = kind_of(keys)
+            if kind is not None:
+                _accepted(kind, value, f"{keys.replace(':', '.')} takes {kind.describe}, got {value!r}", path)
             if isinstance(value, dict):
                 walk(value, keys)
     walk(opt, '')
@@ -274,13 +271,14 @@ def typed_value(text, current, entry='force_yml'):
 
 def override_value(keys, text, current, entry):
     """The value ``--force_yml keys=text`` sets: by the table where it knows the key, else by the yml's type."""
-    if kind_of(keys) is None:
-        return typed_value(text, current, entry)
-    value = basicsr_value(text)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and kind_of(keys).describe.startswith('a name'):
-        value = text.strip()  # a name or path that happens to be digits stays text
     kind = kind_of(keys)
-    try:
-        return kind.accept(value)
-    except ValueError:
-        raise OptionsError(f"{entry}: {keys.replace(':', '.')} takes {kind.describe}", 'force_yml') from None
+    if kind is None:
+        return typed_value(text, current, entry)
+    reason = f"{entry}: {keys.replace(':', '.')} takes {kind.describe}"
+    value = basicsr_value(text)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:  # a name or path that happens to be digits stays the text as typed
+            return kind.accept(text.strip())
+        except ValueError:
+            pass
+    return _accepted(kind, value, reason, 'force_yml')
