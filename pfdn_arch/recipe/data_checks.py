@@ -17,6 +17,7 @@ LOADER_KEYS = ('batch_size_per_gpu', 'num_worker_per_gpu')
 IO_BACKENDS = {'PairedImageDataset': "io_backend: {type: disk} for folders, {type: lmdb} for BasicSR's PNG LMDBs",
                'SingleImageDataset': 'io_backend: {type: disk}'}
 
+
 def leave_out_missing_test_sets(opt, path, notes):
     """A test yml scores the benchmark sets that exist: one whose folders are not there is left out with a note
     (a user with Set5 alone runs the shipped yml as it is); none there is one error line."""
@@ -33,10 +34,12 @@ def leave_out_missing_test_sets(opt, path, notes):
     for phase, (name, root) in missing.items():
         del datasets[phase]
         notes.append(f'datasets.{phase} ({name}) is left out: {root} not found (basicsr prepare benchmark '
-                          f'--hr <its HR folder> --name {name} makes it)')
+                     f'--hr <its HR folder> --name {name} makes it)')
 
 
 def check_dataset(opt, phase, ds):
+    """The folders and LMDBs a dataset names: there, of the format its type reads, whole, and enough for a batch;
+    folder pairs checked against the scale (``check_pairs``)."""
     from ..data.lmdb_store import lmdb_format, verify_lmdb
     from ..errors import DataError
 
