@@ -19,7 +19,7 @@ the folder per backend (one image at a time, as the issue's figures), `basicsr i
 with auto (wall time of the command, fresh output folder), and `basicsr test -opt options/test_pfdn_x4.yml` with
 auto and with torch. Its line reads `real workloads on <device>: infer folder <r>x torch, <r>x forward; test <r>x
 torch` (auto's wall time over torch's; infer's wall time over its backend's forward time alone). It also prints the
-cost figures ``auto`` decides with (pfdn_arch/deploy/backends.py, COSTS): each backend's build time and its seconds
+cost figures ``auto`` decides with (each runner's ``costs`` in pfdn_arch/deploy/runtime/): each backend's build time and its seconds
 per LR megapixel relative to torch on this folder.
 """
 import argparse
@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 import pfdn_arch  # noqa: E402,F401
-from pfdn_arch.deploy.backends import BACKENDS, DTYPES, make_runner, resolve  # noqa: E402
+from pfdn_arch.deploy.runtime.choose import BACKENDS, DTYPES, make_runner, resolve  # noqa: E402
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
 from pfdn_arch.recipe.protocol import evaluate_folder  # noqa: E402
 
@@ -69,7 +69,7 @@ def variants(net, device, threads, int8, int8_from=None):
     if int8:
         out.update(int8_runners(net, threads))
     if int8_from:
-        from pfdn_arch.deploy.backends import file_runner
+        from pfdn_arch.deploy.runtime.model_file import file_runner
         stem = os.path.splitext(int8_from)[0]
         out['openvino qat int8'] = file_runner(stem + '.xml', 'openvino', threads=threads)
         out['onnxruntime qat int8'] = file_runner(stem + '.onnx', 'onnxruntime', threads=threads)
@@ -77,14 +77,14 @@ def variants(net, device, threads, int8, int8_from=None):
 
 
 def int8_runners(net, threads):
-    """The int8 models ``basicsr export --int8`` makes (pfdn_arch/deploy/int8.py: NNCF post-training quantization,
+    """The int8 models ``basicsr export --int8`` makes (pfdn_arch/deploy/export/int8/ptq.py: NNCF post-training quantization,
     calibrated on the built-in photos): OpenVINO on its IR, ONNX Runtime on its QDQ ONNX."""
     import tempfile
 
     import openvino as ov
 
-    from pfdn_arch.deploy.backends import file_runner
-    from pfdn_arch.deploy.int8 import calibration_crops, quantize
+    from pfdn_arch.deploy.runtime.model_file import file_runner
+    from pfdn_arch.deploy.export.int8.ptq import calibration_crops, quantize
 
     folder = tempfile.mkdtemp()
     crops, _ = calibration_crops(None, net.upscale)
@@ -228,8 +228,8 @@ def workloads(net, a, dev):
     import shutil
     import subprocess
 
-    from pfdn_arch.deploy.backends import Workload
-    from pfdn_arch.deploy.upscaler import to_network
+    from pfdn_arch.deploy.runtime.choose import Workload
+    from pfdn_arch.deploy.runtime.upscaler import to_network
     from pfdn_arch.files.images import list_images
 
     work = os.path.abspath(a.work)

@@ -8,7 +8,7 @@ AAC track, LR ``--size``. The same runner (built once, as ``basicsr infer`` buil
 the clip's frames, OpenVINO's throughput streams on a CPU) then runs, alternately in each round:
 - the backend alone: the decoded frames through the network, as many at once as the runner has streams (the
   backend's own frames per second; no decoding, no colour conversion, no encoding);
-- end to end: ``deploy/video.upscale_video`` on the clip into an .mp4 (decoding, the network, encoding and the
+- end to end: ``deploy.media.video.upscale_video`` on the clip into an .mp4 (decoding, the network, encoding and the
   final join, with their threads), wall time.
 It also times decoding and encoding alone (one thread each) to show where the rest goes. Medians over rounds.
 Last line: ``video on <device>: <fps> fps end to end, <ratio>x the backend's frame time``.
@@ -27,9 +27,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
-from pfdn_arch.deploy.backends import Workload, make_runner  # noqa: E402
-from pfdn_arch.deploy.upscaler import Upscaler  # noqa: E402
-from pfdn_arch.deploy.video import Encoding, Source, conversion, frames_of, upscale_video  # noqa: E402
+from pfdn_arch.deploy.runtime.choose import Workload, make_runner  # noqa: E402
+from pfdn_arch.deploy.runtime.upscaler import Upscaler  # noqa: E402
+from pfdn_arch.deploy.media.video import Encoding, Source, conversion, frames_of, upscale_video  # noqa: E402
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
 from pfdn_arch.files.locations import default_weights  # noqa: E402
 
@@ -67,7 +67,7 @@ def make_clip(path, w, h, frames, rate=24):
 
 
 def backend_alone(up, frames):
-    """Seconds to run ``frames`` through the network, ``up.runner.streams`` at a time (threads, as video.py does)."""
+    """Seconds to run ``frames`` through the network, ``up.runner.streams`` at a time (threads, as the video pipeline does)."""
     todo = list(range(len(frames)))
     lock = threading.Lock()
 

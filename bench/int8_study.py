@@ -28,8 +28,8 @@ def main():
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters as Advanced, OverflowFix
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet as Ranges
 
-    from pfdn_arch.deploy.backends import onnx_model_file
-    from pfdn_arch.deploy.int8 import calibration_crops
+    from pfdn_arch.deploy.runtime.onnx_graph import onnx_model_file
+    from pfdn_arch.deploy.export.int8.ptq import calibration_crops
     from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
     from pfdn_arch.recipe.protocol import evaluate_folder
 

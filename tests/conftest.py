@@ -220,3 +220,28 @@ def train_set(photos, gt_size=64, batch=2, workers=0, **extra):
 def val_set(photos):
     return {'name': 'val', 'type': 'PairedImageDataset', 'dataroot_gt': str(photos['hr']),
             'dataroot_lq': str(photos['lr']), 'io_backend': {'type': 'disk'}}
+
+
+# ------------------------------------------------------------------------------------ shared by many tests
+def snapshot(folder):
+    """{relative path: bytes} of every file under ``folder``: what a run must leave as it was."""
+    return {os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), 'rb').read()
+            for d, _, files in os.walk(folder) for f in files}
+
+
+def one_error(code, err, *names, status=2):
+    """The run ended with ``status`` and one error line naming every string in ``names``."""
+    errors = [line for line in err if line.startswith('error: ')]
+    assert code == status and len(errors) == 1, (code, err)
+    assert all(str(n) in errors[0] for n in names), (names, errors)
+    return errors[0]
+
+
+def tiny_checkpoint(folder):
+    """A small deployed PFDN (``TINY_NET``, seeded) saved in the released layout at ``folder``/tiny.pth."""
+    from pfdn_arch.archs import PFDN
+    torch.manual_seed(0)
+    path = folder / 'tiny.pth'
+    torch.save(PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True).state_dict(), path)
+    return path
+

@@ -17,11 +17,12 @@ from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
 from pfdn_arch.files.samples import sample_image
 from pfdn_arch.recipe.protocol import evaluate_folder
 from pfdn_arch.recipe.protocol import bicubic_lr, to_tensor
-from pfdn_arch.deploy import backends
-from pfdn_arch.deploy.backends import make_runner, resolve
+from pfdn_arch import errors
+from pfdn_arch.deploy.runtime import choose as backends
+from pfdn_arch.deploy.runtime.choose import make_runner, resolve
 from pfdn_arch.errors import OptionsError
-from pfdn_arch.deploy.upscaler import Upscaler
-from pfdn_arch.deploy.efficiency import count_ops
+from pfdn_arch.deploy.runtime.upscaler import Upscaler
+from pfdn_arch.deploy.runtime.efficiency import count_ops
 
 
 @pytest.fixture(scope='module')
@@ -110,7 +111,7 @@ def test_auto_picks_an_installed_backend_and_missing_runtimes_fall_back_with_a_n
     backend, device, dtype = resolve('auto', 'cpu', 'fp32', notes.append)
     assert backend in INSTALLED and backend == next(b for b in backends.AUTO_ORDER['cpu'] if b in INSTALLED)
     assert notes == [] and device == torch.device('cpu') and dtype == 'fp32'
-    monkeypatch.setattr(backends, 'package_installed', lambda module: False)  # neither OpenVINO nor ONNX Runtime
+    monkeypatch.setattr(errors, 'installed', lambda module: False)  # neither OpenVINO nor ONNX Runtime
     assert resolve('auto', 'cpu', 'fp32', notes.append)[0] == 'torch' and notes == []
     assert resolve('openvino', 'cpu', 'fp32', notes.append)[0] == 'torch'
     assert notes == ["note: the openvino backend is not installed (pip install 'pfdn[fast]'); using torch"]
@@ -215,7 +216,7 @@ def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
     code, _, err = cli(['export', '--weights', weights, '--out', tmp_path], capsys)
     assert code == 2 and err[-1].startswith(f"error: {tmp_path / 'pfdn_x4.pth'}: ") and '--force' in err[-1]
     # spandrel (chaiNNer/ComfyUI) loads the exported files in a fresh process once PFDN is registered
-    script = ('import sys, torch, spandrel, pfdn_arch.deploy.spandrel_arch as s; s.register()\n'
+    script = ('import sys, torch, spandrel, pfdn_arch.deploy.export.spandrel_arch as s; s.register()\n'
               'for path in sys.argv[1:]:\n'
               '    m = spandrel.ModelLoader().load_from_file(path)\n'
               '    print(m.architecture.id, m.scale, m.input_channels, m.size_requirements.minimum,'
@@ -256,7 +257,7 @@ def test_the_deployment_side_needs_no_basicsr(tmp_path, weights):
 
 # -------------------------------------------------------------------------- the work users run: mixed sizes, reuse
 def test_auto_picks_by_workload_and_never_the_slower_choice():
-    from pfdn_arch.deploy.backends import Workload
+    from pfdn_arch.deploy.runtime.choose import Workload
     need_backend('openvino')
     one_small = Workload.of([(32, 32)])
     folder = Workload.of([(170 + 4 * (i % 37), 256) for i in range(100)])  # 100 images of 37 sizes

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ENV, ROOT, TINY_NET, cli, run_cli, tiny_options, train_set, write_yml
+from conftest import ENV, ROOT, cli, run_cli, snapshot, tiny_checkpoint, tiny_options, train_set, write_yml
 from pfdn_arch import PFDN
 from pfdn_arch.files.experiment import Experiment
 from pfdn_arch.data import preparation as prep
@@ -21,18 +21,10 @@ from pfdn_arch.files.samples import sample_image
 
 
 
-def snapshot(folder):
-    return {p: open(os.path.join(folder, p), 'rb').read() for p in sorted(os.listdir(folder))
-            if os.path.isfile(os.path.join(folder, p))}
-
-
 @pytest.fixture(scope='module')
 def data(photos, tmp_path_factory):
     """The shared photos and LMDBs, and a tiny released-layout checkpoint."""
-    tiny = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
-    path = tmp_path_factory.mktemp('tiny') / 'tiny_deploy.pth'
-    torch.save(tiny.state_dict(), path)
-    return dict(photos, tiny=path)
+    return dict(photos, tiny=tiny_checkpoint(tmp_path_factory.mktemp('tiny')))
 
 
 def train_yml(data, folder, name='run', total=4, **train):
@@ -233,7 +225,7 @@ def test_df2k_preparation_interrupted_anywhere_finishes_on_rerun(data, tmp_path,
 
 
 def test_infer_rerun_after_an_interruption_continues_and_keeps_no_torn_image(data, tmp_path, monkeypatch, capsys):
-    import pfdn_arch.deploy.folder as folder
+    import pfdn_arch.deploy.media.images as folder
     src, out = tmp_path / 'in', tmp_path / 'out'
     src.mkdir()
     for name in ('a.png', 'b.png', 'c.png'):

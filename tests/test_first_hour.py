@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ENV, ROOT, TINY_NET, cli, need_shared, run_group, tiny_options, train_set, val_set, write_yml
+from conftest import (ENV, ROOT, TINY_NET, cli, need_shared, one_error, run_group, snapshot, tiny_options, train_set,
+                      val_set, write_yml)
 from pfdn_arch import PFDN
 from pfdn_arch.files.samples import sample_image
 from pfdn_arch.recipe.options import RunOptions, read_yml
-from test_hostile import one_error, snapshot
 
 SHIPPED_TRAIN = sorted(f for f in os.listdir(os.path.join(ROOT, 'options'))
                        if f.startswith(('train_', 'finetune_', 'qat_')))

@@ -13,32 +13,16 @@ import pytest
 import torch
 import yaml
 
-from conftest import ENV, TINY_NET, cli, run_cli, start_cli, tiny_options, train_set, val_set, write_yml
+from conftest import (ENV, TINY_NET, cli, one_error, run_cli, snapshot, start_cli, tiny_checkpoint, tiny_options,
+                      train_set, val_set, write_yml)
 from pfdn_arch import PFDN
 from pfdn_arch.files.samples import sample_image
-
-
-def snapshot(folder):
-    return {os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), 'rb').read()
-            for d, _, files in os.walk(folder) for f in files}
 
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     """A small deployed PFDN checkpoint (fast to run) and an RGB test image."""
-    folder = tmp_path_factory.mktemp('tiny')
-    torch.manual_seed(0)
-    path = folder / 'tiny.pth'
-    torch.save(PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True).state_dict(), path)
-    return path
-
-
-def one_error(code, err, *names, status=2):
-    """The run ended with ``status`` and one error line naming every string in ``names``."""
-    errors = [line for line in err if line.startswith('error: ')]
-    assert code == status and len(errors) == 1, (code, err)
-    assert all(str(n) in errors[0] for n in names), (names, errors)
-    return errors[0]
+    return tiny_checkpoint(tmp_path_factory.mktemp('tiny'))
 
 
 def infer(args, capsys, tiny):
@@ -428,8 +412,8 @@ def test_test_lr_images_that_are_not_the_hr_downscaled_are_refused(photos, weigh
 TILED_MEMORY = '''
 import sys, numpy as np, torch
 from pfdn_arch import PFDN
-from pfdn_arch.deploy.backends import make_runner
-from pfdn_arch.deploy.upscaler import Upscaler
+from pfdn_arch.deploy.runtime.choose import make_runner
+from pfdn_arch.deploy.runtime.upscaler import Upscaler
 torch.set_num_threads(1)
 net = PFDN(num_feat=8, num_block=1, num_partial_feat=4, esa_channels=4, deploy=True).eval()
 up = Upscaler(make_runner(net, 'torch', warn=lambda m: None), tile=64, tile_overlap=8)
@@ -456,7 +440,7 @@ def test_tiles_bound_memory_to_the_result_in_its_own_dtype_plus_a_band(tmp_path)
 
 
 def test_an_image_that_cannot_fit_is_said_before_it_runs(tiny, tmp_path, capsys, monkeypatch):
-    import pfdn_arch.deploy.folder as folder
+    import pfdn_arch.deploy.media.images as folder
     src = tmp_path / 'a.png'
     cv2.imwrite(str(src), sample_image('chelsea.png')[:60, :80])
     monkeypatch.setattr(folder, 'available_memory', lambda: 1 << 20)

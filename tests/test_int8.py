@@ -17,7 +17,7 @@ from pfdn_arch.files.samples import sample_image
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
     """The released weights' int8 export, calibrated on 16 crops to keep the test short."""
-    from pfdn_arch.deploy.int8 import write_int8
+    from pfdn_arch.deploy.export.int8.ptq import write_int8
     from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
     from conftest import need_shared, WEIGHTS
 
@@ -55,7 +55,7 @@ def test_infer_runs_the_int8_models_and_says_what_they_lose(exported, tmp_path, 
     if backend == 'torch':
         assert any('cannot run' in line and 'using onnxruntime' in line for line in err), err
     out = cv2.imread(str(tmp_path / 'out' / 'a.png')).astype(np.float64)
-    from pfdn_arch.deploy.upscaler import from_network, to_network
+    from pfdn_arch.deploy.runtime.upscaler import from_network, to_network
     x, how = to_network(img)
     with torch.no_grad():
         ref = from_network(net(x)[0], how, img).astype(np.float64)
@@ -97,7 +97,7 @@ def _tiny_deployed(seed=0):
 def test_a_qat_network_saves_as_released_weights_plus_quantizers_and_restores_exactly(tmp_path):
     """The checkpoint form of deploy/fake_quant.py: float weights in the released layout (a plain PFDN loads them),
     quantizers that come back bit for bit after training moved both (through weights_only loading)."""
-    from pfdn_arch.deploy.fake_quant import fake_quantized, float_state_dict, quantizer_state, restored
+    from pfdn_arch.deploy.export.int8.qat import fake_quantized, float_state_dict, quantizer_state, restored
     from pfdn_arch.errors import CheckpointError
 
     net = _tiny_deployed()
@@ -125,7 +125,7 @@ def test_a_qat_network_saves_as_released_weights_plus_quantizers_and_restores_ex
     with torch.no_grad():
         assert torch.equal(back(x), qnet.eval()(x))
         # the joined float weights are the trained graph form's function (split convs joined exactly)
-        from pfdn_arch.deploy.formats import graph_form
+        from pfdn_arch.archs.pfdn_graph import graph_form
         assert torch.allclose(plain(x), graph_form(plain)(x), atol=1e-6)
     damaged = dict(ck['int8'], nncf_config='{"compression_state": [{"module_path": "os", "module_cls_name": "system"}]}')
     with pytest.raises(CheckpointError):
@@ -163,8 +163,8 @@ def test_the_qat_stage_trains_resumes_and_exports_an_int8_that_loses_less(qat_pa
     exported by `basicsr export --int8`: the record says how it was made, the exported int8 loses clearly less than
     the same network quantized before fine-tuning, and the OpenVINO file computes what training simulated."""
     from conftest import run_cli
-    from pfdn_arch.deploy.fake_quant import restored
-    from pfdn_arch.deploy.int8 import check_psnr
+    from pfdn_arch.deploy.export.int8.qat import restored
+    from pfdn_arch.deploy.export.int8.ptq import check_psnr
     from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
 
     args = _qat_args(qat_pairs, weights)

@@ -50,7 +50,7 @@ def module_cycles(package='pfdn_arch'):
 def test_the_rooms_keep_their_layering():
     proc = subprocess.run([LINT], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert 'Contracts: 1 kept, 0 broken.' in proc.stdout
+    assert 'Contracts: 2 kept, 0 broken.' in proc.stdout
 
 
 def test_no_module_imports_itself_round_a_cycle():
@@ -72,6 +72,13 @@ def test_the_contract_fails_when_a_room_imports_one_above_it(tmp_path):
     proc = subprocess.run([LINT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and 'BROKEN' in proc.stdout
     assert 'pfdn_arch.files.sources -> pfdn_arch.recipe.options' in proc.stdout
+
+
+def test_the_contract_fails_when_the_runtimes_import_the_media_above_them(tmp_path):
+    env = broken_copy(tmp_path, 'deploy/runtime/tiles.py', 'from ..media import pipeline  # noqa')
+    proc = subprocess.run([LINT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "deploy's rooms: media and export above runtime BROKEN" in proc.stdout
+    assert 'pfdn_arch.deploy.runtime.tiles -> pfdn_arch.deploy.media.pipeline' in proc.stdout
 
 
 def test_the_cycle_check_fails_on_a_cycle(tmp_path):

@@ -1,4 +1,4 @@
-"""basicsr infer on videos (deploy/video.py): frames, timing, audio and colours kept; lossless output equal to
+"""basicsr infer on videos (deploy/media/video/): frames, timing, audio and colours kept; lossless output equal to
 infer on the decoded frames as images; default quality; segments that survive a kill; one-line errors."""
 import json
 import os
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import cli, run_cli, start_cli
-from pfdn_arch.deploy.video import conversion, frames_of
+from pfdn_arch.deploy.media.video import conversion, frames_of
 
 
 def encode_all(out, stream, frames):
@@ -337,3 +337,47 @@ def test_bad_videos_are_one_error_line(tmp_path, weights, capsys):
         assert len(errors) == 1 and expected in errors[0], (args, err)
         assert not any('Traceback' in line for line in err)
     assert clip.stat().st_size > 0 and not (tmp_path / 'x.webm').exists()
+
+
+# ------------------------------------------------------------------ the parts' record and the encoding, directly
+def test_the_plan_keeps_finished_parts_for_the_same_key_and_discards_them_for_another(tmp_path):
+    from pfdn_arch.deploy.media.video import Plan
+    folder, key = str(tmp_path / '.out.mp4.pfdn-parts'), {'input': 'a', 'run': {'dtype': 'fp32'}}
+    plan = Plan(folder, key)
+    assert (plan.parts, plan.discarded, plan.next_part, plan.complete) == ([], False, 0, False)
+    for index in (0, 1):
+        (tmp_path / '.out.mp4.pfdn-parts' / f'part_{index:06d}.mov').write_bytes(b'x')
+        plan.add(index, f'part_{index:06d}.mov', 24)
+    again = Plan(folder, key)  # a rerun of the same command
+    assert (again.next_part, again.frames_done, again.complete, again.discarded) == (2, 48, False, False)
+    again.mark_complete()
+    assert Plan(folder, key).complete
+    other = Plan(folder, dict(key, run={'dtype': 'bf16'}))  # another setting: the frames would differ
+    assert other.discarded and other.parts == [] and os.listdir(folder) == []
+    plan = Plan(folder, key)
+    (tmp_path / '.out.mp4.pfdn-parts' / 'part_000000.mov').write_bytes(b'x')
+    plan.add(0, 'part_000000.mov', 24)
+    os.remove(tmp_path / '.out.mp4.pfdn-parts' / 'part_000000.mov')  # a part the record names is gone
+    assert Plan(folder, key).discarded
+
+
+def test_the_encoding_follows_the_container_and_the_input(tmp_path):
+    from pfdn_arch.deploy.media.video import Encoding, Source
+    from pfdn_arch.errors import OptionsError
+    photo_clip(tmp_path / 'in.mp4', frames=6)
+    source = Source(str(tmp_path / 'in.mp4'))
+    enc = Encoding(source, str(tmp_path / 'out.mkv'), 4)
+    assert (enc.encoder, enc.pix_fmt, enc.muxer) == ('libx264', 'yuv420p', 'matroska')  # the input's codec
+    assert (enc.width, enc.height, enc.matrix, enc.range) == (4 * 96, 4 * 64, 5, 1)  # its size x4, colours kept
+    assert enc.options['crf'] == '18'
+    lossless = Encoding(source, str(tmp_path / 'out.mkv'), 4, codec='ffv1')
+    assert lossless.rgb and lossless.pix_fmt == 'bgr0' and 'crf' not in lossless.options
+    with pytest.raises(OptionsError) as err:
+        Encoding(source, str(tmp_path / 'out.mkv'), 4, codec='ffv1', crf=10)
+    assert err.value.path == 'crf'
+    with pytest.raises(OptionsError) as err:
+        Encoding(source, str(tmp_path / 'out.webm'), 4)  # WebM holds no AAC, which is copied untouched
+    assert err.value.path == 'output' and 'aac' in err.value.reason
+    with pytest.raises(OptionsError) as err:
+        Encoding(source, str(tmp_path / 'out.mp4'), 4, codec='banana')
+    assert err.value.path == 'codec'

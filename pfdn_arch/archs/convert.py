@@ -3,14 +3,15 @@
 Training form keys:  ``block1.conv1.{expand_conv,fea_conv,reduce_conv}.{weight,bias}``
 Deployed form keys:  ``block1.conv1.rep_conv.{weight,bias}`` (the released layout)
 
-The hyperparameters of a PFDN are inferable from either form's keys and shapes (:func:`infer_pfdn_options`),
-so a checkpoint is enough to rebuild its network.
+The hyperparameters of a PFDN are read off either form's keys and shapes by its spec (``pfdn_spec.py``), so a
+checkpoint is enough to rebuild its network.
 """
 import copy
-import re
 from collections import OrderedDict
+from typing import Optional, Tuple
 
 import torch
+from torch import nn
 
 from ..errors import CheckpointError
 from .rrrb import fuse_rrrb
@@ -18,7 +19,7 @@ from .rrrb import fuse_rrrb
 _BRANCHES = ('expand_conv', 'fea_conv', 'reduce_conv')
 
 
-def unwrap_state_dict(checkpoint, param_key=None):
+def unwrap_state_dict(checkpoint: dict, param_key: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
     """Return the bare state dict of a checkpoint: bare, or BasicSR's ``{'params', 'params_ema'}``.
 
     ``param_key=None`` prefers ``params_ema`` (what BasicSR validates with) and falls back to ``params``.
@@ -44,13 +45,13 @@ def unwrap_state_dict(checkpoint, param_key=None):
     return out
 
 
-def is_training_form(state_dict):
+def is_training_form(state_dict: dict) -> bool:
     """True when the state dict holds RRRB branches (training form)."""
     return any(k.endswith('.expand_conv.weight') for k in state_dict)
 
 
 @torch.no_grad()
-def reparameterize_state_dict(checkpoint, param_key=None):
+def reparameterize_state_dict(checkpoint: dict, param_key: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
     """Fuse a training-form PFDN state dict into the deployed form, exactly, in the released key layout.
 
     Args:
@@ -88,7 +89,7 @@ def reparameterize_state_dict(checkpoint, param_key=None):
     return out
 
 
-def checkpoint_filter(state_dict, net):
+def checkpoint_filter(state_dict: dict, net: nn.Module) -> Tuple[dict, bool]:
     """A state dict made to fit ``net``'s form (as timm's ``checkpoint_filter_fn``): a training-form one is fused
     exactly when ``net`` is deployed; a deployed one cannot feed a training-form net (CheckpointError saying what
     to do). Returns (state_dict, fused)."""
@@ -102,40 +103,7 @@ def checkpoint_filter(state_dict, net):
     return sd, False
 
 
-def infer_pfdn_options(state_dict):
-    """PFDN constructor arguments read off a state dict of either form (spandrel-style detection).
-
-    Raises CheckpointError when the keys are not those of a PFDN.
-    """
-    sd = unwrap_state_dict(state_dict)
-    training = is_training_form(sd)
-    required = ['conv_first.weight', 'conv_last.weight', 'tail.0.weight', 'block1.attn.conv1.weight']
-    required += (['block1.conv1.expand_conv.weight', 'block1.conv3.expand_conv.weight'] if training else
-                 ['block1.conv3.rep_conv.weight'])
-    missing = [k for k in required if k not in sd]
-    if missing:
-        raise CheckpointError(f"not a PFDN state dict: missing {', '.join(missing)}")
-    if any(sd[k].dim() != 4 for k in required):
-        raise CheckpointError('not a PFDN state dict: its convolution weights are not 4-dimensional')
-    num_feat, num_in_ch = sd['conv_first.weight'].shape[:2]
-    num_block = max(int(m.group(1)) for k in sd for m in [re.match(r'block(\d+)\.', k)] if m)
-    tail_out = sd['tail.0.weight'].shape[0]
-    upscale = next((s for s in (4, 3, 2) if tail_out % (s * s) == 0 and tail_out // (s * s) == num_in_ch), None)
-    if upscale is None:
-        raise CheckpointError(f'cannot infer the upscale from tail.0.weight with {tail_out} outputs')
-    if training:
-        num_partial_feat = sd['block1.conv3.expand_conv.weight'].shape[1]
-        expand_ratio = sd['block1.conv1.expand_conv.weight'].shape[0] // num_feat
-    else:
-        num_partial_feat = sd['block1.conv3.rep_conv.weight'].shape[0]
-        expand_ratio = 2
-    return dict(num_in_ch=int(num_in_ch), num_out_ch=int(tail_out // upscale**2), num_feat=int(num_feat),
-                num_block=num_block, num_partial_feat=int(num_partial_feat),
-                esa_channels=int(sd['block1.attn.conv1.weight'].shape[0]), upscale=upscale,
-                rrrb_expand_ratio=int(expand_ratio), deploy=not training)
-
-
-def detached_copy(net):
+def detached_copy(net: nn.Module) -> nn.Module:
     """A copy of a network without its training apparatus: no ``torch.compile`` code (``nn.Module.compile``), no
     forward hooks (e.g. the NCC loss taps), no gradients; so it runs at any input size and leaves ``net`` as it is."""
     compiled = net.__dict__.pop('_compiled_call_impl', None)
@@ -152,7 +120,7 @@ def detached_copy(net):
     return copied
 
 
-def reparameterized(net, inplace=False):
+def reparameterized(net: nn.Module, inplace: bool = False) -> nn.Module:
     """The deployed form of a PFDN: ``net`` itself fused in place (``inplace=True``), or a fused
     :func:`detached_copy` that leaves ``net`` untouched."""
     return (net if inplace else detached_copy(net)).reparameterize()

@@ -13,7 +13,8 @@ def add_parser(sub):
     p = add_command(sub, 'export', 'deployed weights as .pth, .safetensors and ONNX',
                     'Export a PFDN checkpoint (either form; the training form is fused) for deployment: .pth in the '
                     "released key layout, .safetensors, ONNX with dynamic batch/height/width (checked in onnxruntime "
-                    'before it is written), each loadable by spandrel after pfdn_arch.deploy.spandrel_arch.register().')
+                    'before it is written), each loadable by spandrel after '
+                    'pfdn_arch.deploy.export.spandrel_arch.register().')
     p.add_argument('--weights', help=f'checkpoint (None: {WEIGHTS})')
     p.add_argument('--out', default='exported', help='output folder')
     p.add_argument('--name', type=file_stem, help='file name stem (None: pfdn_x<scale>)')
@@ -33,7 +34,7 @@ def add_parser(sub):
 
 
 def run(a):
-    from ..deploy.formats import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
+    from ..deploy.export.formats import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
     from ..errors import NotInstalled, OptionsError, OutputExists, PFDNError, installed
     from ..files.atomic import atomic_path
     from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
@@ -86,7 +87,7 @@ def run(a):
                  else f'onnxruntime vs PyTorch max |diff| {diff:.1e} on 3 sizes')
         print(f"{paths['onnx']}: dynamic batch/height/width, opset {a.opset}; {check}")
     if a.int8:
-        from ..deploy.int8 import TARGET_LOSS, write_int8
+        from ..deploy.export.int8.ptq import TARGET_LOSS, write_int8
         if qat is not None and a.calibration:
             print('note: --calibration is not used: this checkpoint holds the ranges quantization-aware fine-tuning '
                   'trained', file=sys.stderr)
@@ -101,9 +102,10 @@ def run(a):
     if installed('spandrel'):
         import spandrel
 
-        from ..deploy.spandrel_arch import register
+        from ..deploy.export.spandrel_arch import register
         register()
         for f in ('pth', 'safetensors'):
             if f in paths:
                 spandrel.ModelLoader().load_from_file(paths[f])
-        print('spandrel (chaiNNer/ComfyUI loader): loads these files after pfdn_arch.deploy.spandrel_arch.register()')
+        print('spandrel (chaiNNer/ComfyUI loader): loads these files after '
+              'pfdn_arch.deploy.export.spandrel_arch.register()')

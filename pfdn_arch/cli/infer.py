@@ -1,5 +1,5 @@
-"""``basicsr infer -i PATH -o OUT``: upscale an image, a video or a folder with a deployed PFDN (``deploy/folder.py``,
-``deploy/video.py``)."""
+"""``basicsr infer -i PATH -o OUT``: upscale an image, a video or a folder with a deployed PFDN (``deploy/media/``:
+``images.py``, ``video/``)."""
 import argparse
 import os
 import sys
@@ -74,7 +74,7 @@ def weights_or_default(weights):
 
 def say_what_it_loses(path, note):
     """The loss an int8 model's record gives, said at every use (or that there is no record)."""
-    from ..deploy.int8 import record_of
+    from ..deploy.export.int8.record import file_record as record_of
 
     record = record_of(path)
     if record is None:
@@ -91,10 +91,12 @@ def run(a):
     import torch
     from tqdm import tqdm
 
-    from ..deploy.backends import MODEL_FILES, file_runner, make_runner
-    from ..deploy.folder import folder_workload, upscale_files
-    from ..deploy.upscaler import Upscaler
-    from ..deploy.video import is_video, upscale_video
+    from ..deploy.runtime.choose import make_runner
+    from ..deploy.runtime.model_file import MODEL_FILES, file_runner
+    from ..deploy.media.images import upscale_files
+    from ..deploy.media.inputs import folder_workload
+    from ..deploy.runtime.upscaler import Upscaler
+    from ..deploy.media.video import is_video, upscale_video
     from ..errors import CheckpointError, PFDNError
     from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
     from ..files.paths import input_file
@@ -166,8 +168,8 @@ def inputs_and_output(sources, output, note):
     ``-o``: ``-o`` with a picture or video extension names the one result's file (one input file only: several are
     one error line), else it is a folder; two inputs whose results would take one name are one error line. The
     output is checked before anything is read or loaded."""
-    from ..deploy.folder import collect_inputs
-    from ..deploy.video import MUXERS, VIDEO_EXTS, is_video
+    from ..deploy.media.inputs import collect_inputs
+    from ..deploy.media.video import MUXERS, VIDEO_EXTS, is_video
     from ..errors import OptionsError
     from ..files.images import IMAGE_EXTS, REFUSED
     from ..files.paths import output_dir, output_file
@@ -210,7 +212,7 @@ def _identity(path):
 
 def _video_output(path, note):
     """A video's output in a folder keeps its name; a container this cannot write becomes .mkv (with a note)."""
-    from ..deploy.video import MUXERS
+    from ..deploy.media.video import MUXERS
 
     stem, ext = os.path.splitext(path)
     if ext.lower() in MUXERS:

@@ -33,7 +33,7 @@ def run(a):
     import torch
 
     from ..archs import PFDN
-    from ..deploy.backends import make_runner, parse_device
+    from ..deploy.runtime.choose import make_runner, parse_device
 
     device = parse_device(a.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
@@ -54,7 +54,7 @@ def run(a):
     runner = None if a.no_timing else make_runner(forms['deployed'], a.backend, device, a.dtype, warn=note)
     if a.protocol == 'ntire':
         return ntire(forms['deployed'], runner, device, a.input)
-    from ..deploy.efficiency import cpu_peak_bytes, profile, time_forward
+    from ..deploy.runtime.efficiency import cpu_peak_bytes, profile, time_forward
 
     h, w = a.size
     print(f'PFDN x{forms["deployed"].upscale}, LR 3x{h}x{w}, {device}'
@@ -83,7 +83,7 @@ def run(a):
 
 
 def ntire(net, runner, device, folder):
-    from ..deploy.efficiency import folder_runtime, ntire_runtime
+    from ..deploy.runtime.efficiency import folder_runtime, ntire_runtime
 
     images, label = lr_images(folder)
     mean, peak = ntire_runtime(net, images, device)
@@ -98,7 +98,7 @@ def ntire(net, runner, device, folder):
 
 def lr_images(folder=None):
     """LR input tensors: the images of ``folder``, or the built-in photos downscaled x4 (MATLAB-style bicubic)."""
-    from ..deploy.upscaler import to_network
+    from ..deploy.runtime.upscaler import to_network
     from ..files.images import list_images, read_image
 
     if folder:

@@ -18,8 +18,8 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..archs import PFDN
-    from ..archs.convert import infer_pfdn_options, is_training_form, reparameterize_state_dict
+    from ..archs import PFDN_SPEC
+    from ..archs.convert import is_training_form, reparameterize_state_dict
     from ..files.atomic import save_torch
     from ..files.checkpoints import load_checkpoint, load_into
     from ..files.paths import output_file
@@ -33,7 +33,7 @@ def run(args):
     output_file(args.dst)
     sd = load_checkpoint(args.src, args.param_key)
     try:
-        options = infer_pfdn_options(sd)  # a PFDN at all, before asking which form
+        options = PFDN_SPEC.hyperparameters(sd)  # a PFDN at all, before asking which form
     except CheckpointError as err:
         err.path = args.src
         raise
@@ -41,7 +41,8 @@ def run(args):
         raise CheckpointError('already in the deployed form (no RRRB branches); nothing to convert', args.src)
     try:
         deployed = reparameterize_state_dict(sd)
-        load_into(PFDN(**dict(options, deploy=True)), deployed, args.src)  # the result is a whole deployed PFDN
+        # the result is a whole deployed PFDN
+        load_into(PFDN_SPEC.network(**dict(options, deploy=True)), deployed, args.src)
     except CheckpointError as err:
         err.path = args.src
         raise

@@ -10,7 +10,7 @@ from . import add_command, add_override_flag
 
 
 def add_parser(sub):
-    from ..recipe.stages import DEFAULT_SCHEDULE
+    from ..files.locations import DEFAULT_SCHEDULE
 
     p = add_command(sub, 'schedule', 'run the chain of training stages in order, resuming',
                     'Run the stages of a schedule in order: finished stages (a net_g_latest.pth that loads) are '

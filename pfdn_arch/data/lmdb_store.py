@@ -14,14 +14,16 @@ and continues; the folder is renamed to ``<path>`` only when complete. An existi
 """
 import os
 import re
+import shutil
 
 import cv2
+import lmdb
 import numpy as np
 from tqdm import tqdm
 
 from ..errors import DataError, OptionsError, OutputExists, PFDNError
 from ..files.atomic import write_text
-from ..files.images import image_size, read_image
+from ..files.images import image_size, list_images, read_image
 from ..files.sources import Sources
 
 FORMATS = ('decoded', 'png')
@@ -82,9 +84,7 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
     Returns:
         int: number of images in the LMDB.
     """
-    import shutil
 
-    import lmdb
 
     if fmt not in FORMATS:
         raise OptionsError(f"must be one of {', '.join(FORMATS)}, got '{fmt}'", 'format')
@@ -172,8 +172,6 @@ _READERS = {}
 def _reader(path):
     """One read-only environment per LMDB and process (LMDB refuses a second one in the same process, and an
     environment must not cross a fork)."""
-    import lmdb
-
     key = (os.getpid(), os.path.realpath(path))
     if key not in _READERS:
         _READERS[key] = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
@@ -187,7 +185,6 @@ def lq_sizes(dataset_opt):
         return []
     if lmdb_format(root) is not None:
         return [shape[:2] for _, shape, _ in parse_meta(os.path.join(root, META))]
-    from ..files.images import list_images
     sizes = []
     for path in list_images(root):
         try:
@@ -203,8 +200,6 @@ def verify_lmdb(path):
     ``meta_info.txt`` but not stored would fail mid-training. Opens it read-only and reads no values (each key's
     lookup touches only the tree's pages, all inside the file once its length checks out). Returns the number of
     pairs it lists."""
-    import lmdb
-
     data = os.path.join(path, 'data.mdb')
     meta = os.path.join(path, META)
     if not os.path.isfile(data) or not os.path.isfile(meta):
@@ -243,7 +238,6 @@ class DecodedLMDB:
     Args:
         path (str): the LMDB folder.
     """
-
     def __init__(self, path):
         fmt = lmdb_format(path)
         if fmt is None:

@@ -4,13 +4,15 @@ progress with ETA, keeps what exists and can be rerun after an interruption.
 """
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from ..deploy.tiles import window_starts
+from ..deploy.runtime.tiles import window_starts
 from ..errors import DataError, ImageError, OptionsError, OutputExists
 from ..files.images import image_size, list_images, read_image, write_image
 from ..files.sources import Sources, digest
@@ -102,12 +104,10 @@ def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1, note=N
 
 
 def _note(line):
-    import sys
     print(line, file=sys.stderr)
 
 
 def _single_threaded():
-    import torch
     torch.set_num_threads(1)  # one process per core already
 
 

@@ -1,4 +1,3 @@
-"""Deployment: the deployed PFDN on inference runtimes (``backends``), whole images and tiles in batches
-(``upscaler``, ``tiles``), folders of image files (``folder``), other tools' formats (``formats``: .pth,
-.safetensors, ONNX; ``spandrel_arch``: chaiNNer/ComfyUI's loader) and the NTIRE efficiency figures
-(``efficiency``). Needs torch, numpy and OpenCV (the runtimes are optional); never basicsr."""
+"""Deployment, without basicsr: running the deployed network on inference runtimes (``runtime``), images and films
+through it (``media``), and other tools' formats (``export``: .pth, .safetensors, ONNX, spandrel, int8). Needs
+torch, numpy and OpenCV; the runtimes, PyAV and NNCF are optional."""

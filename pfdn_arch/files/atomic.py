@@ -11,6 +11,8 @@ import os
 import re
 from contextlib import contextmanager
 
+import torch
+
 TMP = '.{name}.pfdn-{pid}.tmp'
 
 
@@ -123,7 +125,5 @@ def write_text(path, text):
 
 def save_torch(obj, path):
     """``torch.save`` to ``path``, atomically."""
-    import torch
-
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)

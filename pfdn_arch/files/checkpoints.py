@@ -3,20 +3,21 @@ else is refused, never executed), finite weights only, and a mismatch with the n
 import os
 import pickle
 import sys
+from typing import Dict, Optional, Tuple
 
 import torch
 
-from ..archs.convert import infer_pfdn_options, unwrap_state_dict
+from ..archs import spec_of
+from ..archs.convert import unwrap_state_dict
 from ..errors import CheckpointError, require
+from .paths import PathError, input_file
 
 STATE_KEYS = {'iter', 'epoch', 'optimizers', 'schedulers'}  # what BasicSR's training states hold
 QAT_KEY = 'int8'  # a checkpoint's entry for the quantizers of quantization-aware fine-tuning
 
 
-def read_checkpoint_file(path, device='cpu'):
+def read_checkpoint_file(path: str, device='cpu') -> object:
     """The object a checkpoint file holds, loaded with ``weights_only=True``."""
-    from .paths import PathError, input_file
-
     try:
         input_file(path)
     except PathError as err:
@@ -49,7 +50,7 @@ def _read_safetensors(path):
                               path) from None
 
 
-def check_tensors(sd, path):
+def check_tensors(sd: Dict[str, torch.Tensor], path: str) -> None:
     """Every value a dense, finite floating-point tensor with real data: what weights are."""
     for k, v in sd.items():
         if v.layout != torch.strided:
@@ -65,7 +66,7 @@ def check_tensors(sd, path):
                               'cannot make an image: use an earlier checkpoint', path)
 
 
-def load_checkpoint(path, param_key=None):
+def load_checkpoint(path: str, param_key: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """A checkpoint file as a bare state dict of finite tensors (BasicSR's ``{'params', 'params_ema'}`` unwrapped,
     ``param_key=None`` preferring ``params_ema``)."""
     obj = read_checkpoint_file(path)
@@ -78,8 +79,8 @@ def load_checkpoint(path, param_key=None):
     return sd
 
 
-def qat_state(path):
-    """The int8 quantizers a checkpoint of quantization-aware fine-tuning holds (``deploy/fake_quant.py``), or
+def qat_state(path: str) -> Optional[dict]:
+    """The int8 quantizers a checkpoint of quantization-aware fine-tuning holds (``deploy/export/int8/qat.py``), or
     None."""
     obj = read_checkpoint_file(path)
     state = obj.get(QAT_KEY) if isinstance(obj, dict) else None
@@ -89,7 +90,7 @@ def qat_state(path):
     return state
 
 
-def load_into(net, state_dict, path, strict=True):
+def load_into(net: torch.nn.Module, state_dict: Dict[str, torch.Tensor], path: str, strict: bool = True):
     """``net.load_state_dict`` whose mismatch names what does not fit (missing keys, unexpected keys, shapes), not
     a RuntimeError listing hundreds of keys. Returns (missing, unexpected) when not strict."""
     own = net.state_dict()
@@ -106,23 +107,24 @@ def load_into(net, state_dict, path, strict=True):
     return net.load_state_dict(state_dict, strict=strict)
 
 
-def build_pfdn_from_checkpoint(path, param_key=None, **overrides):
-    """The PFDN a checkpoint describes (either form), loaded strictly. Returns (net, state_dict)."""
-    from ..archs import PFDN
-
+def build_pfdn_from_checkpoint(path: str, param_key: Optional[str] = None,
+                               **overrides) -> Tuple[torch.nn.Module, Dict[str, torch.Tensor]]:
+    """The network a checkpoint describes (its architecture's spec: PFDN in either form), loaded strictly.
+    Returns (net, state_dict)."""
     sd = load_checkpoint(path, param_key)
     try:
-        opts = infer_pfdn_options(sd)
+        spec = spec_of(sd)
+        opts = spec.hyperparameters(sd)
     except CheckpointError as err:
         err.path = str(path)
         raise
     opts.update(overrides)
-    net = PFDN(**opts)
+    net = spec.network(**opts)
     load_into(net, sd, path)
     return net, sd
 
 
-def read_training_state(path, device='cpu'):
+def read_training_state(path: str, device='cpu') -> dict:
     """A BasicSR training state (``<iter>.state``), loaded with ``weights_only=True``."""
     state = read_checkpoint_file(path, device)
     if not isinstance(state, dict) or not STATE_KEYS <= set(state):
@@ -130,7 +132,7 @@ def read_training_state(path, device='cpu'):
     return state
 
 
-def set_aside(path, reason):
+def set_aside(path: str, reason: str) -> None:
     """Rename a damaged file to ``<path>.damaged`` (never deleted: it is the user's) and say so in one line."""
     target, n = path + '.damaged', 1
     while os.path.exists(target):

@@ -14,12 +14,15 @@ import io
 import os
 import struct
 import zlib
+from typing import List, Tuple
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ..errors import ImageError, PFDNError
 from .atomic import write_bytes
+from .paths import PathError, input_file
 
 # Formats OpenCV does not read, decoded and encoded by Pillow: HEIC/HEIF (phones' photos; the pillow-heif plugin) and
 # AVIF (Pillow's own)
@@ -41,7 +44,7 @@ _ORIENT = {2: (None, True), 3: (cv2.ROTATE_180, False), 4: (cv2.ROTATE_180, True
            7: (cv2.ROTATE_90_COUNTERCLOCKWISE, True), 8: (cv2.ROTATE_90_COUNTERCLOCKWISE, False)}
 
 
-def list_images(folder):
+def list_images(folder: str) -> List[str]:
     """The image files of a folder (by extension), sorted."""
     return sorted(p for p in glob.glob(os.path.join(glob.escape(folder), '*')) if p.lower().endswith(IMAGE_EXTS))
 
@@ -67,8 +70,6 @@ def _heif_opener():
 
 
 def _pil_opened(path):
-    from PIL import Image
-
     if path.lower().endswith(('.heic', '.heif')) and not _heif_opener():
         raise ImageError('HEIC/HEIF photos need the pillow-heif package: pip install pillow-heif', path)
     return Image.open(path)
@@ -96,8 +97,6 @@ def _pil_pixels(im):
 
 def _checked(path):
     """Open checks shared by every read: a regular file, complete for its format."""
-    from .paths import PathError, input_file
-
     try:
         input_file(path)
     except PathError as err:
@@ -182,14 +181,14 @@ def _png_colour_chunks(path):
     return chunks
 
 
-def read_image(path, flags=cv2.IMREAD_COLOR):
+def read_image(path: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
     """``cv2.imread`` that raises ImageError for a missing, irregular, truncated, oversized or undecodable file
     instead of blocking, returning None or a partly decoded image."""
     _checked(path)
     return _decode(path, flags)
 
 
-def read_picture(path):
+def read_picture(path: str) -> 'Picture':
     """The image in ``path`` as a viewer shows it (see ``Picture``)."""
     _checked(path)
     pixels = _straight_tiff_alpha(path, _decode(path, cv2.IMREAD_UNCHANGED))
@@ -213,7 +212,7 @@ def read_picture(path):
     return Picture(np.ascontiguousarray(pixels), icc, frames, chunks)
 
 
-def image_size(path):
+def image_size(path: str) -> Tuple[int, int]:
     """(h, w) of an image file from its header, without decoding it (PIL); decoded when PIL cannot read the
     header (ImageError when that fails too)."""
     _checked(path)
@@ -252,7 +251,7 @@ def _complete(f):
     return True
 
 
-def write_image(path, img, params=None):
+def write_image(path: str, img: np.ndarray, params=None) -> None:
     """``cv2.imwrite``, atomically; the format follows the extension."""
     write_bytes(path, _encode(path, img, params))
 
@@ -292,7 +291,7 @@ def _with_png_chunks(data, chunks):
     return data[:ihdr_end] + b''.join(chunks) + data[ihdr_end:]
 
 
-def write_picture(path, picture, note=print, params=None):
+def write_picture(path: str, picture: 'Picture', note=print, params=None) -> None:
     """Write ``picture`` (a Picture) in the format of ``path``'s extension, atomically, with its ICC profile and
     its kind (grey+alpha stays two channels); ``params``: OpenCV's PNG encoding flags. What a format cannot carry is
     said through ``note``, once per file."""
@@ -326,8 +325,6 @@ def write_picture(path, picture, note=print, params=None):
 
 
 def _pil_bytes(pixels, mode, fmt, icc, **kwargs):
-    from PIL import Image
-
     out = io.BytesIO()
     image = Image.fromarray(pixels, mode)
     image.save(out, fmt, **({'icc_profile': icc} if icc else {}), **kwargs)

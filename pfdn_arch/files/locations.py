@@ -6,6 +6,7 @@ import os
 from ..errors import OptionsError
 
 WEIGHTS = os.path.join('weights', 'team08_PFDN.pth')
+DEFAULT_SCHEDULE = os.path.join('options', 'schedule_pfdn_x4.yml')  # the five stages of the x4 recipe
 WEIGHTS_SOURCE = "the PFDN authors' release, https://github.com/icandle/PFDN (team08_PFDN.pth, MIT)"
 
 

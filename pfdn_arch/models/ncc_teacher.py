@@ -6,6 +6,8 @@ from collections import OrderedDict
 
 import torch
 
+from basicsr.losses import build_loss
+
 from ..errors import OptionsError
 
 DEFAULT_LAYERS = ('block1', 'block2', 'block3', 'block4')
@@ -35,8 +37,6 @@ class LayerwiseNCC:
     """
 
     def __init__(self, ncc_opt, student, teacher, device):
-        from basicsr.losses import build_loss
-
         ncc_opt = copy.deepcopy(ncc_opt)
         self.layers = list(ncc_opt.pop('layers', DEFAULT_LAYERS))
         self.loss = build_loss(ncc_opt).to(device)

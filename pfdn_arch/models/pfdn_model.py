@@ -13,18 +13,25 @@ Any BasicSR arch trains under it; one that cannot reparameterize validates as it
 """
 import os
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from tqdm import tqdm
 
 from basicsr.archs import build_network
+from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger
+from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.dist_util import master_only
 
-from ..archs.convert import checkpoint_filter, detached_copy, reparameterized
+from ..archs import spec_for
+from ..archs.convert import detached_copy, reparameterized
+from ..data.lmdb_store import lq_sizes
+from ..deploy.runtime.choose import Workload, make_runner
 from ..errors import CheckpointError, OptionsError, TrainingDiverged
 from ..files.atomic import save_torch
 from ..files.checkpoints import load_checkpoint, load_into
+from ..files.experiment import Experiment
 from .ncc_teacher import LayerwiseNCC
 from .train_step import TrainStep, amp_dtype
 
@@ -72,7 +79,8 @@ class PFDNModel(SRModel):
             sd = load_checkpoint(load_path, 'params')  # BasicSR's own fallback when no EMA was saved
             notes.append(f'Loading: params_ema not in {load_path} ({err.reason}); using params.')
         try:
-            sd, fused = checkpoint_filter(sd, net)
+            spec = spec_for(net)  # the architecture's own filter (PFDN: its two forms); others load as they are
+            sd, fused = spec.checkpoint_filter(sd, net) if spec is not None else (sd, False)
         except CheckpointError as err:
             err.path = str(load_path)
             raise
@@ -219,11 +227,9 @@ class PFDNModel(SRModel):
     # ----------------------------------------------------------------------------------------- validation
     def validation_network(self):
         """What validation and testing run: the deployed network on ``val.backend`` (auto: the cheapest for this
-        run's validations, ``deploy.backends.Workload``; torch: the plain eager reference) in ``val.dtype`` (fp32
+        run's validations, ``runtime.choose.Workload``; torch: the plain eager reference) in ``val.dtype`` (fp32
         default). One runner for the whole run: later validations give it the new weights (``refresh``), so they
         cost forwards, not builds. A runtime or precision that is missing falls back with a logged note."""
-        from ..deploy.backends import make_runner
-
         if self._runner is None:
             val_opt = self.opt.get('val') or {}
             workload = validation_workload(self.opt)
@@ -251,12 +257,6 @@ class PFDNModel(SRModel):
         metrics) on a thread of its own: on a CPU the single-threaded streams keep every core busy, where one
         image at a time leaves BasicSR's metrics and decoding on one core between parallel forwards. The sums are
         taken in BasicSR's order, so the scores are the same to the last bit."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from basicsr.metrics import calculate_metric
-        from basicsr.utils import tensor2img
-        from tqdm import tqdm
-
         dataset, metrics = dataloader.dataset, self.opt['val']['metrics']
         name = dataset.opt['name']
         if not hasattr(self, 'metric_results'):
@@ -337,8 +337,6 @@ class PFDNModel(SRModel):
     def _save_deployed(self, current_iter):
         if not self.reparameterizable():
             return
-        from ..files.experiment import Experiment
-
         label = 'latest' if current_iter == -1 else current_iter
         sd = {k: v.detach().cpu() for k, v in self.deployed_network().state_dict().items()}
         save_torch(sd, Experiment.at(self.opt['path']['experiments_root']).network(label, deployed=True))
@@ -348,9 +346,6 @@ def validation_workload(opt):
     """The validations a run will make, for the choice of their backend: the LR sizes of its val (test) datasets,
     how many times they will run (training: every val_freq iterations and once at the end) and whether the weights
     change between runs."""
-    from ..deploy.backends import Workload
-    from ..data.lmdb_store import lq_sizes
-
     shapes = [hw for phase, ds in (opt.get('datasets') or {}).items() if phase.split('_')[0] in ('val', 'test')
               for hw in lq_sizes(ds)]
     if not opt['is_train']:

@@ -2,7 +2,7 @@
 ``basicsr train``), for int8 that loses less than post-training quantization (docs/int8.md).
 
 The stage starts from deployed weights (the released file, or a schedule's ``net_g_deploy_latest.pth``), quantizes
-them as ``basicsr export --int8`` does (``deploy/fake_quant.py``: the same ops in float, ranges from histograms of
+them as ``basicsr export --int8`` does (``deploy/export/int8/qat.py``: the same ops in float, ranges from histograms of
 crops of the training set) and trains the fake-quantized network, weights and quantizer ranges, with the stage's
 pixel loss towards the float network's results on the same crops (distillation) or the HR crops
 (``train.qat.target``). Validation scores the fake-quantized network (int8 simulated in float). Every save writes:
@@ -18,11 +18,17 @@ import os
 
 import torch
 
+from basicsr.data import build_dataset
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
+from ..deploy.export.int8.ptq import calibration_crops, check_psnr
+from ..deploy.export.int8.qat import KEY, fake_quantized, float_state_dict, quantizer_state, restored
+from ..deploy.export.int8.record import state_record
+from ..deploy.runtime.torch_runner import TorchRunner
 from ..errors import NotInstalled, OptionsError, installed
 from ..files.atomic import save_torch
+from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
 from .pfdn_model import PFDNModel
 
 
@@ -84,8 +90,6 @@ class PFDNQATModel(PFDNModel):
     def _float_teacher(self):
         """The float network the fine-tune started from: the starting weights, or on a resume the weights its
         record names (the fine-tuned float weights, with a warning, where that file is gone)."""
-        from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
-
         teacher = copy.deepcopy(self._plain)
         if qat_state(self.opt['path']['pretrain_network_g']) is not None:
             start = (self._record.get('reference') or {}).get('weights')
@@ -105,9 +109,6 @@ class PFDNQATModel(PFDNModel):
     def _quantize(self):
         """net_g becomes the fake-quantized network: the quantizers a QAT checkpoint holds (a resume, or a test of
         a QAT save), else fresh ones calibrated on training crops (on the built-in photos when testing)."""
-        from ..deploy.fake_quant import fake_quantized, record_of, restored
-        from ..files.checkpoints import qat_state
-
         logger = get_root_logger()
         net = self.get_bare_model(self.net_g).eval()
         self._plain = copy.deepcopy(net).cpu()
@@ -115,7 +116,7 @@ class PFDNQATModel(PFDNModel):
         state = qat_state(path)
         if state is not None:
             self.qnet = restored(net, state, path)
-            self._record = record_of(state)
+            self._record = state_record(state)
             logger.info(f'Restored the int8 quantizers of {path}.')
         else:
             crops, source = self._calibration_crops()
@@ -131,10 +132,7 @@ class PFDNQATModel(PFDNModel):
         self.net_g = self.model_to_device(self.qnet)
 
     def _calibration_crops(self):
-        from basicsr.data import build_dataset
-
         if not self.is_train:
-            from ..deploy.int8 import calibration_crops
             return calibration_crops(scale=self.opt['scale'])
         count = int(((self.opt['train'].get('qat') or {}).get('calibration_crops')) or 64)
         ds_opt = dict(self.opt['datasets']['train'])
@@ -146,10 +144,8 @@ class PFDNQATModel(PFDNModel):
         return crops, f"the training set {ds_opt.get('name')}"
 
     def _check_psnr(self, net):
-        """PSNR on the int8 check photos (``deploy.int8.check_psnr``): the starting weights' fp32 score is what an
+        """PSNR on the int8 check photos (``int8.ptq.check_psnr``): the starting weights' fp32 score is what an
         export of this stage reports its loss against (int8's loss, not the fine-tuned float weights')."""
-        from ..deploy.int8 import check_psnr
-
         with torch.no_grad():
             return check_psnr(lambda x: net(torch.from_numpy(x).to(self.device)).cpu().numpy(), self.opt['scale'])
 
@@ -163,8 +159,6 @@ class PFDNQATModel(PFDNModel):
 
     def deployed_network(self):
         """The float weights in a deployed PFDN (what ``net_g_deploy_*.pth`` holds)."""
-        from ..deploy.fake_quant import float_state_dict
-
         net = copy.deepcopy(self._plain)
         net.load_state_dict(float_state_dict(self.qnet))
         return net
@@ -172,8 +166,6 @@ class PFDNQATModel(PFDNModel):
     # ----------------------------------------------------------------------------------------- validation
     def validation_network(self):
         """Validation scores the fake-quantized network (int8 simulated in float) in eager PyTorch."""
-        from ..deploy.backends import TorchRunner
-
         if self._runner is None:
             self._runner = TorchRunner(self.qnet, self.device, 'fp32', torch.get_num_threads())
             get_root_logger().info('Validation runs the fake-quantized network (int8 simulated in float) on torch.')
@@ -188,8 +180,6 @@ class PFDNQATModel(PFDNModel):
         """``{'params': float weights (released layout), 'int8': quantizers}``, atomically."""
         if net_label != 'net_g':
             return super().save_network(net, net_label, current_iter, param_key)
-        from ..deploy.fake_quant import KEY, float_state_dict, quantizer_state
-
         record = dict(self._record)
         record['fine_tuning'] = {**record.get('fine_tuning', {}), 'experiment': self.opt['name'],
                                  'iterations': self._current_iter if current_iter == -1 else current_iter,

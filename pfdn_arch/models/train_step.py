@@ -10,15 +10,13 @@ from contextlib import nullcontext
 
 import torch
 
-from ..errors import TrainingDiverged
+from ..errors import OptionsError, TrainingDiverged
 
 AMP_DTYPES = {'none': None, 'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def amp_dtype(opt):
     """The autocast dtype ``train.amp`` asks for (None: fp32)."""
-    from ..errors import OptionsError
-
     amp = str((opt.get('train') or {}).get('amp') or 'none').lower()
     if amp not in AMP_DTYPES:
         raise OptionsError(f"must be one of {', '.join(AMP_DTYPES)}, got {amp}", 'train.amp')

@@ -4,7 +4,10 @@ pairs that agree with the scale, training crops that fit the images, and a test 
 out. ``RunOptions.check`` calls them with the rest of ``preflight``."""
 import os
 
-from ..errors import OptionsError
+from ..data.lmdb_store import lmdb_format, lq_sizes, verify_lmdb
+from ..data.paired_crop_dataset import too_small
+from ..errors import DataError, ImageError, OptionsError
+from ..files.images import image_size, list_images
 
 # The keys BasicSR's stock datasets (and ours) index without a default, by phase ('any' or 'train'), and the loader's.
 DATASET_KEYS = {
@@ -40,9 +43,6 @@ def leave_out_missing_test_sets(opt, path, notes):
 def check_dataset(opt, phase, ds):
     """The folders and LMDBs a dataset names: there, of the format its type reads, whole, and enough for a batch;
     folder pairs checked against the scale (``check_pairs``)."""
-    from ..data.lmdb_store import lmdb_format, verify_lmdb
-    from ..errors import DataError
-
     for key in ('dataroot_gt', 'dataroot_lq'):
         root = ds.get(key)
         if not root:
@@ -85,8 +85,6 @@ def check_pairs(opt, phase, ds):
     it mid-run: in training, after a checkpoint was written)."""
     if ds.get('type') != 'PairedImageDataset' or (ds.get('io_backend') or {}).get('type') != 'disk':
         return
-    from ..errors import ImageError
-    from ..files.images import image_size, list_images
 
     scale = opt['scale']
     gt_dir, lq_dir = (os.path.expanduser(ds[k]) for k in ('dataroot_gt', 'dataroot_lq'))
@@ -133,9 +131,6 @@ def check_dataset_keys(phase, ds):
 def check_crops(phase, ds, scale):
     """Training crops fit the images: PairedCropDataset leaves out the images smaller than its crop (with a note) and
     needs a batch of the rest; BasicSR's PairedImageDataset fails mid-run on any. Returns a note or None."""
-    from ..data.lmdb_store import lq_sizes
-    from ..data.paired_crop_dataset import too_small
-
     gt_size = ds.get('gt_size')
     if phase != 'train' or not isinstance(gt_size, int):
         return None

@@ -9,9 +9,15 @@ import difflib
 import os
 import random
 
+import torch
 import yaml
 
+from basicsr.utils import set_random_seed
+from basicsr.utils.dist_util import get_dist_info, init_dist
+from basicsr.utils.registry import MODEL_REGISTRY
+
 from ..errors import OptionsError
+from ..files.experiment import Experiment
 from ..files.locations import option_file
 from . import data_checks, preflight
 from .overrides import basicsr_value, check_values, override_value
@@ -135,9 +141,6 @@ class RunOptions:
         """Catch the common mistakes before BasicSR turns them into tracebacks, before anything is written (the
         named checks of ``preflight`` and the ones below). ``pretrained=False`` leaves out the checkpoint paths (a
         schedule's later stages read what earlier ones make). Returns self."""
-        import torch
-        from basicsr.utils.registry import MODEL_REGISTRY
-
         opt = self.opt
         preflight.check_launcher(self.launcher)
         if opt.get('num_gpu', 0) not in (0, 'auto') and not torch.cuda.is_available():
@@ -145,6 +148,8 @@ class RunOptions:
                        'run on the CPU')
         if self.is_train:
             preflight.check_numbers(opt)
+            preflight.check_patch_size(opt)
+            preflight.check_patch_fits_networks(opt)
         else:
             data_checks.leave_out_missing_test_sets(opt, self.path, self.notes)
         networks = preflight.check_networks(opt)  # before the data: a scale the network lacks explains LR sizes
@@ -189,8 +194,6 @@ class RunOptions:
         prefetcher's stream, pinned memory) and the GPU step settings a CPU runs slower (``CPU_STEP``) unless
         ``--force_yml`` set them; without DataLoader workers, persistent workers (torch refuses them). Returns a note
         per change, after the checks' own notes."""
-        import torch
-
         notes = list(self.notes)
         for phase, ds in (self.opt.get('datasets') or {}).items():
             if ds.get('persistent_workers') and not ds.get('num_worker_per_gpu'):
@@ -218,10 +221,6 @@ class RunOptions:
     def to_basicsr(self, root):
         """(opt, args) as BasicSR's ``parse_options(root, is_train)`` makes them from the command line: distributed
         init, seeding (seed + rank), derived paths under ``root``."""
-        import torch
-        from basicsr.utils import set_random_seed
-        from basicsr.utils.dist_util import get_dist_info, init_dist
-
         opt = copy.deepcopy(self.opt)
         if self.launcher == 'none':
             opt['dist'] = False
@@ -250,7 +249,6 @@ class RunOptions:
             if value is not None and ('resume_state' in key or 'pretrain_network' in key):
                 opt['path'][key] = os.path.expanduser(value)
         if self.is_train:
-            from ..files.experiment import Experiment
 
             exp = Experiment(opt['name'], root)
             opt['path'].update(experiments_root=exp.folder, models=exp.models, training_states=exp.training_states,

@@ -13,14 +13,15 @@ read alike.
 """
 import ast
 import fnmatch
+from typing import Any, Optional
+
+from basicsr.utils.options import _postprocess_yml_value
 
 from ..errors import OptionsError
 
 
-def basicsr_value(text):
+def basicsr_value(text: str) -> Any:
     """``text`` as BasicSR's ``--force_yml`` reads it, plus the numbers it leaves as text."""
-    from basicsr.utils.options import _postprocess_yml_value
-
     text = text.strip()
     if text.startswith('['):  # BasicSR eval()s a list; the same literals, without running anything
         try:
@@ -205,7 +206,7 @@ KEYS = (
 )
 
 
-def kind_of(keys):
+def kind_of(keys: str) -> Optional['Kind']:
     """The Kind the table gives the key path ``keys`` ('a:b:c'), or None."""
     for pattern, kind in KEYS:
         if pattern.count(':') == keys.count(':') and fnmatch.fnmatchcase(keys, pattern):
@@ -221,7 +222,7 @@ def _accepted(kind, value, reason, where):
         raise OptionsError(reason, where) from None
 
 
-def check_values(opt, path):
+def check_values(opt: dict, path: str) -> None:
     """Every value of the options that the table knows, checked (the yml's own and the overridden alike)."""
     def walk(node, prefix):
         for key, value in node.items():
@@ -234,7 +235,7 @@ def check_values(opt, path):
     walk(opt, '')
 
 
-def typed_value(text, current, entry='force_yml'):
+def typed_value(text: str, current: Any, entry: str = 'force_yml') -> Any:
     """The value of an override of a key the table does not know, of the type the yml's own value has: a number
     stays a number (a fraction where the yml has 0 is a fraction), a bool a bool, a string a string (``~`` clears
     it), a list a list; a key the yml leaves empty takes the value as BasicSR reads it."""
@@ -269,7 +270,7 @@ def typed_value(text, current, entry='force_yml'):
     return None if value is None else text.strip()  # a string: the text as typed
 
 
-def override_value(keys, text, current, entry):
+def override_value(keys: str, text: str, current: Any, entry: str) -> Any:
     """The value ``--force_yml keys=text`` sets: by the table where it knows the key, else by the yml's type."""
     kind = kind_of(keys)
     if kind is None:

@@ -9,6 +9,10 @@ import shutil
 import sys
 from contextlib import contextmanager, nullcontext
 
+import basicsr.test
+import basicsr.train
+import basicsr.utils.misc as misc
+
 from ..files.locks import owned
 from .results import recording
 
@@ -31,8 +35,6 @@ def _archiving_undone_on_failure(module):
     (a dataset that cannot be read, a network that cannot be built, Ctrl-C) before the run saved anything, the
     folders it made are removed and the archived ones put back, so a failing rerun leaves the user's trained
     experiment exactly as it was. A run that saved a model or training state keeps its folder."""
-    import basicsr.utils.misc as misc
-
     original, made = misc.mkdir_and_rename, []
 
     def mkdir_and_rename(path):
@@ -67,12 +69,8 @@ def run_pipeline(run, root=None):
     root = root or os.getcwd()
     for note in run.cpu_adjustments():
         print(f'note: {note}', file=sys.stderr)
-    if run.is_train:
-        import basicsr.train as module
-        pipeline = module.train_pipeline
-    else:
-        import basicsr.test as module
-        pipeline = module.test_pipeline
+    module = basicsr.train if run.is_train else basicsr.test
+    pipeline = module.train_pipeline if run.is_train else module.test_pipeline
     rank = int(os.environ.get('RANK', '0'))  # under torchrun every rank runs this; the first one holds the folder
     holder = owned(os.path.join(root, 'experiments' if run.is_train else 'results'), run.name) if rank == 0 \
         else nullcontext()

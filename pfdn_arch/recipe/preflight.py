@@ -9,7 +9,17 @@ import difflib
 import inspect
 import os
 
+import torch
+
+from basicsr.models import lr_scheduler
+from basicsr.utils import registry as r
+from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+
+from ..archs import spec_named
+from ..archs.convert import unwrap_state_dict
 from ..errors import CheckpointError, OptionsError, installed
+from ..files.checkpoints import load_checkpoint, load_into, read_checkpoint_file
+from ..files.experiment import Experiment
 
 # what each launcher reads from the environment (BasicSR's init_dist indexes them)
 LAUNCHER_ENV = {'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
@@ -29,8 +39,6 @@ def check_launcher(launcher):
 
 def arch_class(opt, key):
     """The registered class of ``opt[key]['type']`` (checked to exist by RunOptions), or None."""
-    from basicsr.utils.registry import ARCH_REGISTRY
-
     net = opt.get(key)
     if not isinstance(net, dict) or net.get('type') not in ARCH_REGISTRY:
         return None
@@ -87,8 +95,6 @@ def check_networks(opt):
 def check_scheduler(opt):
     """The scheduler BasicSR's models build (MultiStepLR/MultiStepRestartLR or CosineAnnealingRestartLR) takes the
     yml's arguments, and its lists agree in length (BasicSR asserts it)."""
-    from basicsr.models import lr_scheduler
-
     sched = (opt.get('train') or {}).get('scheduler')
     if not isinstance(sched, dict):
         return
@@ -124,8 +130,6 @@ BASICSR_OPTIMIZERS = ('Adam',)
 
 def check_optimizers(opt, model_cls):
     """``train.optim_*``: a type the model builds, with arguments its torch optimizer takes."""
-    import torch
-
     kinds = getattr(model_cls, 'optimizers', BASICSR_OPTIMIZERS)
     for key, section in (opt.get('train') or {}).items():
         if not (key.startswith('optim_') and isinstance(section, dict)):
@@ -140,8 +144,6 @@ def check_optimizers(opt, model_cls):
 
 def check_losses(opt):
     """``train.*_opt`` losses (BasicSR builds each from its section; the NCC term's taps are PFDNModel's own)."""
-    from basicsr.utils.registry import LOSS_REGISTRY
-
     for key, section in (opt.get('train') or {}).items():
         if not (key.endswith('_opt') and key != 'ncc_opt' and isinstance(section, dict)
                 and section.get('type') in LOSS_REGISTRY):
@@ -153,8 +155,6 @@ def check_losses(opt):
 def check_metrics(opt):
     """``val.metrics``: each metric function gets the arguments it needs (BasicSR calls it after every validation,
     that is after training)."""
-    from basicsr.utils.registry import METRIC_REGISTRY
-
     metrics = (opt.get('val') or {}).get('metrics') or {}
     for name, section in metrics.items() if isinstance(metrics, dict) else ():
         if isinstance(section, dict) and section.get('type') in METRIC_REGISTRY:
@@ -174,9 +174,7 @@ def check_tensorboard(opt, name):
 def check_checkpoint_fits(model_cls, net_cls, net_args, path, param_key, strict):
     """The checkpoint loads into the network the yml describes, the way its model will load it (``check_checkpoint``
     of the model class, where it has one; BasicSR's ``load_network`` otherwise): built on the CPU, nothing logged."""
-    import torch
 
-    from ..files.checkpoints import load_checkpoint, load_into
 
     with torch.device('cpu'):
         net = net_cls(**net_args)
@@ -187,56 +185,60 @@ def check_checkpoint_fits(model_cls, net_cls, net_args, path, param_key, strict)
     load_into(net, load_checkpoint(path, param_key or 'params'), path, strict=strict)
 
 
+def _whole(value, where, least):
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise OptionsError(f'must be a whole number of at least {least}, got {value!r}', where)
+
+
 def check_numbers(opt):
-    """The numbers of a training run that BasicSR takes as they come: a run of no iterations saves an untrained
-    network as if it had trained; a patch that is not a multiple of the scale, or smaller than PFDN's smallest
-    input, fails deep in the model."""
-    from ..archs.esa import MIN_INPUT_SIZE
-
-    opt, scale = opt, opt['scale']
-
-    def integer(value, where, least):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise OptionsError(f'must be a whole number of at least {least}, got {value!r}', where)
-    integer(opt['train']['total_iter'], 'train.total_iter', 1)
-    integer(scale, 'scale', 1)
+    """The counts of a training run that BasicSR takes as they come: a run of no iterations saves an untrained
+    network as if it had trained; a batch of none or a negative worker count fails deep in the loader."""
+    _whole(opt['train']['total_iter'], 'train.total_iter', 1)
+    _whole(opt['scale'], 'scale', 1)
     ds = opt['datasets']['train']
     for key, least in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0)):
         if key in ds:
-            integer(ds[key], f'datasets.train.{key}', least)
-    gt_size = ds.get('gt_size')
-    if gt_size is not None:
-        integer(gt_size, 'datasets.train.gt_size', scale)
-        if gt_size % scale:
-            raise OptionsError(f'{gt_size} is not a multiple of the scale {scale} (the LR patch is gt_size / '
-                               f'scale): use {gt_size - gt_size % scale} or {gt_size - gt_size % scale + scale}',
-                               'datasets.train.gt_size')
-        nets = [opt.get(k) or {} for k in ('network_g', 'network_t')]
-        if any(n.get('type') == 'PFDN' for n in nets) and gt_size // scale < MIN_INPUT_SIZE:
-            raise OptionsError(f'{gt_size} makes LR patches of {gt_size // scale} pixels, smaller than PFDN\'s '
-                               f'smallest input ({MIN_INPUT_SIZE}): use at least {MIN_INPUT_SIZE * scale}',
-                               'datasets.train.gt_size')
+            _whole(ds[key], f'datasets.train.{key}', least)
+
+
+def check_patch_size(opt):
+    """An HR patch that is not a multiple of the scale has no LR patch (the LR patch is gt_size / scale)."""
+    gt_size, scale = opt['datasets']['train'].get('gt_size'), opt['scale']
+    if gt_size is None:
+        return
+    _whole(gt_size, 'datasets.train.gt_size', scale)
+    if gt_size % scale:
+        raise OptionsError(f'{gt_size} is not a multiple of the scale {scale} (the LR patch is gt_size / '
+                           f'scale): use {gt_size - gt_size % scale} or {gt_size - gt_size % scale + scale}',
+                           'datasets.train.gt_size')
+
+
+def check_patch_fits_networks(opt):
+    """Each network's own needs of the training patches (its spec's ``check_options``: PFDN's smallest input),
+    said before the model fails on them."""
+    for key in ('network_g', 'network_t'):
+        spec = spec_named((opt.get(key) or {}).get('type'))
+        why = spec and spec.check_options(opt['datasets']['train'].get('gt_size'), opt['scale'])
+        if why:
+            raise OptionsError(why, 'datasets.train.gt_size')
 
 
 def check_resumable_form(opt, name):
     """Resuming restores the optimizer of the saved network; a network of the other form (``network_g.deploy``
     switched since) has other parameters, and BasicSR would fail in the optimizer."""
-    if (opt['network_g'] or {}).get('type') != 'PFDN':
+    spec = spec_named((opt['network_g'] or {}).get('type'))
+    if spec is None:
         return
-    from ..archs.convert import is_training_form, unwrap_state_dict
-    from ..files.checkpoints import read_checkpoint_file
-    from ..files.experiment import Experiment
-
     exp = Experiment(name)
     saved = next(iter(exp.saved_iters()), None)
     if saved is None or not os.path.isfile(exp.network(saved)):
         return
     try:
-        trained_deployed = not is_training_form(unwrap_state_dict(read_checkpoint_file(exp.network(saved))))
+        trained_deployed = spec.deployed(unwrap_state_dict(read_checkpoint_file(exp.network(saved))))
     except CheckpointError:
         return  # a damaged save: resuming sets it aside and says so
     deploy = bool(opt['network_g'].get('deploy', False))
-    if trained_deployed != deploy:
+    if trained_deployed is not None and trained_deployed != deploy:
         raise OptionsError(f'{exp.folder} was trained with network_g.deploy: {str(trained_deployed).lower()}, and '
                            f'these options say {str(deploy).lower()}: its saved optimizer cannot continue another '
                            'form. Set it back, or start a new run (another name, with path.pretrain_network_g '
@@ -246,8 +248,6 @@ def check_resumable_form(opt, name):
 def check_registered(opt, is_train, path):
     """Every ``type`` the yml names is in BasicSR's registry of its kind (BasicSR raises a KeyError otherwise,
     after the experiment folder was made)."""
-    from basicsr.utils import registry as r
-
     wanted = [('model_type', r.MODEL_REGISTRY, opt.get('model_type'))]
     wanted += [(f'{k}.type', r.ARCH_REGISTRY, opt[k].get('type')) for k in ('network_g', 'network_d', 'network_t')
                if isinstance(opt.get(k), dict)]
@@ -294,8 +294,6 @@ def check_param_keys(opt, is_train, key, path):
     the released weights) and BasicSR's {'params', 'params_ema'} alike; BasicSR's own models index the file
     with ``param_key`` (falling back from a missing one to 'params' only), and with EMA on also ask for
     'params_ema'."""
-    from ..files.checkpoints import read_checkpoint_file
-
     net = key[len('pretrain_'):]  # network_g, network_t, ...
     key_name = f"param_key_{net.split('_')[-1]}"
     param_key = (opt.get('path') or {}).get(key_name, 'params')
@@ -324,8 +322,6 @@ def check_param_keys(opt, is_train, key, path):
 def loads_bare_state_dicts(opt):
     """Whether the model class loads bare state dicts (PFDNModel and its subclasses say so with
     ``loads_bare_state_dicts``); BasicSR's models do not."""
-    from basicsr.utils.registry import MODEL_REGISTRY
-
     try:
         model = MODEL_REGISTRY.get(opt.get('model_type'))
     except KeyError:

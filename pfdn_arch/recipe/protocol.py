@@ -7,6 +7,9 @@ import cv2
 import numpy as np
 import torch
 
+from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr.utils import img2tensor, tensor2img
+
 from ..data.bicubic import bicubic_lr, bicubic_upscale
 from ..errors import DataError
 from ..files.images import list_images, read_image
@@ -14,15 +17,12 @@ from ..files.images import list_images, read_image
 
 def to_tensor(img):
     """HWC BGR uint8 or float [0, 1] image -> 1 x 3 x H x W RGB float tensor (BasicSR's ``img2tensor``)."""
-    from basicsr.utils import img2tensor
-
     img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else img
     return img2tensor(img, bgr2rgb=True, float32=True)[None]
 
 
 def to_image(tensor):
     """1 x 3 x H x W RGB tensor in [0, 1] -> HWC BGR uint8 image (BasicSR's ``tensor2img``: clipped, rounded)."""
-    from basicsr.utils import tensor2img
     return tensor2img(tensor.detach().float().cpu(), rgb2bgr=True, min_max=(0, 1))
 
 
@@ -37,8 +37,6 @@ def evaluate_folder(upscaler, hr_folder, scale=4, limit=None, bicubic=False):
     Returns:
         dict with 'psnr', 'ssim' and 'n'.
     """
-    from basicsr.metrics import calculate_psnr, calculate_ssim
-
     paths = list_images(hr_folder)[:limit]
     if not paths:
         raise DataError('no images here', hr_folder)

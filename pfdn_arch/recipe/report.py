@@ -4,8 +4,13 @@ import os
 
 import cv2
 import numpy as np
+import torch
 
-from .protocol import bicubic_upscale
+from basicsr.metrics import calculate_psnr
+
+from ..files.checkpoints import build_pfdn_from_checkpoint
+from ..files.images import list_images, read_image, write_image
+from .protocol import bicubic_lr, bicubic_upscale, evaluate_folder, to_image, to_tensor
 
 CAPTION = 22  # pixels of caption above each crop
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -30,8 +35,6 @@ def pick_crop(hr, size):
 def comparison_strip(hr, lr, sr, scale, size=160, gap=4):
     """uint8 BGR HR, LR and SR -> one image: the same detailed crop of HR, bicubic-upscaled LR and SR side by
     side, each captioned (bicubic and PFDN with their whole-image PSNR on Y, crop ``scale``)."""
-    from basicsr.metrics import calculate_psnr
-
     bic = bicubic_upscale(lr, scale)
     h = min(hr.shape[0], sr.shape[0], bic.shape[0])
     w = min(hr.shape[1], sr.shape[1], bic.shape[1])
@@ -111,11 +114,7 @@ def schedule_report(stages, out_dir, score_folder, score_label, val_hr=None, sca
     (Markdown lines), ``psnr.png`` (every stage's validation PSNR, the bicubic line of the validation set) and
     ``comparison.png`` (HR | bicubic | PFDN of the first image), written into ``out_dir``. ``stages`` are
     (Experiment, total_iter) in order; ``scale`` the networks'. Returns (lines, [written files])."""
-    import torch
 
-    from ..files.checkpoints import build_pfdn_from_checkpoint
-    from ..files.images import list_images, read_image, write_image
-    from .protocol import bicubic_lr, evaluate_folder, to_image, to_tensor
 
     final = stages[-1][0]
     ckpt = final.network('latest', deployed=True)

@@ -13,8 +13,14 @@ import json
 import os
 from contextlib import contextmanager
 
+import basicsr.test
+import basicsr.train
+
 from ..files.atomic import write_text
 from ..files.experiment import Experiment, read_history
+from ..files.images import write_image
+from .protocol import to_image
+from .report import comparison_strip
 
 TABLE = 'results.md'
 
@@ -68,9 +74,6 @@ class Recorder:
             return
         if getattr(model, 'gt', None) is None or not lq_path:
             return
-        from ..files.images import write_image
-        from .protocol import to_image
-        from .report import comparison_strip
 
         name = os.path.splitext(os.path.basename(lq_path))[0]
         strip = comparison_strip(to_image(model.gt), to_image(model.lq), to_image(model.output), self.opt['scale'])
@@ -87,9 +90,6 @@ class Recorder:
 def recording(is_train):
     """While the block runs, every model BasicSR's train (or test) pipeline builds records its validations.
     Yields a list that receives the run's Recorder."""
-    import basicsr.test
-    import basicsr.train
-
     module = basicsr.train if is_train else basicsr.test
     build_model = module.build_model
     recorders = []

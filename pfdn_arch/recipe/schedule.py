@@ -13,7 +13,9 @@ import sys
 import time
 
 from ..errors import PFDNError
+from ..files.atomic import write_text
 from ..files.experiment import Experiment
+from .stages import stage_work
 
 OUTCOME_ENV = 'PFDN_OUTCOME'
 POLL_SECONDS = 2.0
@@ -32,7 +34,6 @@ def write_outcome(status, error=None):
     path = os.environ.get(OUTCOME_ENV)
     if not path:
         return
-    from ..files.atomic import write_text
 
     record = {'status': status}
     if error is not None:
@@ -53,8 +54,6 @@ class Schedule:
         self.stages, self.logs, self.say = stages, logs, say
 
     def run(self, overrides=(), verbose=False):
-        from .stages import stage_work
-
         os.makedirs(self.logs, exist_ok=True)
         start, work_done, n = time.time(), 0, len(self.stages)
         work = [stage_work(opt) for _, opt in self.stages]

@@ -4,11 +4,13 @@ costs, and the smoke profile (the same stages scaled down to a CPU and built-in 
 import copy
 import os
 
+from ..data.lmdb_store import gt_lmdb_name
+from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark
 from ..errors import OptionsError
-from ..files.locations import option_file
+from ..files.locations import DEFAULT_SCHEDULE, option_file
+from ..files.samples import write_samples
 from .options import read_yml
 
-DEFAULT_SCHEDULE = os.path.join('options', 'schedule_pfdn_x4.yml')
 # smoke profile: HR patch (LR = HR / 4; PFDN needs LR >= 15), iterations and batch per stage; stage 1 gets most
 # of the few minutes so that the deployed result beats bicubic
 SMOKE_GT_SIZES = (96, 112, 128, 144, 160)
@@ -39,10 +41,6 @@ def make_smoke_data(root=SMOKE_ROOT, scale=4):
     """Paired decoded LMDBs of the built-in photos (whole images; x``scale`` LR by MATLAB-style bicubic) for
     ``PairedCropDataset``, plus a small validation set. Reuses what exists, so it is made once; every step
     continues an interrupted one."""
-    from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark
-    from ..files.samples import write_samples
-    from ..data.lmdb_store import gt_lmdb_name
-
     gt_lmdb = os.path.join(root, gt_lmdb_name('train_HR.lmdb', scale))
     lr = os.path.join(root, f'train_LR_X{scale}')
     lq_lmdb = lr + '.lmdb'

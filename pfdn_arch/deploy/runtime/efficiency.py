@@ -14,11 +14,16 @@ The online training form computes each RRRB with a functional conv that module h
 training form is counted in its explicit branch-by-branch computation (its true multi-branch cost).
 """
 import copy
+import ctypes
+import multiprocessing
 import statistics
 import time
 
 import torch
 from torch import nn
+
+from ...archs import spec_named
+from .choose import make_runner
 
 
 def count_ops(net, x):
@@ -74,8 +79,6 @@ def cpu_peak_bytes(net, size, backend='torch', dtype='fp32', threads=None):
     """Peak resident-memory growth of one CPU forward of ``net`` at LR ``size``, measured in a fresh child process
     so that nothing changes in this one (the measurement needs glibc's malloc settings changed). The training form
     runs branch by branch. None where Linux's /proc is not available."""
-    import multiprocessing
-
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     options = dict(upscale=net.upscale, num_in_ch=net.num_in_ch, deploy=net.deploy)
     with multiprocessing.get_context('spawn').Pool(1) as pool:
@@ -84,15 +87,10 @@ def cpu_peak_bytes(net, size, backend='torch', dtype='fp32', threads=None):
 
 
 def _child_peak_bytes(state, options, size, backend, dtype, threads):
-    from ..archs import PFDN
-    from ..archs.convert import infer_pfdn_options
-
     torch.set_num_threads(threads)
-    net = PFDN(**dict(infer_pfdn_options(state), **options))
-    net.load_state_dict(state)
+    net = spec_named('PFDN').build(state, **options)
     net = measured_form(net.eval())
     if net.deploy:
-        from .backends import make_runner
         net = make_runner(net, backend, 'cpu', dtype, warn=lambda m: None)
     x = torch.rand(1, options['num_in_ch'], *size)
     try:
@@ -121,7 +119,6 @@ def _release_freed_memory():
     """glibc keeps freed blocks (and raises its mmap threshold after big frees), which hides later growth: fix
     the threshold so tensors are mmapped and returned on free, and trim the heap. Only ever called in the child
     process of ``cpu_peak_bytes``."""
-    import ctypes
     try:
         libc = ctypes.CDLL('libc.so.6')
         libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD

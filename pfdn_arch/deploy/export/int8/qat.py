@@ -2,8 +2,8 @@
 (``models/qat_model.py``, ``options/qat_pfdn_x4.yml``) trains, and what ``basicsr export --int8`` turns into an
 OpenVINO IR and a QDQ ONNX when the checkpoint holds it.
 
-The network is the deployed PFDN in the graph form the runtimes run (``formats.graph_form``: no channel split per
-block), quantized as the post-training quantization does (``int8.py``: the same ops in float, the same ranges), so a
+The network is the deployed PFDN in the graph form the runtimes run (its spec's ``graph_form``: no channel split per
+block), quantized as the post-training quantization does (``ptq.py``: the same ops in float, the same ranges), so a
 QAT checkpoint exports to the same int8 graph as PTQ, with trained weights and ranges.
 
 A QAT checkpoint is BasicSR's ``{'params': ...}`` holding the float weights in the released layout (any PFDN loads
@@ -16,12 +16,11 @@ import json
 
 import torch
 
-from ..errors import CheckpointError
-from ..files.checkpoints import QAT_KEY as KEY
-from .quantization import need, settings
-
-# the torch names of the ops quantization.FLOAT_OPS keeps in float (the attention's gating multiply, the residual additions)
-TORCH_FLOAT_OPS = ['mul', '__mul__', 'add', '__add__', '__iadd__', '__radd__']
+from ....archs import spec_for
+from ....errors import CheckpointError
+from ....files.checkpoints import QAT_KEY as KEY
+from ...runtime.onnx_graph import export_module
+from .config import need, settings
 
 
 def fake_quantized(net, crops):
@@ -30,13 +29,12 @@ def fake_quantized(net, crops):
     need('nncf')
     import nncf
 
-    from .formats import graph_form
-
-    graph = graph_form(net)
+    spec = spec_for(net)
+    graph = spec.graph_form(net)
     device = next(graph.parameters()).device
     data = nncf.Dataset([torch.as_tensor(c).to(device) for c in crops])
     return nncf.quantize(graph, data, subset_size=len(crops), **settings(),
-                         ignored_scope=nncf.IgnoredScope(types=TORCH_FLOAT_OPS, validate=False))
+                         ignored_scope=nncf.IgnoredScope(types=list(spec.float_ops['torch']), validate=False))
 
 
 def quantizer_state(qnet, record):
@@ -56,11 +54,9 @@ def restored(net, state, path=None):
     need('nncf')
     import nncf.torch
 
-    from .formats import graph_form
-
     try:
         config = json.loads(state['nncf_config'], object_hook=_decode)
-        qnet = nncf.torch.load_from_config(graph_form(net), config)
+        qnet = nncf.torch.load_from_config(spec_for(net).graph_form(net), config)
         own = qnet.state_dict()
         quantizers = state['quantizers']
         missing = [k for k in own if k not in quantizers and k not in set(_float_keys(qnet))]
@@ -75,13 +71,9 @@ def restored(net, state, path=None):
     return qnet
 
 
-def record_of(state):
-    return json.loads(state.get('record') or '{}')
-
-
 def float_state_dict(qnet):
     """``qnet``'s float weights in the released (deployed) layout: the graph form's split convolutions joined
-    back, exactly (the inverse of ``formats.SplitPFDB``)."""
+    back, exactly (the inverse of ``archs.pfdn_graph.SplitPFDB``)."""
     sd = {k: v.detach().cpu() for k, v in qnet.state_dict().items() if k in set(_float_keys(qnet))}
     out = {}
     blocks = {k.split('.')[0] for k in sd if '.conv1_partial.' in k}
@@ -104,8 +96,6 @@ def export_qdq(qnet, path, opset=17, sample_size=(64, 64)):
     """``qnet`` as a QDQ ONNX (QuantizeLinear/DequantizeLinear pairs: what ONNX Runtime, TensorRT and NPUs take,
     and OpenVINO reads as int8) with dynamic batch, height and width, written atomically."""
     from nncf.torch.quantization.layers import BaseQuantizer, QuantizerExportMode
-
-    from .formats import export_module
 
     qnet = qnet.cpu().eval()
     for m in qnet.modules():

@@ -1,4 +1,4 @@
-"""Upscaling images with a deployed PFDN on any backend (``backends``): whole images or tiles (``tiles``), in
+"""Upscaling images with a deployed PFDN on any backend (``choose``): whole images or tiles (``tiles``), in
 batches, any image layout:
 - grayscale: replicated to RGB for the network, the result converted back to one channel;
 - RGBA / grey+alpha: colour through PFDN, alpha upscaled separately by bicubic interpolation;
@@ -7,12 +7,14 @@ batches, any image layout:
 Tiles bound memory: they run a row of tiles (a band) at a time; rows no later band touches are finished and written
 into the result in its own dtype, so what is held is the result (uint8/uint16) plus one band of float rows.
 """
+from typing import Callable, List, Sequence, Tuple
+
 import cv2
 import numpy as np
 import torch
 
-from ..archs.esa import MIN_INPUT_SIZE
-from ..errors import OptionsError
+from ...archs import PFDN_SPEC
+from ...errors import OptionsError
 from .tiles import ramp, window_starts
 
 BYTES_PER_LR_PIXEL = 2048  # a whole-image forward holds about this much per LR pixel (features, output): estimates
@@ -23,7 +25,7 @@ class Upscaler:
     ``upscale_image(s)`` for images as OpenCV holds them.
 
     Args:
-        runner (callable): a backend runner (``backends.make_runner``) or any module mapping LR to SR
+        runner (callable): a backend runner (``choose.make_runner``) or any module mapping LR to SR
             with an attribute ``upscale``.
         tile (int): LR tile side; 0 runs the whole image. tile_overlap (int): LR pixels shared by neighbours.
         batch (int): tiles (and, in ``upscale_images``, same-size images) run this many at a time.
@@ -31,18 +33,18 @@ class Upscaler:
 
     def __init__(self, runner, tile=0, tile_overlap=16, batch=1):
         self.runner, self.scale = runner, runner.upscale
-        if tile and tile < MIN_INPUT_SIZE:
-            raise OptionsError(f"must be at least {MIN_INPUT_SIZE} (PFDN's smallest input), got {tile}", 'tile')
+        if tile and tile < PFDN_SPEC.min_input:
+            raise OptionsError(f"must be at least {PFDN_SPEC.min_input} (PFDN's smallest input), got {tile}", 'tile')
         if tile and not 0 <= tile_overlap < tile // 2:
             raise OptionsError(f'must be in 0..{tile // 2 - 1} for tile {tile}, got {tile_overlap}', 'tile_overlap')
         if batch < 1:
             raise OptionsError(f'must be at least 1, got {batch}', 'batch')
         self.tile, self.overlap, self.batch = tile, tile_overlap, batch
 
-    def tiled(self, h, w):
+    def tiled(self, h: int, w: int) -> bool:
         return bool(self.tile) and (h > self.tile or w > self.tile)
 
-    def memory_needed(self, h, w, channels=3, itemsize=1):
+    def memory_needed(self, h: int, w: int, channels: int = 3, itemsize: int = 1) -> int:
         """Bytes an image of LR size h x w takes to upscale: the result in its own dtype, plus the whole-image
         forward, or one band of tiles (float rows of the result, the tiles' forwards)."""
         s = self.scale
@@ -101,12 +103,12 @@ class Upscaler:
             rows_done(y * s, band[:, :end - y * s])
             carry = band[:, end - y * s:]
 
-    def upscale_image(self, img):
+    def upscale_image(self, img: np.ndarray) -> np.ndarray:
         """numpy image as cv2 reads it with IMREAD_UNCHANGED -> upscaled image of the same layout and depth."""
         return self.upscale_images([img])[0]
 
     @torch.inference_mode()
-    def upscale_images(self, imgs):
+    def upscale_images(self, imgs: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Several images; those of one size run as one batch (up to ``batch``); tiled ones one at a time, into a
         result of their own dtype."""
         outs = [None] * len(imgs)
@@ -121,7 +123,7 @@ class Upscaler:
         return outs
 
     @torch.inference_mode()
-    def run_images(self, imgs):
+    def run_images(self, imgs: Sequence[np.ndarray]) -> List[Callable[[], np.ndarray]]:
         """Run same-size images as one batch (or one tiled image); returns, per image, a call that turns its
         result into pixels of its layout and depth, so that this (CPU work without the network) can be done
         elsewhere, e.g. on the thread that encodes the result."""
@@ -163,7 +165,7 @@ def layout(img):
     return peak, channels in (1, 2), channels in (2, 4)
 
 
-def to_network(img):
+def to_network(img: np.ndarray) -> Tuple[torch.Tensor, tuple]:
     """cv2 image (gray, gray+alpha, BGR, BGRA; 8 or 16 bit) -> (1 x 3 x h x w RGB float tensor, how to undo it)."""
     peak, gray, _ = layout(img)
     colour = img if img.ndim == 2 else img[..., :1] if gray else img[..., :3]
@@ -179,7 +181,7 @@ def to_pixels(rgb, peak, gray, dtype):
     return cv2.cvtColor(out, cv2.COLOR_BGR2GRAY) if gray else out
 
 
-def from_network(sr, how, img):
+def from_network(sr: torch.Tensor, how: tuple, img: np.ndarray) -> np.ndarray:
     """3 x H x W SR tensor -> image of ``img``'s layout and depth (alpha upscaled by bicubic interpolation)."""
     peak, gray = how
     out = to_pixels(sr.numpy().transpose(1, 2, 0), peak, gray, img.dtype)

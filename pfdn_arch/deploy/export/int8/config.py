@@ -1,10 +1,9 @@
-"""How PFDN is quantized to int8, shared by post-training quantization (``int8.py``) and the network quantization-aware
-fine-tuning trains (``fake_quant.py``): NNCF's settings, the ops kept in float (docs/int8.md), the CPU check that
-picks NNCF's overflow fix, and the one check that the optional packages are there.
+"""How PFDN is quantized to int8, shared by post-training quantization (``ptq.py``) and the network
+quantization-aware fine-tuning trains (``qat.py``): NNCF's settings, the CPU check that picks NNCF's overflow fix,
+and the one check that the optional packages are there. The ops kept in float are the architecture's (its spec's
+``float_ops``, docs/int8.md).
 """
-from ..errors import require
-
-FLOAT_OPS = {'openvino': ['Multiply', 'Add'], 'onnx': ['Mul', 'Add']}  # kept in float (docs/int8.md)
+from ....errors import require
 
 
 def need(module):

@@ -11,12 +11,22 @@ int8 minus fp32.
 import json
 import os
 import tempfile
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
+import torch
 
-from ..errors import PFDNError, require
-from .quantization import FLOAT_OPS, need, settings  # noqa: F401 (int8's settings, also used by QAT)
+from ....archs import spec_for
+from ....errors import PFDNError, require
+from ....files.atomic import write_bytes, write_text
+from ....files.images import list_images, read_image
+from ....files.samples import sample_image
+from ...runtime.model_file import file_runner
+from ...runtime.onnx_graph import onnx_model_file
+from .config import need, settings
+from .qat import export_qdq, restored
+from .record import state_record, versions
 
 CHECK_PHOTOS = ('astronaut.png', 'chelsea.png')  # the loss is measured on these; never calibration images
 CALIBRATION_PHOTOS = ('coffee.png', 'rocket.jpg', 'ihc.png', 'hubble_deep_field.jpg', 'motorcycle_left.png',
@@ -38,15 +48,13 @@ def _downscale(hr, scale):
 
 def _photo(name):
     require('skimage', 'int8 calibration and checking on the built-in photos', 'train', 'scikit-image')
-    from ..files.samples import sample_image
     return sample_image(name)
 
 
-def calibration_crops(folder=None, scale=4, count=64, size=64, seed=0):
+def calibration_crops(folder: Optional[str] = None, scale: int = 4, count: int = 64, size: int = 64,
+                      seed: int = 0) -> Tuple[List[np.ndarray], str]:
     """``count`` LR crops of ``size`` px, as 1 x 3 x size x size float RGB arrays: from the images of ``folder``
     (LR inputs as the user has them), else from the built-in calibration photos downscaled x``scale``."""
-    from ..files.images import list_images, read_image
-
     if folder:
         images = [read_image(p) for p in list_images(folder)]
         if not images:
@@ -68,7 +76,7 @@ def calibration_crops(folder=None, scale=4, count=64, size=64, seed=0):
     return crops, source
 
 
-def psnr_y(sr, hr, crop):
+def psnr_y(sr: np.ndarray, hr: np.ndarray, crop: int) -> float:
     """PSNR on the Y channel (ITU-R BT.601, as BasicSR's test_y_channel), ``crop`` border pixels left out."""
     def y(img):
         img = img.astype(np.float64) / 255.0
@@ -78,7 +86,7 @@ def psnr_y(sr, hr, crop):
     return float('inf') if mse == 0 else float(10 * np.log10(1.0 / mse))
 
 
-def check_psnr(run, scale=4):
+def check_psnr(run, scale: int = 4) -> float:
     """Mean PSNR (Y, crop ``scale``) of ``run`` (1x3xhxw float array -> 1x3xHxW array) on the check photos."""
     scores = []
     for name in CHECK_PHOTOS:
@@ -89,7 +97,7 @@ def check_psnr(run, scale=4):
     return float(np.mean(scores))
 
 
-def quantize(net, crops, folder):
+def quantize(net: torch.nn.Module, crops: List[np.ndarray], folder: str) -> tuple:
     """(OpenVINO int8 model, QDQ ONNX model path) of the deployed ``net``, calibrated on ``crops``; files in
     ``folder``."""
     for module in ('nncf', 'openvino', 'onnx'):
@@ -98,43 +106,30 @@ def quantize(net, crops, folder):
     import onnx
     import openvino as ov
 
-    from .backends import onnx_model_file
-
+    float_ops = spec_for(net).float_ops
     fp32_onnx = onnx_model_file(net, folder)
     data = nncf.Dataset(crops)
     ov_int8 = nncf.quantize(ov.Core().read_model(fp32_onnx), data, subset_size=len(crops),
-                            ignored_scope=nncf.IgnoredScope(types=FLOAT_OPS['openvino'], validate=False), **settings())
+                            ignored_scope=nncf.IgnoredScope(types=list(float_ops['openvino']), validate=False),
+                            **settings())
     qdq = nncf.quantize(onnx.load(fp32_onnx), nncf.Dataset([{'lr': c} for c in crops]), subset_size=len(crops),
-                        ignored_scope=nncf.IgnoredScope(types=FLOAT_OPS['onnx'], validate=False), **settings())
+                        ignored_scope=nncf.IgnoredScope(types=list(float_ops['onnx']), validate=False), **settings())
     qdq_path = os.path.join(folder, 'qdq.onnx')
     onnx.save(qdq, qdq_path)
     return ov_int8, qdq_path
 
 
-def _versions():
-    import importlib.metadata as md
-    out = {}
-    for dist in ('nncf', 'openvino', 'onnx', 'onnxruntime', 'torch', 'pfdn'):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def write_int8(net, out_dir, name, calibration=None, threads=None, crops=64, qat=None):
+def write_int8(net: torch.nn.Module, out_dir: str, name: str, calibration: Optional[str] = None,
+               threads: Optional[int] = None, crops: int = 64, qat: Optional[dict] = None) -> Tuple[dict, dict]:
     """Write ``<name>_int8.xml/.bin`` (OpenVINO IR), ``<name>_int8.onnx`` (QDQ) and ``<name>_int8.json`` (how they
     were made, what each loses), atomically. The int8 model is the deployed ``net`` quantized after training
     (calibrated on ``calibration``, else the built-in photos), or, with ``qat`` (a QAT checkpoint's ``'int8'``
     entry; ``net`` holds its float weights), the network quantization-aware fine-tuning trained. Returns the
     record and the paths."""
-    import openvino as ov
-    import torch
-
-    from ..files.atomic import write_bytes, write_text
-
     for module in ('nncf', 'openvino', 'onnx'):
         need(module)
+    import openvino as ov  # optional: checked by need() above
+
     threads = threads or torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         if qat is None:
@@ -143,13 +138,12 @@ def write_int8(net, out_dir, name, calibration=None, threads=None, crops=64, qat
             made = {'model': f'PFDN x{net.upscale}, int8 (NNCF post-training quantization)',
                     'calibration': {'source': source, 'crops': len(crops), 'crop_size': 64}}
         else:
-            from .fake_quant import export_qdq, record_of, restored
-
             qdq_path = os.path.join(tmp, 'qdq.onnx')
             export_qdq(restored(net, qat), qdq_path)
             ov_int8 = ov.Core().read_model(qdq_path)  # OpenVINO reads the QDQ pairs as int8
-            made = {'model': f'PFDN x{net.upscale}, int8 (quantization-aware fine-tuning, NNCF)', **record_of(qat)}
-        paths = {'openvino': os.path.join(out_dir, f'{name}_int8.xml'), 'onnx': os.path.join(out_dir, f'{name}_int8.onnx')}
+            made = {'model': f'PFDN x{net.upscale}, int8 (quantization-aware fine-tuning, NNCF)', **state_record(qat)}
+        paths = {'openvino': os.path.join(out_dir, f'{name}_int8.xml'),
+                 'onnx': os.path.join(out_dir, f'{name}_int8.onnx')}
         # the loss is int8's against fp32 weights: QAT's against the weights it started from (its record), not
         # against its own fine-tuned float weights
         fp32 = (made.get('reference') or {}).get('fp32_check_psnr')
@@ -157,7 +151,6 @@ def write_int8(net, out_dir, name, calibration=None, threads=None, crops=64, qat
             with torch.no_grad():
                 fp32 = check_psnr(lambda x: net(torch.from_numpy(x)).numpy(), net.upscale)
         losses = {}
-        from .backends import file_runner
         # the float parts (gate, additions, biases) stay fp32 in the file, not OpenVINO's default fp16 compression
         ov.save_model(ov_int8, os.path.join(tmp, 'int8.xml'), compress_to_fp16=False)
         for kind, src in (('openvino', os.path.join(tmp, 'int8.xml')), ('onnx', qdq_path)):
@@ -180,20 +173,8 @@ def write_int8(net, out_dir, name, calibration=None, threads=None, crops=64, qat
                   'fp32_psnr': round(fp32, 4)},
         'psnr_loss_db': {kind: round(v, 4) for kind, v in losses.items()},
         'target_loss_db': TARGET_LOSS,
-        'versions': _versions(),
+        'versions': versions(),
         'scale': net.upscale,
     }
     write_text(os.path.join(out_dir, f'{name}_int8.json'), json.dumps(record, indent=1))
     return record, paths
-
-
-def record_of(model_path):
-    """The record written beside an int8 model, or None."""
-    path = os.path.splitext(model_path)[0] + '.json'
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None

@@ -1,0 +1,52 @@
+"""The deployed PFDN as the runtimes run it fastest (what ONNX, OpenVINO, int8 and QAT export): the same function
+without the partial conv's channel split and concatenation (``bench/bench_infer.py`` measures the difference)."""
+import copy
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class SplitPFDB(nn.Module):
+    """A deployed PFDB with conv1 as two convs (the channels conv3 sees, the ones that pass through) and conv2 as
+    the sum of two convs over those halves, an add the runtimes fuse into the conv: no copy of the features per
+    block.
+
+    Args:
+        block (PFDB): the deployed block whose parameters it takes (copied, detached).
+    """
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        p = block.num_partial_feat
+        self.attn = block.attn
+        w1, b1 = block.conv1.rep_conv.weight.detach(), block.conv1.rep_conv.bias.detach()
+        w2, b2 = block.conv2.rep_conv.weight.detach(), block.conv2.rep_conv.bias.detach()
+        self.conv1_partial, self.conv1_rest = _conv(w1[:p], b1[:p]), _conv(w1[p:], b1[p:])
+        self.conv3 = block.conv3.rep_conv
+        self.conv2_partial, self.conv2_rest = _conv(w2[:, :p], b2), _conv(w2[:, p:], None)
+
+    def forward(self, x):
+        x = self.attn(x)
+        head = F.leaky_relu(self.conv3(F.leaky_relu(self.conv1_partial(x), 0.05)), 0.05)
+        rest = F.leaky_relu(self.conv1_rest(x), 0.05)
+        return F.leaky_relu(self.conv2_partial(head) + self.conv2_rest(rest), 0.05) + x
+
+
+def _conv(weight, bias):
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[-1], padding=weight.shape[-1] // 2,
+                     bias=bias is not None)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return conv
+
+
+def graph_form(net: nn.Module) -> nn.Module:
+    """A copy of a deployed PFDN whose blocks are :class:`SplitPFDB` (same function, same parameters)."""
+    graph = copy.deepcopy(net).eval()
+    for block in list(graph.blocks):
+        name = next(n for n, m in graph.named_children() if m is block)
+        setattr(graph, name, SplitPFDB(block))
+    return graph

@@ -1,0 +1,42 @@
+"""Video files by name and container: the extensions read and written, what a container holds, and PyAV (FFmpeg's
+libraries in its wheels) imported once, with the one-line reason of its errors."""
+import io
+
+from ....errors import require
+
+# container by file name extension (what this writes; it reads whatever FFmpeg reads)
+MUXERS = {'.mp4': 'mp4', '.m4v': 'mp4', '.mov': 'mov', '.mkv': 'matroska', '.webm': 'webm', '.avi': 'avi',
+          '.nut': 'nut', '.ts': 'mpegts', '.m2ts': 'mpegts', '.mts': 'mpegts', '.flv': 'flv'}
+VIDEO_EXTS = tuple(MUXERS) + ('.mpg', '.mpeg', '.wmv', '.3gp', '.y4m', '.ogv', '.vob')
+
+
+def pyav():
+    return require('av', 'video input and output', 'video')
+
+
+def why(err):
+    return getattr(err, 'strerror', None) or str(err).splitlines()[0]
+
+
+def is_video(path):
+    return path.lower().endswith(VIDEO_EXTS)
+
+
+def template_stream(out, template):
+    """``out.add_stream_from_template(template)``; where the template's decoder has no encoder of its name (AV1 is
+    decoded by libdav1d), the decoder's context is copied instead (PyAV looks an encoder up by that name)."""
+    av = pyav()
+    try:
+        return out.add_stream_from_template(template)
+    except av.codec.codec.UnknownCodecError:
+        return out.add_stream_from_template(template, opaque=True)
+
+
+def codecs_held(muxer):
+    """Codec names a container format holds (empty where FFmpeg does not say: then it is not checked)."""
+    av = pyav()
+    container = av.open(io.BytesIO(), 'w', format=muxer)
+    try:
+        return set(container.supported_codecs)
+    finally:
+        container.close()

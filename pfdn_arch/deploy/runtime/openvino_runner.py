@@ -1,0 +1,69 @@
+"""The ``openvino`` backend: OpenVINO on the ONNX export (CPU), one compiled model with dynamic height and width."""
+import queue
+import tempfile
+from typing import Tuple
+
+import torch
+
+from ... import errors
+from .base import Runner, numpy_input
+from .onnx_graph import onnx_model_file
+
+
+class OpenVINORunner(Runner):
+    """OpenVINO on the ONNX export: one compiled model with dynamic height and width for every input size (as fast
+    as a statically shaped one at a fixed size, and no compilation per new size). One image at a time: the latency
+    hint, ``threads`` inference threads pinned to cores. With ``streams`` > 1 (a folder of images): the throughput
+    hint, ``streams`` single-threaded streams run by the caller's threads, so that the caller's own work (decoding,
+    encoding) does not stall a parallel region that waits for all its threads. The weights are constants of the
+    compiled model: ``refresh`` rebuilds it."""
+    name = 'openvino'
+    costs = {'cpu': (0.9, 0.0, 0.5)}
+    rebuilt_on_refresh = True
+
+    @classmethod
+    def installed(cls) -> bool:
+        return errors.installed('openvino')
+
+    @classmethod
+    def runs_on(cls, device: torch.device) -> bool:
+        return device.type == 'cpu'
+
+    @classmethod
+    def precisions(cls, device: torch.device) -> Tuple[str, ...]:
+        import openvino as ov  # optional: imported where it is used
+        return ('fp32', 'bf16') if 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES') else ('fp32',)
+
+    def __init__(self, net, device, dtype, threads, streams=1):
+        super().__init__(net, device, dtype, threads)
+        precision = 'bf16' if dtype == 'bf16' else 'f32'
+        self.streams = max(1, min(streams, threads))
+        if self.streams > 1:
+            self.config = {'PERFORMANCE_HINT': 'THROUGHPUT', 'NUM_STREAMS': self.streams,
+                           'INFERENCE_NUM_THREADS': threads, 'INFERENCE_PRECISION_HINT': precision}
+        else:
+            self.config = {'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_NUM_THREADS': threads,
+                           'ENABLE_CPU_PINNING': True, 'INFERENCE_PRECISION_HINT': precision}
+        self.refresh(net)
+
+    def refresh(self, net):
+        import openvino as ov
+
+        core = ov.Core()
+        with tempfile.TemporaryDirectory() as folder:
+            model = core.read_model(onnx_model_file(net, folder))
+        compiled = core.compile_model(model, 'CPU', self.config)
+        self.requests = queue.Queue()  # one per stream, taken by the calling thread for its forward
+        for _ in range(self.streams):
+            self.requests.put(compiled.create_infer_request())
+        self.builds += 1
+
+    def __call__(self, x):
+        self.check_input(x)
+        arr = numpy_input(x)
+        request = self.requests.get()
+        try:
+            request.infer({0: arr})
+            return torch.from_numpy(request.get_output_tensor(0).data.copy())
+        finally:
+            self.requests.put(request)

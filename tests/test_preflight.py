@@ -1,0 +1,116 @@
+"""The checks before anything is written (``recipe/preflight.py``), one mistake each, called directly on options
+as BasicSR parses them: each passes good options and names the key of a bad one in one OptionsError."""
+import copy
+
+import pytest
+import torch
+
+import pfdn_arch  # noqa: F401 (registers PFDN, PFDNModel, NCCLoss in BasicSR's registries)
+from pfdn_arch.archs import PFDN
+from pfdn_arch.errors import OptionsError
+from pfdn_arch.models import PFDNModel
+from pfdn_arch.recipe import preflight
+
+GOOD = {'scale': 4, 'model_type': 'PFDNModel', 'num_gpu': 0,
+        'network_g': {'type': 'PFDN', 'num_feat': 16, 'num_block': 1, 'num_partial_feat': 8, 'esa_channels': 8},
+        'datasets': {'train': {'gt_size': 96, 'batch_size_per_gpu': 2, 'num_worker_per_gpu': 0}},
+        'train': {'total_iter': 10, 'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.9, 0.99]},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5},
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
+        'val': {'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4}}},
+        'logger': {'use_tb_logger': False}}
+
+
+def changed(where, value):
+    """GOOD with the key path ``where`` ('a.b') set to ``value``."""
+    opt = copy.deepcopy(GOOD)
+    *path, last = where.split('.')
+    node = opt
+    for key in path:
+        node = node[key]
+    node[last] = value
+    return opt
+
+
+def refused(check, opt, where, *says, **kwargs):
+    with pytest.raises(OptionsError) as err:
+        check(opt, **kwargs)
+    assert err.value.path == where, err.value
+    assert all(s in err.value.reason for s in says), err.value.reason
+
+
+@pytest.mark.parametrize('check', [preflight.check_numbers, preflight.check_patch_size,
+                                   preflight.check_patch_fits_networks, preflight.check_scheduler,
+                                   preflight.check_losses, preflight.check_metrics, preflight.check_networks])
+def test_good_options_pass_every_check(check):
+    check(copy.deepcopy(GOOD))
+
+
+@pytest.mark.parametrize('where, value', [('train.total_iter', 0), ('train.total_iter', 2.5), ('scale', True),
+                                          ('datasets.train.batch_size_per_gpu', 0),
+                                          ('datasets.train.num_worker_per_gpu', -1)])
+def test_counts_are_whole_numbers(where, value):
+    refused(preflight.check_numbers, changed(where, value), where, 'whole number', repr(value))
+
+
+def test_a_patch_is_a_multiple_of_the_scale():
+    refused(preflight.check_patch_size, changed('datasets.train.gt_size', 98), 'datasets.train.gt_size',
+            'not a multiple of the scale 4', 'use 96 or 100')
+
+
+def test_a_patch_fits_the_network_by_its_spec():
+    refused(preflight.check_patch_fits_networks, changed('datasets.train.gt_size', 56), 'datasets.train.gt_size',
+            "PFDN's smallest input (15)", 'at least 60')
+    other = changed('datasets.train.gt_size', 56)
+    other['network_g'] = {'type': 'MSRResNet'}  # no spec: its own needs are its own
+    preflight.check_patch_fits_networks(other)
+
+
+def test_a_network_argument_the_class_lacks_is_named():
+    refused(preflight.check_networks, changed('network_g.num_feats', 16), 'network_g.num_feats', 'no argument num_feats',
+            'num_feat')
+
+
+def test_the_scale_and_the_network_agree():
+    refused(preflight.check_networks, changed('network_g.upscale', 2), 'scale', 'network_g.upscale sets 2')
+
+
+def test_a_scheduler_takes_its_own_arguments():
+    refused(preflight.check_scheduler, changed('train.scheduler.type', 'StepLR'), 'train.scheduler.type', 'StepLR')
+    refused(preflight.check_scheduler, changed('train.scheduler.periods', [5]), 'train.scheduler', 'periods')
+
+
+def test_an_optimizer_is_one_the_model_builds_with_arguments_torch_takes():
+    preflight.check_optimizers(copy.deepcopy(GOOD), PFDNModel)
+    refused(preflight.check_optimizers, changed('train.optim_g.type', 'SGD'), 'train.optim_g.type', 'SGD',
+            model_cls=PFDNModel)
+    refused(preflight.check_optimizers, changed('train.optim_g.beta', 0.9), 'train.optim_g.beta', 'betas',
+            model_cls=PFDNModel)
+
+
+def test_a_loss_and_a_metric_take_their_arguments():
+    refused(preflight.check_losses, changed('train.pixel_opt.weight', 1.0), 'train.pixel_opt.weight', 'loss_weight')
+    refused(preflight.check_metrics, changed('val.metrics.psnr', {'type': 'calculate_psnr'}), 'val.metrics.psnr',
+            'crop_border')
+
+
+def test_the_launcher_needs_its_environment(monkeypatch):
+    for key in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(OptionsError) as err:
+        preflight.check_launcher('pytorch')
+    assert err.value.path == 'launcher' and 'torchrun' in err.value.reason
+    preflight.check_launcher('none')
+
+
+def test_resuming_refuses_a_network_of_the_other_form(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    models = tmp_path / 'experiments' / 'form' / 'models'
+    models.mkdir(parents=True)
+    net = PFDN(num_feat=16, num_block=1, num_partial_feat=8, esa_channels=8)  # trained in the training form
+    torch.save({'params': net.state_dict()}, models / 'net_g_2.pth')
+    (tmp_path / 'experiments' / 'form' / 'training_states').mkdir()
+    torch.save({'iter': 2}, tmp_path / 'experiments' / 'form' / 'training_states' / '2.state')
+    preflight.check_resumable_form(changed('network_g.deploy', False), 'form')
+    refused(preflight.check_resumable_form, changed('network_g.deploy', True), 'network_g.deploy',
+            'network_g.deploy: false', name='form')
