@@ -13,10 +13,12 @@ CORE = ['torch>=2.0', 'numpy', 'opencv-python', 'pillow', 'pillow-heif', 'pyyaml
 # pkg_resources) starts only with a setuptools that has pkg_resources, which 81 removed
 TRAIN = ['basicsr==1.4.2', 'torchvision', 'lmdb', 'scikit-image', 'setuptools<81']
 EXPORT = ['safetensors', 'onnx', 'onnxruntime', 'spandrel']
-# the inference backends beyond PyTorch (pfdn_arch/deploy/backends.py); bench/bench_infer.py measured them fastest on a CPU
+# the inference backends beyond PyTorch (pfdn_arch/deploy/runtime/); bench/bench_infer.py measured them fastest on a CPU
 FAST = ['onnx', 'onnxruntime', 'openvino']
 # int8 export (NNCF post-training quantization) for OpenVINO and QDQ ONNX
 INT8 = ['nncf', 'onnx', 'onnxruntime', 'openvino']
+# NCNN (Upscayl and other Vulkan apps): pnnx converts, the ncnn wheel runs the files on the CPU or Vulkan
+NCNN = ['pnnx', 'ncnn']
 VIDEO = ['av>=18']  # PyAV, FFmpeg's libraries in its wheels: videos in basicsr infer (18: the colour APIs used)
 
 # The start-up hook (pfdn_arch/plugin): site-packages/pfdn-basicsr-hook.pth, whose line Python's `site` runs when an
@@ -54,14 +56,15 @@ setup(
     # editable and in a normal install: pfdn_arch/files/locations.py)
     packages=find_packages(include=['pfdn_arch', 'pfdn_arch.*']) + ['pfdn_arch.options'],
     package_dir={'pfdn_arch.options': 'options'},
-    package_data={'pfdn_arch.options': ['*.yml']},
+    package_data={'pfdn_arch.options': ['*.yml'], 'pfdn_arch.comfyui_node': ['pyproject.toml']},
     python_requires='>=3.9',
     install_requires=CORE,
     # train: BasicSR and what its data needs; export: .safetensors, ONNX checked with onnxruntime, and loading in
     # spandrel (chaiNNer/ComfyUI's loader); fast: the CPU runtimes; int8: quantized export; video: films in basicsr
-    # infer; test: all of it
+    # infer; ncnn: NCNN export and running; test: all of it
     extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST, 'int8': INT8, 'video': VIDEO,
-                    'test': ['pytest', 'import-linter'] + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO))},
+                    'ncnn': NCNN,
+                    'test': ['pytest', 'import-linter'] + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO + NCNN))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
     cmdclass={'build_py': BuildPyWithHook},
 )

@@ -1,4 +1,4 @@
-"""``basicsr export``: deployed weights as .pth (released layout), .safetensors and ONNX."""
+"""``basicsr export``: deployed weights as .pth (released layout), .safetensors, ONNX, NCNN and int8."""
 import os
 import sys
 
@@ -28,13 +28,25 @@ def add_parser(sub):
     p.add_argument('--calibration', help='--int8: a folder of LR images like those to upscale (None: the built-in '
                                          'photos); not used for a checkpoint of quantization-aware fine-tuning '
                                          '(options/qat_pfdn_x4.yml), whose ranges were trained')
+    p.add_argument('--ncnn', action='store_true',
+                   help="also NCNN files for Upscayl and other NCNN apps (pnnx; pip install 'pfdn[ncnn]'): "
+                        '<scale>x-PFDN.param/.bin (the name Upscayl reads the scale from; --name replaces it), '
+                        'blobs data/output, fp16 weights')
+    p.add_argument('--ncnn-fp32', action='store_true', help='--ncnn: fp32 weights instead of fp16')
+    p.add_argument('--comfyui-node', action='store_true',
+                   help="print the folder of ComfyUI's custom node for PFDN (link it into ComfyUI/custom_nodes/) and "
+                        'stop')
     p.add_argument('--force', action='store_true', help='overwrite existing files')
     p.set_defaults(func=run)
     return p
 
 
 def run(a):
+    if a.comfyui_node:  # the node folder ships inside the package, beside this room
+        print(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'comfyui_node'))
+        return 0
     from ..deploy.export.formats import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
+    from ..deploy.export.ncnn import default_name, export_ncnn, scale_from_name
     from ..errors import NotInstalled, OptionsError, OutputExists, PFDNError, installed
     from ..files.atomic import atomic_path
     from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
@@ -45,6 +57,10 @@ def run(a):
     for fmt in a.formats:  # before anything is written
         if fmt in needs and not installed(needs[fmt]):
             raise NotInstalled(needs[fmt], f'{fmt} export (or leave {fmt} out of --formats)', 'export')
+    if a.ncnn_fp32 and not a.ncnn:
+        raise OptionsError('is for the NCNN files; add --ncnn', 'ncnn-fp32')
+    if a.ncnn and not installed('pnnx'):
+        raise NotInstalled('pnnx', 'NCNN export', 'ncnn')
     output_dir(a.out)  # before anything is loaded or written
     weights = weights_or_default(a.weights)
     net, _ = build_pfdn_from_checkpoint(weights)
@@ -62,6 +78,12 @@ def run(a):
             if not installed(module):
                 raise NotInstalled(module, 'int8 export', 'int8')
         paths.update({f'int8 {k}': os.path.join(a.out, f'{name}_int8{k}') for k in ('.xml', '.bin', '.onnx', '.json')})
+    if a.ncnn:
+        ncnn_name = a.name or default_name(net.upscale)
+        paths.update({f'ncnn {k}': os.path.join(a.out, ncnn_name + k) for k in ('.param', '.bin')})
+        if scale_from_name(ncnn_name) != net.upscale:
+            print(f'note: Upscayl reads the scale from the file name, and would take {ncnn_name} for '
+                  f'x{scale_from_name(ncnn_name)}, not x{net.upscale}: put {net.upscale}x in --name', file=sys.stderr)
     same = [q for q in paths.values() if os.path.exists(q) and os.path.samefile(q, weights)]
     if same:
         raise OptionsError(f'{same[0]} is the --weights file itself; choose another --out or --name', 'out')
@@ -99,6 +121,10 @@ def run(a):
         if -worst > TARGET_LOSS:
             print(f'note: this int8 model loses {-worst:.2f} dB (more than {TARGET_LOSS} dB) on the check images; '
                   f"{name}_int8.json records it and basicsr infer says so at every use", file=sys.stderr)
+    if a.ncnn:
+        param, _ = export_ncnn(net, a.out, ncnn_name, fp16=not a.ncnn_fp32)
+        print(f"{param} (+ .bin): NCNN for Upscayl and other NCNN apps, {'fp32' if a.ncnn_fp32 else 'fp16'} weights, "
+              "blobs data/output, any input size; copy both into Upscayl's models folder")
     if installed('spandrel'):
         import spandrel
 

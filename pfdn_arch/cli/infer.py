@@ -33,11 +33,11 @@ def add_parser(sub):
                    help='output folder (same file names); for one image or video, a file name may be given instead '
                         '(its extension chooses the format or container: .png, .jpg, .heic, .mp4, .mkv, .webm, ...)')
     p.add_argument('--weights', help=f'deployed or training-form PFDN checkpoint, or a model file from basicsr export '
-                                     f'(.xml OpenVINO IR, .onnx; e.g. the int8 ones) (None: {WEIGHTS})')
+                                     f'(.xml OpenVINO IR, .onnx, .param NCNN; e.g. the int8 ones) (None: {WEIGHTS})')
     p.add_argument('--backend', default='auto',
                    help='auto (the fastest for the device: CPU openvino, else onnxruntime, else torch; CUDA compile), '
                         'torch (the plain eager forward), compile, openvino or onnxruntime')
-    p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N; for NCNN files (.param) cpu or vulkan[:N]')
     p.add_argument('--dtype', default='fp32',
                    help='fp32, fp16 (CUDA) or bf16 (a CPU with AVX512-BF16/AMX, or a GPU with bf16); a precision the '
                         'hardware lacks falls back to fp32 with a note')

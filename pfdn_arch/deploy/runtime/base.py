@@ -2,12 +2,13 @@
 choice, the network's scale and input checks, and the facts a backend declares about itself (its name, whether it is
 installed here, the devices and precisions it runs, its costs for ``auto``, and whether new weights rebuild it)."""
 import functools
+import os
 from typing import Dict, Tuple
 
 import numpy as np
 import torch
 
-from ...archs import spec_for
+from ...archs import PFDN_SPEC, spec_for
 from ...errors import OptionsError
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -64,6 +65,22 @@ class Runner:
 
     def __repr__(self):
         return f'{self.name} ({self.dtype}, {self.device})'
+
+
+class ModelFile(Runner):
+    """A runner of a model file made elsewhere (``path``): its inputs checked as PFDN's (the files hold its graph),
+    no new weights, named by its file and where it runs (``where``)."""
+    path: str = ''
+    where: str = 'cpu'
+
+    def check_input(self, x):
+        PFDN_SPEC.check_input(x, self.num_in_ch)
+
+    def refresh(self, net):
+        raise ValueError('a model file cannot take new weights')
+
+    def __repr__(self):
+        return f'{self.name} ({os.path.basename(self.path)}, {self.where})'
 
 
 def runs_graph(net) -> bool:

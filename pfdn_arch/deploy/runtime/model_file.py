@@ -1,20 +1,21 @@
-"""Model files made elsewhere (an int8 OpenVINO IR or QDQ ONNX from ``basicsr export --int8``, or any ONNX export)
-run as a runner: on OpenVINO (.xml or .onnx) or ONNX Runtime (.onnx), on the CPU."""
+"""Model files made elsewhere (an int8 OpenVINO IR or QDQ ONNX from ``basicsr export --int8``, any ONNX export, or
+the NCNN files of ``basicsr export --ncnn``) run as a runner: on OpenVINO (.xml or .onnx) or ONNX Runtime (.onnx) on
+the CPU, or NCNN (.param) on the CPU or a Vulkan device."""
 import os
 
 import numpy as np
 import torch
 
-from ...archs import PFDN_SPEC
 from ...errors import CheckpointError, OptionsError
-from .base import INSTALL, Runner, numpy_input, parse_device
+from .base import INSTALL, ModelFile, Runner, numpy_input, parse_device
+from .ncnn_runner import NcnnRunner, vulkan_index
 from .onnxruntime_runner import OnnxRuntimeRunner
 from .openvino_runner import OpenVINORunner
 
-MODEL_FILES = ('.xml', '.onnx')
+MODEL_FILES = ('.xml', '.onnx', '.param')
 
 
-class FileRunner(Runner):
+class FileRunner(ModelFile):
     """A model file on ``backend`` ('openvino' or 'onnxruntime'). Its scale is read off its output for a small
     input; its inputs are checked as the architecture's (the files hold PFDN graphs)."""
 
@@ -48,24 +49,20 @@ class FileRunner(Runner):
         probe = np.zeros((1, 3, 16, 16), np.float32)
         self.upscale = self._run(probe).shape[-1] // 16
 
-    def check_input(self, x):
-        PFDN_SPEC.check_input(x, self.num_in_ch)
-
-    def refresh(self, net):
-        raise ValueError('a model file cannot take new weights')
-
     def __call__(self, x):
         self.check_input(x)
         return torch.from_numpy(self._run(numpy_input(x)))
 
-    def __repr__(self):
-        return f'{self.name} ({os.path.basename(self.path)}, cpu)'
 
-
-def file_runner(path: str, backend: str = 'auto', device='cpu', threads: int = None, warn=print) -> FileRunner:
+def file_runner(path: str, backend: str = 'auto', device='cpu', threads: int = None, warn=print) -> Runner:
     """A runner for a model file (``MODEL_FILES``): an OpenVINO IR runs on OpenVINO; an ONNX file on ONNX Runtime
-    (auto) or OpenVINO. A backend that cannot run it falls back with one note."""
+    (auto) or OpenVINO; an NCNN .param on NCNN, on the CPU or ``device`` vulkan[:N]. A backend that cannot run it
+    falls back with one note."""
     threads = threads or torch.get_num_threads()
+    if path.lower().endswith('.param'):
+        if backend not in ('auto', 'ncnn'):
+            warn(f'note: {os.path.basename(path)} is an NCNN model; it runs on ncnn, not {backend}')
+        return NcnnRunner(path, threads, vulkan_index(device))
     if parse_device(device).type != 'cpu':
         warn(f'note: {os.path.basename(path)} runs on the CPU here (its runtimes), not on {device}')
     ext = os.path.splitext(path)[1].lower()
