@@ -11,16 +11,20 @@ and ONNX Runtime int8 (NNCF post-training quantization calibrated on the built-i
 'pfdn[int8]'`) with Set5 and Urban100 changes, and `--int8-from exported/pfdn_x4_int8.xml` the int8 files exported
 from a quantization-aware fine-tune (options/qat_pfdn_x4.yml). The fp32 line reads `best fp32 backend on <device>:
 <name> <ratio>x plain` (the ratio is the larger of the sizes'); the int8 line `int8 on <device>: <runtime> <ratio>x
-plain, <ratio>x bf16, Set5 <change> dB, Urban100 <change> dB` (time ratios: below 1 is faster).
+plain, <ratio>x bf16, Set5 <change> dB, Urban100 <change> dB` (time ratios: below 1 is faster). The line
+`default precision on <device>: <backend> <dtype> <ratio>x plain fp32, Set5 <change> dB` is what `basicsr infer`
+runs with no flags (``--dtype auto``) for one image at a time.
 
 --workloads (on by default; --no-workloads skips it) measures the work users run, on Urban100's 100 LR images (37
 sizes, made from ../shared's HR with the benchmark protocol) and on Set5 + Urban100: the forward passes alone over
-the folder per backend (one image at a time, as the issue's figures), `basicsr infer` on the folder per backend and
-with auto (wall time of the command, fresh output folder), and `basicsr test -opt options/test_pfdn_x4.yml` with
-auto and with torch. Its line reads `real workloads on <device>: infer folder <r>x torch, <r>x forward; test <r>x
-torch` (auto's wall time over torch's; infer's wall time over its backend's forward time alone). It also prints the
-cost figures ``auto`` decides with (each runner's ``costs`` in pfdn_arch/deploy/runtime/): each backend's build time and its seconds
-per LR megapixel relative to torch on this folder.
+the folder per backend x precision pair this device runs natively (one image at a time, as the issue's figures),
+`basicsr infer` on the folder per pair, with no flags (auto backend and precision) and with `--dtype fp32` (wall
+time of the command, fresh output folder), the pair the cost model picks against the fastest one measured, and
+`basicsr test -opt options/test_pfdn_x4.yml` with auto and with torch. Its line reads `real workloads on <device>:
+infer folder <r>x torch fp32, <r>x forward; test <r>x torch` (infer's wall time with no flags over torch fp32's and
+over its pair's forward time alone). It also prints the cost figures ``auto`` decides with (each runner's ``costs``
+in pfdn_arch/deploy/runtime/): each pair's build time, its seconds per LR megapixel relative to torch fp32 on this
+folder, and the cost model's estimate.
 """
 import argparse
 import os
@@ -36,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 import pfdn_arch  # noqa: E402,F401
-from pfdn_arch.deploy.runtime.choose import BACKENDS, DTYPES, make_runner, resolve  # noqa: E402
+from pfdn_arch.deploy.runtime.choose import BACKENDS, DTYPES, RUNNERS, make_runner, resolve  # noqa: E402
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
 from pfdn_arch.recipe.protocol import evaluate_folder  # noqa: E402
 
@@ -77,8 +81,8 @@ def variants(net, device, threads, int8, int8_from=None):
 
 
 def int8_runners(net, threads):
-    """The int8 models ``basicsr export --int8`` makes (pfdn_arch/deploy/export/int8/ptq.py: NNCF post-training quantization,
-    calibrated on the built-in photos): OpenVINO on its IR, ONNX Runtime on its QDQ ONNX."""
+    """The int8 models ``basicsr export --int8`` makes (pfdn_arch/deploy/export/int8/ptq.py: NNCF post-training
+    quantization, calibrated on the built-in photos): OpenVINO on its IR, ONNX Runtime on its QDQ ONNX."""
     import tempfile
 
     import openvino as ov
@@ -187,6 +191,12 @@ def main():
             fp32[k] = max(fp32.get(k, 0), ratio)
     best = min(fp32, key=fp32.get)
     print(f"\nbest fp32 backend on {'cuda' if cuda else 'cpu'}: {best.split()[0]} {fp32[best]:.2f}x plain")
+    # what basicsr infer runs with no flags (--dtype auto, one image at a time), in the same rounds
+    auto_backend, _, auto_dtype = resolve('auto', a.device, 'auto', warn=lambda m: None)
+    chosen = f'{auto_backend} {auto_dtype}'
+    worst = max(r for _, k, _, r, _ in rows if k == (chosen if chosen != 'torch fp32' else 'plain (torch fp32)'))
+    change = psnr.get(chosen, float('nan')) - psnr.get('plain (torch fp32)', float('nan'))
+    print(f"default precision on {'cuda' if cuda else 'cpu'}: {chosen} {worst:.2f}x plain fp32, Set5 {change:+.4f} dB")
     if a.int8:
         ratio = {}
         for size, k, ms, r, diff in rows:
@@ -248,26 +258,49 @@ def workloads(net, a, dev):
                                                                                      warn=lambda m: None)[0] == b]
     if device == 'cpu':
         backends.remove('compile')  # a compilation per size: tens of minutes for 37 sizes on a CPU
-    auto = resolve('auto', device, 'fp32', warn=lambda m: None, workload=Workload.of([x.shape[2:] for x in xs]))[0]
+    # every backend x precision this device runs natively: the pairs --dtype auto chooses among
+    pairs = [(b, d) for b in backends for d in DTYPES if resolve(b, device, d, warn=lambda m: None)[1:] ==
+             (torch.device(device), d) and not (device == 'cpu' and d == 'fp16')]
+    shapes = Workload.of([x.shape[2:] for x in xs])
+    auto = resolve('auto', device, 'auto', warn=lambda m: None, workload=shapes)
+    auto = (auto[0], auto[2])
     forward, build = {}, {}
-    for b in backends:
+    for b, d in pairs:
         t0 = time.perf_counter()
-        runner = make_runner(net, b, device, 'fp32', threads=a.threads)
+        runner = make_runner(net, b, device, d, threads=a.threads)
         runner(xs[0])
-        build[b] = time.perf_counter() - t0
+        build[b, d] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for x in xs:
             runner(x)
         if device == 'cuda':
             torch.cuda.synchronize()
-        forward[b] = time.perf_counter() - t0
+        forward[b, d] = time.perf_counter() - t0
     infer = {}
     weights = os.path.abspath(a.weights)
-    for b in backends + ['auto']:
-        out = os.path.join(work, f'up_{b}')
+    runs = {f'{b} {d}': ['--backend', b, '--dtype', d] for b, d in pairs}
+    runs.update({'auto (no flags)': [], 'auto --dtype fp32': ['--dtype', 'fp32']})
+    for name, flags in runs.items():
+        out = os.path.join(work, 'up_' + name.replace(' ', '_').replace('-', ''))
         shutil.rmtree(out, ignore_errors=True)
-        infer[b], err = run_cli(['infer', '-i', folder, '-o', out, '--weights', weights, '--backend', b, '--device',
-                                 a.device], work)
+        infer[name], err = run_cli(['infer', '-i', folder, '-o', out, '--weights', weights, '--device', a.device,
+                                    *flags], work)
+    torch_fp32 = forward['torch', 'fp32']
+    print(f'\nReal workloads ({len(xs)} Urban100 LR images of {len({tuple(x.shape) for x in xs})} sizes, '
+          f'{mpx:.2f} LR megapixels; auto chose {auto[0]} {auto[1]}):\n')
+    print('| backend x precision | build s | forward alone s | s per LR Mpx (x torch fp32) | cost model s | '
+          'basicsr infer s | x its forward |\n| --- | --- | --- | --- | --- | --- | --- |')
+    for b, d in pairs:
+        f = forward[b, d]
+        print(f"| {b} {d} | {build[b, d]:.2f} | {f:.2f} | {f / mpx:.2f} ({f / torch_fp32:.2f}) | "
+              f"{shapes.seconds(b, device, d) if d in RUNNERS[b].costs.get(device, {}) else float('nan'):.1f} | "
+              f"{infer[f'{b} {d}']:.2f} | {infer[f'{b} {d}'] / f:.2f} |")
+    fastest = min(forward, key=forward.get)
+    print(f"\nfastest pair on this folder: {' '.join(fastest)}; auto chose {' '.join(auto)}"
+          f"{'' if auto == fastest else ' (not the fastest: the cost model is off here)'}")
+    plain, exact = infer['auto (no flags)'], infer['auto --dtype fp32']
+    print(f'infer, no flags: {plain:.2f} s, {plain / exact:.2f}x --dtype fp32 ({exact:.2f} s), '
+          f'{plain / forward[auto]:.2f}x its forward alone')
     test = {}
     test_yml = os.path.join(HERE, '..', 'options', 'test_pfdn_x4.yml')
     if len(sets) == 1:  # Set5 alone
@@ -281,18 +314,10 @@ def workloads(net, a, dev):
         test[b], _ = run_cli(['test', '-opt', test_yml, '--force_yml',
                               f'path:pretrain_network_g={weights}', f'val:backend={b}', f'name=bench_{b}',
                               'val:pbar=false'], work)
-    print(f'\nReal workloads ({len(xs)} Urban100 LR images of {len({tuple(x.shape) for x in xs})} sizes, '
-          f'{mpx:.2f} LR megapixels; auto chose {auto}):\n')
-    print('| backend | build s | forward alone s | s per LR Mpx (x torch) | basicsr infer s | x torch | x its forward |\n'
-          '| --- | --- | --- | --- | --- | --- | --- |')
-    for b in backends + ['auto']:
-        f = forward[auto if b == 'auto' else b]
-        print(f"| {b} | {build.get(b, build[auto]):.2f} | {f:.2f} | {f / mpx:.2f} ({f / forward['torch']:.2f}) | "
-              f"{infer[b]:.2f} | {infer[b] / infer['torch']:.2f} | {infer[b] / f:.2f} |")
     print(f"\n| basicsr test, {' + '.join(n for n, _ in sets)} | wall s | x torch |\n| --- | --- | --- |\n"
           f"| torch | {test['torch']:.2f} | 1.00 |\n| auto | {test['auto']:.2f} | {test['auto'] / test['torch']:.2f} |")
-    print(f"\nreal workloads on {device}: infer folder {infer['auto'] / infer['torch']:.2f}x torch, "
-          f"{infer['auto'] / forward[auto]:.2f}x forward; test {test['auto'] / test['torch']:.2f}x torch")
+    print(f"\nreal workloads on {device}: infer folder {plain / infer['torch fp32']:.2f}x torch fp32, "
+          f"{plain / forward[auto]:.2f}x forward; test {test['auto'] / test['torch']:.2f}x torch")
 
 
 if __name__ == '__main__':

@@ -50,7 +50,8 @@ def test_profile_cli_table_ntire_protocol_and_cuda_fallback_error(tmp_path, caps
     code, out, _ = cli(['profile', '--size', 64, 64, '--runs', 2, '--warmup', 1], capsys)
     assert code == 0
     assert '| deployed | 272,224 |' in out and '| training | 972,640 |' in out
-    assert f"| {resolve('auto')[0]} (fp32, cpu) |" in out  # the deployed form runs on the auto backend
+    backend, _, dtype = resolve('auto', 'cpu', 'auto')
+    assert f"| {backend} ({dtype}, cpu) |" in out  # the deployed form runs on auto's backend and precision
     lr = tmp_path / 'lr'
     lr.mkdir()
     for name in ('chelsea.png', 'coffee.png'):
@@ -135,6 +136,63 @@ def test_bf16_keeps_set5_or_falls_back_to_fp32_with_a_note(released, set5_hr):
     else:
         assert runner.dtype == 'fp32' and len(notes) == 1 and 'bf16' in notes[0]
         assert abs(asked['psnr'] - fp32['psnr']) <= 1e-4, (runner, fp32, asked)
+
+
+def native_fast_precision(device_type='cpu'):
+    """The precision --dtype auto should pick here: the first of AUTO_DTYPES some installed backend runs natively."""
+    device = torch.device(device_type)
+    for dtype in backends.AUTO_DTYPES[device_type]:
+        if any(dtype in backends.precisions(b, device) for b in backends.AUTO_ORDER[device_type] if
+               backends.installed(b) and backends.RUNNERS[b].runs_on(device) and
+               dtype in backends.RUNNERS[b].costs.get(device_type, {})):
+            return dtype
+    return 'fp32'
+
+
+def test_auto_precision_is_the_fastest_native_one_that_keeps_set5_within_001_db(released, set5_hr):
+    backend, _, dtype = resolve('auto', 'cpu', 'auto', pytest.fail)  # no note: nothing falls back
+    assert dtype == native_fast_precision()  # bf16 on AMX / AVX512-BF16 CPUs, else fp32
+    runner = make_runner(released, 'auto', 'cpu', 'auto', warn=pytest.fail)
+    assert (runner.name, runner.dtype) == (backend, dtype)
+    with torch.no_grad():
+        exact = evaluate_folder(released, set5_hr)['psnr']
+    assert abs(evaluate_folder(runner, set5_hr)['psnr'] - exact) <= 0.01
+    # an explicit precision is what runs, auto or not
+    assert resolve('auto', 'cpu', 'fp32', pytest.fail)[2] == 'fp32'
+    assert resolve('torch', 'cpu', 'auto', pytest.fail)[:2] == ('torch', torch.device('cpu'))
+
+
+@pytest.mark.parametrize('work', [[(32, 32)], [(40 + 8 * (i % 9), 64) for i in range(30)], [(256, 256)] * 200,
+                                  [(720, 1280)] * 3])
+def test_auto_never_picks_a_pair_slower_than_another_allowed_one(work):
+    """Among every (backend, precision) pair --dtype auto may take here, the cost model's choice costs least."""
+    workload = backends.Workload.of(work)
+    backend, device, dtype = resolve('auto', 'cpu', 'auto', pytest.fail, workload)
+    allowed = [(b, p) for b in backends.AUTO_ORDER['cpu'] if backends.installed(b)
+               for p in backends.AUTO_DTYPES['cpu'] if p in backends.precisions(b, device)
+               and p in backends.RUNNERS[b].costs['cpu']]
+    assert (backend, dtype) in allowed
+    assert workload.seconds(backend, 'cpu', dtype) == min(workload.seconds(b, 'cpu', p) for b, p in allowed)
+
+
+def test_infer_says_once_what_auto_chose_and_fp32_is_exact(released, weights, tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / 'a.png'), sample_image('coffee.png')[:48, :64])
+    code, _, err = cli(['infer', '-i', tmp_path / 'a.png', '-o', tmp_path / 'auto', '--weights', weights], capsys)
+    said = [line for line in err if line.startswith('backend: ')]
+    backend, _, dtype = resolve('auto', 'cpu', 'auto', pytest.fail, backends.Workload.of([(48, 64)]))
+    assert code == 0 and len(said) == 1
+    if dtype == 'fp32':
+        assert said[0] == f'backend: {backend} fp32 (auto: no faster precision keeps the picture on cpu)'
+    else:
+        assert said[0] == f'backend: {backend} {dtype} (auto; --dtype fp32 for exact)'
+    code, _, err = cli(['infer', '-i', tmp_path / 'a.png', '-o', tmp_path / 'exact', '--weights', weights,
+                        '--dtype', 'fp32', '--backend', 'torch'], capsys)
+    assert code == 0 and 'backend: torch (fp32, cpu)' in err
+    x = torch.from_numpy(np.ascontiguousarray(sample_image('coffee.png')[:48, :64, ::-1].transpose(2, 0, 1))
+                         .astype(np.float32) / 255)[None]
+    with torch.no_grad():
+        ref = (released(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round()
+    assert np.abs(cv2.imread(str(tmp_path / 'exact' / 'a.png')).astype(float) - ref).max() <= 1
 
 
 def test_batches_and_batched_tiles_give_the_single_run_outputs(released):

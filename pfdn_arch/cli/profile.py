@@ -16,7 +16,9 @@ def add_parser(sub):
     p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     p.add_argument('--backend', default='auto', help='auto, torch, compile, openvino or onnxruntime, for the '
                                                       'deployed form; the training form runs in torch')
-    p.add_argument('--dtype', default='fp32', help='precision of the deployed form: fp32, fp16 or bf16')
+    p.add_argument('--dtype', default='auto',
+                   help='precision of the deployed form: auto (as basicsr infer: the fastest that keeps the picture '
+                        'here), fp32, fp16 or bf16; --protocol ntire runs fp32 unless one is given')
     p.add_argument('--protocol', choices=('default', 'ntire'), default='default',
                    help="ntire: the challenge's runtime protocol over a folder of LR images (fp32, cuDNN benchmark "
                         "off, no warm-up, CUDA events per forward, mean; max_memory_allocated)")
@@ -51,7 +53,8 @@ def run(a):
     def note(message):
         print(message, file=sys.stderr)
 
-    runner = None if a.no_timing else make_runner(forms['deployed'], a.backend, device, a.dtype, warn=note)
+    dtype = 'fp32' if a.protocol == 'ntire' and a.dtype == 'auto' else a.dtype  # the challenge's scores are fp32
+    runner = None if a.no_timing else make_runner(forms['deployed'], a.backend, device, dtype, warn=note)
     if a.protocol == 'ntire':
         return ntire(forms['deployed'], runner, device, a.input)
     from ..deploy.runtime.efficiency import cpu_peak_bytes, profile, time_forward

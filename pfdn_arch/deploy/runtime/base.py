@@ -30,11 +30,12 @@ class Runner:
     """A callable ``x -> SR`` for one backend. Class attributes and class methods are the backend's facts, read by
     ``choose.py``; an instance holds the resolved device, precision and threads.
 
-    Backend facts: ``name``; ``costs`` {device type: (seconds to build: export and compile, seconds to compile each
-    new input size, seconds per million LR pixels relative to torch)} as bench/bench_infer.py --costs measures them;
+    Backend facts: ``name``; ``costs`` {device type: {precision: (seconds to build: export and compile, seconds to
+    compile each new input size, seconds per million LR pixels relative to torch fp32)}} as bench/bench_infer.py
+    measures them (a precision without costs is not one ``--dtype auto`` picks);
     ``rebuilt_on_refresh``: whether new weights mean a rebuild (the runtimes that hold them as constants)."""
     name: str = ''
-    costs: Dict[str, Tuple[float, float, float]] = {}
+    costs: Dict[str, Dict[str, Tuple[float, float, float]]] = {}
     rebuilt_on_refresh: bool = False
 
     @classmethod

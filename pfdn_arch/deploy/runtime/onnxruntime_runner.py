@@ -12,7 +12,7 @@ class OnnxRuntimeRunner(Runner):
     """ONNX Runtime on the ONNX export (all graph optimizations, ``threads`` intra-op threads). The weights are
     constants of the session: ``refresh`` rebuilds it."""
     name = 'onnxruntime'
-    costs = {'cpu': (0.7, 0.0, 0.6)}
+    costs = {'cpu': {'fp32': (0.55, 0.0, 0.57)}}
     rebuilt_on_refresh = True
 
     @classmethod

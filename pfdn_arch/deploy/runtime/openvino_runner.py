@@ -18,7 +18,7 @@ class OpenVINORunner(Runner):
     encoding) does not stall a parallel region that waits for all its threads. The weights are constants of the
     compiled model: ``refresh`` rebuilds it."""
     name = 'openvino'
-    costs = {'cpu': (0.9, 0.0, 0.5)}
+    costs = {'cpu': {'fp32': (0.6, 0.0, 0.55), 'bf16': (0.7, 0.0, 0.3)}}
     rebuilt_on_refresh = True
 
     @classmethod

@@ -1,6 +1,8 @@
 """Video files by name and container: the extensions read and written, what a container holds, and PyAV (FFmpeg's
 libraries in its wheels) imported once, with the one-line reason of its errors."""
+import contextlib
 import io
+import os
 
 from ....errors import require
 
@@ -40,3 +42,24 @@ def codecs_held(muxer):
         return set(container.supported_codecs)
     finally:
         container.close()
+
+
+@contextlib.contextmanager
+def kept_scheduling():
+    """The calling thread's scheduling policy as it was before the block. SVT-AV1 (libsvtav1, in PyAV's FFmpeg)
+    makes the thread that opens it SCHED_FIFO at priority 99 where it may (as root, e.g. in a container): every
+    thread then started by it inherits real-time priority, and on a small machine two busy ones starve the rest
+    (seen: a training stage started after an AV1 encode spun forever). Linux only; elsewhere a no-op."""
+    if not hasattr(os, 'sched_getscheduler'):
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy or os.sched_getparam(0) != param:
+            try:
+                os.sched_setscheduler(0, policy, param)
+            except OSError:
+                pass
+

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from ....errors import OptionsError
-from .containers import MUXERS, codecs_held, pyav, template_stream
+from .containers import MUXERS, codecs_held, kept_scheduling, pyav, template_stream
 from .probe import conversion
 
 # --codec names -> FFmpeg encoders
@@ -132,7 +132,8 @@ def segments_for(muxer, encoder):
     B-frames in .avi fail), or None."""
     for segment in SEGMENT_CONTAINERS:
         try:
-            _probe_join(segment, muxer, encoder)
+            with kept_scheduling():
+                _probe_join(segment, muxer, encoder)
             return segment
         except Exception:  # any refusal of FFmpeg's: this pair does not work
             continue

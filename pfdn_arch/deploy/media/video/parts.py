@@ -8,7 +8,7 @@ from fractions import Fraction
 from ....errors import DataError
 from ....files.atomic import atomic_path
 from ..pipeline import Pipeline
-from .containers import pyav, why
+from .containers import kept_scheduling, pyav, why
 from .probe import conversion, decoded
 
 
@@ -59,7 +59,7 @@ def _write_part(part, results, source, enc, plan, progress):
     """One part's frames ((frame, finish) in order) encoded into its file, then added to the plan."""
     name = f"part_{part:06d}.{'mkv' if enc.segment_format == 'matroska' else enc.segment_format}"
     sws, count = conversion(), 0
-    with atomic_path(os.path.join(plan.folder, name)) as tmp:  # whole, or removed on an error or interrupt
+    with atomic_path(os.path.join(plan.folder, name)) as tmp, kept_scheduling():  # whole, or removed on an error
         container, stream = enc.open_part(tmp, source)
         with container:
             for (_, pts, _), finish in results:
