@@ -89,7 +89,10 @@ def test_an_error_in_any_stage_stops_every_stage_and_is_raised_once(stage):
     before = threading.active_count()
     with pytest.raises(ValueError, match='bad input 5'):
         Pipeline(work, workers=2).run(items(), write)
-    assert written == list(range(5))  # in order, up to the failure, nothing after it
+    # in order, nothing from the failure on; what was done before it may or may not be written when a thread fails
+    assert written == list(range(len(written))) and len(written) <= 5
+    if stage == 'write':
+        assert written == list(range(5))
     assert threading.active_count() == before  # no thread left behind
 
 
@@ -109,3 +112,13 @@ def test_results_closed_early_stops_the_threads_without_an_error():
     assert [next(results) for _ in range(3)] == [(0, 0), (1, 2), (2, 4)]
     results.close()
     assert pipeline.stop.is_set()
+
+
+def test_a_pipeline_runs_again_after_a_run_that_stopped_early():
+    pipeline = Pipeline(doubled, workers=2, ahead=1, behind=1)
+    results = pipeline.results(iter(range(10 ** 6)))
+    next(results)
+    results.close()  # items were read but never written: their slots are not given back
+    written = []
+    pipeline.run(range(20), lambda item, result: written.append(result))
+    assert written == [2 * i for i in range(20)]

@@ -4,9 +4,9 @@ writes them.
 
 The pipeline owns what its stages share: a bound on the items between reading and writing (memory stays a few
 images or frames), stopping (an error or an interrupt anywhere stops every stage; no thread waits forever on a
-full queue), the first error (raised in the calling thread once every thread has stopped), and the order of results
-(handed back in the order they were read, whatever order the workers finish in). The stages are plain callables, so the
-pipeline is tested with fake ones (tests/test_pipeline.py).
+full queue), the first error (raised in the calling thread once every thread has stopped), and the order of
+results (handed back in the order they were read, whatever order the workers finish in). The stages are plain
+callables, so the pipeline is tested with fake ones (tests/test_pipeline.py).
 """
 import contextlib
 import queue
@@ -37,8 +37,9 @@ class Pipeline:
         self.batch_key, self.wait_for_batch = batch_key or (lambda item: None), wait_for_batch
         self.ahead = ahead
         # every item between being read and written: what is read ahead, the workers' batches, what waits to be
-        # written; bounds memory
-        self.slots = threading.Semaphore(ahead + self.workers * self.batch + behind)
+        # written; bounds memory (a fresh count for each run)
+        self.in_flight = ahead + self.workers * self.batch + behind
+        self.slots = threading.Semaphore(self.in_flight)
         self.stop = threading.Event()
         self.errors: List[BaseException] = []
 
@@ -48,6 +49,7 @@ class Pipeline:
         closing the generator (``contextlib.closing``) stops them."""
         self.stop.clear()
         self.errors.clear()
+        self.slots = threading.Semaphore(self.in_flight)
         to_run = queue.Queue(self.ahead)
         results, ready = {}, threading.Condition()
         threads = [threading.Thread(target=self._read, args=(items, to_run), daemon=True)]
