@@ -210,7 +210,9 @@ def inputs_and_output(sources, output, note):
 
 def chosen(runner, asked):
     """What runs, said once: with ``--dtype auto`` the backend and precision it chose, and how to get exact results."""
-    if asked != 'auto' or getattr(runner, 'path', None):
+    from ..deploy.runtime.base import ModelFile
+
+    if asked != 'auto' or isinstance(runner, ModelFile):
         return str(runner)  # asked for, or a model file's own precision (int8, NCNN)
     if runner.dtype == 'fp32':
         return f'{runner.name} fp32 (auto: no faster precision keeps the picture on {runner.device})'

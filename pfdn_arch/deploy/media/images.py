@@ -83,9 +83,9 @@ def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler, force: 
             return [None] * len(items)
         try:
             finishes = iter(upscaler.run_images([picture.pixels for _, _, _, picture in images]))
-        except (ValueError, RuntimeError) as err:
-            failed = PFDNError(str(err).splitlines()[0], '')
-            return [failed if kind == 'image' else None for _, kind, _, _ in items]
+        except (ValueError, RuntimeError) as err:  # the network refused them (their size, their values)
+            reason = str(err).splitlines()[0]
+            return [PFDNError(reason, inputs[index][0]) if kind == 'image' else None for index, kind, _, _ in items]
         return [next(finishes) if kind == 'image' else None for _, kind, _, _ in items]
 
     def write(item, finish):
@@ -94,8 +94,8 @@ def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler, force: 
             failures[index] = value
         elif kind == 'kept':
             run.skipped.append(out_path)
-        elif isinstance(finish, PFDNError):  # the network refused it (its size, its values)
-            failures[index] = PFDNError(finish.reason, inputs[index][0])
+        elif isinstance(finish, PFDNError):
+            failures[index] = finish
         else:
             try:
                 value.pixels = finish()  # the result's pixels, made here rather than beside the network

@@ -37,9 +37,8 @@ class Pipeline:
         self.batch_key, self.wait_for_batch = batch_key or (lambda item: None), wait_for_batch
         self.ahead = ahead
         # every item between being read and written: what is read ahead, the workers' batches, what waits to be
-        # written; bounds memory (a fresh count for each run)
+        # written; bounds memory (``results`` counts them afresh for each run)
         self.in_flight = ahead + self.workers * self.batch + behind
-        self.slots = threading.Semaphore(self.in_flight)
         self.stop = threading.Event()
         self.errors: List[BaseException] = []
 
