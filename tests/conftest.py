@@ -1,7 +1,10 @@
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -13,6 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.normpath(os.environ.get('PFDN_SHARED') or os.path.join(ROOT, '..', 'shared'))
 WEIGHTS = os.path.join(SHARED, 'weights', 'team08_PFDN.pth')
 SET5_HR = os.path.join(SHARED, 'data', 'benchmark', 'Set5', 'HR')
+# the ONNX exports the runtimes keep (pfdn_arch/deploy/runtime/export_cache.py) go to a folder of this run, shared by
+# its tests and the commands they start, never to the user's ~/.cache
+os.environ['PFDN_CACHE_DIR'] = tempfile.mkdtemp(prefix='pfdn-test-cache-')
+atexit.register(shutil.rmtree, os.environ['PFDN_CACHE_DIR'], True)
 
 
 def need_shared(path):

@@ -420,3 +420,26 @@ def test_basicsr_test_in_streams_scores_as_one_image_at_a_time(set5_hr, weights,
         assert cli(['test', '-opt', yml], capsys)[0] == 0
         tables[name] = (tmp_path / 'results' / name / 'results.md').read_text().splitlines()[-1]
     assert tables['streams'] == tables['loop'] == '| Set5 | 32.0437 | 0.8932 |'
+
+
+@pytest.mark.parametrize('dtype, peak', [(np.uint8, 255.0), (np.uint16, 65535.0)])
+@pytest.mark.parametrize('layout', ['bgr', 'grey', 'bgra'])
+def test_results_become_the_integers_of_clipping_scaling_and_rounding(dtype, peak, layout):
+    """OpenCV's one-pass conversion (upscaler._scaled) against the plain formula, at every half-way value (rounded
+    half to even) and beyond [0, 1], whole images and tiled rows alike."""
+    from pfdn_arch.deploy.runtime.upscaler import from_network, to_pixels
+
+    g = torch.Generator().manual_seed(1)
+    sr = torch.rand(3, 64, 300, generator=g) * 1.4 - 0.2
+    sr[0, 0, :256] = (torch.arange(256) + 0.5) / 255  # k + 1/2 at 8 bits
+    sr[1, 1, :300] = (torch.arange(300) * 211 + 0.5) / 65535  # and at 16 bits
+    rgb = sr.numpy().transpose(1, 2, 0)
+    expected = (np.clip(rgb, 0, 1)[:, :, ::-1] * peak).round().astype(dtype)
+    if layout == 'grey':
+        expected = cv2.cvtColor(expected, cv2.COLOR_BGR2GRAY)
+    img = {'bgr': np.zeros((16, 75, 3), dtype), 'grey': np.zeros((16, 75), dtype),
+           'bgra': np.full((16, 75, 4), peak, dtype)}[layout]
+    whole = from_network(sr, (peak, layout == 'grey'), img)
+    assert whole.dtype == dtype
+    assert np.array_equal(whole[..., :3] if layout == 'bgra' else whole, expected)
+    assert np.array_equal(to_pixels(rgb, peak, layout == 'grey', dtype), expected)

@@ -48,8 +48,8 @@ def add_parser(sub):
     p.add_argument('--tile', type=whole(0), default=0, help='LR tile side for bounded memory (0: whole images)')
     p.add_argument('--tile-overlap', type=whole(0), default=16, help='LR pixels shared by neighbouring tiles')
     p.add_argument('--png-compression', type=in_range(0, 9), default=None,
-                   help="zlib level of PNG results, 0 (none, largest) to 9 (smallest, slowest); None: OpenCV's "
-                        'default, the fastest that compresses')
+                   help='zlib level of PNG results, 0 (none, largest) to 9 (smallest, slowest), encoded by '
+                        "OpenCV; None: the fast encoder (ISA-L's level 1; OpenCV's default without python-isal)")
     p.add_argument('--codec', help='video encoder: h264, h265, av1, vp9, ffv1 (lossless), x264rgb (lossless at --crf '
                                    '0), prores, or any FFmpeg encoder name (None: the input\'s codec where it can be '
                                    'encoded and the container holds it, else h264)')

@@ -23,6 +23,7 @@ from PIL import Image
 from ..errors import ImageError, PFDNError
 from .atomic import write_bytes
 from .paths import PathError, input_file
+from .png_writer import encode_png
 
 # Formats OpenCV does not read, decoded and encoded by Pillow: HEIC/HEIF (phones' photos; the pillow-heif plugin) and
 # AVIF (Pillow's own)
@@ -260,6 +261,10 @@ def _encode(path, img, params=None):
     ext = os.path.splitext(path)[1].lower() or '.png'
     if ext in PIL_EXTS:
         return _pil_encode(path, img, None)
+    if ext == '.png' and not params:  # no zlib level asked for: the fast encoder where it writes this layout
+        data = encode_png(img)
+        if data is not None:
+            return data
     try:
         ok, buf = cv2.imencode(ext, img, params or [])
     except cv2.error:

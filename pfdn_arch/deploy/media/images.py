@@ -59,8 +59,8 @@ def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler, force: 
 
     Reading and writing overlap the network (``pipeline.Pipeline``): a thread decodes the next images while it
     runs, and the results are encoded and written in input order, each atomically, every failure reported against
-    its file. ``png_compression``: zlib level 0-9 of PNG results (None: OpenCV's default, the fastest that
-    compresses)."""
+    its file. ``png_compression``: zlib level 0-9 of PNG results, by OpenCV (None: the fast encoder,
+    ``files.png_writer``)."""
     output_dir(out_dir)
     run, failures = FolderRun(), {}
     step = progress or (lambda n: None)

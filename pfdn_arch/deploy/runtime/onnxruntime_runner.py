@@ -1,11 +1,9 @@
 """The ``onnxruntime`` backend: ONNX Runtime on the ONNX export (CPU; CUDA with its CUDA provider)."""
-import tempfile
-
 import torch
 
 from ... import errors
 from .base import Runner, numpy_input
-from .onnx_graph import onnx_model_file
+from .export_cache import built_from_export
 
 
 class OnnxRuntimeRunner(Runner):
@@ -37,8 +35,9 @@ class OnnxRuntimeRunner(Runner):
         providers = ['CPUExecutionProvider']
         if self.device.type == 'cuda':
             providers.insert(0, ('CUDAExecutionProvider', {'device_id': self.device.index or 0}))
-        with tempfile.TemporaryDirectory() as folder:
-            self.session = ort.InferenceSession(onnx_model_file(net, folder), options, providers=providers)
+        # the first build starts from the cached export; new weights (training's validation) export afresh
+        self.session = built_from_export(net, lambda path: ort.InferenceSession(path, options, providers=providers),
+                                         cache=self.builds == 0)
         self.builds += 1
 
     def __call__(self, x):

@@ -1,13 +1,12 @@
 """The ``openvino`` backend: OpenVINO on the ONNX export (CPU), one compiled model with dynamic height and width."""
 import queue
-import tempfile
 from typing import Tuple
 
 import torch
 
 from ... import errors
 from .base import Runner, numpy_input
-from .onnx_graph import onnx_model_file
+from .export_cache import built_from_export
 
 
 class OpenVINORunner(Runner):
@@ -50,9 +49,9 @@ class OpenVINORunner(Runner):
         import openvino as ov
 
         core = ov.Core()
-        with tempfile.TemporaryDirectory() as folder:
-            model = core.read_model(onnx_model_file(net, folder))
-        compiled = core.compile_model(model, 'CPU', self.config)
+        # the first build starts from the cached export; new weights (training's validation) export afresh
+        compiled = built_from_export(net, lambda path: core.compile_model(core.read_model(path), 'CPU', self.config),
+                                     cache=self.builds == 0)
         self.requests = queue.Queue()  # one per stream, taken by the calling thread for its forward
         for _ in range(self.streams):
             self.requests.put(compiled.create_infer_request())
