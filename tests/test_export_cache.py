@@ -31,8 +31,8 @@ def cache(tmp_path, monkeypatch):
 def exports(monkeypatch):
     """A list that records every ONNX export the cache makes."""
     made = []
-    real = export_cache.export_onnx
-    monkeypatch.setattr(export_cache, 'export_onnx', lambda net, path: made.append(path) or real(net, path))
+    real = export_cache.export_fp32
+    monkeypatch.setattr(export_cache, 'export_fp32', lambda net, path: made.append(path) or real(net, path))
     return made
 
 

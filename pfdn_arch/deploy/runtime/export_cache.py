@@ -12,7 +12,6 @@ means an export into a temporary folder, as without the cache. ONNX files are da
 nothing.
 """
 import contextlib
-import copy
 import hashlib
 import os
 import re
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 
 from ...version import __version__
-from .onnx_graph import export_onnx, onnx_model_file
+from .onnx_graph import export_fp32, onnx_model_file
 
 KEEP = 16  # exports kept (about 1 MB each for the released PFDN); older ones are removed
 OURS = re.compile(r'pfdn-[0-9a-f]{32}\.onnx')  # the names this module gives
@@ -78,7 +77,7 @@ def cached_export(net: nn.Module) -> Optional[str]:
             os.utime(path)  # most recently used: the last to be pruned
             return path
         os.makedirs(folder, exist_ok=True)
-        export_onnx(copy.deepcopy(net).float().cpu(), path)  # written atomically
+        export_fp32(net, path)  # written atomically
         _prune(folder)
     except OSError:
         return None

@@ -27,8 +27,13 @@ def export_onnx(net: nn.Module, path: str, opset: int = 17, sample_size=(64, 64)
     export_module(spec_for(net).graph_form(net), net.num_in_ch, path, opset, sample_size)
 
 
+def export_fp32(net: nn.Module, path: str) -> None:
+    """The ONNX export of ``net`` (deployed) in fp32 on the CPU at ``path``, ``net`` itself left as it is."""
+    export_onnx(copy.deepcopy(net).float().cpu(), path)
+
+
 def onnx_model_file(net: nn.Module, folder: str) -> str:
     """The ONNX export of ``net`` (deployed, fp32) written into ``folder``; its path."""
     path = os.path.join(folder, 'pfdn.onnx')
-    export_onnx(copy.deepcopy(net).float().cpu(), path)
+    export_fp32(net, path)
     return path
