@@ -402,6 +402,19 @@ def test_streams_give_the_one_at_a_time_results_in_order(tmp_path, weights, caps
     assert sorted(os.listdir(tmp_path / 'streams')) == ['0.png', '1.png', '2.png', '3.png']
 
 
+def test_openvino_streams_have_run_once_before_threads_share_them(weights):
+    """Every stream's request has run a forward on the building thread (its input is the warm-up's): OpenVINO's
+    binding deadlocks when two threads make a process's first ``tensor.data`` at once (basicsr infer of a folder
+    hung about one run in ten)."""
+    need_backend('openvino')
+    net, _ = build_pfdn_from_checkpoint(weights)
+    runner = make_runner(net, 'openvino', 'cpu', 'fp32', streams=2, threads=2)
+    requests = [runner.requests.get() for _ in range(runner.streams)]
+    assert runner.streams == 2
+    assert [tuple(r.get_input_tensor(0).shape) for r in requests] == [(1, 3, 15, 15)] * 2
+    assert [tuple(r.get_output_tensor(0).shape) for r in requests] == [(1, 3, 60, 60)] * 2
+
+
 def test_basicsr_test_in_streams_scores_as_one_image_at_a_time(set5_hr, weights, tmp_path, capsys, monkeypatch):
     """The test run's validation with the runtime's streams gives BasicSR's own loop's scores, to the last digit."""
     need_backend('openvino')

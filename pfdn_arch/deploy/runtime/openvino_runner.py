@@ -2,9 +2,11 @@
 import queue
 from typing import Tuple
 
+import numpy as np
 import torch
 
 from ... import errors
+from ...archs import MIN_INPUT_SIZE
 from .base import Runner, numpy_input
 from .export_cache import built_from_export
 
@@ -54,7 +56,13 @@ class OpenVINORunner(Runner):
                                      cache=self.builds == 0)
         self.requests = queue.Queue()  # one per stream, taken by the calling thread for its forward
         for _ in range(self.streams):
-            self.requests.put(compiled.create_infer_request())
+            request = compiled.create_infer_request()
+            # one forward here, on this thread, before the caller's threads share the requests: OpenVINO's Python
+            # binding (2026.4) initializes a static on the first ``tensor.data`` of a process while holding the GIL,
+            # and two threads getting there at once deadlock (seen: ``basicsr infer`` of a folder hung for good
+            # in about one run in ten, both workers in ``update_inputs``)
+            request.infer({0: np.zeros((1, self.num_in_ch or 3, MIN_INPUT_SIZE, MIN_INPUT_SIZE), np.float32)})
+            self.requests.put(request)
         self.builds += 1
 
     def __call__(self, x):
