@@ -66,6 +66,6 @@ setup(
     extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST, 'int8': INT8, 'video': VIDEO,
                     'ncnn': NCNN,
                     'test': ['pytest', 'import-linter'] + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO + NCNN))},
-    entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:main', 'pfdn=pfdn_arch.cli.main:main']},
+    entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:console', 'pfdn=pfdn_arch.cli.main:console']},
     cmdclass={'build_py': BuildPyWithHook},
 )

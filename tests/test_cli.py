@@ -26,6 +26,48 @@ def test_help_answers_without_importing_torch_or_basicsr():
         assert f'usage: basicsr {name}' in r.stdout
 
 
+QUICK_EXIT = """
+import atexit, sys, threading
+from pfdn_arch.cli.main import console
+class Finalized:
+    def __del__(self):
+        print('finalized', flush=True)
+left = Finalized()  # a module global: finalized at the interpreter's teardown only
+atexit.register(lambda: print('atexit ran', flush=True))
+worker = threading.Thread(target=lambda: (__import__('time').sleep(0.5), print('thread done', flush=True)))
+worker.start()
+sys.argv = ['basicsr'] + sys.argv[1:]
+console()
+"""
+
+
+@pytest.mark.parametrize('command', ['infer', 'reparam'])
+def test_infer_ends_without_the_interpreters_teardown_and_loses_nothing(tmp_path, weights, command):
+    """infer's process ends once its work is done (threads waited for, atexit handlers run, streams flushed), without
+    the teardown of torch and OpenVINO; the other commands exit as usual."""
+    from pfdn_arch.files.samples import sample_image
+    import cv2
+
+    src = tmp_path / 'in.png'
+    cv2.imwrite(str(src), sample_image('chelsea.png')[:40, :48])
+    args = {'infer': ['infer', '-i', src, '-o', tmp_path / 'out', '--weights', weights, '--backend', 'torch'],
+            'reparam': ['reparam', '--weights', weights, '-o', tmp_path / 'nowhere' / 'x.pth', '--help']}[command]
+    r = subprocess.run([sys.executable, '-c', QUICK_EXIT, *map(str, args)], capture_output=True, text=True, env=ENV,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert 'thread done' in lines and 'atexit ran' in lines
+    assert lines.index('thread done') < lines.index('atexit ran')
+    assert ('finalized' in lines) == (command != 'infer')
+    if command == 'infer':
+        assert cv2.imread(str(tmp_path / 'out' / 'in.png')).shape == (160, 192, 3)
+        assert any(line.startswith('1 upscaled x4 into') for line in lines + r.stderr.splitlines())
+    bad = subprocess.run([sys.executable, '-c', QUICK_EXIT, 'infer', '-i', str(tmp_path / 'missing.png'), '-o',
+                          str(tmp_path / 'o2'), '--weights', weights], capture_output=True, text=True, env=ENV,
+                         timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith('error: ')
+
+
 @pytest.mark.parametrize('name', NAMES)
 def test_every_option_has_help(name, capsys):
     from pfdn_arch.cli.main import build_parser

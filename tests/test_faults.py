@@ -72,6 +72,34 @@ def test_a_kill_at_any_instant_of_a_save_leaves_the_old_file_or_the_new_one(tmp_
     assert not [p for p in os.listdir(tmp_path) if p.endswith('.tmp')], 'the completed save removed leftovers'
 
 
+def test_a_folder_is_listed_once_for_leftovers_and_those_of_dead_writers_go(tmp_path, monkeypatch):
+    """Writing n files into a folder lists it once, not n times (10,000 results would read 10^8 names); a leftover
+    temporary file of a dead process goes when its file is written, a live writer's and other names' stay."""
+    from pfdn_arch.files import atomic
+
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / f'.a.png.pfdn-{dead}.tmp').write_bytes(b'torn')
+    (tmp_path / f'.b.png.pfdn-{dead}.tmp').write_bytes(b'torn')
+    (tmp_path / f'.a.png.pfdn-{os.getppid()}.tmp').write_bytes(b'being written')
+    (tmp_path / 'mine.tmp').write_bytes(b'not ours')
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(atomic.os, 'listdir', lambda folder='.': listed.append(folder) or real_listdir(folder))
+    for i in range(50):
+        atomic.write_bytes(str(tmp_path / f'{i}.png'), b'x')
+    atomic.write_bytes(str(tmp_path / 'a.png'), b'new')
+    assert len(listed) == 1
+    monkeypatch.setattr(atomic.os, 'listdir', real_listdir)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith('.tmp')) == [
+        f'.a.png.pfdn-{os.getppid()}.tmp', f'.b.png.pfdn-{dead}.tmp', 'mine.tmp']
+    monkeypatch.setattr(atomic.os, 'listdir', lambda folder='.': listed.append(folder) or real_listdir(folder))
+    atomic.write_bytes(str(tmp_path / 'b.png'), b'new')
+    assert len(listed) == 1
+    assert not (tmp_path / f'.b.png.pfdn-{dead}.tmp').exists()
+    assert (tmp_path / 'a.png').read_bytes() == b'new'
+
+
 def test_a_save_that_dies_half_way_changes_nothing(tmp_path, monkeypatch):
     from conftest import tiny_model, uint8_batch
     model = tiny_model(tmp_path / 'exp')

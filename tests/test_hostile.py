@@ -132,9 +132,18 @@ def test_subfolders_are_recursed_and_other_files_named(tiny, tmp_path, capsys):
     for rel in ('a.png', 'trip/b.jpg', 'trip/day1/c.png'):
         cv2.imwrite(str(src / rel), sample_image('chelsea.png')[:30, :40])
     (src / 'notes.txt').write_text('not an image')
+    # hidden names are left out without a word: a Mac's AppleDouble twin and folder file, a thumbnail folder, a
+    # prepared folder's record of its sources
+    (src / 'trip' / '._b.jpg').write_bytes(b'\x00\x05\x16\x07 AppleDouble')
+    (src / '.DS_Store').write_bytes(b'Bud1')
+    (src / '.X4.pfdn-sources.json').write_text('{}')
+    (src / '.thumbnails').mkdir()
+    cv2.imwrite(str(src / '.thumbnails' / 'a.png'), sample_image('chelsea.png')[:20, :20])
     code, stdout, err = infer(['-i', src, '-o', out], capsys, tiny)
     assert code == 0 and '3 upscaled' in stdout
     assert sorted(snapshot(out)) == ['a.png', 'trip/b.jpg', 'trip/day1/c.png']
+    assert [line for line in err if line.startswith(('note:', 'error:'))] == [
+        next(line for line in err if line.startswith('note: 1 file(s) under'))]
     assert any(line.startswith('note: 1 file(s) under') and 'notes.txt' in line for line in err), err
 
 

@@ -42,15 +42,31 @@ def _temp_stem(folder, name):
     return name if len(os.fsencode(TMP.format(name=name, pid=2 ** 22))) <= _name_max(folder) else _short(name)
 
 
+# {folder: {temporary name of ours: pid}} found there the first time this process wrote into the folder. Listed once
+# per folder, not once per file: a folder of n results would otherwise be listed n times (n^2 names read; 10,000
+# results, 10^8). A leftover made after that listing (another process killed meanwhile) goes with a later run.
+_LEFTOVERS = {}
+_OURS = re.compile(r'\..+\.pfdn-(\d+)\.tmp')
+
+
 def _stale_temps(folder, name):
-    """This package's leftover temporary files of ``name`` in ``folder`` whose writing process is gone."""
-    pattern = re.compile(re.escape(f'.{_temp_stem(folder, name)}.pfdn-') + r'(\d+)\.tmp')
-    try:
-        entries = os.listdir(folder)
-    except OSError:
+    """This package's leftover temporary files of ``name`` in ``folder`` whose writing process is gone (each is
+    returned once)."""
+    key = os.path.abspath(folder or '.')
+    if key not in _LEFTOVERS:
+        try:
+            entries = os.listdir(folder or '.')
+        except OSError:
+            entries = []
+        _LEFTOVERS[key] = {e: int(m[1]) for e in entries if (m := _OURS.fullmatch(e))}
+    leftovers = _LEFTOVERS[key]
+    if not leftovers:
         return []
-    return [os.path.join(folder, e) for e in entries
-            if (m := pattern.fullmatch(e)) and not _alive(int(m[1]))]
+    pattern = re.compile(re.escape(f'.{_temp_stem(folder, name)}.pfdn-') + r'(\d+)\.tmp')
+    stale = [e for e, pid in leftovers.items() if pattern.fullmatch(e) and not _alive(pid)]
+    for e in stale:
+        del leftovers[e]
+    return [os.path.join(folder, e) for e in stale]
 
 
 @contextmanager

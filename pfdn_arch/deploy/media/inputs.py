@@ -13,8 +13,8 @@ from .video import VIDEO_EXTS, is_video, video_frames_shapes
 
 def collect_inputs(path: str, out_dir: str = None, note=print) -> List[Tuple[str, str]]:
     """[(image or video path, its path relative to the input folder)] named by ``path``: a file, or every image and
-    video under a folder (subfolders included; ``out_dir`` left out when it lies inside). Other files are named in
-    one note."""
+    video under a folder (subfolders included; hidden ones and ``out_dir`` left out). Other files are named in one
+    note."""
     media = IMAGE_EXTS + VIDEO_EXTS
     if os.path.isfile(path) or (os.path.exists(path) and not os.path.isdir(path)):
         input_file(path)
@@ -30,8 +30,11 @@ def collect_inputs(path: str, out_dir: str = None, note=print) -> List[Tuple[str
     skip = os.path.realpath(out_dir) if out_dir else None
     found, others = [], []
     for folder, subfolders, files in os.walk(path):
-        subfolders[:] = sorted(d for d in subfolders if os.path.realpath(os.path.join(folder, d)) != skip)
-        for name in sorted(files):
+        # hidden names are not the user's pictures: a Mac's ._IMG_1234.jpg and .DS_Store, .thumbnails/, a
+        # prepared folder's .X4.pfdn-sources.json, a write in progress; left out without a word
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith('.')
+                               and os.path.realpath(os.path.join(folder, d)) != skip)
+        for name in sorted(f for f in files if not f.startswith('.')):
             full = os.path.join(folder, name)
             (found if name.lower().endswith(media) else others).append(full)
     if not found:
