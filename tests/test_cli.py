@@ -50,8 +50,9 @@ def test_infer_ends_without_the_interpreters_teardown_and_loses_nothing(tmp_path
 
     src = tmp_path / 'in.png'
     cv2.imwrite(str(src), sample_image('chelsea.png')[:40, :48])
+    torch.save({'params': PFDN().state_dict()}, tmp_path / 'train.pth')
     args = {'infer': ['infer', '-i', src, '-o', tmp_path / 'out', '--weights', weights, '--backend', 'torch'],
-            'reparam': ['reparam', '--weights', weights, '-o', tmp_path / 'nowhere' / 'x.pth', '--help']}[command]
+            'reparam': ['reparam', '--in', tmp_path / 'train.pth', '--out', tmp_path / 'deploy.pth']}[command]
     r = subprocess.run([sys.executable, '-c', QUICK_EXIT, *map(str, args)], capture_output=True, text=True, env=ENV,
                        timeout=300)
     assert r.returncode == 0, r.stderr
@@ -59,9 +60,11 @@ def test_infer_ends_without_the_interpreters_teardown_and_loses_nothing(tmp_path
     assert 'thread done' in lines and 'atexit ran' in lines
     assert lines.index('thread done') < lines.index('atexit ran')
     assert ('finalized' in lines) == (command != 'infer')
-    if command == 'infer':
-        assert cv2.imread(str(tmp_path / 'out' / 'in.png')).shape == (160, 192, 3)
-        assert any(line.startswith('1 upscaled x4 into') for line in lines + r.stderr.splitlines())
+    if command == 'reparam':
+        assert len(torch.load(tmp_path / 'deploy.pth', weights_only=True)) == 70
+        return
+    assert cv2.imread(str(tmp_path / 'out' / 'in.png')).shape == (160, 192, 3)
+    assert any(line.startswith('1 upscaled x4 into') for line in lines + r.stderr.splitlines())
     bad = subprocess.run([sys.executable, '-c', QUICK_EXIT, 'infer', '-i', str(tmp_path / 'missing.png'), '-o',
                           str(tmp_path / 'o2'), '--weights', weights], capture_output=True, text=True, env=ENV,
                          timeout=300)

@@ -16,6 +16,7 @@ from . import Parser, error_line, export, infer, prepare, profile, reparam, sche
 COMMANDS = (train, test, schedule, prepare, infer, export, reparam, profile)
 # what the training side needs beyond the deployment side's requirements (setup.py's `train` extra)
 TRAINING_MODULES = {'basicsr': 'train', 'lmdb': 'train', 'skimage': 'train', 'torchvision': 'train'}
+_ends_quickly = False  # set by main() for a command that asks for it (``ends_quickly`` in its defaults): console()
 
 
 def build_parser():
@@ -116,9 +117,6 @@ def _stop_on_sigterm():
         return signal.signal(signal.SIGTERM, interrupt)
     except ValueError:  # not the main thread (called from a library): leave signals alone
         return None
-
-
-_ends_quickly = False  # set by main() for a command that asks for it (``ends_quickly`` in its defaults)
 
 
 def console():

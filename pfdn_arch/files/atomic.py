@@ -42,28 +42,26 @@ def _temp_stem(folder, name):
     return name if len(os.fsencode(TMP.format(name=name, pid=2 ** 22))) <= _name_max(folder) else _short(name)
 
 
-# {folder: {temporary name of ours: pid}} found there the first time this process wrote into the folder. Listed once
-# per folder, not once per file: a folder of n results would otherwise be listed n times (n^2 names read; 10,000
-# results, 10^8). A leftover made after that listing (another process killed meanwhile) goes with a later run.
+# {folder: {temporary name of ours: (its target's stem, pid)}} found there the first time this process wrote into
+# the folder. Listed once per folder, not once per file: a folder of n results would otherwise be listed n times (n^2
+# names read; 10,000 results, 10^8). A leftover made after that listing (another process killed meanwhile) goes
+# with a later run.
 _LEFTOVERS = {}
-_OURS = re.compile(r'\..+\.pfdn-(\d+)\.tmp')
+_OURS = re.compile(r'\.(.+)\.pfdn-(\d+)\.tmp')  # TMP's names
 
 
-def _stale_temps(folder, name):
-    """This package's leftover temporary files of ``name`` in ``folder`` whose writing process is gone (each is
-    returned once)."""
+def _stale_temps(folder, stem):
+    """This package's leftover temporary files of the target whose temporary stem is ``stem`` (``_temp_stem``) in
+    ``folder``, whose writing process is gone (each is returned once)."""
     key = os.path.abspath(folder or '.')
     if key not in _LEFTOVERS:
         try:
             entries = os.listdir(folder or '.')
         except OSError:
             entries = []
-        _LEFTOVERS[key] = {e: int(m[1]) for e in entries if (m := _OURS.fullmatch(e))}
+        _LEFTOVERS[key] = {e: (m[1], int(m[2])) for e in entries if (m := _OURS.fullmatch(e))}
     leftovers = _LEFTOVERS[key]
-    if not leftovers:
-        return []
-    pattern = re.compile(re.escape(f'.{_temp_stem(folder, name)}.pfdn-') + r'(\d+)\.tmp')
-    stale = [e for e, pid in leftovers.items() if pattern.fullmatch(e) and not _alive(pid)]
+    stale = [e for e, (of, pid) in leftovers.items() if of == stem and not _alive(pid)]
     for e in stale:
         del leftovers[e]
     return [os.path.join(folder, e) for e in stale]
@@ -73,12 +71,13 @@ def _stale_temps(folder, name):
 def atomic_path(path):
     """Yield a temporary path next to ``path``; when the block ends without an exception, it becomes ``path``."""
     folder, name = os.path.split(os.path.abspath(path))
-    for stale in _stale_temps(folder, name):
+    stem = _temp_stem(folder, name)
+    for stale in _stale_temps(folder, stem):
         try:
             os.remove(stale)  # an earlier write of this file whose process was killed
         except OSError:
             pass
-    tmp = os.path.join(folder, TMP.format(name=_temp_stem(folder, name), pid=os.getpid()))
+    tmp = os.path.join(folder, TMP.format(name=stem, pid=os.getpid()))
     try:
         yield tmp
         with open(tmp, 'rb+') as f:

@@ -35,9 +35,9 @@ PRECISIONS = ('auto',) + tuple(DTYPES)
 # What --dtype auto may pick, per device type, fastest first: the precisions that keep the picture, i.e. the released
 # weights' Set5 (x4, PSNR on Y) within 0.01 dB of fp32, measured. CPU bf16: OpenVINO -0.0026 dB, torch -0.0051 (AMD
 # EPYC, AVX512-BF16); OpenVINO -0.0056 (-0.0022 with OpenVINO 2026.4.1), torch -0.0037 (Intel Xeon, AMX); compile's
-# bf16 (-0.0100 on the EPYC, -0.0089 on the Xeon) is at the line and has no auto costs. CUDA fp16: -0.0002 (H200; its bf16, -0.0093, is too
-# near the line to be a default). Where the hardware lacks one, it is not native there (``precisions``), so auto
-# runs fp32.
+# bf16 (-0.0100 on the EPYC, -0.0089 on the Xeon) is at the line and has no auto costs. CUDA fp16: -0.0002 (H200;
+# its bf16, -0.0093, is too near the line to be a default). Where the hardware lacks one, it is not native there
+# (``precisions``), so auto runs fp32.
 AUTO_DTYPES = {'cpu': ('bf16', 'fp32'), 'cuda': ('fp16', 'fp32')}
 # fastest first, per device type (bench/bench_infer.py measures them); what auto and the fallbacks choose from
 AUTO_ORDER = {'cpu': ('openvino', 'onnxruntime', 'torch'), 'cuda': ('compile', 'torch')}
