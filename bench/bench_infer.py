@@ -41,7 +41,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 import pfdn_arch  # noqa: E402,F401
-from pfdn_arch.deploy.runtime.choose import BACKENDS, DTYPES, RUNNERS, make_runner, resolve  # noqa: E402
+from pfdn_arch.deploy.runtime.choose import BACKENDS, PRECISIONS, RUNNERS, make_runner, resolve  # noqa: E402
+
+DTYPES = PRECISIONS[1:]  # fp32, fp16, bf16
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
 from pfdn_arch.recipe.protocol import evaluate_folder  # noqa: E402
 
@@ -252,7 +254,7 @@ def workloads(net, a, dev):
                            cwd=work if os.path.isdir(work) else os.makedirs(work) or work, check=True,
                            capture_output=True)
     folder = os.path.abspath(a.urban100_lr) if a.urban100_lr else os.path.join(bench, 'Urban100', 'LR_bicubic', 'X4')
-    xs = [to_network(cv2.imread(p))[0].to(dev) for p in list_images(folder)]
+    xs = [torch.from_numpy(to_network(cv2.imread(p))[0]).to(dev) for p in list_images(folder)]
     mpx = sum(x.shape[2] * x.shape[3] for x in xs) / 1e6
     device = dev.type
     backends = [b for b in ('torch', 'openvino', 'onnxruntime', 'compile') if resolve(b, device, 'fp32',

@@ -58,7 +58,7 @@ def test_infer_runs_the_int8_models_and_says_what_they_lose(exported, tmp_path, 
     from pfdn_arch.deploy.runtime.upscaler import from_network, to_network
     x, how = to_network(img)
     with torch.no_grad():
-        ref = from_network(net(x)[0], how, img).astype(np.float64)
+        ref = from_network(net(torch.from_numpy(x))[0], how, img).astype(np.float64)
     assert out.shape == ref.shape
     assert 10 * np.log10(255 ** 2 / np.mean((out - ref) ** 2)) > 30  # int8 against fp32 on a real photo crop
 

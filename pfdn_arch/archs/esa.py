@@ -2,9 +2,6 @@
 from torch import nn
 from torch.nn import functional as F
 
-# conv2 (3x3, stride 2, no padding) then a 7x7 max-pool: an input side below 15 leaves the pool nothing to read.
-MIN_INPUT_SIZE = 15
-
 
 class ESA(nn.Module):
     """Enhanced spatial attention: a coarse attention map from a strided, pooled branch gates the input.

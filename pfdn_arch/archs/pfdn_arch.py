@@ -9,7 +9,8 @@ an overridden ``load_state_dict``.
 import torch
 from torch import nn
 
-from .esa import ESA, MIN_INPUT_SIZE
+from .esa import ESA
+from .limits import check_lr_input
 from .rrrb import RRRB
 
 
@@ -91,14 +92,7 @@ class PFDN(nn.Module):
 
     def check_input(self, x):
         """Raise ValueError with the reason when ``x`` cannot be run (wrong rank, channels or too small)."""
-        if x.dim() != 4:
-            raise ValueError(f'PFDN expects an N x C x H x W tensor, got shape {tuple(x.shape)}')
-        if x.shape[1] != self.num_in_ch:
-            raise ValueError(f'PFDN expects {self.num_in_ch} input channels, got {x.shape[1]} '
-                             f'(shape {tuple(x.shape)}); convert the image to RGB first')
-        if min(x.shape[-2:]) < MIN_INPUT_SIZE:
-            raise ValueError(f'PFDN needs an LR input of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels, got '
-                             f'{x.shape[-2]}x{x.shape[-1]}; pad or use a larger image')
+        check_lr_input(x.shape, self.num_in_ch)
 
     def forward(self, x):
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):

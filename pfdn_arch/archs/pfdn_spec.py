@@ -8,7 +8,7 @@ import torch
 
 from ..errors import CheckpointError
 from .convert import checkpoint_filter, is_training_form, unwrap_state_dict
-from .esa import MIN_INPUT_SIZE
+from .limits import MIN_INPUT_SIZE
 from .pfdn_arch import PFDN
 from .pfdn_graph import graph_form
 from .spec import ArchSpec

@@ -11,6 +11,8 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
+from .limits import check_lr_input
+
 
 class ArchSpec:
     """What is known about one architecture. Subclasses fill in the names and the methods."""
@@ -53,12 +55,8 @@ class ArchSpec:
         return net
 
     def check_input(self, x: torch.Tensor, channels: int = 3) -> None:
-        """ValueError saying why ``x`` (N x C x H x W) cannot be run."""
-        if x.dim() != 4 or x.shape[1] != channels:
-            raise ValueError(f'expects an N x {channels} x H x W input, got shape {tuple(x.shape)}')
-        if min(x.shape[-2:]) < self.min_input:
-            raise ValueError(f'needs an LR input of at least {self.min_input}x{self.min_input} pixels, got '
-                             f'{x.shape[-2]}x{x.shape[-1]}; pad or use a larger image')
+        """ValueError saying why ``x`` (N x C x H x W, a tensor or an array) cannot be run."""
+        check_lr_input(x.shape, channels, self.min_input, self.name or 'the network')
 
     def check_options(self, gt_size: Optional[int], scale: int) -> Optional[str]:
         """Why a training run with HR patches of ``gt_size`` at ``scale`` cannot train this network, or None."""

@@ -90,18 +90,13 @@ def say_what_it_loses(path, note):
 
 
 def run(a):
-    import torch
     from tqdm import tqdm
 
-    from ..deploy.runtime.choose import make_runner
-    from ..deploy.runtime.model_file import MODEL_FILES, file_runner
     from ..deploy.media.images import upscale_files
-    from ..deploy.media.inputs import folder_workload
-    from ..deploy.runtime.upscaler import Upscaler
     from ..deploy.media.video import is_video, upscale_video
-    from ..errors import CheckpointError, PFDNError
-    from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
-    from ..files.paths import input_file
+    from ..deploy.runtime.model_file import MODEL_FILES
+    from ..deploy.runtime.upscaler import Upscaler
+    from ..errors import PFDNError
 
     def note(line):
         print(line, file=sys.stderr)
@@ -111,22 +106,14 @@ def run(a):
     images = [(p, rel) for p, rel in inputs if not is_video(p)]
     weights = weights_or_default(a.weights)
     if weights.lower().endswith(MODEL_FILES):
+        from ..deploy.runtime.model_file import file_runner
+        from ..files.paths import input_file
+
         runner = file_runner(input_file(weights), a.backend, a.device, warn=note)
         if not weights.lower().endswith('.param'):  # int8 files carry a record of their loss; NCNN ones do not
             say_what_it_loses(weights, note)
     else:
-        net, _ = build_pfdn_from_checkpoint(weights)
-        if qat_state(weights) is not None:
-            note(f'note: {weights} is a checkpoint of quantization-aware fine-tuning; this runs its float weights. '
-                 f'For its int8: basicsr export --int8 --weights {weights}, then --weights <out>/pfdn_x4_int8.xml')
-        if net.num_in_ch != 3:
-            raise CheckpointError(f'this PFDN takes {net.num_in_ch}-channel input; basicsr infer runs RGB networks',
-                                  a.weights)
-        if not net.deploy:
-            net.reparameterize()
-        workload = folder_workload([p for p, _ in inputs], a.tile, a.tile_overlap)
-        runner = make_runner(net, a.backend, a.device, a.dtype, warn=note, workload=workload,
-                             streams=1 if len(inputs) == 1 and not videos else torch.get_num_threads())
+        runner = checkpoint_runner(a, weights, [p for p, _ in inputs], bool(videos), note)
     up = Upscaler(runner, a.tile, a.tile_overlap, a.batch or (16 if runner.device.type == 'cuda' else 1))
     print(f'backend: {chosen(runner, a.dtype)}', file=sys.stderr)
     done, skipped, failed = 0, [], []
@@ -164,6 +151,42 @@ def run(a):
     for err in failed:
         print(error_line(err, flags), file=sys.stderr)
     return 1 if failed else 0
+
+
+def checkpoint_runner(a, weights, paths, videos, note):
+    """The runner of a checkpoint file for ``infer``'s flags: without importing torch where the export cache knows
+    the file and OpenVINO is what would run (``deploy.runtime.quick_start``), else from the network it loads (and
+    the file remembered for the next run)."""
+    from ..deploy.media.inputs import folder_workload
+    from ..deploy.runtime.base import default_threads
+    from ..deploy.runtime.export_cache import recall, remember
+    from ..deploy.runtime.quick_start import quick_runner
+
+    workload = folder_workload(paths, a.tile, a.tile_overlap)
+    streams = 1 if len(paths) == 1 and not videos else default_threads()
+    graph = recall(weights)
+    runner = None if graph is None else quick_runner(graph, a.backend, a.device, a.dtype, workload, streams)
+    if runner is not None:
+        qat = graph.qat
+    else:
+        from ..deploy.runtime.choose import make_runner
+        from ..errors import CheckpointError
+        from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
+
+        net, _ = build_pfdn_from_checkpoint(weights)
+        qat = qat_state(weights) is not None
+        if net.num_in_ch != 3:
+            raise CheckpointError(f'this PFDN takes {net.num_in_ch}-channel input; basicsr infer runs RGB networks',
+                                  a.weights)
+        if not net.deploy:
+            net.reparameterize()
+        runner = make_runner(net, a.backend, a.device, a.dtype, warn=note, workload=workload, streams=streams)
+        if runner.name in ('openvino', 'onnxruntime'):  # built from the export, which the cache now holds
+            remember(weights, net, qat)
+    if qat:
+        note(f'note: {weights} is a checkpoint of quantization-aware fine-tuning; this runs its float weights. '
+             f'For its int8: basicsr export --int8 --weights {weights}, then --weights <out>/pfdn_x4_int8.xml')
+    return runner
 
 
 def inputs_and_output(sources, output, note):

@@ -101,6 +101,8 @@ def ntire(net, runner, device, folder):
 
 def lr_images(folder=None):
     """LR input tensors: the images of ``folder``, or the built-in photos downscaled x4 (MATLAB-style bicubic)."""
+    import torch
+
     from ..deploy.runtime.upscaler import to_network
     from ..files.images import list_images, read_image
 
@@ -108,7 +110,7 @@ def lr_images(folder=None):
         paths = list_images(folder)
         if not paths:
             raise DataError('no images here', folder)
-        return [to_network(read_image(p))[0] for p in paths], folder
+        return [torch.from_numpy(to_network(read_image(p))[0]) for p in paths], folder
     from ..recipe.protocol import bicubic_lr, to_tensor  # the benchmark protocol's LR: BasicSR's bicubic
     from ..files.samples import SAMPLE_FILES, sample_image
     lrs = [bicubic_lr(sample_image(name), 4)[1] for name in SAMPLE_FILES]

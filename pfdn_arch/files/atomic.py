@@ -11,8 +11,6 @@ import os
 import re
 from contextlib import contextmanager
 
-import torch
-
 TMP = '.{name}.pfdn-{pid}.tmp'
 
 
@@ -140,5 +138,7 @@ def write_text(path, text):
 
 def save_torch(obj, path):
     """``torch.save`` to ``path``, atomically."""
+    import torch  # here, not above: what writes images and records runs without torch (``infer``)
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)

@@ -6,7 +6,7 @@ from typing import List, Tuple
 from ...errors import DataError, PFDNError
 from ...files.images import IMAGE_EXTS, REFUSED, image_size
 from ...files.paths import input_file
-from ..runtime.choose import Workload
+from ..runtime.costs import Workload
 from ..runtime.tiles import window_starts
 from .video import VIDEO_EXTS, is_video, video_frames_shapes
 
@@ -47,7 +47,7 @@ def collect_inputs(path: str, out_dir: str = None, note=print) -> List[Tuple[str
 
 
 def folder_workload(paths: List[str], tile: int = 0, overlap: int = 16) -> Workload:
-    """The ``choose.Workload`` of upscaling ``paths``: their LR sizes from the files' headers, a video's once per
+    """The ``costs.Workload`` of upscaling ``paths``: their LR sizes from the files' headers, a video's once per
     frame (tiles of one size where ``tile`` splits an image)."""
     shapes = []
     for path in paths:

@@ -1,33 +1,57 @@
 """The ONNX exports the runtimes start from, kept between runs: ``basicsr infer`` of the same weights starts without
-exporting again.
+exporting again, and without importing torch.
 
 The export (PyTorch's TorchScript-based exporter) is most of a runtime's build: 1.85 s of OpenVINO's 2.1 s on a
 2-core AMD EPYC (its compilation 0.19 s), on every ``infer`` of a folder, a film or one photo. A file here is named by
 a digest of everything the graph is made from (the network's class, its structure and options, every weight's name,
 shape and bytes, this package's and PyTorch's versions), so new weights or a new exporter never find an old graph.
 
+Beside the graphs, a record per checkpoint file (``remember``; named by a digest of the file's bytes) says which
+graph it makes and what a runner asks of the network (its scale, input channels, smallest input), so that the next
+run of the same file finds its graph before torch is imported (``recall``, ``CachedGraph``): ``import torch`` is
+1.0 s of a 5 s ``infer`` of Urban100's LR folder on a 2-core Intel Xeon (``quick_start``).
+
 Where: ``$PFDN_CACHE_DIR``, else ``$XDG_CACHE_HOME/pfdn``, else ``~/.cache/pfdn``; ``PFDN_CACHE_DIR=0`` (or empty)
-turns the cache off. Files are written atomically, the newest ``KEEP`` are kept, and a folder that cannot be written
-means an export into a temporary folder, as without the cache. ONNX files are data, never code: reading one executes
-nothing.
+turns the cache off. Files are written atomically, the newest ``KEEP`` of each kind are kept, and a folder that
+cannot be written means an export into a temporary folder, as without the cache. ONNX files and records are data,
+never code: reading one executes nothing.
 """
 import contextlib
 import hashlib
+import json
 import os
 import re
 import tempfile
+from importlib import metadata
 from typing import Callable, Optional, TypeVar
 
-import torch
-from torch import nn
-
+from ...archs.limits import check_lr_input
+from ...files.atomic import write_text
 from ...version import __version__
-from .onnx_graph import export_fp32, onnx_model_file
 
-KEEP = 16  # exports kept (about 1 MB each for the released PFDN); older ones are removed
-OURS = re.compile(r'pfdn-[0-9a-f]{32}\.onnx')  # the names this module gives
+KEEP = 16  # exports kept (about 1 MB each for the released PFDN), and records; older ones are removed
+OURS = re.compile(r'pfdn-[0-9a-f]{32}\.onnx')  # the names this module gives its graphs
+RECORDS = re.compile(r'pfdn-weights-[0-9a-f]{32}\.json')  # and its records of checkpoint files
 T = TypeVar('T')
-VERSION = 1  # of what goes into the digest and the graph: a change here leaves every old file unused
+VERSION = 1  # of what goes into the digest, the graph and the records: a change here leaves every old file unused
+
+
+class CachedGraphUnusable(Exception):
+    """A recalled graph the runtime could not build (removed): start over from the checkpoint."""
+
+
+class CachedGraph:
+    """A deployed network as the cache knows it from a checkpoint file run before (``recall``): its graph's path,
+    and what a runner asks of a network (``upscale``, ``num_in_ch``, ``check_input``); ``qat``: whether the
+    checkpoint came from quantization-aware fine-tuning (its float weights are what the graph holds)."""
+    deploy = True
+
+    def __init__(self, graph_path: str, upscale: int, num_in_ch: int, min_input: int, qat: bool):
+        self.graph_path, self.upscale, self.num_in_ch = graph_path, upscale, num_in_ch
+        self.min_input, self.qat = min_input, qat
+
+    def check_input(self, x) -> None:
+        check_lr_input(x.shape, self.num_in_ch, self.min_input)
 
 
 def cache_dir() -> Optional[str]:
@@ -39,8 +63,18 @@ def cache_dir() -> Optional[str]:
     return os.path.join(base, 'pfdn')
 
 
-def graph_digest(net: nn.Module) -> str:
-    """What the exported graph of ``net`` is made from, as a hex digest."""
+def _torch_version() -> str:
+    """PyTorch's version as installed (read without importing it: the records compare it before torch loads)."""
+    try:
+        return metadata.version('torch')
+    except metadata.PackageNotFoundError:
+        return ''
+
+
+def graph_digest(net) -> str:
+    """What the exported graph of ``net`` (an ``nn.Module``) is made from, as a hex digest."""
+    import torch
+
     h = hashlib.sha256(f'{VERSION} {__version__} {torch.__version__} {type(net).__module__}.'
                        f'{type(net).__qualname__}\n{net!r}\n'.encode())
     options = {k: v for k, v in vars(net).items()
@@ -53,11 +87,20 @@ def graph_digest(net: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _prune(folder: str) -> None:
-    """Remove all but the ``KEEP`` most recently used exports of ours (other files in the folder are left)."""
+def file_digest(path: str) -> str:
+    """A hex digest of a file's bytes (what a record is found by: the same weights under any name)."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _prune(folder: str, ours: re.Pattern = OURS) -> None:
+    """Remove all but the ``KEEP`` most recently used files of ours of one kind (other files are left)."""
     used = []
     for name in os.listdir(folder):
-        if OURS.fullmatch(name):
+        if ours.fullmatch(name):
             with contextlib.suppress(OSError):  # another run may have removed it meanwhile
                 used.append((os.stat(os.path.join(folder, name)).st_mtime, name))
     for _, name in sorted(used, reverse=True)[KEEP:]:
@@ -65,7 +108,14 @@ def _prune(folder: str) -> None:
             os.remove(os.path.join(folder, name))
 
 
-def cached_export(net: nn.Module) -> Optional[str]:
+def export_fp32(net, path: str) -> None:
+    """``onnx_graph.export_fp32``, imported when an export is made (it imports torch)."""
+    from .onnx_graph import export_fp32 as export
+
+    export(net, path)
+
+
+def cached_export(net) -> Optional[str]:
     """The path of ``net``'s ONNX export in the cache, exported there first if it is not yet; None where the
     cache is off or cannot be written."""
     folder = cache_dir()
@@ -84,10 +134,70 @@ def cached_export(net: nn.Module) -> Optional[str]:
     return path
 
 
-def built_from_export(net: nn.Module, build: Callable[[str], T], cache: bool = True) -> T:
+def _record_path(folder: str, weights: str) -> str:
+    return os.path.join(folder, f'pfdn-weights-{file_digest(weights)[:32]}.json')
+
+
+def remember(weights: str, net, qat: bool = False) -> None:
+    """Record that the checkpoint file ``weights`` makes ``net`` (deployed; a PFDN), so that a later run of the same
+    file finds its graph without torch (``recall``). Only where the cache already holds ``net``'s export (a runtime
+    built from it); nothing where the cache is off or cannot be written."""
+    from ...archs import spec_for
+
+    folder, spec = cache_dir(), spec_for(net)
+    if folder is None or spec is None:
+        return
+    graph = f'pfdn-{graph_digest(net)[:32]}.onnx'
+    record = {'version': VERSION, 'pfdn': __version__, 'torch': _torch_version(), 'graph': graph,
+              'upscale': int(net.upscale), 'num_in_ch': int(net.num_in_ch), 'min_input': int(spec.min_input),
+              'qat': bool(qat)}
+    with contextlib.suppress(OSError):
+        if not os.path.isfile(os.path.join(folder, graph)):
+            return
+        path = _record_path(folder, weights)
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            if json.load(f) == record:
+                return
+        write_text(path, json.dumps(record, indent=1) + '\n')
+        _prune(folder, RECORDS)
+
+
+def recall(weights: str) -> Optional[CachedGraph]:
+    """The graph the checkpoint file ``weights`` made in an earlier run (``remember``) with this package and this
+    PyTorch, or None (cache off, never run, the graph gone, another version; a damaged record counts as none)."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    try:
+        path = _record_path(folder, weights)
+        with open(path) as f:
+            record = json.load(f)
+        if (record.get('version'), record.get('pfdn'), record.get('torch')) != (VERSION, __version__,
+                                                                                _torch_version()):
+            return None
+        graph = os.path.join(folder, record['graph'])
+        if not OURS.fullmatch(record['graph']) or not os.path.isfile(graph):
+            return None
+        for used in (graph, path):
+            os.utime(used)  # most recently used: the last to be pruned
+        return CachedGraph(graph, int(record['upscale']), int(record['num_in_ch']), int(record['min_input']),
+                           bool(record['qat']))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def built_from_export(net, build: Callable[[str], T], cache: bool = True) -> T:
     """``build(path)`` on the ONNX export of ``net`` (deployed; exported in fp32): the cache's file where ``cache``
     and the cache is usable, else one exported into a temporary folder. A cached file the runtime cannot build
-    (damaged on disk) is removed and the export made afresh."""
+    (damaged on disk) is removed and the export made afresh; for a ``CachedGraph`` (no network to export) that is
+    ``CachedGraphUnusable``."""
+    if isinstance(net, CachedGraph):
+        try:
+            return build(net.graph_path)
+        except Exception as err:  # the runtime's own error types
+            with contextlib.suppress(OSError):
+                os.remove(net.graph_path)
+            raise CachedGraphUnusable(net.graph_path) from err
     path = cached_export(net) if cache else None
     if path is not None:
         try:
@@ -95,5 +205,7 @@ def built_from_export(net: nn.Module, build: Callable[[str], T], cache: bool = T
         except Exception:  # the runtime's own error types: a damaged file; a fresh export says if it is more
             with contextlib.suppress(OSError):
                 os.remove(path)
+    from .onnx_graph import onnx_model_file
+
     with tempfile.TemporaryDirectory() as folder:
         return build(onnx_model_file(net, folder))

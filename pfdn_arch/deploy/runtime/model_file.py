@@ -4,10 +4,9 @@ the CPU, or NCNN (.param) on the CPU or a Vulkan device."""
 import os
 
 import numpy as np
-import torch
 
 from ...errors import CheckpointError, OptionsError
-from .base import INSTALL, ModelFile, Runner, numpy_input, parse_device
+from .base import CPU, INSTALL, ModelFile, Runner, default_threads, like_input, numpy_input, parse_device
 from .ncnn_runner import NcnnRunner, vulkan_index
 from .onnxruntime_runner import OnnxRuntimeRunner
 from .openvino_runner import OpenVINORunner
@@ -21,7 +20,7 @@ class FileRunner(ModelFile):
 
     def __init__(self, path: str, backend: str, threads: int):
         self.name, self.path = backend, path
-        self.device, self.dtype, self.threads, self.builds, self.streams = torch.device('cpu'), 'int8', threads, 1, 1
+        self.device, self.dtype, self.threads, self.builds, self.streams = CPU, 'int8', threads, 1, 1
         self.num_in_ch = 3
         if backend == 'openvino':
             import openvino as ov  # optional: imported where it is used
@@ -51,19 +50,19 @@ class FileRunner(ModelFile):
 
     def __call__(self, x):
         self.check_input(x)
-        return torch.from_numpy(self._run(numpy_input(x)))
+        return like_input(self._run(numpy_input(x)), x)
 
 
 def file_runner(path: str, backend: str = 'auto', device='cpu', threads: int = None, warn=print) -> Runner:
     """A runner for a model file (``MODEL_FILES``): an OpenVINO IR runs on OpenVINO; an ONNX file on ONNX Runtime
     (auto) or OpenVINO; an NCNN .param on NCNN, on the CPU or ``device`` vulkan[:N]. A backend that cannot run it
     falls back with one note."""
-    threads = threads or torch.get_num_threads()
+    threads = threads or default_threads()
     if path.lower().endswith('.param'):
         if backend not in ('auto', 'ncnn'):
             warn(f'note: {os.path.basename(path)} is an NCNN model; it runs on ncnn, not {backend}')
         return NcnnRunner(path, threads, vulkan_index(device))
-    if parse_device(device).type != 'cpu':
+    if device != 'cpu' and parse_device(device).type != 'cpu':
         warn(f'note: {os.path.basename(path)} runs on the CPU here (its runtimes), not on {device}')
     ext = os.path.splitext(path)[1].lower()
     choices = [OpenVINORunner] if ext == '.xml' else [OnnxRuntimeRunner, OpenVINORunner]

@@ -5,10 +5,9 @@ import re
 from typing import Optional
 
 import numpy as np
-import torch
 
 from ...errors import CheckpointError, OptionsError, require
-from .base import ModelFile
+from .base import CPU, ModelFile, like_input, numpy_input
 
 
 def vulkan_index(device) -> Optional[int]:
@@ -30,7 +29,7 @@ class NcnnRunner(ModelFile):
         ncnn = require('ncnn', 'running NCNN models', 'ncnn')
         self.name, self.path, self.threads, self.builds, self.streams = 'ncnn', param, threads, 1, 1
         self.dtype, self.num_in_ch = 'fp16' if gpu is not None else 'fp32', 3
-        self.device = torch.device('cpu')  # where results are handed back
+        self.device = CPU  # where results are handed back
         weights = os.path.splitext(param)[0] + '.bin'
         if not os.path.isfile(weights):
             raise CheckpointError(f'its weights {os.path.basename(weights)} are not beside it (an NCNN model is a '
@@ -64,5 +63,4 @@ class NcnnRunner(ModelFile):
 
     def __call__(self, x):
         self.check_input(x)
-        arr = x.detach().to('cpu', torch.float32).numpy()
-        return torch.from_numpy(np.stack([self._run_one(image) for image in arr]))
+        return like_input(np.stack([self._run_one(image) for image in numpy_input(x)]), x)

@@ -1,8 +1,7 @@
 """The ``onnxruntime`` backend: ONNX Runtime on the ONNX export (CPU; CUDA with its CUDA provider)."""
-import torch
-
 from ... import errors
-from .base import Runner, numpy_input
+from .base import Runner, like_input, numpy_input
+from .costs import COSTS, REBUILT_ON_REFRESH
 from .export_cache import built_from_export
 
 
@@ -10,15 +9,15 @@ class OnnxRuntimeRunner(Runner):
     """ONNX Runtime on the ONNX export (all graph optimizations, ``threads`` intra-op threads). The weights are
     constants of the session: ``refresh`` rebuilds it."""
     name = 'onnxruntime'
-    costs = {'cpu': {'fp32': (0.55, 0.0, 0.57)}}
-    rebuilt_on_refresh = True
+    costs = COSTS[name]
+    rebuilt_on_refresh = name in REBUILT_ON_REFRESH
 
     @classmethod
     def installed(cls) -> bool:
         return errors.installed('onnxruntime') and errors.installed('onnx')
 
     @classmethod
-    def runs_on(cls, device: torch.device) -> bool:
+    def runs_on(cls, device) -> bool:
         import onnxruntime as ort  # optional: imported where it is used
         return device.type == 'cpu' or 'CUDAExecutionProvider' in ort.get_available_providers()
 
@@ -42,4 +41,4 @@ class OnnxRuntimeRunner(Runner):
 
     def __call__(self, x):
         self.check_input(x)
-        return torch.from_numpy(self.session.run(None, {'lr': numpy_input(x)})[0])
+        return like_input(self.session.run(None, {'lr': numpy_input(x)})[0], x)

@@ -3,11 +3,11 @@ import queue
 from typing import Tuple
 
 import numpy as np
-import torch
 
 from ... import errors
-from ...archs import MIN_INPUT_SIZE
-from .base import Runner, numpy_input
+from ...archs.limits import MIN_INPUT_SIZE
+from .base import Runner, like_input, numpy_input
+from .costs import COSTS, REBUILT_ON_REFRESH
 from .export_cache import built_from_export
 
 
@@ -19,19 +19,19 @@ class OpenVINORunner(Runner):
     encoding) does not stall a parallel region that waits for all its threads. The weights are constants of the
     compiled model: ``refresh`` rebuilds it."""
     name = 'openvino'
-    costs = {'cpu': {'fp32': (0.6, 0.0, 0.55), 'bf16': (0.7, 0.0, 0.3)}}
-    rebuilt_on_refresh = True
+    costs = COSTS[name]
+    rebuilt_on_refresh = name in REBUILT_ON_REFRESH
 
     @classmethod
     def installed(cls) -> bool:
         return errors.installed('openvino')
 
     @classmethod
-    def runs_on(cls, device: torch.device) -> bool:
+    def runs_on(cls, device) -> bool:
         return device.type == 'cpu'
 
     @classmethod
-    def precisions(cls, device: torch.device) -> Tuple[str, ...]:
+    def precisions(cls, device) -> Tuple[str, ...]:
         import openvino as ov  # optional: imported where it is used
         return ('fp32', 'bf16') if 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES') else ('fp32',)
 
@@ -71,6 +71,6 @@ class OpenVINORunner(Runner):
         request = self.requests.get()
         try:
             request.infer({0: arr})
-            return torch.from_numpy(request.get_output_tensor(0).data.copy())
+            return like_input(request.get_output_tensor(0).data.copy(), x)
         finally:
             self.requests.put(request)

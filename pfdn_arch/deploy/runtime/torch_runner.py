@@ -3,16 +3,24 @@ static shapes (CUDA graphs on CUDA). Both take new weights in place."""
 import copy
 from typing import Tuple
 
+import numpy as np
 import torch
 
-from .base import DTYPES, Runner
+from .base import Runner
+from .costs import COSTS
+
+DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+def as_tensor(x) -> torch.Tensor:
+    """An input as a tensor: numpy arrays (what ``upscaler`` hands over) shared, not copied."""
+    return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
 
 
 class TorchRunner(Runner):
     """The plain eager forward (the reference), in the asked precision."""
     name = 'torch'
-    costs = {'cpu': {'fp32': (0.0, 0.0, 1.0), 'bf16': (0.0, 0.0, 0.6)},
-             'cuda': {'fp32': (0.0, 0.0, 1.0), 'fp16': (0.0, 0.0, 0.55), 'bf16': (0.0, 0.0, 0.6)}}
+    costs = COSTS[name]
 
     @classmethod
     def precisions(cls, device: torch.device) -> Tuple[str, ...]:
@@ -36,7 +44,7 @@ class TorchRunner(Runner):
     @torch.inference_mode()
     def __call__(self, x):
         self.check_input(x)
-        return self.net(x.to(self.device, DTYPES[self.dtype])).float()
+        return self.net(as_tensor(x).to(self.device, DTYPES[self.dtype])).float()
 
 
 class CompileRunner(TorchRunner):
@@ -46,9 +54,7 @@ class CompileRunner(TorchRunner):
     weights stay parameters (no freezing), so ``refresh`` needs no recompilation. The compile options are this
     model's own, nothing process-wide is changed."""
     name = 'compile'
-    # CPU bf16 is left out of auto's pairs: it moved Set5 by -0.0100 dB on the AMD EPYC (AVX512-BF16), at the line
-    costs = {'cpu': {'fp32': (5.0, 30.0, 0.62)},
-             'cuda': {'fp32': (1.0, 10.0, 0.4), 'fp16': (1.0, 10.0, 0.25), 'bf16': (1.0, 10.0, 0.3)}}
+    costs = COSTS[name]  # its CPU bf16 is not among auto's pairs (costs.COSTS says why)
     MAX_SHAPES = 4
 
     @classmethod
@@ -74,7 +80,7 @@ class CompileRunner(TorchRunner):
     @torch.no_grad()
     def __call__(self, x):
         self.check_input(x)
-        x = x.to(self.device, DTYPES[self.dtype])
+        x = as_tensor(x).to(self.device, DTYPES[self.dtype])
         if tuple(x.shape) not in self.shapes:
             if len(self.shapes) >= self.MAX_SHAPES:
                 return self.net(x).float()

@@ -1,0 +1,221 @@
+"""``basicsr infer`` of a checkpoint run before, without importing torch (pfdn_arch/deploy/runtime/quick_start.py,
+export_cache's records): it runs only where the usual route would run the same OpenVINO build, gives the same pixels,
+and anything it cannot vouch for (a changed file, another version, a damaged graph or record, CUDA, a choice torch
+could change) goes the usual way."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import ENV, TINY_NET, randomized
+from pfdn_arch.archs import PFDN
+from pfdn_arch.deploy.runtime import base, costs, export_cache, quick_start
+from pfdn_arch.deploy.runtime.choose import Workload, resolve
+from test_deploy import need_backend
+
+# infer in a process of its own, then whether torch was imported: the quick route must not
+INFER_AND_SAY_IF_TORCH = ('import sys\nfrom pfdn_arch.cli.main import main\ncode = main(sys.argv[1:])\n'
+                          "print('torch imported:', 'torch' in sys.modules)\nsys.exit(code)")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / 'cache'
+    monkeypatch.setenv('PFDN_CACHE_DIR', str(folder))
+    return folder
+
+
+def checkpoint(path, seed=0, **options):
+    args = {k: v for k, v in TINY_NET.items() if k != 'type'}
+    args.update(options)
+    torch.save(randomized(PFDN(**args, deploy=True), seed=seed).state_dict(), path)
+    return str(path)
+
+
+# enough pixels (0.66 LR Mpx) that the cost model gives the folder to OpenVINO in either precision
+SIZES = ((400, 420), (400, 420), (380, 400), (410, 400))
+
+
+def photos(folder, sizes=SIZES):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate(sizes):
+        img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 0)
+        cv2.imwrite(str(folder / f'p{i}.png'), img)
+    return folder
+
+
+def infer(args, env):
+    proc = subprocess.run([sys.executable, '-c', INFER_AND_SAY_IF_TORCH, 'infer', *map(str, args)],
+                          capture_output=True, text=True, env=dict(ENV, **env), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return 'torch imported: True' in proc.stdout, proc.stderr
+
+
+def pixels(folder):
+    return {p: cv2.imread(os.path.join(folder, p), cv2.IMREAD_UNCHANGED) for p in sorted(os.listdir(folder))}
+
+
+@pytest.mark.parametrize('dtype', ['auto', 'fp32'])
+def test_a_second_infer_of_a_checkpoint_runs_without_torch_and_writes_the_same_pixels(tmp_path, dtype):
+    need_backend('openvino')
+    env = {'PFDN_CACHE_DIR': str(tmp_path / 'cache')}
+    weights = checkpoint(tmp_path / 'net.pth')
+    src = photos(tmp_path / 'in')
+    flags = ['-i', src, '--weights', weights, '--dtype', dtype]
+    first_torch, first_err = infer(flags + ['-o', tmp_path / 'a'], env)
+    second_torch, second_err = infer(flags + ['-o', tmp_path / 'b'], env)
+    assert first_torch and not second_torch, (first_err, second_err)
+    said = [[line for line in err.splitlines() if line.startswith('backend:')] for err in (first_err, second_err)]
+    assert said[0] == said[1] and 'openvino' in said[0][0], said
+    a, b = pixels(tmp_path / 'a'), pixels(tmp_path / 'b')
+    assert a.keys() == b.keys() and len(a) == 4 and all(np.array_equal(a[k], b[k]) for k in a)
+    assert all(v.shape == (4 * h, 4 * w, 3) for v, (h, w) in zip(a.values(), SIZES))
+
+
+def test_the_record_finds_the_graph_by_the_files_bytes_and_only_for_this_package_and_torch(cache, tmp_path,
+                                                                                          monkeypatch):
+    need_backend('openvino')
+    weights = checkpoint(tmp_path / 'net.pth')
+    net = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
+    net.load_state_dict(torch.load(weights, weights_only=True))
+    export_cache.remember(weights, net)
+    assert export_cache.recall(weights) is None  # no export in the cache yet: nothing is recorded
+    graph_path = export_cache.cached_export(net)
+    export_cache.remember(weights, net, qat=True)
+    graph = export_cache.recall(weights)
+    assert graph.graph_path == graph_path and (graph.upscale, graph.num_in_ch, graph.min_input, graph.qat) == (
+        4, 3, 15, True)
+    renamed = tmp_path / 'other name.pth'
+    os.rename(weights, renamed)
+    assert export_cache.recall(str(renamed)).graph_path == graph_path  # the same bytes under another name
+    checkpoint(tmp_path / 'changed.pth', seed=1)
+    assert export_cache.recall(str(tmp_path / 'changed.pth')) is None  # other weights: never the old graph
+    with monkeypatch.context() as m:
+        m.setattr(export_cache, '__version__', '0.0.0')
+        assert export_cache.recall(str(renamed)) is None  # another version of this package
+    with monkeypatch.context() as m:
+        m.setattr(export_cache, '_torch_version', lambda: '1.0.0')
+        assert export_cache.recall(str(renamed)) is None  # another PyTorch
+    assert export_cache.recall(str(renamed)) is not None
+    record = next(p for p in cache.iterdir() if export_cache.RECORDS.fullmatch(p.name))
+    record.write_text('{"version": 1, "graph": ')  # cut short
+    assert export_cache.recall(str(renamed)) is None
+    os.remove(graph_path)
+    export_cache.remember(str(renamed), net)
+    assert export_cache.recall(str(renamed)) is None  # the graph gone: the record alone finds nothing
+
+
+def test_a_damaged_cached_graph_is_removed_and_infer_goes_the_usual_way(tmp_path):
+    need_backend('openvino')
+    env = {'PFDN_CACHE_DIR': str(tmp_path / 'cache')}
+    weights = checkpoint(tmp_path / 'net.pth')
+    src = photos(tmp_path / 'in')
+    infer(['-i', src, '-o', tmp_path / 'a', '--weights', weights], env)
+    (graph,) = [p for p in (tmp_path / 'cache').iterdir() if p.suffix == '.onnx']
+    graph.write_bytes(b'not an onnx model')
+    used_torch, err = infer(['-i', src, '-o', tmp_path / 'b', '--weights', weights], env)
+    assert used_torch and 'error' not in err  # exported again from the checkpoint
+    a, b = pixels(tmp_path / 'a'), pixels(tmp_path / 'b')
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert graph.read_bytes() != b'not an onnx model'  # the export made afresh, and the next run is quick again
+    assert not infer(['-i', src, '-o', tmp_path / 'c', '--weights', weights], env)[0]
+
+
+WORKLOADS = {'one small image': [(24, 24)], 'a folder': [(256, 256)] * 30 + [(339, 510)] * 20,
+             'one photo': [(1024, 768)], 'many sizes': [(40 + i, 50 + i) for i in range(37)]}
+
+
+@pytest.mark.parametrize('work', WORKLOADS, ids=list(WORKLOADS))
+@pytest.mark.parametrize('backend,dtype', [('auto', 'auto'), ('auto', 'fp32'), ('auto', 'bf16'),
+                                           ('openvino', 'auto'), ('openvino', 'fp32')])
+def test_the_quick_route_runs_only_what_the_usual_route_would_choose(work, backend, dtype):
+    """Whatever quick_dtype answers, resolve (which asks torch) answers OpenVINO in that precision; where it
+    answers None, torch's facts could matter (and the usual route decides)."""
+    need_backend('openvino')
+    workload = Workload.of(WORKLOADS[work])
+    quick = quick_start.quick_dtype(backend, 'cpu', dtype, workload)
+    usual = resolve(backend, 'cpu', dtype, lambda m: None, workload)
+    if quick is not None:
+        assert usual == ('openvino', torch.device('cpu'), quick)
+    # the answer must hold for torch running bf16 natively here or not: where the two would differ, no quick route
+    answers = set()
+    for torch_precisions in quick_start.TORCH_CPU_PRECISIONS:
+        known = {b: base.cached_precisions(r, base.CPU) for b, r in
+                 (('openvino', quick_start.OpenVINORunner), ('onnxruntime', quick_start.OnnxRuntimeRunner))}
+        known['torch'] = torch_precisions
+        candidates = [b for b in costs.AUTO_ORDER['cpu'] if backend in ('auto', b)]
+        answers.add(costs.pick(candidates, known, dtype, 'cpu', workload))
+    if len(answers) > 1 or next(iter(answers))[0] != 'openvino':
+        assert quick is None
+
+
+def test_one_small_image_is_not_quick_where_torch_costs_less():
+    """The cost model gives one 24x24 image to torch (no build): the usual route's choice, so no quick runner."""
+    need_backend('openvino')
+    assert resolve('auto', 'cpu', 'auto', lambda m: None, Workload.of([(24, 24)]))[0] == 'torch'
+    assert quick_start.quick_dtype('auto', 'cpu', 'auto', Workload.of([(24, 24)])) is None
+
+
+@pytest.mark.parametrize('backend,device,dtype', [('auto', 'cuda', 'auto'), ('torch', 'cpu', 'auto'),
+                                                  ('onnxruntime', 'cpu', 'auto'), ('auto', 'cpu', 'fp16'),
+                                                  ('compile', 'cpu', 'fp32')])
+def test_what_torch_runs_or_decides_is_never_quick(backend, device, dtype):
+    assert quick_start.quick_dtype(backend, device, dtype, Workload.of([(256, 256)] * 50)) is None
+
+
+def test_openvino_without_bf16_here_leaves_an_asked_bf16_to_the_usual_route_and_its_note(monkeypatch):
+    need_backend('openvino')
+    monkeypatch.setattr(quick_start, 'cached_precisions', lambda runner, device: ('fp32',))
+    assert quick_start.quick_dtype('openvino', 'cpu', 'bf16', Workload.of([(256, 256)] * 50)) is None
+    assert quick_start.quick_dtype('openvino', 'cpu', 'auto', Workload.of([(256, 256)] * 50)) == 'fp32'
+
+
+def test_threads_without_torch_are_the_ones_torch_would_take():
+    """The quick route splits the cores as torch would (OMP_NUM_THREADS, else the physical cores)."""
+    env = {k: v for k, v in ENV.items() if k != 'OMP_NUM_THREADS'}
+    code = ('import sys\nfrom pfdn_arch.deploy.runtime.base import default_threads\nn = default_threads()\n'
+            "assert 'torch' not in sys.modules\nimport torch\nprint(n, torch.get_num_threads())")
+    for extra in ({}, {'OMP_NUM_THREADS': '1'}):
+        out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=dict(env, **extra),
+                             check=True).stdout.split()
+        assert out[0] == out[1], (extra, out)
+
+
+def test_upscaler_takes_arrays_and_tensors_alike():
+    """The media code hands numpy arrays through (no torch on the quick route); tensors give the same values."""
+    from pfdn_arch.deploy.runtime.choose import make_runner
+    from pfdn_arch.deploy.runtime.upscaler import Upscaler
+
+    net = randomized(PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)).eval()
+    x = torch.rand(2, 3, 40, 52)
+    for backend in ('torch', 'openvino', 'onnxruntime'):
+        if backend != 'torch':
+            need_backend(backend)
+        runner = make_runner(net, backend, warn=lambda m: None)
+        for up in (Upscaler(runner), Upscaler(runner, tile=24, tile_overlap=4, batch=3)):
+            from_array, from_tensor = up(x.numpy()), up(x)
+            assert isinstance(from_array, np.ndarray) and isinstance(from_tensor, torch.Tensor)
+            assert from_array.dtype == np.float32 and from_array.shape == (2, 3, 160, 208)
+            assert np.array_equal(from_array, from_tensor.numpy()), backend
+
+
+def test_a_record_is_data_in_the_caches_folder_and_pruned_like_the_graphs(cache, tmp_path, monkeypatch):
+    need_backend('openvino')
+    monkeypatch.setattr(export_cache, 'KEEP', 2)
+    net = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
+    export_cache.cached_export(net)
+    paths = []
+    for seed in range(4):
+        weights = tmp_path / f'{seed}.pth'
+        weights.write_bytes(os.urandom(64))  # any bytes: the record is keyed by them
+        export_cache.remember(str(weights), net)
+        paths.append(weights)
+    records = [p for p in cache.iterdir() if export_cache.RECORDS.fullmatch(p.name)]
+    assert len(records) == 2 and all(json.loads(p.read_text())['upscale'] == 4 for p in records)
+    assert export_cache.recall(str(paths[-1])) is not None and export_cache.recall(str(paths[0])) is None
