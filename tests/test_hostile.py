@@ -86,16 +86,48 @@ def test_colour_profiles_are_kept(tiny, tmp_path, capsys, ext):
         assert im.info.get('icc_profile') == profile and im.size == (200, 160)
 
 
-def test_exif_orientation_is_applied(tiny, tmp_path, capsys):
+def png_with_exif_after_the_image_data(path, pixels, exif):
+    """A PNG whose eXIf chunk follows its IDAT (allowed, and what PIL must decode the whole image to find)."""
+    import struct
+    import zlib
+    data = cv2.imencode('.png', pixels)[1].tobytes()
+    iend = data.rindex(b'IEND') - 4
+    body = exif.tobytes()
+    chunk = struct.pack('>I', len(body)) + b'eXIf' + body + struct.pack('>I', zlib.crc32(b'eXIf' + body))
+    path.write_bytes(data[:iend] + chunk + data[iend:])
+
+
+@pytest.mark.parametrize('name', ['phone.jpg', 'phone.png', 'after_idat.png', 'jpeg_named.png'])
+def test_exif_orientation_is_applied(tiny, tmp_path, capsys, name):
     from PIL import Image
     src, out = tmp_path / 'in', tmp_path / 'out'
     src.mkdir()
     stored = sample_image('coffee.png')[:40, :60]  # 60 wide as stored; orientation 6: shown rotated 90 clockwise
     exif = Image.Exif()
     exif[0x0112] = 6
-    Image.fromarray(stored[..., ::-1]).save(src / 'phone.jpg', exif=exif, quality=95)
+    if name == 'after_idat.png':
+        png_with_exif_after_the_image_data(src / name, stored, exif)
+    else:
+        fmt = 'JPEG' if name.endswith('.jpg') or name == 'jpeg_named.png' else 'PNG'
+        Image.fromarray(stored[..., ::-1]).save(src / name, fmt, exif=exif, **({'quality': 95} if fmt == 'JPEG' else {}))
+    with Image.open(src / name) as im:
+        assert im.getexif().get(0x0112) == 6  # as PIL reads it
     assert infer(['-i', src, '-o', out], capsys, tiny)[0] == 0
-    assert cv2.imread(str(out / 'phone.jpg'), cv2.IMREAD_UNCHANGED).shape == (240, 160, 3)  # upright: 60 tall
+    assert cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED).shape == (240, 160, 3)  # upright: 60 tall
+
+
+def test_a_png_is_decoded_once(tmp_path, monkeypatch):
+    """Reading a PNG for upscaling decodes its pixels once (OpenCV), never again in PIL to find its EXIF."""
+    from PIL import Image, ImageFile
+    from pfdn_arch.files.images import read_picture
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    png_with_exif_after_the_image_data(tmp_path / 'a.png', sample_image('coffee.png')[:40, :60], exif)
+
+    def decoded_again(self):
+        raise AssertionError('PIL decoded the image')
+    monkeypatch.setattr(ImageFile.ImageFile, 'load', decoded_again)
+    assert read_picture(str(tmp_path / 'a.png')).pixels.shape == (60, 40, 3)
 
 
 def test_multi_frame_files_give_their_first_frame_and_one_note(tiny, tmp_path, capsys):
