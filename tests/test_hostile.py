@@ -109,7 +109,8 @@ def test_exif_orientation_is_applied(tiny, tmp_path, capsys, name):
         png_with_exif_after_the_image_data(src / name, stored, exif)
     else:
         fmt = 'JPEG' if name.endswith('.jpg') or name == 'jpeg_named.png' else 'PNG'
-        Image.fromarray(stored[..., ::-1]).save(src / name, fmt, exif=exif, **({'quality': 95} if fmt == 'JPEG' else {}))
+        quality = {'quality': 95} if fmt == 'JPEG' else {}
+        Image.fromarray(stored[..., ::-1]).save(src / name, fmt, exif=exif, **quality)
     with Image.open(src / name) as im:
         assert im.getexif().get(0x0112) == 6  # as PIL reads it
     assert infer(['-i', src, '-o', out], capsys, tiny)[0] == 0
