@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ENV, TINY_NET, randomized
+from conftest import ENV, TINY_NET, cli, randomized
 from pfdn_arch.archs import PFDN
 from pfdn_arch.deploy.runtime import base, costs, export_cache, quick_start
-from pfdn_arch.deploy.runtime.choose import Workload, resolve
+from pfdn_arch.deploy.runtime.choose import Workload, make_runner, resolve
+from pfdn_arch.deploy.runtime.upscaler import Upscaler
+from pfdn_arch.files import checkpoints
 from test_deploy import need_backend
 
 # infer in a process of its own, then whether torch was imported: the quick route must not
@@ -189,9 +191,6 @@ def test_threads_without_torch_are_the_ones_torch_would_take():
 
 def test_upscaler_takes_arrays_and_tensors_alike():
     """The media code hands numpy arrays through (no torch on the quick route); tensors give the same values."""
-    from pfdn_arch.deploy.runtime.choose import make_runner
-    from pfdn_arch.deploy.runtime.upscaler import Upscaler
-
     net = randomized(PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)).eval()
     x = torch.rand(2, 3, 40, 52)
     for backend in ('torch', 'openvino', 'onnxruntime'):
@@ -219,3 +218,23 @@ def test_a_record_is_data_in_the_caches_folder_and_pruned_like_the_graphs(cache,
     records = [p for p in cache.iterdir() if export_cache.RECORDS.fullmatch(p.name)]
     assert len(records) == 2 and all(json.loads(p.read_text())['upscale'] == 4 for p in records)
     assert export_cache.recall(str(paths[-1])) is not None and export_cache.recall(str(paths[0])) is None
+
+
+def test_the_quick_route_says_of_a_qat_checkpoint_what_the_usual_route_says(cache, tmp_path, capsys, monkeypatch):
+    """The record keeps whether the checkpoint was quantization-aware fine-tuning's: the note comes without the
+    checkpoint being loaded (loading it here would fail the test)."""
+    need_backend('openvino')
+    weights = checkpoint(tmp_path / 'qat.pth')
+    net = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
+    net.load_state_dict(torch.load(weights, weights_only=True))
+    export_cache.cached_export(net)
+    export_cache.remember(weights, net, qat=True)
+
+    def loaded(*args, **kwargs):
+        raise AssertionError('the checkpoint was loaded')
+    monkeypatch.setattr(checkpoints, 'build_pfdn_from_checkpoint', loaded)
+    code, _, err = cli(['infer', '-i', photos(tmp_path / 'in'), '-o', tmp_path / 'out', '--weights', weights], capsys)
+    assert code == 0, err
+    assert any('quantization-aware fine-tuning' in line and 'basicsr export --int8' in line for line in err), err
+    assert any(line.startswith('backend: openvino') for line in err), err
+    assert len(os.listdir(tmp_path / 'out')) == 4
