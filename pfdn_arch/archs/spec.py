@@ -11,8 +11,6 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
-from .limits import check_lr_input
-
 
 class ArchSpec:
     """What is known about one architecture. Subclasses fill in the names and the methods."""
@@ -53,10 +51,6 @@ class ArchSpec:
     def graph_form(self, net: nn.Module) -> nn.Module:
         """The copy of a deployed ``net`` that exports and runtimes run (same function, same parameters)."""
         return net
-
-    def check_input(self, x: torch.Tensor, channels: int = 3) -> None:
-        """ValueError saying why ``x`` (N x C x H x W, a tensor or an array) cannot be run."""
-        check_lr_input(x.shape, channels, self.min_input, self.name or 'the network')
 
     def check_options(self, gt_size: Optional[int], scale: int) -> Optional[str]:
         """Why a training run with HR patches of ``gt_size`` at ``scale`` cannot train this network, or None."""
