@@ -12,7 +12,7 @@ def check_lr_input(shape: Sequence[int], channels: int = 3, min_input: int = MIN
     shape = tuple(int(s) for s in shape)
     if len(shape) != 4:
         raise ValueError(f'{name} expects an N x C x H x W input, got shape {shape}')
-    if channels is not None and shape[1] != channels:
+    if shape[1] != channels:
         raise ValueError(f'{name} expects {channels} input channels, got {shape[1]} (shape {shape}); convert the '
                          'image to RGB first')
     if min(shape[-2:]) < min_input:

@@ -24,13 +24,12 @@ INSTALL = "pip install 'pfdn[fast]'"
 
 
 class Device(NamedTuple):
-    """Where a runner built without torch runs (``quick_start``): what it reads of a ``torch.device``, its type and
-    its name."""
+    """Where a runner built without torch runs (the CPU: model files, ``quick_start``): what is read of a
+    ``torch.device``, its type and its name."""
     type: str
-    index: Optional[int] = None
 
     def __str__(self):
-        return self.type if self.index is None else f'{self.type}:{self.index}'
+        return self.type
 
 
 CPU = Device('cpu')

@@ -33,6 +33,8 @@ from .torch_runner import CompileRunner, TorchRunner
 RUNNERS = {r.name: r for r in (TorchRunner, CompileRunner, OpenVINORunner, OnnxRuntimeRunner)}
 BACKENDS = ('auto',) + tuple(RUNNERS)
 PRECISIONS = ('auto',) + PRECISION_NAMES
+
+
 def installed(backend: str) -> bool:
     """Whether the backend's runtime can be imported here."""
     return backend in RUNNERS and RUNNERS[backend].installed()
