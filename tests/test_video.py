@@ -152,6 +152,36 @@ def test_variable_frame_rate_full_range_bt709_and_rotation_are_kept(tmp_path, we
     assert got['rotation'] == src['rotation'] == 90
 
 
+def test_conversions_beside_a_cpu_network_run_on_one_thread_and_give_swscales_pixels(tmp_path, weights, capsys,
+                                                                                       monkeypatch):
+    """On a CPU the network keeps every core busy: the colour conversions (decoding's to BGR, encoding's to the
+    output's YUV) run on the calling thread alone (swscale's own slice threads would wait on each other's preempted
+    slices), and one thread makes exactly the pixels swscale's threads make, both ways and at an HR size."""
+    from pfdn_arch.deploy.media.video import encoding, parts, probe
+
+    seen = []
+    decode, frame = probe.decoded, encoding.Encoding.frame
+    monkeypatch.setattr(parts, 'decoded', lambda *a, **k: seen.append(('decode', a[4])) or decode(*a, **k))
+    monkeypatch.setattr(encoding.Encoding, 'frame', lambda self, px, sws=None, threads=0: seen.append(
+        ('encode', threads)) or frame(self, px, sws, threads))
+    clip = tmp_path / 'clip.mp4'
+    photo_clip(clip, frames=6)
+    code, _, err = cli(['infer', '-i', clip, '-o', tmp_path / 'out.mp4', '--weights', weights, '--backend', 'torch',
+                        '--device', 'cpu'], capsys)
+    assert code == 0, err
+    assert sorted(set(seen)) == [('decode', 1), ('encode', 1)] and len(seen) == 12
+    assert probe.sws_threads('cuda') == 0  # where the cores are free, swscale's own choice
+
+    rng = np.random.default_rng(0)
+    hr = cv2.GaussianBlur(rng.integers(0, 256, (680, 1024, 3), dtype=np.uint8), (5, 5), 1.5)
+    source = type('Source', (), {'rgb': False, 'matrix': 1, 'range': 1})()
+    enc = type('Enc', (), {'rgb': False, 'pix_fmt': 'yuv420p', 'matrix': 1, 'range': 1})()
+    yuv = {t: encoding.Encoding.frame(enc, hr, threads=t) for t in (0, 1)}
+    for a, b in zip(yuv[0].planes, yuv[1].planes):
+        assert bytes(a) == bytes(b)
+    assert np.array_equal(probe.decoded(yuv[0], source, threads=0), probe.decoded(yuv[0], source, threads=1))
+
+
 PATCHES = ((40, 60, 200), (50, 190, 60), (200, 80, 40), (128, 128, 128))  # BGR: red, green, blue, grey
 
 

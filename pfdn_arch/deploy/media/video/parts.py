@@ -9,7 +9,7 @@ from ....errors import DataError
 from ....files.atomic import atomic_path
 from ..pipeline import Pipeline
 from .containers import kept_scheduling, pyav, why
-from .probe import conversion, decoded
+from .probe import conversion, decoded, sws_threads
 
 
 def encode_parts(source, enc, upscaler, plan, segment, progress=None):
@@ -20,19 +20,20 @@ def encode_parts(source, enc, upscaler, plan, segment, progress=None):
     per_part = Fraction(segment).limit_denominator(1000) / source.time_base if segment > 0 else None
     streams = max(1, getattr(upscaler.runner, 'streams', 1))
     fmt = 'bgr48le' if source.deep or enc.deep else 'bgr24'
+    threads = sws_threads(getattr(getattr(upscaler.runner, 'device', None), 'type', 'cpu'))
     pipeline = Pipeline(lambda frames: upscaler.run_images([img for _, _, img in frames]), workers=streams,
                         batch=upscaler.batch, batch_key=lambda frame: 0, wait_for_batch=False,
                         ahead=2 * streams + 2, behind=2)
-    frames = _decoded_frames(source, plan.next_part, per_part, fmt)
+    frames = _decoded_frames(source, plan.next_part, per_part, fmt, threads)
     with contextlib.closing(pipeline.results(frames)) as results:
         for part, group in itertools.groupby(results, key=lambda done: done[0][0]):
-            _write_part(part, group, source, enc, plan, progress)
+            _write_part(part, group, source, enc, plan, progress, threads)
     plan.mark_complete()
 
 
-def _decoded_frames(source, start, per_part, fmt):
+def _decoded_frames(source, start, per_part, fmt, threads=0):
     """(part, pts, BGR frame) from the first frame of part ``start`` on: decoding seeks before it and drops the
-    frames before it, which gives the frames a straight decode gives."""
+    frames before it, which gives the frames a straight decode gives. ``threads``: swscale's."""
     av, tb, sws = pyav(), source.time_base, conversion()
     try:
         with av.open(source.path) as c:
@@ -50,12 +51,12 @@ def _decoded_frames(source, start, per_part, fmt):
                 last_pts = pts
                 part = max(0, int((pts - source.origin) // per_part)) if per_part else 0
                 if part >= start:
-                    yield part, pts, decoded(frame, source, fmt, sws)
+                    yield part, pts, decoded(frame, source, fmt, sws, threads)
     except av.FFmpegError as err:
         raise DataError(f'decoding failed part way ({why(err)})', source.path) from None
 
 
-def _write_part(part, results, source, enc, plan, progress):
+def _write_part(part, results, source, enc, plan, progress, threads=0):
     """One part's frames ((frame, finish) in order) encoded into its file, then added to the plan."""
     name = f"part_{part:06d}.{'mkv' if enc.segment_format == 'matroska' else enc.segment_format}"
     sws, count = conversion(), 0
@@ -63,7 +64,7 @@ def _write_part(part, results, source, enc, plan, progress):
         container, stream = enc.open_part(tmp, source)
         with container:
             for (_, pts, _), finish in results:
-                frame = enc.frame(finish(), sws)
+                frame = enc.frame(finish(), sws, threads)
                 frame.pts, frame.time_base = pts, source.time_base
                 for packet in stream.encode(frame):
                     container.mux(packet)

@@ -89,12 +89,21 @@ def kept_video(out_path, width, height):
     return None
 
 
-def decoded(frame, source, fmt='bgr24', sws=None):
+def decoded(frame, source, fmt='bgr24', sws=None, threads=0):
     """A decoded frame as the network gets it: BGR (``bgr24``, or ``bgr48le`` for deep video) in the source's
-    matrix and range."""
+    matrix and range. ``threads``: swscale's (``sws_threads``)."""
     return frame.to_ndarray(format=fmt, src_colorspace=None if source.rgb else source.matrix,
                             src_color_range=None if source.rgb else source.range, dst_color_range=2,
-                            interpolation=sws or conversion())
+                            interpolation=sws or conversion(), threads=threads)
+
+
+def sws_threads(device_type):
+    """swscale's threads for the conversions around a network on ``device_type``: 1 where the network runs on the
+    CPU, whose cores it already keeps busy (swscale's own slice threads then wait on each other's preempted slices:
+    a 2040x1360 result's conversion took 21 ms a frame with them against 16.5 on the calling thread alone, beside
+    OpenVINO's two streams on 2 cores, and ``bench_video`` went 1.30 -> 1.26x); 0 (swscale's choice, a thread per
+    core) where the cores are free."""
+    return 1 if device_type == 'cpu' else 0
 
 
 def frames_of(path):
