@@ -415,6 +415,34 @@ def test_openvino_streams_have_run_once_before_threads_share_them(weights):
     assert [tuple(r.get_output_tensor(0).shape) for r in requests] == [(1, 3, 60, 60)] * 2
 
 
+def test_on_a_cpu_pixels_are_made_from_the_runtimes_memory_and_a_called_result_is_the_callers(weights, monkeypatch):
+    """On a CPU ``run_images`` makes the pixels within the forward's call (from OpenVINO's request memory, not a
+    copy), the same pixels a GPU run makes later from a copied result; and a result ``__call__`` gives survives
+    the next forward (OpenVINO reuses a request's output memory)."""
+    need_backend('openvino')
+    from pfdn_arch.deploy.runtime import upscaler as module
+
+    net, _ = build_pfdn_from_checkpoint(weights)
+    runner = make_runner(net, 'openvino', 'cpu', 'fp32', streams=1, threads=2)
+    imgs = [sample_image(n)[:40, :48] for n in ('astronaut.png', 'coffee.png')]
+    made, real = [], module.from_network
+    monkeypatch.setattr(module, 'from_network', lambda *a: made.append(a) or real(*a))
+    beside, deferred = Upscaler(runner, batch=2), Upscaler(runner, batch=2)
+    deferred.finish_beside_network = False  # what a GPU runner's Upscaler does
+    assert beside.finish_beside_network
+    now = beside.run_images(imgs)
+    assert len(made) == 2  # made already, beside the network
+    later = deferred.run_images(imgs)
+    assert len(made) == 2  # not yet: the caller makes them
+    for a, b in zip([f() for f in now], [f() for f in later]):
+        assert a.shape == (160, 192, 3) and np.array_equal(a, b)
+    x = np.random.default_rng(0).random((1, 3, 40, 48), dtype=np.float32)
+    first = runner(x)
+    kept = first.copy()
+    runner(1 - x)  # the same request (one stream) serves the next forward
+    assert np.array_equal(first, kept)
+
+
 def test_basicsr_test_in_streams_scores_as_one_image_at_a_time(set5_hr, weights, tmp_path, capsys, monkeypatch):
     """The test run's validation with the runtime's streams gives BasicSR's own loop's scores, to the last digit."""
     need_backend('openvino')
@@ -456,3 +484,27 @@ def test_results_become_the_integers_of_clipping_scaling_and_rounding(dtype, pea
     assert whole.dtype == dtype
     assert np.array_equal(whole[..., :3] if layout == 'bgra' else whole, expected)
     assert np.array_equal(to_pixels(rgb, peak, layout == 'grey', dtype), expected)
+
+
+@pytest.mark.parametrize('bad', ['nan', 'inf', '-inf', 'inf and -inf'])
+def test_a_result_with_any_non_finite_value_is_refused_and_huge_finite_ones_become_pixels(bad):
+    """The finite check (upscaler._checked, by a sum in float64) refuses one bad value anywhere in a batch, even
+    infinities of both signs together, and passes finite values near float32's limit (clipped: magenta)."""
+    class Fixed:  # a runner that gives back a chosen result
+        upscale = 4
+
+        def __init__(self, values):
+            self.values = values
+
+        def __call__(self, x):
+            return self.values[:x.shape[0]]
+
+    imgs = [np.zeros((15, 16, 3), np.uint8)] * 2
+    result = np.full((2, 3, 60, 64), 3.4e38, np.float32)
+    result[:, 1] = -3.4e38
+    assert [img.tolist() for img in Upscaler(Fixed(result), batch=2).upscale_images(imgs)] == \
+        [[[[255, 0, 255]] * 64] * 60] * 2  # R and B white, G black
+    for v in bad.split(' and '):
+        result[1, 2 if v == '-inf' else 0, 59, 63 if v == 'inf' else 0] = float(v)
+    with pytest.raises(ValueError, match='NaN or Inf'):
+        Upscaler(Fixed(result), batch=2).upscale_images(imgs)

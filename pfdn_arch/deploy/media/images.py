@@ -98,7 +98,7 @@ def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler, force: 
             failures[index] = finish
         else:
             try:
-                value.pixels = finish()  # the result's pixels, made here rather than beside the network
+                value.pixels = finish()  # made here on a GPU run, beside the network on a CPU (Upscaler)
                 os.makedirs(os.path.dirname(out_path) or '.', exist_ok=True)
                 write_picture(out_path, value, note, params)  # atomic: whole or absent
                 run.done += 1

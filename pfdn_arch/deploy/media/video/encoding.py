@@ -107,7 +107,10 @@ class Encoding:
         """A result (BGR, 8 or 16 bit) as the encoder takes it: this pixel format, matrix and range. ``threads``:
         swscale's (``probe.sws_threads``)."""
         av = pyav()
-        frame = av.VideoFrame.from_ndarray(pixels, format='bgr48le' if pixels.dtype.itemsize == 2 else 'bgr24')
+        # the frame reads the array where it is (from_ndarray copies it first: 1.4 ms of one core for a 2040 x
+        # 1360 result; swscale's output is the same to the byte)
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(pixels),
+                                                format='bgr48le' if pixels.dtype.itemsize == 2 else 'bgr24')
         if self.rgb:
             return frame.reformat(format=self.pix_fmt, interpolation=sws or conversion(), threads=threads)
         return frame.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, src_color_range=2,
