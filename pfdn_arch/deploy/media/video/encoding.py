@@ -24,8 +24,10 @@ ENCODER_FOR = {'h264': 'libx264', 'hevc': 'libx265', 'av1': 'libsvtav1', 'vp9': 
 # with the network. x264 gets veryfast's lookahead and macroblock tree with superfast's search (diamond motion search,
 # subme 1): a 2040x1360 frame took 14.6 against 22 ms of one core (a pan across a photo) and 22 against 37 (a
 # zooming pan with grain), for files 6-18% larger at the same or higher PSNR (the tests' clip at crf 18: worst frame
-# 41.6 dB either way, 66 against 62 kB); superfast itself (no macroblock tree) made them 2-3x larger.
-QUALITY = {'libx264': (18, {'preset': 'veryfast', 'x264-params': 'me=dia:subme=1'}),
+# 41.6 dB either way, 66 against 62 kB); superfast itself (no macroblock tree) made them 2-3x larger. Macroblocks
+# are not split (partitions=none): 18.5 against 20.5 ms (the bench's pan, files 1.5% smaller) and 30 against 36
+# (a zooming grainy pan across Urban100's img_012, 5% smaller), the same PSNR to 0.05 dB at the worst frame.
+QUALITY = {'libx264': (18, {'preset': 'veryfast', 'x264-params': 'me=dia:subme=1:partitions=none'}),
            'libx264rgb': (18, {'preset': 'veryfast'}),
            'libx265': (20, {'preset': 'fast'}), 'libsvtav1': (30, {'preset': '8'}),
            'libvpx-vp9': (24, {'b': '0', 'deadline': 'realtime', 'cpu-used': '6'})}
