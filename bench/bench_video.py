@@ -70,8 +70,8 @@ def make_clip(path, w, h, frames, rate=24):
 
 def backend_alone(up, frames):
     """Seconds to run ``frames`` through the network, ``up.runner.streams`` at a time (threads, as the video pipeline
-    does): each frame's forward and its result as a float array out of the runtime (copied, checked finite), no
-    pixels made from it (the same work before and after ``Upscaler.finish_beside_network``)."""
+    does): each frame's forward and its result checked finite where the runtime left it, as end to end does on a
+    CPU (``Upscaler.finish_beside_network``), with no copy out and no pixels made from it."""
     todo = list(range(len(frames)))
     lock = threading.Lock()
 
@@ -81,7 +81,7 @@ def backend_alone(up, frames):
                 if not todo:
                     return
                 i = todo.pop()
-            up(to_network(frames[i])[0])  # the forward and its result out of the runtime, no pixels made
+            up._run(to_network(frames[i])[0], lambda out: None)  # forward and finite check, in place
     threads = [threading.Thread(target=worker) for _ in range(max(1, up.runner.streams))]
     start = time.perf_counter()
     for t in threads:

@@ -46,8 +46,9 @@ class Upscaler:
         # the forward is done, reading the result where the runtime left it: OpenVINO's output is not copied out
         # (33 MB for a 2040 x 1360 frame) and is read while still in cache. Measured (a film of 48 frames 510 x 340,
         # OpenVINO bf16, 2 streams on a 2-core Intel Xeon, 6 rounds alternating): 1.18-1.22x (median 1.21) the
-        # backend's frame time against 1.22-1.30x (1.26) making them on the thread that encodes; Urban100's LR
-        # folder 4.03 against 4.02 s (the same: PNG encoding, not this, is the writer's work there).
+        # backend's frame time (its forward with a copy out) against 1.22-1.30x (1.26) making them on the thread that
+        # encodes; Urban100's LR folder 4.03 against 4.02 s (the same: PNG encoding, not this, is the writer's work
+        # there).
         self.finish_beside_network = getattr(getattr(runner, 'device', None), 'type', 'cpu') == 'cpu'
 
     def tiled(self, h: int, w: int) -> bool:
