@@ -42,6 +42,8 @@ class Upscaler:
         if batch < 1:
             raise OptionsError(f'must be at least 1, got {batch}', 'batch')
         self.tile, self.overlap, self.batch = tile, tile_overlap, batch
+        # where the network runs ('cpu' for a module without a device): the work around it is placed by this
+        self.device_type = getattr(getattr(runner, 'device', None), 'type', 'cpu')
         # On a CPU the network's cores are the ones that make pixels anyway, so ``run_images`` makes them as soon as
         # the forward is done, reading the result where the runtime left it: OpenVINO's output is not copied out
         # (33 MB for a 2040 x 1360 frame) and is read while still in cache. Measured (a film of 48 frames 510 x 340,
@@ -49,7 +51,7 @@ class Upscaler:
         # backend's frame time (its forward with a copy out) against 1.22-1.30x (1.26) making them on the thread that
         # encodes; Urban100's LR folder 4.03 against 4.02 s (the same: PNG encoding, not this, is the writer's work
         # there).
-        self.finish_beside_network = getattr(getattr(runner, 'device', None), 'type', 'cpu') == 'cpu'
+        self.finish_beside_network = self.device_type == 'cpu'
 
     def tiled(self, h: int, w: int) -> bool:
         return bool(self.tile) and (h > self.tile or w > self.tile)

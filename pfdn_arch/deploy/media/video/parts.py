@@ -20,7 +20,7 @@ def encode_parts(source, enc, upscaler, plan, segment, progress=None):
     per_part = Fraction(segment).limit_denominator(1000) / source.time_base if segment > 0 else None
     streams = max(1, getattr(upscaler.runner, 'streams', 1))
     fmt = 'bgr48le' if source.deep or enc.deep else 'bgr24'
-    threads = sws_threads(getattr(getattr(upscaler.runner, 'device', None), 'type', 'cpu'))
+    threads = sws_threads(upscaler.device_type)
     pipeline = Pipeline(lambda frames: upscaler.run_images([img for _, _, img in frames]), workers=streams,
                         batch=upscaler.batch, batch_key=lambda frame: 0, wait_for_batch=False,
                         ahead=2 * streams + 2, behind=2)
