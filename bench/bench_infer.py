@@ -247,7 +247,9 @@ def workloads(net, a, dev):
 
     work = os.path.abspath(a.work)
     bench = os.path.join(work, 'datasets', 'benchmark')
-    sets = [('Set5', a.set5)] + ([('Urban100', a.urban100)] if os.path.isdir(a.urban100) else [])
+    # absolute: prepare runs in the work folder (run.sh gives .gpu/data/... relative to the checkout)
+    sets = [('Set5', os.path.abspath(a.set5))] + (
+        [('Urban100', os.path.abspath(a.urban100))] if os.path.isdir(a.urban100) else [])
     for name, hr in sets:
         if not os.path.isdir(os.path.join(bench, name, 'LR_bicubic', 'X4')):
             subprocess.run([sys.executable, '-m', 'pfdn_arch.cli', 'prepare', 'benchmark', '--hr', hr, '--name', name],

@@ -153,3 +153,24 @@ def test_shipped_options_are_found_from_any_folder(tmp_path, monkeypatch):
     (tmp_path / 'options').mkdir()
     (tmp_path / 'options' / 'train_pfdn_x4.yml').write_text('name: mine\n')  # a user's own copy comes first
     assert option_file('options/train_pfdn_x4.yml') == 'options/train_pfdn_x4.yml'
+
+
+def test_a_checkout_on_pythonpath_without_an_install_finds_its_own_options(tmp_path):
+    """The GPU machine's route (no package index: the checkout on PYTHONPATH, bench/gpu/run.sh): the package is
+    imported from the checkout, where no ``pfdn_arch/options/`` exists, and no install maps one; the commands' defaults
+    (``options/train_pfdn_x4.yml`` from any folder) are then the checkout's ``options/``."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = (
+        "import sys\n"
+        # no editable install's finder: the package is only where PYTHONPATH puts it
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in (getattr(f, '__module__', '') or '')]\n"
+        "import pfdn_arch\n"
+        "from pfdn_arch.files.locations import option_file\n"
+        "print(pfdn_arch.__file__)\n"
+        "print(option_file('options/train_pfdn_x4.yml'))\n")
+    r = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                       timeout=300)  # ENV: the checkout first on PYTHONPATH
+    assert r.returncode == 0, r.stderr[-2000:]
+    package, found = r.stdout.split()[-2:]
+    assert package == os.path.join(root, 'pfdn_arch', '__init__.py')
+    assert found == os.path.join(root, 'options', 'train_pfdn_x4.yml')

@@ -2,6 +2,7 @@
 the package (the repository's ``options/``, installed as ``pfdn_arch/options/``) and the released weights, which are
 not shipped (``weights/team08_PFDN.pth`` under the working directory)."""
 import os
+import pathlib
 
 from ..errors import OptionsError
 
@@ -11,15 +12,22 @@ WEIGHTS_SOURCE = "the PFDN authors' release, https://github.com/icandle/PFDN (te
 
 
 def shipped_options_dir():
-    """The folder of the shipped option files, or None."""
+    """The folder of the shipped option files, or None: the installed ``pfdn_arch/options/``, else, where the package
+    is imported from a checkout on ``PYTHONPATH`` without being installed from it (the route a machine without a
+    package index takes, as the GPU run does: bench/gpu/run.sh), the checkout's own ``options/``."""
     from importlib import resources
 
+    candidates = []
     for anchor, sub in (('pfdn_arch.options', None), ('pfdn_arch', 'options')):
         try:
             folder = resources.files(anchor)
         except ModuleNotFoundError:
             continue
-        folder = folder / sub if sub else folder
+        candidates.append(folder / sub if sub else folder)
+    checkout = pathlib.Path(__file__).resolve().parents[2]
+    if (checkout / 'setup.py').is_file():  # a checkout only: never a stray options/ beside site-packages
+        candidates.append(checkout / 'options')
+    for folder in candidates:
         if folder.is_dir() and any(str(p).endswith('.yml') for p in folder.iterdir()):
             return str(folder)
     return None
