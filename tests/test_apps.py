@@ -1,7 +1,6 @@
-"""PFDN where people upscale (issue 26): ComfyUI's stock loader after the custom node's import alone, NCNN files for
-Upscayl (whitelist, names, blobs, free sizes, Upscayl's tiling, Vulkan through lavapipe), ``basicsr infer`` on them,
-and chaiNNer's onnxruntime (1.17) with its scale probe. The apps' own binaries are not run here; their loading
-sequences are, as their code does them."""
+"""PFDN in ComfyUI and chaiNNer's ONNX route: ComfyUI's stock loader after the custom node's import alone (its
+loading and upscaling sequence as its code does them), and chaiNNer's onnxruntime (the 1.17.1 it pins) with its scale
+probe. NCNN files, with Upscayl's own binary and chaiNNer's NCNN build, are tests/test_ncnn.py's."""
 import os
 import shutil
 import site
@@ -17,19 +16,17 @@ from pathlib import Path
 from conftest import ENV, ROOT, WEIGHTS, cli, need_shared, randomized
 from pfdn_arch.archs import PFDN
 from pfdn_arch.cli.main import main
-from pfdn_arch.deploy.export.ncnn import UPSCAYL_LAYERS, param_layers, problems, scale_from_name
-from pfdn_arch.deploy.runtime.ncnn_runner import NcnnRunner
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
 from pfdn_arch.files.samples import sample_image
-from pfdn_arch.recipe.protocol import evaluate_folder
+from tools import pip_target
 
 NODE = os.path.join(ROOT, 'pfdn_arch', 'comfyui_node')
 
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
-    """The released weights and a random x2 and x3 PFDN, exported as .pth and .safetensors, NCNN (x3 with fp32
-    weights) and, for the released weights, ONNX."""
+    """The released weights and a random x2 and x3 PFDN, exported as .pth and .safetensors and, for the released
+    weights, ONNX."""
     out = tmp_path_factory.mktemp('exported')
     files = {4: Path(need_shared(WEIGHTS))}
     for scale in (2, 3):
@@ -38,8 +35,7 @@ def exported(tmp_path_factory):
                               seed=scale).eval().state_dict(), files[scale])
     for scale, src in files.items():
         formats = ['pth', 'safetensors'] + (['onnx'] if scale == 4 else [])
-        args = ['export', '--weights', src, '--out', out, '--name', f'pfdn_x{scale}', '--formats', *formats,
-                '--ncnn'] + (['--ncnn-fp32'] if scale == 3 else [])
+        args = ['export', '--weights', src, '--out', out, '--name', f'pfdn_x{scale}', '--formats', *formats]
         assert main([str(a) for a in args]) == 0
     return out, files
 
@@ -167,150 +163,8 @@ def test_the_node_finds_the_package_through_its_link_where_comfyuis_python_lacks
     assert 'link this folder' in r.stderr
 
 
-# ------------------------------------------------------------------------------------------------- NCNN, Upscayl
-def test_ncnn_files_have_only_layers_upscayl_builds_named_blobs_and_no_expressions(exported):
-    out, _ = exported
-    for scale in (4, 2, 3):
-        name = f'pfdn_x{scale}'
-        text = (out / f'{name}.param').read_text()
-        assert problems(text) == []
-        layers = param_layers(text)
-        kinds = {kind for kind, *_ in layers}
-        assert kinds <= UPSCAYL_LAYERS and 'UnaryOp' not in kinds and 'MemoryData' not in kinds
-        assert {'Convolution', 'Interp', 'Pooling', 'PixelShuffle'} <= kinds
-        assert [outs for kind, _, _, outs, _ in layers if kind == 'Input'] == [['data']]
-        assert layers[-1][3] == ['output'] and '"' not in text  # no size expression (9="...")
-        interps = [ins for kind, _, ins, _, _ in layers if kind == 'Interp']
-        assert interps and all(len(ins) == 2 for ins in interps)  # the form every NCNN build reads
-    # fp16 weights by default, fp32 on request (x3 was exported with --ncnn-fp32)
-    def deployed_weights(path):
-        return sum(v.numel() for v in build_pfdn_from_checkpoint(path)[0].reparameterize().state_dict().values())
-    n4, n3 = deployed_weights(exported[1][4]), deployed_weights(exported[1][3])
-    assert (out / 'pfdn_x4.bin').stat().st_size < 2.2 * n4  # 2 bytes a weight, plus NCNN's tags
-    assert (out / 'pfdn_x3.bin').stat().st_size >= 4 * n3
-    assert problems(text.replace('Split', 'UnaryOp', 1)) and problems(text.replace(' 0=2 ', ' 9="1w,1h" 0=2 ', 1))
-
-
-def test_the_default_names_give_upscayl_the_scale(weights, tmp_path, capsys):
-    assert [scale_from_name(n) for n in ('4x-PFDN', '2x-PFDN', '3x-PFDN', 'pfdn_x2', 'PFDN')] == [4, 2, 3, 2, 4]
-    code, out, err = cli(['export', '--weights', weights, '--out', tmp_path, '--formats', 'pth', '--ncnn'], capsys)
-    assert code == 0 and (tmp_path / '4x-PFDN.param').is_file() and (tmp_path / '4x-PFDN.bin').is_file()
-    code, _, err = cli(['export', '--weights', weights, '--out', tmp_path / 'b', '--formats', 'pth', '--ncnn',
-                        '--name', 'pfdn_fast_x2'], capsys)
-    assert code == 0 and any('Upscayl reads the scale from the file name' in line and 'x2, not x4' in line
-                             for line in err)
-    code, _, err = cli(['export', '--weights', weights, '--out', tmp_path, '--formats', 'pth', '--ncnn'], capsys)
-    assert code == 2 and err[-1].startswith('error: ') and '--force' in err[-1]  # nothing replaced
-
-
-@pytest.fixture(scope='module')
-def released_ncnn(exported):
-    out, files = exported
-    net, _ = build_pfdn_from_checkpoint(files[4])
-    return net.eval(), NcnnRunner(str(out / 'pfdn_x4.param'), torch.get_num_threads())
-
-
-def test_ncnn_runs_any_size_as_pytorch_does(released_ncnn):
-    net, runner = released_ncnn
-    assert runner.upscale == 4
-    for h, w in ((16, 16), (37, 53), (220, 220)):  # the smallest, odd, and one of Upscayl's padded tiles
-        x = torch.from_numpy(np.ascontiguousarray(lr_photo(size=(h, w))[:, :, ::-1].transpose(2, 0, 1))
-                             .astype(np.float32) / 255)[None]
-        with torch.no_grad():
-            ref = net(x)
-        got = runner(x)
-        assert got.shape == ref.shape
-        assert (got - ref).abs().mean().item() < 2e-3 and (got - ref).abs().max().item() < 0.1, (h, w)
-    with pytest.raises(ValueError, match='at least 15x15'):
-        runner(torch.rand(1, 3, 14, 40))
-
-
-def test_ncnn_keeps_set5_within_005_db_of_pytorch(released_ncnn, set5_hr):
-    net, runner = released_ncnn
-    with torch.no_grad():
-        ref = evaluate_folder(net, set5_hr)['psnr']
-    got = evaluate_folder(runner, set5_hr)['psnr']  # whole images, the largest 512 x 512 HR
-    assert abs(got - ref) <= 0.05, (got, ref)
-
-
-def upscayl_tiles(run, image, scale, tile=200, pad=10):
-    """Upscayl's tiling (upscayl-ncnn realesrgan.cpp): tiles of ``tile`` px, each read with ``pad`` px more on every
-    side (the image's edge repeated outside it), run, and the padding cut off its result; no blending."""
-    h, w = image.shape[1:]
-    padded = np.pad(image, ((0, 0), (pad, pad), (pad, pad)), mode='edge')
-    out = np.zeros((3, h * scale, w * scale), np.float32)
-    for y in range(0, h, tile):
-        for x in range(0, w, tile):
-            th, tw = min(tile, h - y), min(tile, w - x)
-            sr = run(padded[:, y:y + th + 2 * pad, x:x + tw + 2 * pad])
-            out[:, y * scale:(y + th) * scale, x * scale:(x + tw) * scale] = \
-                sr[:, pad * scale:(pad + th) * scale, pad * scale:(pad + tw) * scale]
-    return out
-
-
-def test_upscaylstyle_tiles_give_the_whole_images_result_but_at_the_seams(released_ncnn):
-    _, runner = released_ncnn
-    image = np.ascontiguousarray(lr_photo('astronaut.png', (300, 420))[:, :, ::-1].transpose(2, 0, 1)) \
-        .astype(np.float32) / 255
-    run = lambda chw: runner(torch.from_numpy(np.ascontiguousarray(chw))[None])[0].numpy()  # noqa: E731
-    whole, tiled = run(image), upscayl_tiles(run, image, 4)
-    assert tiled.shape == whole.shape == (3, 1200, 1680)
-    mse = float(np.mean((np.clip(tiled, 0, 1) - np.clip(whole, 0, 1)) ** 2))
-    assert 10 * np.log10(1 / mse) > 40  # the attention sees 10 px past each seam: nearly the whole image's result
-    inner = np.abs(tiled[:, 100:700, 100:700] - whole[:, 100:700, 100:700])  # within the first tile
-    assert inner.mean() < 1e-3
-
-
-LAVAPIPE = 'mesa-vulkan-drivers'  # Debian's package of Mesa's Vulkan drivers, lavapipe among them
-
-
-def vulkan_devices():
-    r = subprocess.run([sys.executable, '-c', 'import ncnn; print(ncnn.get_gpu_count())'], capture_output=True,
-                       text=True, timeout=120)
-    return int(r.stdout.split()[-1]) if r.returncode == 0 and r.stdout.strip() else 0
-
-
-def test_ncnn_runs_on_vulkan_through_lavapipe_as_on_the_cpu(exported, tmp_path, capsys):
-    if not vulkan_devices() and shutil.which('apt-get') and os.geteuid() == 0:
-        subprocess.run(['apt-get', 'install', '-y', '-q', LAVAPIPE], capture_output=True, timeout=600)
-    if not vulkan_devices():
-        pytest.skip(f'no Vulkan device here, and {LAVAPIPE} could not be installed: NCNN on Vulkan is not checked')
-    out, files = exported
-    image = lr_photo(size=(40, 56))
-    cv2.imwrite(str(tmp_path / 'lr.png'), image)
-    results = {}
-    for device in ('cpu', 'vulkan'):
-        code, _, err = cli(['infer', '-i', tmp_path / 'lr.png', '-o', tmp_path / f'{device}.png', '--weights',
-                            out / 'pfdn_x4.param', '--device', device], capsys)
-        assert code == 0, err
-        assert any(line.startswith(f'backend: ncnn (pfdn_x4.param, {device}') for line in err), err
-        results[device] = cv2.imread(str(tmp_path / f'{device}.png')).astype(int)
-    assert results['cpu'].shape == (160, 224, 3)
-    assert np.abs(results['cpu'] - results['vulkan']).mean() < 0.5  # fp16 on the device: a level here and there
-    code, _, err = cli(['infer', '-i', tmp_path / 'lr.png', '-o', tmp_path / 'x.png', '--weights',
-                        out / 'pfdn_x4.param', '--device', 'vulkan:7'], capsys)
-    assert code == 2 and err[-1].startswith('error: --device: there is no Vulkan device 7')
-
-
-def test_infer_runs_ncnn_files_and_says_what_is_missing(exported, tmp_path, capsys):
-    out, _ = exported
-    image = lr_photo(size=(30, 44))
-    cv2.imwrite(str(tmp_path / 'lr.png'), image)
-    code, stdout, err = cli(['infer', '-i', tmp_path / 'lr.png', '-o', tmp_path / 'sr', '--weights',
-                             out / 'pfdn_x2.param'], capsys)
-    assert code == 0 and 'upscaled x2' in stdout and cv2.imread(str(tmp_path / 'sr' / 'lr.png')).shape == (60, 88, 3)
-    assert not any('record' in line for line in err)  # int8 files' loss record: not something NCNN files have
-    lonely = tmp_path / 'lonely.param'
-    shutil.copy(out / 'pfdn_x2.param', lonely)  # without its .bin
-    code, _, err = cli(['infer', '-i', tmp_path / 'lr.png', '-o', tmp_path / 'sr2', '--weights', lonely], capsys)
-    assert code == 2 and len(err) >= 1 and 'lonely.bin' in err[-1] and err[-1].startswith('error: ')
-    code, _, err = cli(['infer', '-i', tmp_path / 'lr.png', '-o', tmp_path / 'sr3', '--weights',
-                        out / 'pfdn_x2.param', '--device', 'cuda'], capsys)
-    assert code == 2 and 'cpu or vulkan' in err[-1]
-
-
 # ------------------------------------------------------------------------------------------------------ chaiNNer
-CHAINNER_ORT = 'onnxruntime==1.17.3'  # the onnxruntime chaiNNer ships
+CHAINNER_ORT = 'onnxruntime==1.17.1'  # the onnxruntime chaiNNer pins (packages/chaiNNer_onnx/__init__.py)
 PROBE = r'''
 import sys, numpy as np, onnxruntime as ort
 assert ort.__version__ == sys.argv[2], ort.__version__
@@ -328,20 +182,18 @@ print(sorted(scales))
 
 def test_the_onnx_export_runs_in_chainners_onnxruntime_with_scale_4_found(exported, tmp_path_factory):
     out, files = exported
-    target = tmp_path_factory.mktemp('ort117')
-    r = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--target', str(target), CHAINNER_ORT,
-                        'numpy<2'], capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
+    target = Path(pip_target(CHAINNER_ORT, 'numpy<2', deps=True))
+    work = tmp_path_factory.mktemp('ort117')
     image = lr_photo(size=(48, 60))
     x = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)).astype(np.float32)[None] / 255
-    np.save(target / 'x.npy', x)
+    np.save(work / 'x.npy', x)
     env = dict(os.environ, PYTHONPATH=str(target))
     r = subprocess.run([sys.executable, '-s', '-c', PROBE, str(out / 'pfdn_x4.onnx'), CHAINNER_ORT.split('==')[1],
-                        str(target / 'x.npy'), str(target / 'y.npy')], capture_output=True, text=True, env=env,
+                        str(work / 'x.npy'), str(work / 'y.npy')], capture_output=True, text=True, env=env,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split('\n')[-2] == '[4.0]'
     net, _ = build_pfdn_from_checkpoint(files[4])
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
-    assert np.abs(np.load(target / 'y.npy') - ref).max() <= 1e-4
+    assert np.abs(np.load(work / 'y.npy') - ref).max() <= 1e-4
