@@ -17,7 +17,7 @@ runs with no flags (``--dtype auto``) for one image at a time.
 
 --workloads (on by default; --no-workloads skips it) measures the work users run, on Urban100's 100 LR images (37
 sizes, made from ../shared's HR with the benchmark protocol) and on Set5 + Urban100: the forward passes alone over
-the folder per backend x precision pair this device runs natively (one image at a time, as the issue's figures),
+the folder per backend x precision pair this device runs natively (one image at a time),
 `basicsr infer` on the folder per pair, with no flags (auto backend and precision) and with `--dtype fp32` (wall
 time of the command, fresh output folder), the pair the cost model picks against the pair whose `basicsr infer` ran
 fastest, and

@@ -1,4 +1,4 @@
-"""Training-step speed of the three PFDN forms at stage-1 shape (issue: online re-parameterization).
+"""Training-step speed of the three PFDN forms at stage-1 shape (the online re-parameterization against the others).
 
     python bench/bench_train_step.py [--batch 16] [--lr-size 64] [--rounds 5] [--threads 2]
 

@@ -28,8 +28,10 @@ def need_shared(path):
         return path
     if os.environ.get('CI'):
         raise FileNotFoundError(f'{path} is missing; CI must see ../shared')
-    pytest.skip(f'{path} not present: put the released weights at {WEIGHTS} and the Set5/Urban100 HR PNGs under '
-                f'{os.path.dirname(os.path.dirname(SET5_HR))}/<set>/HR (or set PFDN_SHARED to a folder laid out so)')
+    pytest.skip(f'{path} not present: put the released weights at {WEIGHTS} (curl -L -o {WEIGHTS} '
+                'https://github.com/icandle/PFDN/raw/main/model_zoo/team08_PFDN.pth) and the Set5/Urban100 HR PNGs '
+                f'under {os.path.dirname(os.path.dirname(SET5_HR))}/<set>/HR, or set PFDN_SHARED to a folder laid '
+                'out so')
 
 
 @pytest.fixture

@@ -138,8 +138,8 @@ def test_train_refuses_missing_dataset_before_basicsr_starts(tmp_path, capsys, m
     yml = write_yml(tiny_options('x', datasets={'train': {'type': 'PairedImageDataset', 'dataroot_gt': 'nowhere.lmdb',
                                                           'io_backend': {'type': 'lmdb'}}}), tmp_path)
     code, _, err = cli(['train', '-opt', yml], capsys)
-    assert code == 2 and len(err) == 1 and err[0].startswith('error: datasets.train.dataroot_gt: ')
-    assert 'nowhere.lmdb' in err[0]
+    assert code == 2 and len(err) == 1 and err[0].startswith(f'error: {yml}: an input is not there: nowhere.lmdb')
+    assert '(make it: basicsr prepare lmdb --gt <HR folder>' in err[0]  # the command that makes it
     assert not (tmp_path / 'experiments').exists()
 
 

@@ -111,4 +111,4 @@ def test_basicsr_test_reproduces_set5_and_writes_table_and_pictures(set5_hr, wei
     assert len(pics) == 5
     strip = cv2.imread(str(tmp_path / 'results' / 'PFDN_x4_released' / 'visualization' / 'Set5' /
                            'baby_HR_bicubic_PFDN.png'))
-    assert strip.shape == (22 + 160, 3 * 160 + 2 * 4, 3)  # captioned crops: HR, bicubic and PFDN with PSNR
+    assert strip.shape == (22 + 22 + 160, 3 * 160 + 2 * 4, 3)  # titled, captioned crops: HR, bicubic and PFDN

@@ -74,7 +74,7 @@ def need_backend(backend):
     if not backends.installed(backend):
         if os.environ.get('CI'):
             raise RuntimeError(f'{backend} is not installed; CI installs pfdn[test]')
-        pytest.skip(f'the {backend} runtime is not installed')
+        pytest.skip(f"the {backend} runtime is not installed: pip install -e '.[fast]'")
 
 
 @pytest.mark.parametrize('backend', backends.BACKENDS[1:])

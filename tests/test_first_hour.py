@@ -221,7 +221,8 @@ def test_the_test_yml_scores_the_sets_that_exist_and_says_which_it_left_out(weig
         cv2.imwrite(f'hr/{name}', cv2.imread(os.path.join(set5_hr, name)))
     code, _, err = cli(['test', '-opt', 'options/test_pfdn_x4.yml', '--force_yml', f'path:pretrain_network_g={weights}'],
                        capsys)
-    one_error(code, err, 'none of its test sets is there', 'Set5', 'Urban100')
+    one_error(code, err, 'inputs are not there', 'basicsr prepare benchmark --hr <folder of Set5\'s HR images> --name '
+              'Set5', 'basicsr prepare benchmark --hr <folder of Urban100\'s HR images> --name Urban100')
     assert not os.path.exists('results')
     prepare_benchmark('hr', 'Set5')
     run = RunOptions('options/test_pfdn_x4.yml', False, [f'path:pretrain_network_g={weights}']).check()
@@ -470,7 +471,7 @@ def test_the_skip_message_says_where_to_put_the_data(monkeypatch):
 # ----------------------------------------------------------------------------------- films, per codec x container
 @pytest.fixture(scope='module')
 def clip(tmp_path_factory):
-    av = pytest.importorskip('av')
+    av = pytest.importorskip('av', reason="PyAV is not installed: pip install -e '.[video]'")
     path = tmp_path_factory.mktemp('clip') / 'c.mp4'
     with av.open(str(path), 'w') as c:
         s = c.add_stream('libx264', rate=10)

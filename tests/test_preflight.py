@@ -114,3 +114,59 @@ def test_resuming_refuses_a_network_of_the_other_form(tmp_path, monkeypatch):
     preflight.check_resumable_form(changed('network_g.deploy', False), 'form')
     refused(preflight.check_resumable_form, changed('network_g.deploy', True), 'network_g.deploy',
             'network_g.deploy: false', name='form')
+
+
+# ------------------------------------------------------------------------- missing inputs, all at once, with the fix
+def test_a_training_run_names_every_missing_input_with_the_command_that_makes_it(tmp_path, monkeypatch):
+    from pfdn_arch.recipe.options import RunOptions
+    monkeypatch.chdir(tmp_path)
+    for yml, lmdbs, flags in (('train_pfdn_x4.yml', ('DF2K_HR.lmdb', 'DF2K_LR_bicubic_X4.lmdb'), ''),
+                              ('train_pfdn_x2.yml', ('DF2K_HR_mod2.lmdb', 'DF2K_LR_bicubic_X2.lmdb'), ' --scale 2')):
+        with pytest.raises(OptionsError) as err:
+            RunOptions(f'options/{yml}', True).check()
+        reason = err.value.reason
+        assert reason.startswith('4 inputs are not there: ')  # the training data and the validation set at once
+        assert all(f'datasets/DF2K/{name}' in reason for name in lmdbs)
+        assert f'(make them: basicsr prepare df2k --hr <folders of HR images>{flags})' in reason
+        assert "basicsr prepare benchmark --hr <folder of Set5's HR images> --name Set5" in reason
+    # a folder made since is not named again; the rest still are
+    (tmp_path / 'datasets' / 'benchmark' / 'Set5' / 'HR').mkdir(parents=True)
+    with pytest.raises(OptionsError) as err:
+        RunOptions('options/train_pfdn_x4.yml', True).check()
+    assert err.value.reason.startswith('3 inputs are not there') and 'Set5/HR' not in err.value.reason
+
+
+def test_a_test_run_names_missing_weights_beside_missing_sets(tmp_path, monkeypatch):
+    from pfdn_arch.recipe.options import RunOptions
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OptionsError) as err:
+        RunOptions('options/test_pfdn_x4.yml', False).check()
+    reason = err.value.reason
+    assert 'Set5/HR' in reason and 'Urban100/HR' in reason
+    assert ('weights/team08_PFDN.pth (download it: mkdir -p weights && curl -L -o weights/team08_PFDN.pth '
+            'https://github.com/icandle/PFDN/raw/main/model_zoo/team08_PFDN.pth)') in reason
+    with pytest.raises(OptionsError) as err:
+        RunOptions('options/test_pfdn_x4.yml', False, ['path:pretrain_network_g=mine.pth']).check()
+    assert 'mine.pth (put the checkpoint there, or pass --force_yml path:pretrain_network_g=<checkpoint>)' in \
+        err.value.reason
+
+
+def test_results_are_named_after_the_weights_that_ran(tmp_path, monkeypatch, weights, set5_hr):
+    import shutil
+    from pfdn_arch.data.preparation import prepare_benchmark
+    from pfdn_arch.files.locations import describe_weights
+    from pfdn_arch.recipe.options import RunOptions
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'hr').mkdir()
+    shutil.copy(f'{set5_hr}/baby.png', tmp_path / 'hr')
+    prepare_benchmark('hr', 'Set5')
+    shutil.copy(weights, tmp_path / 'copy.pth')  # the released file under another name: still the released weights
+    assert RunOptions('options/test_pfdn_x4.yml', False, ['path:pretrain_network_g=copy.pth']).check().name == \
+        'PFDN_x4_released'
+    assert describe_weights('copy.pth') == 'copy.pth (the released PFDN x4 weights)'
+    state = torch.load(weights, weights_only=True)
+    torch.save({'params': state}, tmp_path / 'my weights.pth')  # the same tensors, another file
+    run = RunOptions('options/test_pfdn_x4.yml', False, ['path:pretrain_network_g=my weights.pth']).check()
+    assert run.name == 'PFDN_x4_my_weights'
+    assert any('results go to results/PFDN_x4_my_weights/' in note for note in run.notes)
+    assert describe_weights('my weights.pth') == 'my weights.pth (not the released file)'

@@ -27,7 +27,8 @@ def test_the_readme_main_job_runs_every_stage_and_ends_deployed_above_bicubic(tm
     code, out, err = cli(['schedule', '--profile', 'smoke'], capsys)
     assert code == 0, out[-3000:] + '\n'.join(err[-30:])
     for i, name in enumerate(STAGES):
-        assert re.search(rf'\[stage {i + 1}/5\] {name}: .* elapsed, (ETA \d+m\d\ds|ETA after the first stage)', out)
+        assert re.search(rf'\[stage {i + 1}/5\] {name}: .* elapsed, (ETA \d+m\d\ds|ETA once this stage has run a '
+                         'while)', out)
         assert f'[stage {i + 1}/5] {name}: done in' in out
         models = tmp_path / 'experiments' / name / 'models'
         assert (models / 'net_g_latest.pth').is_file() and (models / 'net_g_deploy_latest.pth').is_file()
@@ -45,6 +46,9 @@ def test_the_readme_main_job_runs_every_stage_and_ends_deployed_above_bicubic(tm
     assert all('NCC loss on layers' in logs[name] for name in STAGES[1:4])
     # progress while a stage runs, read from its files (validations, saved states)
     assert re.search(r'    iter \d+/500: val psnr \d+\.\d\d, ssim 0\.\d{4}', out), out[:3000]
+    for stage in re.split(r'\n\[stage \d/5\] [^\n]*elapsed[^\n]*\n', out)[1:]:  # each validation and save said once
+        progress = [line for line in stage.splitlines() if line.startswith('    iter ')]
+        assert progress and len(progress) == len(set(progress)), progress
     scores = re.search(r'\| bicubic \| (\d+\.\d\d) \| 0\.\d{4} \|\n\| PFDN \(smoke_PFDN_x4_s3_finetune_lr240\) \| '
                        r'(\d+\.\d\d) \| 0\.\d{4} \|', out)
     assert scores and float(scores[2]) > float(scores[1]), out[-1500:]  # the README's promise: above bicubic
@@ -52,7 +56,8 @@ def test_the_readme_main_job_runs_every_stage_and_ends_deployed_above_bicubic(tm
     assert f'report: {report.relative_to(tmp_path)}/psnr.png' in out
     import cv2
     assert cv2.imread(str(report / 'psnr.png')).shape == (420, 960, 3)
-    assert cv2.imread(str(report / 'comparison.png')).shape[0] == 160 + 22
+    images = len(os.listdir(tmp_path / 'datasets' / 'smoke' / 'val' / 'HR'))
+    assert cv2.imread(str(report / 'comparison.png')).shape[0] >= images * (2 * 22 + 8 + 64)  # a row per image
     # stage 1 trains the RRRB form, the LR-180 step the deployed form
     assert 'expand_conv' in ''.join(torch.load(tmp_path / 'experiments' / STAGES[0] / 'models' / 'net_g_latest.pth',
                                                weights_only=True)['params'])
@@ -156,3 +161,50 @@ def test_fine_tuning_the_released_weights_keeps_set5(photos, tmp_path, weights, 
     ema = torch.load(tmp_path / 'experiments' / 'finetune_released' / 'models' / 'net_g_latest.pth',
                      weights_only=True)
     assert set(ema) == {'params', 'params_ema'}
+
+
+# ----------------------------------------------------------------------------------- the report's pictures, the ETA
+def test_the_psnr_plot_lays_stages_end_to_end_at_their_lengths_with_round_ticks():
+    from pfdn_arch.recipe.report import axes, psnr_plot
+    stages = [('s1', 500, [(250, 27.12), (500, 28.9)]), ('s2', 40, [(40, 29.31)]), ('s3', 30, [(30, 29.59)])]
+    starts, total, y_ticks, x_ticks = axes(stages, bicubic=28.43)
+    assert starts == [0, 500, 540, 570] and total == 570
+    assert x_ticks == [0, 100, 200, 300, 400, 500] and y_ticks == [27.0, 27.5, 28.0, 28.5, 29.0, 29.5, 30.0]
+    assert psnr_plot(stages, 28.43).shape == (420, 960, 3)
+
+
+def test_comparison_crops_are_scored_as_crops_and_named(photos):
+    import cv2
+    from basicsr.metrics import calculate_psnr
+    from pfdn_arch.files.images import list_images, read_image
+    from pfdn_arch.recipe.protocol import bicubic_lr, bicubic_upscale
+    from pfdn_arch.recipe.report import comparison_strip, crops
+    hr, lr = bicubic_lr(read_image(list_images(str(photos['hr']))[0]), 4)
+    sr = cv2.GaussianBlur(bicubic_upscale(lr, 4), (3, 3), 0)
+    (y, x), size, _, crop, psnr = crops(hr, lr, sr, 4)
+    h, w = crop['HR'].shape[:2]
+    assert (h, w) == (size, size) and crop['PFDN'].shape == crop['HR'].shape
+    assert psnr['PFDN'] == calculate_psnr(sr[y:y + size, x:x + size], hr[y:y + size, x:x + size], 0,
+                                          test_y_channel=True)
+    whole = calculate_psnr(sr[:hr.shape[0], :hr.shape[1]], hr, 4, test_y_channel=True)
+    assert abs(psnr['PFDN'] - whole) > 0.01  # the crop's own figure, not the image's
+    strip = comparison_strip(hr, lr, sr, 4, name='photo.png')
+    assert strip.shape == (2 * 22 + size, 3 * size + 8, 3)  # a title row naming the image and the place
+
+
+def test_the_eta_comes_from_the_measured_rate_and_each_stages_fixed_cost():
+    from pfdn_arch.recipe.schedule import Rates
+    from pfdn_arch.recipe.stages import stage_work
+
+    def stage(iters, batch, gt_size):
+        return {'train': {'total_iter': iters}, 'scale': 4,
+                'datasets': {'train': {'batch_size_per_gpu': batch, 'gt_size': gt_size}}}
+    first, later = stage(500, 8, 96), stage(40, 8, 192)
+    rates = Rates()
+    assert rates.seconds_left([(later, 40)]) is None
+    # 500 iterations at 0.2 s each seen between iterations 100 and 500, and 30 s besides (start-up, saves)
+    rates.add(first, 500, 500 * 0.2 + 30, [(10.0, 100), (50.0, 300), (90.0, 500)])
+    per_iter = stage_work(first) / 500
+    assert abs(rates.per_work[0] * per_iter - 0.2) < 1e-9 and abs(rates.fixed[0] - 30) < 1e-9
+    # a later stage of 4x the LR pixels a batch: 40 x 0.8 s, and the same 30 s besides
+    assert abs(rates.seconds_left([(later, 40), (later, 0)]) - (30 + 40 * 0.8)) < 1e-6

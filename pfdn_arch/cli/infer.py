@@ -35,8 +35,10 @@ def add_parser(sub):
     p.add_argument('--weights', help=f'deployed or training-form PFDN checkpoint, or a model file from basicsr export '
                                      f'(.xml OpenVINO IR, .onnx, .param NCNN; e.g. the int8 ones) (None: {WEIGHTS})')
     p.add_argument('--backend', default='auto',
-                   help='auto (the fastest for the device: CPU openvino, else onnxruntime, else torch; CUDA compile), '
-                        'torch (the plain eager forward), compile, openvino or onnxruntime')
+                   help='auto (the cheapest for this work by a cost model of each backend\'s build and per-pixel '
+                        'time: one small photo runs torch, a folder on a CPU openvino when installed, tiles and '
+                        'batches on CUDA compile; it says what it chose and why), torch (the plain eager '
+                        'forward), compile, openvino or onnxruntime')
     p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N; for NCNN files (.param) cpu or vulkan[:N]')
     p.add_argument('--dtype', default='auto',
                    help='auto (the fastest precision this device runs natively that keeps the picture: bf16 on CPUs '
@@ -115,6 +117,8 @@ def run(a):
     else:
         runner = checkpoint_runner(a, weights, [p for p, _ in inputs], bool(videos), note)
     up = Upscaler(runner, a.tile, a.tile_overlap, a.batch or (16 if runner.device.type == 'cuda' else 1))
+    from ..files.locations import describe_weights
+    print(f'weights: {describe_weights(weights)}', file=sys.stderr)
     print(f'backend: {chosen(runner, a.dtype)}', file=sys.stderr)
     done, skipped, failed = 0, [], []
     if images:

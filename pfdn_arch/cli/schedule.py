@@ -93,4 +93,5 @@ def report(stages, prefix, val_dir, scale=4):
     lines, files = schedule_report([(Experiment(opt['name']), opt['train']['total_iter']) for _, opt in stages], out,
                                    folder, label, val_hr, scale)
     print('\n' + '\n'.join(lines))
-    print(f'report: {files[0]} (validation PSNR across the stages), {files[1]} (HR | bicubic | PFDN)')
+    print(f'report: {files[0]} (validation PSNR across the stages), {files[1]} (HR | bicubic | PFDN crops of each '
+          'image)')

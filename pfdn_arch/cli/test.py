@@ -18,8 +18,13 @@ def run(args):
     from ..recipe.options import RunOptions
     from ..recipe.pipelines import run_pipeline
 
+    from ..files.locations import describe_weights
+
     options = RunOptions(args.opt, False, args.force_yml, args.launcher, args.auto_resume, args.debug,
                          args.local_rank).check()
+    weights = options.opt['path'].get('pretrain_network_g')
+    if weights:
+        print(f'weights: {describe_weights(weights)}', file=sys.stderr)
     recorders = run_pipeline(options)
     table = ('results.md: the metrics table; the log' if any(r.written for r in recorders) else
              'the log; the model reported no metrics to tabulate')

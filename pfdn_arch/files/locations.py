@@ -9,6 +9,9 @@ from ..errors import OptionsError
 WEIGHTS = os.path.join('weights', 'team08_PFDN.pth')
 DEFAULT_SCHEDULE = os.path.join('options', 'schedule_pfdn_x4.yml')  # the five stages of the x4 recipe
 WEIGHTS_SOURCE = "the PFDN authors' release, https://github.com/icandle/PFDN (team08_PFDN.pth, MIT)"
+WEIGHTS_URL = 'https://github.com/icandle/PFDN/raw/main/model_zoo/team08_PFDN.pth'
+# the released file's SHA-256 (1,114,079 bytes): how infer and test tell the released weights from others
+WEIGHTS_SHA256 = '3d97f28bcd6185adb91a9ca8ef147f8f13f523786ff19c3c7e10ee0617f4d707'
 
 
 def shipped_options_dir():
@@ -49,5 +52,20 @@ def default_weights():
     return WEIGHTS if os.path.isfile(WEIGHTS) else None
 
 
+def is_released(path) -> bool:
+    """Whether ``path`` is the released weights file, by its size and SHA-256 (not its name)."""
+    from .sources import digest
+
+    return os.path.getsize(path) == 1114079 and digest(path) == WEIGHTS_SHA256
+
+
+def describe_weights(path) -> str:
+    """What ``infer`` and ``test`` say of the weights they run: the path, and whether it is the released file."""
+    if path.lower().endswith(('.xml', '.onnx', '.param')):
+        return f'{path} (a model file from basicsr export)'
+    return f"{path} ({'the released PFDN x4 weights' if is_released(path) else 'not the released file'})"
+
+
 def missing_weights_reason():
-    return (f'{WEIGHTS} is not under {os.getcwd()}: put team08_PFDN.pth ({WEIGHTS_SOURCE}) there')
+    return (f'{WEIGHTS} is not under {os.getcwd()}: get the released weights with mkdir -p weights && curl -L -o '
+            f'{WEIGHTS} {WEIGHTS_URL}')

@@ -3,11 +3,14 @@ folders and LMDBs there and whole, the keys each dataset class reads, a training
 pairs that agree with the scale, training crops that fit the images, and a test yml's missing benchmark sets left
 out. ``RunOptions.check`` calls them with the rest of ``preflight``."""
 import os
+import re
+from typing import Dict, List, Tuple
 
-from ..data.lmdb_store import lmdb_format, lq_sizes, verify_lmdb
+from ..data.lmdb_store import gt_lmdb_name, lmdb_format, lq_sizes, verify_lmdb
 from ..data.paired_crop_dataset import too_small
 from ..errors import DataError, ImageError, OptionsError
 from ..files.images import image_size, list_images
+from ..files.locations import WEIGHTS, WEIGHTS_URL
 
 # The keys BasicSR's stock datasets (and ours) index without a default, by phase ('any' or 'train'), and the loader's.
 DATASET_KEYS = {
@@ -23,21 +26,82 @@ IO_BACKENDS = {'PairedImageDataset': "io_backend: {type: disk} for folders, {typ
 
 def leave_out_missing_test_sets(opt, path, notes):
     """A test yml scores the benchmark sets that exist: one whose folders are not there is left out with a note
-    (a user with Set5 alone runs the shipped yml as it is); none there is one error line."""
+    (a user with Set5 alone runs the shipped yml as it is). When none is there, all stay, for ``missing_inputs`` to
+    report with the rest."""
     datasets, missing = opt['datasets'], {}
     for phase, ds in list(datasets.items()):
         absent = [ds[k] for k in ('dataroot_gt', 'dataroot_lq') if ds.get(k)
                   and not os.path.exists(os.path.expanduser(ds[k]))]
         if absent and phase.startswith('test'):
             missing[phase] = (ds.get('name', phase), absent[0])
-    if missing and len(missing) == len(datasets):
-        shown = ', '.join(f'{name} ({root})' for name, root in missing.values())
-        raise OptionsError(f'none of its test sets is there: {shown} not found; make them with basicsr prepare '
-                           'benchmark --hr <folder of HR images> --name <set> (datasets/README.md)', path)
+    if len(missing) == len(datasets):
+        return
     for phase, (name, root) in missing.items():
         del datasets[phase]
-        notes.append(f'datasets.{phase} ({name}) is left out: {root} not found (basicsr prepare benchmark '
-                     f'--hr <its HR folder> --name {name} makes it)')
+        notes.append(f'datasets.{phase} ({name}) is left out: {root} not found ('
+                     f'{make_command(root, opt["scale"])} makes it)')
+
+
+def make_command(path: str, scale: int) -> str:
+    """The command that makes a missing dataset folder or LMDB ``path`` of a yml of this ``scale``: ``basicsr prepare
+    benchmark`` for a benchmark set's HR or LR folder, ``basicsr prepare df2k`` for the training LMDBs it names (any
+    folders of HR images), the smoke schedule for its own data; else ``basicsr prepare lmdb`` or ``lr``."""
+    norm = os.path.normpath(path).replace(os.sep, '/')
+    found = re.fullmatch(r'(?:(.*)/)?([^/]+)/(HR|LR_bicubic/X(\d+))', norm)
+    if found and not norm.endswith('.lmdb'):
+        root, name, _, lr_scale = found.groups()
+        root_flag = '' if (root or '.') == 'datasets/benchmark' else f' --root {root or "."}'
+        scales = f' --scales {lr_scale}' if lr_scale and lr_scale != '4' else (
+            f' --scales {scale}' if not lr_scale and scale != 4 else '')
+        return f'basicsr prepare benchmark --hr <folder of {name}\'s HR images> --name {name}{root_flag}{scales}'
+    if norm == 'datasets/smoke' or norm.startswith('datasets/smoke/'):
+        return 'basicsr schedule --profile smoke'
+    root, base = os.path.split(norm)
+    scale_flag = f' --scale {scale}' if scale != 4 else ''
+    root_flag = '' if root == 'datasets/DF2K' else f' --root {root or "."}'
+    if base in (gt_lmdb_name('DF2K_HR.lmdb', scale), f'DF2K_LR_bicubic_X{scale}.lmdb', f'DF2K_LR_bicubic_X{scale}'):
+        return f'basicsr prepare df2k --hr <folders of HR images>{root_flag}{scale_flag}'
+    if base.endswith('.lmdb'):
+        return ('basicsr prepare lmdb --gt <HR folder> --lq <LR folder> --gt-lmdb <GT LMDB> --lq-lmdb <LQ LMDB>'
+                f'{scale_flag}')
+    return f'basicsr prepare lr --hr <HR folder> --out {path}{scale_flag}'
+
+
+def missing_inputs(opt, is_train: bool, pretrained: bool, auto_resume: bool) -> List[Tuple[str, str]]:
+    """Every input of a run that is not there, as (what, the command or step that makes it): the datasets' folders
+    and LMDBs, and the checkpoints ``path.pretrain_network_*`` names (when ``pretrained``; an auto-resumed training
+    run loads its own save instead)."""
+    missing = []
+    for phase, ds in opt['datasets'].items():
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            root = ds.get(key)
+            if root and not os.path.exists(os.path.expanduser(root)):
+                missing.append((root, make_command(root, opt['scale'])))
+    for key, value in (opt.get('path') or {}).items() if pretrained else ():
+        if not (value and key.startswith('pretrain_network')) or os.path.isfile(os.path.expanduser(value)):
+            continue
+        if auto_resume and key == 'pretrain_network_g' and is_train:
+            continue
+        if os.path.basename(value) == os.path.basename(WEIGHTS):
+            how = f'mkdir -p {os.path.dirname(value) or "."} && curl -L -o {value} {WEIGHTS_URL}'
+        else:
+            how = f'put the checkpoint there, or pass --force_yml path:{key}=<checkpoint>'
+        missing.append((value, how))
+    return missing
+
+
+def describe_missing(missing: List[Tuple[str, str]]) -> str:
+    """One line: the missing inputs, grouped by the command that makes them."""
+    by_how: Dict[str, List[str]] = {}
+    for what, how in missing:
+        by_how.setdefault(how, []).append(what)
+    def verb(how, many):
+        if how.startswith('mkdir'):
+            return 'download it: '
+        return ('make them: ' if many else 'make it: ') if how.startswith('basicsr') else ''
+    parts = [f"{' and '.join(whats)} ({verb(how, len(whats) > 1)}{how})" for how, whats in by_how.items()]
+    count = f'{len(missing)} inputs are' if len(missing) > 1 else 'an input is'
+    return f"{count} not there: {'; '.join(parts)}"
 
 
 def check_dataset(opt, phase, ds):
@@ -50,7 +114,7 @@ def check_dataset(opt, phase, ds):
         root = os.path.expanduser(root)
         where = f'datasets.{phase}.{key}'
         if not os.path.exists(root):
-            raise OptionsError(f"not found: {ds[key]} (see datasets/README.md for 'basicsr prepare')", where)
+            raise OptionsError(f'not found: {ds[key]} (make it: {make_command(ds[key], opt["scale"])})', where)
         fmt = lmdb_format(root)
         if ds.get('type') == 'PairedCropDataset' and fmt != 'decoded':
             raise OptionsError(f'{ds[key]} is not a decoded LMDB, which PairedCropDataset reads; make one with '

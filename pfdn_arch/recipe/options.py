@@ -8,6 +8,7 @@ import copy
 import difflib
 import os
 import random
+import re
 
 import torch
 import yaml
@@ -18,7 +19,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..errors import OptionsError
 from ..files.experiment import Experiment
-from ..files.locations import option_file
+from ..files.locations import is_released, option_file
 from . import data_checks, preflight
 from .overrides import basicsr_value, check_values, override_value
 
@@ -38,10 +39,10 @@ def read_yml(path):
     return opt
 
 
-# The GPU step settings of the stage ymls that a CPU runs slower, and what turns each off. Measured side by side
-# on this project's 2-core CPU machine, same data: 20 stage-1 iterations took 72 s with compile: true and amp: bf16
-# (most of it compiling) against 5.5 s with both off.
+# The GPU step settings of the stage ymls that a CPU runs slower, and what turns each off (compiling dominates a
+# short CPU run; the measurement: docs/benchmarks.md, "Training on a CPU").
 CPU_STEP = {'compile': False, 'amp': 'none'}
+RELEASED = '_released'  # the shipped test ymls' names end so: the results of the released weights
 CPU_STEP_MEASURED = '20 stage-1 iterations took 72 s with compile and bf16, 5.5 s without'
 
 
@@ -152,6 +153,11 @@ class RunOptions:
             preflight.check_patch_fits_networks(opt)
         else:
             data_checks.leave_out_missing_test_sets(opt, self.path, self.notes)
+        missing = data_checks.missing_inputs(opt, self.is_train, pretrained, self.auto_resume)
+        if missing:  # all of them at once, each with what makes it: not one per attempt
+            self._fail(data_checks.describe_missing(missing))
+        if not self.is_train:
+            self._name_after_weights()
         networks = preflight.check_networks(opt)  # before the data: a scale the network lacks explains LR sizes
         for phase, ds in opt['datasets'].items():
             data_checks.check_dataset(opt, phase, ds)  # the folders named first: a missing one is likelier
@@ -187,6 +193,20 @@ class RunOptions:
         if self.is_train and (self.auto_resume or opt['path'].get('resume_state')):
             preflight.check_resumable_form(opt, self.name)
         return self
+
+    def _name_after_weights(self):
+        """A shipped test yml is named after the released weights (``PFDN_x4_released``); other weights given to it
+        get results named after them (``PFDN_x4_<their file's stem>``), never a folder named for weights it did not
+        run."""
+        name, weights = str(self.opt['name']), self.opt['path'].get('pretrain_network_g')
+        if not (name.endswith(RELEASED) and weights and os.path.isfile(os.path.expanduser(weights))):
+            return
+        if is_released(os.path.expanduser(weights)):
+            return
+        stem = re.sub(r'[^A-Za-z0-9_.-]+', '_', os.path.splitext(os.path.basename(weights))[0]) or 'weights'
+        self.opt['name'] = name[:-len(RELEASED)] + '_' + stem
+        self.notes.append(f'results go to results/{self.opt["name"]}/: {weights} is not the released weights file '
+                          f'that {name} is named after')
 
     # ---------------------------------------------------------------------------------------- hand-off
     def cpu_adjustments(self):

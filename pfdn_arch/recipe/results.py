@@ -76,7 +76,8 @@ class Recorder:
             return
 
         name = os.path.splitext(os.path.basename(lq_path))[0]
-        strip = comparison_strip(to_image(model.gt), to_image(model.lq), to_image(model.output), self.opt['scale'])
+        strip = comparison_strip(to_image(model.gt), to_image(model.lq), to_image(model.output), self.opt['scale'],
+                                 name=os.path.basename(lq_path))
         folder = os.path.join(self.opt['path']['visualization'], dataset)
         os.makedirs(folder, exist_ok=True)
         write_image(os.path.join(folder, f'{name}_HR_bicubic_PFDN.png'), strip)

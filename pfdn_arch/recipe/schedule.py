@@ -55,8 +55,8 @@ class Schedule:
 
     def run(self, overrides=(), verbose=False):
         os.makedirs(self.logs, exist_ok=True)
-        start, work_done, n = time.time(), 0, len(self.stages)
-        work = [stage_work(opt) for _, opt in self.stages]
+        start, n = time.time(), len(self.stages)
+        rates = Rates()
         for i, (path, opt) in enumerate(self.stages):
             exp, total = Experiment(opt['name']), opt['train']['total_iter']
             head = f'[stage {i + 1}/{n}] {exp.name}'
@@ -64,16 +64,16 @@ class Schedule:
                 self.say(f'{head}: finished earlier, skipped')
                 continue
             done = exp.progress()
-            left = sum(work[i:]) - work[i] * done / total
-            eta = (f'ETA {duration((time.time() - start) / work_done * left)}' if work_done else
-                   'ETA after the first stage')
+            left = rates.seconds_left([(o, o['train']['total_iter'] - (done if j == i else 0))
+                                       for j, (_, o) in enumerate(self.stages) if j >= i])
+            eta = f'ETA {duration(left)}' if left is not None else 'ETA once this stage has run a while'
             lr = opt['datasets']['train']['gt_size'] // opt.get('scale', 4)
             form = 'deployed form' if opt['network_g'].get('deploy') else 'training form'
             what = f'resuming at iter {done}/{total}' if done else f'{total} iters'
             self.say(f'{head}: {what}, LR patch {lr}, {form} | schedule {duration(time.time() - start)} elapsed, {eta}')
             t0 = time.time()
-            self.run_stage(path, exp, total, overrides, verbose)
-            work_done += work[i] * (total - done) / total
+            marks = self.run_stage(path, exp, total, overrides, verbose)
+            rates.add(opt, total - done, time.time() - t0, marks)
             self.say(f'{head}: done in {duration(time.time() - t0)}')
         self.say(f'schedule: all {n} stages finished ({duration(time.time() - start)} in this run)')
 
@@ -89,15 +89,19 @@ class Schedule:
             proc = subprocess.Popen(cmd, stdout=output, stderr=output, env=env,
                                     preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
             try:
-                self._follow(proc, exp, total)
+                marks = self._follow(proc, exp, total)
             except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI): stop the stage too
                 stop(proc)
                 raise
         self._outcome(proc.returncode, exp, outcome, log)
+        return marks
 
     def _follow(self, proc, exp, total):
-        """Progress lines from the stage's files while it runs: its validations and its saved states."""
-        seen_history, seen_state = len(exp.history()), exp.progress()
+        """Progress lines from the stage's files while it runs: its validations and its saved states, each said
+        once (BasicSR validates the last iteration twice when it is also a validation step). Returns the (time,
+        iteration) of each progress seen, for the measured rate."""
+        said = {(e['iter'], e['dataset']) for e in exp.history()}
+        seen_state, marks = exp.progress(), []
         running = True
         while running:
             try:
@@ -105,16 +109,20 @@ class Schedule:
                 running = False  # one last look at its files
             except subprocess.TimeoutExpired:
                 pass
-            history = exp.history()
-            for entry in history[seen_history:]:
+            for entry in exp.history():
+                if (entry['iter'], entry['dataset']) in said:
+                    continue
+                said.add((entry['iter'], entry['dataset']))
                 values = ', '.join(f'{k} {v:.4f}' if k == 'ssim' else f'{k} {v:.2f}' for k, v in entry.items()
                                    if k not in ('iter', 'dataset'))
                 self.say(f"    iter {entry['iter']}/{total}: {entry['dataset']} {values}")
-            seen_history = len(history)
+                marks.append((time.time(), entry['iter']))
             saved = exp.progress()
             if saved > seen_state:
                 self.say(f'    iter {saved}/{total}: training state saved')
                 seen_state = saved
+                marks.append((time.time(), saved))
+        return marks
 
     def _outcome(self, code, exp, outcome, log):
         record = {}
@@ -131,6 +139,37 @@ class Schedule:
                               f"{error['reason']}")
         raise StageFailed(f'stage {exp.name} failed (exit {code}); its console log is {log}; fix the cause and rerun '
                           'the same command to resume it', log=log)
+
+
+class Rates:
+    """What the stages run so far measured, for an ETA of the rest: seconds per unit of work (iterations x LR pixels
+    a batch, ``stage_work``) while training, from the stage's own progress (its saved states and validations seen
+    at their times), and the seconds each stage costs besides (start-up, the last save and validation, the deployed
+    copy): with stages of 30 iterations, those are most of a stage."""
+
+    def __init__(self):
+        self.per_work, self.fixed = [], []
+
+    def add(self, opt, iters, seconds, marks):
+        per_iter = stage_work(opt) / opt['train']['total_iter']
+        points = sorted(set(marks))
+        if iters <= 0:
+            return
+        if len(points) >= 2 and points[-1][1] > points[0][1]:
+            rate = (points[-1][0] - points[0][0]) / (points[-1][1] - points[0][1])  # seconds per iteration
+            self.per_work.append(rate / per_iter)
+            self.fixed.append(max(0.0, seconds - rate * iters))
+        else:  # too short to see a rate: the whole stage as work, nothing apart
+            self.per_work.append(seconds / (iters * per_iter))
+            self.fixed.append(0.0)
+
+    def seconds_left(self, stages):
+        """Seconds for [(options, iterations left)], or None before anything was measured."""
+        if not self.per_work:
+            return None
+        per_work, fixed = sum(self.per_work) / len(self.per_work), sum(self.fixed) / len(self.fixed)
+        return sum(fixed + iters * stage_work(opt) / opt['train']['total_iter'] * per_work
+                   for opt, iters in stages if iters > 0)
 
 
 def _die_with_parent():
