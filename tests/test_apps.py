@@ -161,6 +161,11 @@ def test_the_node_finds_the_package_through_its_link_where_comfyuis_python_lacks
                        capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode != 0 and 'PFDN for ComfyUI needs the pfdn package' in r.stderr
     assert 'link this folder' in r.stderr
+    # linked, in a Python that lacks torch: the package is found, and what is missing is named, not pfdn
+    r = subprocess.run([sys.executable, '-S', '-c', f'import runpy; runpy.run_path({str(link / "__init__.py")!r})'],
+                       capture_output=True, text=True, env=dict(ENV, PYTHONPATH=''), cwd=tmp_path)
+    assert r.returncode != 0 and 'found the pfdn package but not torch' in r.stderr, r.stderr[-500:]
+    assert 'pip install torch' in r.stderr and 'needs the pfdn package' not in r.stderr
 
 
 # ------------------------------------------------------------------------------------------------------ chaiNNer

@@ -182,7 +182,7 @@ def test_infer_says_once_what_auto_chose_and_fp32_is_exact(released, weights, tm
     backend, _, dtype = resolve('auto', 'cpu', 'auto', pytest.fail, backends.Workload.of([(48, 64)]))
     assert code == 0 and len(said) == 1
     if dtype == 'fp32':
-        assert said[0] == f'backend: {backend} fp32 (auto: no faster precision keeps the picture on cpu)'
+        assert said[0].startswith(f'backend: {backend} fp32 (auto: ')  # its reason: test_autos_reason_...
     else:
         assert said[0] == f'backend: {backend} {dtype} (auto; --dtype fp32 for exact)'
     code, _, err = cli(['infer', '-i', tmp_path / 'a.png', '-o', tmp_path / 'exact', '--weights', weights,
@@ -508,3 +508,34 @@ def test_a_result_with_any_non_finite_value_is_refused_and_huge_finite_ones_beco
         result[1, 2 if v == '-inf' else 0, 59, 63 if v == 'inf' else 0] = float(v)
     with pytest.raises(ValueError, match='NaN or Inf'):
         Upscaler(Fixed(result), batch=2).upscale_images(imgs)
+
+
+# ---------------------------------------------------------------------------------------- what is said
+def test_autos_reason_is_the_one_the_cost_model_had(monkeypatch):
+    """fp32 under --dtype auto says why: cheaper for this work than a faster precision the backend has, or no
+    faster precision there; never that a faster one would lose the picture."""
+    import types
+    from pfdn_arch.cli.infer import chosen
+    from pfdn_arch.deploy.runtime import base
+    runner = types.SimpleNamespace(name='openvino', dtype='fp32', device=torch.device('cpu'))
+    monkeypatch.setattr(base, 'cached_precisions', lambda kind, device: ('fp32', 'bf16'))
+    said = chosen(runner, 'auto')
+    assert said.startswith('openvino fp32 (auto: for this work fp32 costs less than bf16') and '--dtype bf16' in said
+    monkeypatch.setattr(base, 'cached_precisions', lambda kind, device: ('fp32',))
+    assert chosen(runner, 'auto') == 'openvino fp32 (auto: openvino runs no faster precision on cpu here)'
+    assert 'keeps the picture' not in said
+
+
+def test_tiny_images_run_on_one_thread(tmp_path, capsys):
+    from conftest import cli, tiny_checkpoint
+    weights = tiny_checkpoint(tmp_path)
+    for size, threads in ((16, 1), (80, 2)):
+        folder = tmp_path / f'in{size}'
+        folder.mkdir()
+        for i in range(3):
+            cv2.imwrite(str(folder / f'{i}.png'), np.full((size, size, 3), 40 * i, np.uint8))
+        torch.set_num_threads(2)
+        code, _, err = cli(['infer', '-i', folder, '-o', tmp_path / f'out{size}', '--weights', weights, '--backend',
+                            'torch'], capsys)
+        assert code == 0, err
+        assert torch.get_num_threads() == threads, size

@@ -37,7 +37,8 @@ def exports(monkeypatch):
 
 
 def files(folder):
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    """The cache's files, less each graph's content digest beside it (``<graph>.sha256``, checked below)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith('.sha256')) if folder.is_dir() else []
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
@@ -86,7 +87,7 @@ def test_a_damaged_cached_file_is_replaced_and_the_network_runs(cache, monkeypat
     x = torch.rand(1, 3, 20, 20)
     with torch.no_grad():
         assert (make_runner(net, backend)(x) - net(x)).abs().max().item() <= 1e-4
-    assert not os.path.exists(path)  # the damaged file is gone; the next run exports it again
+    assert export_cache.intact(path)  # the damaged file was exported again, and sealed
     assert export_cache.cached_export(net) == path and os.path.getsize(path) > 0
 
 
@@ -137,3 +138,30 @@ def test_only_the_newest_exports_are_kept_and_only_ours_are_removed(cache, monke
     kept = set(files(cache))
     assert kept == {os.path.basename(paths[1]), os.path.basename(export_cache.cached_export(tiny(seed=3))),
                     'notes.txt', 'model.onnx'}
+    digests = {p.name for p in cache.iterdir() if p.name.endswith('.sha256')}
+    assert digests == {name + '.sha256' for name in kept if name.startswith('pfdn-')}  # none left of pruned graphs
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_a_cached_graph_altered_in_place_is_never_run(cache, monkeypatch, backend):
+    """The same size, other bytes (a constant changed): the graph's digest beside it says so, and it is exported
+    afresh instead of running; a graph without its digest is not believed either."""
+    need_backend(backend)
+    net = tiny()
+    path = export_cache.cached_export(net)
+    import onnx
+    model = onnx.load(path)
+    weight = next(t for t in model.graph.initializer if len(t.raw_data) >= 64)
+    raw = bytearray(weight.raw_data)
+    raw[:32] = bytes(32)  # the same length: the file keeps its size
+    weight.raw_data = bytes(raw)
+    size = os.path.getsize(path)
+    onnx.save(model, path)
+    assert os.path.getsize(path) == size and not export_cache.intact(path)
+    made = exports(monkeypatch)
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        assert (make_runner(net, backend)(x) - net(x)).abs().max().item() <= 1e-4
+    assert len(made) == 1 and export_cache.intact(path)  # exported afresh, sealed again
+    os.remove(path + '.sha256')
+    assert export_cache.cached_export(net) == path and len(made) == 2  # unsealed: made again

@@ -9,11 +9,13 @@ import sys
 import time
 
 import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
 
-from conftest import ENV, ROOT, cli, run_cli, snapshot, tiny_checkpoint, tiny_options, train_set, write_yml
+from conftest import (ENV, ROOT, cli, run_cli, snapshot, start_cli, tiny_checkpoint, tiny_options, train_set,
+                      write_yml)
 from pfdn_arch import PFDN
 from pfdn_arch.files.experiment import Experiment
 from pfdn_arch.data import preparation as prep
@@ -500,6 +502,78 @@ def test_stopping_schedule_stops_its_running_stage(data, tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the test's process groups
             except ProcessLookupError:
                 pass
+
+
+def test_a_swallowed_interrupt_is_raised_again_at_the_next_step(photos):
+    """Python drops an exception raised while it runs a finalizer; a stop asked then must still stop the run at the
+    next step: the flag the signal handler leaves is checked by every long loop."""
+    from pfdn_arch import stopping
+    from pfdn_arch.data.preparation import make_lr
+    stopping.reset()
+    try:
+        stopping.request()  # the handler ran; its KeyboardInterrupt was lost
+        with pytest.raises(KeyboardInterrupt):
+            stopping.check()
+        with pytest.raises(KeyboardInterrupt):  # a loop's next step
+            make_lr(str(photos['hr']), str(photos['root'] / 'lr_stopped'), 4)
+    finally:
+        stopping.reset()
+    stopping.check()  # nothing pending: nothing raised
+
+
+def _wait_for(predicate, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not predicate():
+        time.sleep(0.05)
+    assert predicate()
+
+
+@pytest.mark.parametrize('command', ['train', 'infer', 'prepare'])
+def test_ctrl_c_at_random_instants_stops_every_time_within_seconds_and_the_run_continues(data, tmp_path, command):
+    """SIGINT to the command's process alone (no child gets it), at a random instant once its work is under way, six
+    times in a row: each time it ends within a few seconds with its one line, and a last run finishes the work."""
+    import random
+    rng = random.Random(f'{command}-7')
+    if command == 'train':
+        yml = train_yml(data, tmp_path, 'stopped', total=400)
+        args = ['train', '-opt', yml, '--auto_resume']
+        states = tmp_path / 'experiments' / 'stopped' / 'training_states'
+        started = lambda: states.is_dir() and any(states.iterdir())  # noqa: E731
+        finished = lambda: (tmp_path / 'experiments' / 'stopped' / 'models' / 'net_g_latest.pth').is_file()  # noqa
+    else:
+        src = tmp_path / 'many'
+        src.mkdir()
+        image = cv2.imread(str(next(iter(sorted(data['hr'].iterdir())))))
+        for i in range(60):
+            cv2.imwrite(str(src / f'{i:03d}.png'), np.roll(image[:96, :128], i, 1))
+        out = tmp_path / 'out'
+        if command == 'infer':
+            args = ['infer', '-i', src, '-o', out, '--weights', data['tiny'], '--backend', 'torch']
+        else:
+            args = ['prepare', 'lr', '--hr', src, '--out', out, '--scale', '4']
+        started = lambda: out.is_dir() and len(os.listdir(out)) > 2  # noqa: E731
+        finished = lambda: len([n for n in os.listdir(out) if n.endswith('.png')]) == 60  # noqa: E731
+    for attempt in range(6):
+        proc = start_cli(*args, cwd=tmp_path, output=True)
+        try:
+            _wait_for(lambda: started() or proc.poll() is not None)
+            if proc.poll() is not None:
+                break  # the work is done: nothing left to stop
+            time.sleep(rng.uniform(0, 1.5))
+            sent = time.time()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+            took = time.time() - sent
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode == 0:
+            break  # it finished just before the signal
+        assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith('interrupted; '), (attempt, err)
+        assert took < 10, (attempt, took)
+    proc = start_cli(*args, cwd=tmp_path, output=True)
+    proc.communicate(timeout=600)
+    assert proc.returncode == 0 and finished()
 
 
 def test_schedule_without_its_data_says_so_once_before_starting(tmp_path, capsys, monkeypatch):

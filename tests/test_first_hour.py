@@ -326,7 +326,7 @@ def test_derived_data_is_remade_when_its_source_changed_in_place(tmp_path, capsy
     cv2.imwrite('hr/coffee.png', img)
     old_lr = cv2.imread('lr/coffee.png')
     code, _, err = cli(['prepare', 'lr', '--hr', 'hr', '--out', 'lr'], capsys)
-    assert code == 0 and any('1 LR image(s) in lr were made from other versions' in e for e in err)
+    assert code == 0 and any('1 LR image(s) in lr are not what was made from their HR images' in e for e in err)
     assert not np.array_equal(cv2.imread('lr/coffee.png'), old_lr)
     code, _, err = cli(['prepare', 'lmdb', '--gt', 'hr', '--lq', 'lr', '--gt-lmdb', 'g.lmdb', '--lq-lmdb', 'q.lmdb'],
                        capsys)

@@ -435,6 +435,99 @@ def test_damaged_lmdbs_are_refused_by_prepare_and_by_train(photos, tmp_path, cap
     one_error(code, err, '--lq-lmdb', 'GT LMDB too')
 
 
+def _lmdb_keys(path):
+    from pfdn_arch.data.preparation import read_lmdb_keys
+    return sorted(read_lmdb_keys(str(path)))
+
+
+def _hr_removed(root, hr):
+    os.remove(hr / 'coffee.png')
+
+
+def _hr_added(root, hr):
+    cv2.imwrite(str(hr / 'rocket.png'), sample_image('rocket.jpg'))
+
+
+def _lr_edited(root, hr):  # by hand, the same size
+    path = root / 'DF2K_LR_bicubic_X4' / 'chelsea.png'
+    image = cv2.imread(str(path))
+    image[5:15, 5:15] = 0
+    cv2.imwrite(str(path), image)
+
+
+def _record(name, text):
+    def damage(root, hr):
+        (root / f'.{name}.pfdn-sources.json').write_text(text)
+    return damage
+
+
+def _stale_left(root, hr):  # a kill after the new LMDB was in place, before the old one was removed
+    import shutil
+    shutil.copytree(root / 'DF2K_HR.lmdb', root / 'DF2K_HR.lmdb.stale')
+
+
+def _killed_between_renames(root, hr):  # the old LMDB set aside, the new one not yet in place
+    os.rename(root / 'DF2K_HR.lmdb', root / 'DF2K_HR.lmdb.stale')
+
+
+def _meta_edited(root, hr):
+    with open(root / 'DF2K_LR_bicubic_X4.lmdb' / 'meta_info.txt', 'a') as f:
+        f.write('\n')
+
+
+@pytest.mark.parametrize('damage, says', [
+    (_hr_removed, 'no longer among the inputs'), (_hr_added, 'new, e.g. rocket'), (_lr_edited, 'edited'),
+    (_record('DF2K_LR_bicubic_X4', '{"outputs": []}'), 'not a record this package wrote'),
+    (_record('DF2K_LR_bicubic_X4', '{"outputs": null}'), 'not a record this package wrote'),
+    (_record('DF2K_LR_bicubic_X4', '{"outputs": {"chelsea.png": 7}}'), 'not a record this package wrote'),
+    (_record('DF2K_HR.lmdb', 'garbage'), 'not a record this package wrote'),
+    (_stale_left, 'DF2K_HR.lmdb.stale'), (_killed_between_renames, None), (_meta_edited, 'changed since it was made'),
+], ids=['hr_removed', 'hr_added', 'lr_edited', 'record_list', 'record_null', 'record_entry', 'lmdb_record_garbage',
+        'stale_left', 'killed_between_renames', 'meta_edited'])
+def test_derived_data_is_remade_to_match_its_sources_after_any_change(tmp_path, capsys, monkeypatch, damage, says):
+    """Prepared data, changed behind prepare's back, then prepare rerun: the result is what a clean run from the
+    inputs as they are now makes (the same LR pixels, the same LMDB keys), nothing stale beside it, and the note
+    says what was found."""
+    from pfdn_arch.files.samples import write_samples
+    monkeypatch.chdir(tmp_path)
+    hr = tmp_path / 'hr'
+    write_samples(str(hr), ('astronaut.png', 'chelsea.png', 'coffee.png'))
+    root = tmp_path / 'datasets' / 'DF2K'
+    assert cli(['prepare', 'df2k', '--hr', hr, '--workers', '1'], capsys)[0] == 0
+    damage(root, hr)
+    code, out, err = cli(['prepare', 'df2k', '--hr', hr, '--workers', '1'], capsys)
+    assert code == 0 and not [line for line in err if line.startswith('error')], err
+    assert says is None or any(says in line for line in err), err
+    names = sorted(os.path.splitext(n)[0] for n in os.listdir(hr))
+    lr = root / 'DF2K_LR_bicubic_X4'
+    assert sorted(os.path.splitext(n)[0] for n in os.listdir(lr)) == names
+    assert _lmdb_keys(root / 'DF2K_HR.lmdb') == _lmdb_keys(root / 'DF2K_LR_bicubic_X4.lmdb') == names
+    assert sorted(n for n in os.listdir(root) if not n.endswith('.pfdn-lock')) == [
+        '.DF2K_HR.lmdb.pfdn-sources.json', '.DF2K_LR_bicubic_X4.lmdb.pfdn-sources.json',
+        '.DF2K_LR_bicubic_X4.pfdn-sources.json', 'DF2K_HR.lmdb', 'DF2K_LR_bicubic_X4',
+        'DF2K_LR_bicubic_X4.lmdb']  # nothing stale, no partial (the run locks stay: empty, held by no process)
+    clean = tmp_path / 'clean'
+    assert cli(['prepare', 'df2k', '--hr', hr, '--root', clean, '--workers', '1'], capsys)[0] == 0
+    for name in os.listdir(lr):  # the same pixels as a clean run's
+        assert (lr / name).read_bytes() == (clean / 'DF2K_LR_bicubic_X4' / name).read_bytes() or np.array_equal(
+            cv2.imread(str(lr / name)), cv2.imread(str(clean / 'DF2K_LR_bicubic_X4' / name))), name
+    again = cli(['prepare', 'df2k', '--hr', hr, '--workers', '1'], capsys)  # and settled: nothing more to say
+    assert again[0] == 0 and not [line for line in again[2] if line.startswith('note')], again[2]
+
+
+def test_a_second_prepare_of_the_same_outputs_is_one_line_while_the_first_runs(photos, tmp_path, capsys):
+    from pfdn_arch.files.locks import owned
+    gt, lq = tmp_path / 'gt.lmdb', tmp_path / 'lq.lmdb'
+    with owned(str(tmp_path), 'lq.lmdb'):  # the first run, holding its output
+        code, _, err = cli(['prepare', 'lmdb', '--gt', photos['hr'], '--lq', photos['lr'], '--gt-lmdb', gt,
+                            '--lq-lmdb', lq], capsys)
+    one_error(code, err, lq, 'in use by another run (process')
+    assert not gt.exists() and not lq.exists()
+    with owned(str(tmp_path), 'lr'):
+        code, _, err = cli(['prepare', 'lr', '--hr', photos['hr'], '--out', tmp_path / 'lr'], capsys)
+    one_error(code, err, tmp_path / 'lr', 'in use by another run')
+
+
 def test_test_lr_images_that_are_not_the_hr_downscaled_are_refused(photos, weights, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     short = tmp_path / 'short'

@@ -396,3 +396,61 @@ def test_infer_runs_ncnn_files_and_says_what_is_missing(exports, tmp_path, capsy
     code, _, err = cli(['infer', '-i', tmp_path / 'lr.png', '-o', tmp_path / 'sr3', '--weights',
                         param(out, 2), '--device', 'cuda'], capsys)
     assert code == 2 and 'cpu or vulkan' in err[-1]
+
+
+# ------------------------------------------------------------------------------ model files that do not fit
+def _other_scale(out, folder):
+    shutil.copy(param(out, 2), folder / 'm.param')
+    shutil.copy(param(out, 4).with_suffix('.bin'), folder / 'm.bin')
+
+
+def _cut_short(out, folder):
+    shutil.copy(param(out, 4), folder / 'm.param')
+    (folder / 'm.bin').write_bytes(param(out, 4).with_suffix('.bin').read_bytes()[:100000])
+
+
+def _empty(out, folder):
+    shutil.copy(param(out, 4), folder / 'm.param')
+    (folder / 'm.bin').write_bytes(b'')
+
+
+def _padded(out, folder):
+    shutil.copy(param(out, 4), folder / 'm.param')
+    (folder / 'm.bin').write_bytes(param(out, 4).with_suffix('.bin').read_bytes() + bytes(64))
+
+
+@pytest.mark.parametrize('make', [_other_scale, _cut_short, _empty, _padded],
+                         ids=['other_scale', 'cut_short', 'empty', 'padded'])
+def test_ncnn_files_that_do_not_fit_are_one_line_naming_both(exports, tmp_path, capsys, make):
+    """A .bin that is not the .param's (another scale's, cut short, empty, with bytes more): one error line naming
+    both files before NCNN reads them, none of NCNN's own prints, no output."""
+    out, _ = exports
+    make(out, tmp_path)
+    cv2.imwrite(str(tmp_path / 'lr.png'), lr_photo(size=(30, 44)))
+    code, _, err = cli(['infer', '-i', tmp_path / 'lr.png', '-o', tmp_path / 'sr', '--weights', tmp_path / 'm.param'],
+                       capsys)
+    errors = [line for line in err if line.startswith('error: ')]
+    assert code == 2 and len(errors) == 1 and 'm.param' in errors[0] and 'm.bin' in errors[0], err
+    assert not any('ModelBin' in line or 'load_model' in line for line in err), err
+    assert not (tmp_path / 'sr' / 'lr.png').exists()
+
+
+def test_ncnn_runs_and_says_the_precision_asked(exports, tmp_path, capsys):
+    vulkan_loader()
+    out, _ = exports
+    cv2.imwrite(str(tmp_path / 'lr.png'), lr_photo(size=(40, 56)))
+    said, results = {}, {}
+    for device, dtype in (('cpu', 'auto'), ('vulkan', 'auto'), ('vulkan', 'fp32'), ('cpu', 'bf16')):
+        name = f'{device}_{dtype}'
+        code, _, err = cli(['infer', '-i', tmp_path / 'lr.png', '-o', tmp_path / f'{name}.png', '--weights',
+                            param(out, 4), '--device', device, '--dtype', dtype], capsys)
+        assert code == 0, err
+        said[name] = [line for line in err if line.startswith(('backend:', 'note:'))]
+        assert not any(line.startswith('[0 ') for line in err)  # NCNN's device listing kept off the terminal
+        results[name] = cv2.imread(str(tmp_path / f'{name}.png')).astype(int)
+    assert said['cpu_auto'][-1].endswith(', cpu, fp32)')
+    assert said['vulkan_auto'][-1].endswith(', fp16)') and said['vulkan_fp32'][-1].endswith(', fp32)')
+    assert said['cpu_bf16'][0] == 'note: NCNN runs fp32 or fp16, not bf16; running fp32'
+    # fp32 on the Vulkan device is what it says: nearer the CPU's fp32 than its fp16 is
+    assert np.abs(results['vulkan_fp32'] - results['cpu_auto']).mean() <= np.abs(
+        results['vulkan_auto'] - results['cpu_auto']).mean()

@@ -91,8 +91,7 @@ def test_the_record_finds_the_graph_by_the_files_bytes_and_only_for_this_package
     graph_path = export_cache.cached_export(net)
     export_cache.remember(weights, net, qat=True)
     graph = export_cache.recall(weights)
-    assert graph.graph_path == graph_path and (graph.upscale, graph.num_in_ch, graph.min_input, graph.qat) == (
-        4, 3, 15, True)
+    assert graph.graph_path == graph_path and (graph.upscale, graph.num_in_ch, graph.qat) == (4, 3, True)
     renamed = tmp_path / 'other name.pth'
     os.rename(weights, renamed)
     assert export_cache.recall(str(renamed)).graph_path == graph_path  # the same bytes under another name
@@ -127,6 +126,47 @@ def test_a_damaged_cached_graph_is_removed_and_infer_goes_the_usual_way(tmp_path
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert graph.read_bytes() != b'not an onnx model'  # the export made afresh, and the next run is quick again
     assert not infer(['-i', src, '-o', tmp_path / 'c', '--weights', weights], env)[0]
+
+
+def _tamper_record(cache, **changes):
+    record = next(p for p in cache.iterdir() if export_cache.RECORDS.fullmatch(p.name))
+    data = json.loads(record.read_text())
+    data.update(changes)
+    record.write_text(json.dumps(data))
+    return record
+
+
+def _tamper_graph(cache):
+    import onnx
+    (graph,) = [p for p in cache.iterdir() if p.suffix == '.onnx']
+    model = onnx.load(str(graph))
+    weight = next(t for t in model.graph.initializer if len(t.raw_data) >= 64)
+    weight.raw_data = bytes(32) + weight.raw_data[32:]  # the same size, other weights
+    onnx.save(model, str(graph))
+
+
+@pytest.mark.parametrize('tamper', ['upscale', 'min_input', 'graph'])
+def test_what_the_cache_holds_is_checked_never_believed(tmp_path, tamper):
+    """A record that says x2 for an x4 graph, one that asks for 200 px inputs, a graph altered in place at the same
+    size: the run says and writes what the network really does, with the pixels of a run without a cache."""
+    need_backend('openvino')
+    cache = tmp_path / 'cache'
+    env = {'PFDN_CACHE_DIR': str(cache)}
+    weights = checkpoint(tmp_path / 'net.pth')
+    src = photos(tmp_path / 'in', sizes=SIZES + ((70, 70),))
+    infer(['-i', src, '-o', tmp_path / 'a', '--weights', weights], env)
+    if tamper == 'graph':
+        _tamper_graph(cache)
+    else:
+        _tamper_record(cache, **{'upscale': 2} if tamper == 'upscale' else {'min_input': 200})
+    proc = subprocess.run([sys.executable, '-c', INFER_AND_SAY_IF_TORCH, 'infer', '-i', str(src), '-o',
+                           str(tmp_path / 'b'), '--weights', weights], capture_output=True, text=True,
+                          env=dict(ENV, **env), timeout=600)
+    assert proc.returncode == 0 and 'upscaled x4' in proc.stdout and 'error' not in proc.stderr, proc.stderr
+    a, b = pixels(tmp_path / 'a'), pixels(tmp_path / 'b')
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    assert b['p4.png'].shape[:2] == (280, 280)  # the 70 px image too
+    assert not infer(['-i', src, '-o', tmp_path / 'c', '--weights', weights], env)[0]  # quick again, rebuilt
 
 
 WORKLOADS = {'one small image': [(24, 24)], 'a folder': [(256, 256)] * 30 + [(339, 510)] * 20,

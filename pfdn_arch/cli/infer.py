@@ -111,7 +111,7 @@ def run(a):
         from ..deploy.runtime.model_file import file_runner
         from ..files.paths import input_file
 
-        runner = file_runner(input_file(weights), a.backend, a.device, warn=note)
+        runner = file_runner(input_file(weights), a.backend, a.device, warn=note, dtype=a.dtype)
         if not weights.lower().endswith('.param'):  # int8 files carry a record of their loss; NCNN ones do not
             say_what_it_loses(weights, note)
     else:
@@ -157,6 +157,9 @@ def run(a):
     return 1 if failed else 0
 
 
+TINY_PIXELS = 32 * 32  # LR images up to this size run on one thread
+
+
 def checkpoint_runner(a, weights, paths, videos, note):
     """The runner of a checkpoint file for ``infer``'s flags: without importing torch where the export cache knows
     the file and OpenVINO is what would run (``deploy.runtime.quick_start``), else from the network it loads (and
@@ -168,8 +171,12 @@ def checkpoint_runner(a, weights, paths, videos, note):
 
     workload = folder_workload(paths, a.tile, a.tile_overlap)
     streams = 1 if len(paths) == 1 and not videos else default_threads()
+    # tiny images run on one thread: a 16x16 forward split over 2 threads waits on the other thread's slice, which
+    # on a machine whose cores are shared costs many times the forward (docs/benchmarks.md, "Tiny images")
+    tiny = bool(workload.sizes) and not videos and max(h * w for h, w in workload.sizes) <= TINY_PIXELS
+    threads = 1 if tiny else None
     graph = recall(weights)
-    runner = None if graph is None else quick_runner(graph, a.backend, a.device, a.dtype, workload, streams)
+    runner = None if graph is None else quick_runner(graph, a.backend, a.device, a.dtype, workload, streams, threads)
     if runner is not None:
         qat = graph.qat
     else:
@@ -184,7 +191,11 @@ def checkpoint_runner(a, weights, paths, videos, note):
                                   a.weights)
         if not net.deploy:
             net.reparameterize()
-        runner = make_runner(net, a.backend, a.device, a.dtype, warn=note, workload=workload, streams=streams)
+        if tiny:
+            import torch
+            torch.set_num_threads(1)
+        runner = make_runner(net, a.backend, a.device, a.dtype, warn=note, workload=workload, streams=streams,
+                             threads=threads)
         if runner.name in ('openvino', 'onnxruntime'):  # built from the export, which the cache now holds
             remember(weights, net, qat)
     if qat:
@@ -242,7 +253,15 @@ def chosen(runner, asked):
     if asked != 'auto' or isinstance(runner, ModelFile):
         return str(runner)  # asked for, or a model file's own precision (int8, NCNN)
     if runner.dtype == 'fp32':
-        return f'{runner.name} fp32 (auto: no faster precision keeps the picture on {runner.device})'
+        from ..deploy.runtime.base import cached_precisions
+        from ..deploy.runtime.costs import AUTO_DTYPES  # neither imports torch (the quick route has none)
+
+        native = cached_precisions(type(runner), runner.device)
+        faster = [p for p in AUTO_DTYPES[runner.device.type] if p != 'fp32' and p in native]
+        if faster:  # the cost model's choice: the faster precision's build costs more than it saves here
+            return (f'{runner.name} fp32 (auto: for this work fp32 costs less than {faster[0]}, whose build would '
+                    f'take longer than it saves; --dtype {faster[0]} runs it)')
+        return f'{runner.name} fp32 (auto: {runner.name} runs no faster precision on {runner.device} here)'
     return f'{runner.name} {runner.dtype} (auto; --dtype fp32 for exact)'
 
 

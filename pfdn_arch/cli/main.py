@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 
+from .. import stopping
 from ..errors import PFDNError
 from . import Parser, error_line, export, infer, prepare, profile, reparam, schedule, test, train
 
@@ -86,7 +87,8 @@ def main(argv=None):
         return 130
     finally:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
 
 
 def write_outcome(status, error=None):
@@ -110,11 +112,15 @@ def _end_progress_bars():
 
 def _stop_on_sigterm():
     """SIGTERM (a scheduler, torchrun, kill) stops a command the way Ctrl-C does: cleanly, with what started it
-    (stages, data workers) stopped and a line saying how to continue. Returns the previous handler."""
+    (stages, data workers) stopped and a line saying how to continue. Both signals also leave the stop pending
+    (``stopping``), so the next step of a long loop raises again where the first raise was lost in a finalizer.
+    Returns the previous SIGTERM and SIGINT handlers."""
     def interrupt(signum, frame):
+        stopping.request()
         raise KeyboardInterrupt
+    stopping.reset()
     try:
-        return signal.signal(signal.SIGTERM, interrupt)
+        return signal.signal(signal.SIGTERM, interrupt), signal.signal(signal.SIGINT, interrupt)
     except ValueError:  # not the main thread (called from a library): leave signals alone
         return None
 
@@ -126,7 +132,13 @@ def console():
     change 6.9 -> 5.3-5.9 s for ``infer`` of Urban100's LR folder (2-core Intel Xeon, AMX). The threads still
     running are waited for, ``atexit`` handlers run and the streams are flushed as at a normal exit; only objects
     left to the garbage collector are not finalized."""
-    code = main()
+    try:
+        code = main()
+        for stop in (signal.SIGINT, signal.SIGTERM):  # the work is done: a signal now has nothing to stop
+            signal.signal(stop, signal.SIG_IGN)
+    except KeyboardInterrupt:  # landed after the command's own handling, before the line above
+        print('interrupted; rerun the same command to continue where it stopped', file=sys.stderr)
+        code = 130
     if not _ends_quickly:
         sys.exit(code)
     # what the interpreter does first at exit: the threading module's exit hooks (an executor's shutdown), then

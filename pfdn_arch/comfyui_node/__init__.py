@@ -28,6 +28,13 @@ def _spandrel_arch():
     try:
         from pfdn_arch.deploy.export import spandrel_arch
     except ImportError as err:
+        missing = getattr(err, 'name', None) or ''
+        if missing and not missing.startswith('pfdn_arch') and os.path.isfile(
+                os.path.join(root, 'pfdn_arch', '__init__.py')):
+            # pfdn was found; a library it needs was not: name that, not pfdn
+            raise ImportError(f'PFDN for ComfyUI found the pfdn package but not {missing.split(".")[0]}, which it '
+                              f'needs: install it into the Python that runs ComfyUI (<that python> -m pip install '
+                              f'{missing.split(".")[0]})') from None
         raise ImportError(f'PFDN for ComfyUI needs the pfdn package ({err}): link this folder from a pfdn install '
                           'or checkout instead of copying it, or install pfdn into the Python that runs ComfyUI '
                           "(<that python> -m pip install <pfdn folder or wheel>)") from None

@@ -21,10 +21,11 @@ import lmdb
 import numpy as np
 from tqdm import tqdm
 
+from .. import stopping
 from ..errors import DataError, OptionsError, OutputExists, PFDNError
 from ..files.atomic import write_text
 from ..files.images import image_size, list_images, read_image
-from ..files.sources import Sources
+from ..files.sources import Sources, digest
 
 FORMATS = ('decoded', 'png')
 RAW = 'raw'
@@ -123,6 +124,7 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
             bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit='img')
             batch, batch_bytes = [], 0
             for i, (key, path) in enumerate(todo):
+                stopping.check()  # every image: a Ctrl-C whose first raise was lost still stops the run
                 img = read(path)
                 if fmt == 'decoded':
                     value = np.ascontiguousarray(img[:, :, ::-1]).tobytes()  # RGB: no channel swap per sample
@@ -155,6 +157,8 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
     if sources:  # the record (beside the LMDB) before the LMDB is in place: no LMDB of ours goes unrecorded
         record = Sources(lmdb_path)
         record.entries = {key: {'sha256': d, 'made_with': made_with} for key, (d, made_with) in sources.items()}
+        record.made = {'data.mdb': os.path.getsize(os.path.join(partial, 'data.mdb')),
+                       'meta_info.txt': digest(os.path.join(partial, META))}
         record.save()
     os.rename(partial, lmdb_path)
     if os.path.exists(old):

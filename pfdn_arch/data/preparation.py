@@ -2,8 +2,10 @@
 for ``PairedCropDataset``, or PNG for BasicSR's ``PairedImageDataset``) and the benchmark layout. Every step shows
 progress with ETA, keeps what exists and can be rerun after an interruption.
 """
+import contextlib
 import multiprocessing
 import os
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -12,9 +14,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import stopping
 from ..deploy.runtime.tiles import window_starts
 from ..errors import DataError, ImageError, OptionsError, OutputExists
 from ..files.images import image_size, list_images, read_image, write_image
+from ..files.locks import owned
 from ..files.sources import Sources, digest
 from .bicubic import bicubic_lr, mod_crop
 from .lmdb_store import gt_lmdb_name, lmdb_format, parse_meta, verify_lmdb, write_lmdb
@@ -39,23 +43,37 @@ def _images_in(folder):
 LR_MADE_WITH = {'resize': 'matlab-bicubic', 'mod_crop': True}
 
 
-def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1, note=None):
-    """LR images for every HR image (mod-cropped to the scale first). What an earlier run made is kept when it is
-    complete and its record (``files/sources.py``) says it was made from the HR image as it is now, at this scale,
-    so a rerun finishes an interrupted one and remakes what is stale (an HR image changed since), with a note.
-    With ``hr_out_dir`` the HR images are copied there as PNG, uncropped (BasicSR crops GT to LR size x scale at
-    test time). ``workers`` > 1 runs that many processes (the bicubic resize is the slow part: about a second per
-    2K image). Returns the number of images made."""
+def make_lr(hr_dirs, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1, note=None):
+    """LR images for every HR image of ``hr_dirs`` (a folder or a list of folders; mod-cropped to the scale first).
+    What an earlier run made is kept when it is complete and its record (``files/sources.py``) says it was made
+    from the HR image as it is now, at this scale, and is itself as it was made; anything else is made again (an HR
+    image changed since, an LR image edited by hand), with a note, and an LR image whose HR image is gone is removed.
+    So a rerun finishes an interrupted one and leaves the folder exactly the LR of the HR images there now. One run
+    at a time holds the folder (a second one ends with one line naming the first). With ``hr_out_dir`` the HR images
+    are copied there as PNG, uncropped (BasicSR crops GT to LR size x scale at test time). ``workers`` > 1 runs that
+    many processes (the bicubic resize is the slow part: about a second per 2K image). Returns the number of images
+    made."""
     if scale not in (2, 3, 4):
         raise OptionsError(f'must be 2, 3 or 4, got {scale}', 'scale')
     note = note or _note
-    paths = _images_in(hr_dir)
+    dirs = [hr_dirs] if isinstance(hr_dirs, str) else list(hr_dirs)
+    paths = [p for d in dirs for p in _images_in(d)]
     os.makedirs(lr_dir, exist_ok=True)
+    parent, name = os.path.split(os.path.normpath(os.path.abspath(lr_dir)))
+    with owned(parent, name):
+        return _make_lr(paths, lr_dir, scale, hr_out_dir, desc, workers, note)
+
+
+def _make_lr(paths, lr_dir, scale, hr_out_dir, desc, workers, note):
     if hr_out_dir:
         os.makedirs(hr_out_dir, exist_ok=True)
-    lr_record = Sources(lr_dir)
-    hr_record = Sources(hr_out_dir) if hr_out_dir else None
+    lr_record = Sources(lr_dir, note)
+    hr_record = Sources(hr_out_dir, note) if hr_out_dir else None
     lr_made_with, hr_made_with = dict(LR_MADE_WITH, scale=scale), {'copy': 'png'}
+    names = {os.path.splitext(os.path.basename(p))[0] + '.png' for p in paths}
+    _remove_orphans(lr_dir, lr_record, names, 'LR', note)
+    if hr_record is not None:
+        _remove_orphans(hr_out_dir, hr_record, names, 'HR', note)
     jobs, stale = [], []
     for path in paths:
         name = os.path.splitext(os.path.basename(path))[0] + '.png'
@@ -63,20 +81,22 @@ def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1, note=N
         hr_path = os.path.join(hr_out_dir, name) if hr_out_dir else None
         h, w = _size(path)
         source = digest(path)
-        lr_ok = _intact(lr_path, (h // scale, w // scale)) and lr_record.matches(name, source, lr_made_with)
-        hr_ok = hr_path is None or (_intact(hr_path, (h, w)) and hr_record.matches(name, source, hr_made_with))
+        lr_ok = _intact(lr_path, (h // scale, w // scale)) and lr_record.matches(name, source, lr_made_with, lr_path)
+        hr_ok = hr_path is None or (_intact(hr_path, (h, w)) and hr_record.matches(name, source, hr_made_with,
+                                                                                     hr_path))
         if not (lr_ok and hr_ok):
             if os.path.exists(lr_path) and lr_record.entries.get(name) is not None:
                 stale.append(name)
             jobs.append((path, None if lr_ok else lr_path, None if hr_ok else hr_path, scale, name, source))
     if stale:
-        note(f'note: {len(stale)} LR image(s) in {lr_dir} were made from other versions of their HR images (e.g. '
-             f'{stale[0]}) and are made again')
+        note(f'note: {len(stale)} LR image(s) in {lr_dir} are not what was made from their HR images as they are now '
+             f'(an HR image changed, or the LR image was edited; e.g. {stale[0]}): made again')
 
     def made(job):
-        lr_record.add(job[4], job[5], lr_made_with)
+        stopping.check()  # every image: a Ctrl-C whose first raise was lost still stops the run
+        lr_record.add(job[4], job[5], lr_made_with, os.path.join(lr_dir, job[4]))
         if hr_record is not None:
-            hr_record.add(job[4], job[5], hr_made_with)
+            hr_record.add(job[4], job[5], hr_made_with, os.path.join(hr_out_dir, job[4]))
 
     bar = tqdm(total=len(paths), initial=len(paths) - len(jobs), desc=desc, unit='img')
     try:
@@ -96,11 +116,25 @@ def make_lr(hr_dir, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1, note=N
                 bar.update()
     finally:  # what was made is recorded, Ctrl-C included, so that a rerun keeps it
         bar.close()
-        if jobs or not lr_record.exists:
-            lr_record.save()
-            if hr_record is not None:
-                hr_record.save()
+        lr_record.save()
+        if hr_record is not None:
+            hr_record.save()
     return len(jobs)
+
+
+def _remove_orphans(folder, record, names, what, note):
+    """The outputs of ours (recorded) in ``folder`` whose source image is no longer among the inputs: removed, with
+    their entries, and said once. Files the record does not name are never touched."""
+    gone = sorted(n for n in record.entries if n not in names)
+    for name in gone:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            os.remove(path)
+        record.forget(name)
+    if gone:
+        record.save()
+        note(f'note: {len(gone)} {what} image(s) in {folder} were made from images no longer among the inputs (e.g. '
+             f'{gone[0]}): removed')
 
 
 def _note(line):
@@ -151,6 +185,7 @@ def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub
     skipped, stale = 0, 0
     try:
         for path in tqdm(paths, desc=desc, unit='img'):
+            stopping.check()
             stem = os.path.splitext(os.path.basename(path))[0].replace('.', '_')
             source = digest(path)
             img = _read(path)
@@ -205,52 +240,103 @@ def read_lmdb_keys(lmdb_path):
 
 
 def _stale_lmdb(path, img_dirs, fmt, mod, note):
-    """Whether an existing LMDB of ours was made from other versions of these images (it is then made again, with a
-    note). One without a record (an older version or another tool made it) is kept, with a note that it cannot be
-    checked."""
-    record = Sources(path)
+    """Whether an existing LMDB of ours is not what these images make now: made from other versions of them, from
+    another set of images (some removed or added since), or itself changed since it was made (its ``data.mdb``
+    size or its ``meta_info.txt``). It is then made again, with a note. One without a record (an older version or
+    another tool made it) is kept when its keys are these images' names, with a note that it cannot be checked."""
+    record = Sources(path, note)
+    items = _lmdb_items(img_dirs)
+    keys = set(read_lmdb_keys(path))
+    if record.malformed:  # ours by its record's name, and nothing says what it holds: made again
+        return True
     if not record.exists:
+        if keys != {k for k, _ in items}:
+            raise OutputExists(path, 'exists and is not the LMDB of these images, and no record says this package '
+                                     'made it; it is never overwritten: remove it or choose another path')
         note(f'note: {path} has no record of what it was made from (an older version or another tool made it): it '
              'is used as it is; remove it to make it from these images')
         return False
-    changed = [k for k, p in _lmdb_items(img_dirs) if not record.matches(k, digest(p), _lmdb_made_with(fmt, mod))]
+    wanted = {k for k, _ in items}
+    if keys != wanted:
+        gone, new = sorted(keys - wanted), sorted(wanted - keys)
+        parts = ([f'{len(gone)} no longer among the inputs, e.g. {gone[0]}'] if gone else []) + (
+            [f'{len(new)} new, e.g. {new[0]}'] if new else [])
+        note(f"note: {path} holds other images than these ({'; '.join(parts)}): it is made again")
+        return True
+    if record.made is None:  # a record from before LMDBs were fingerprinted: verified above, fingerprinted now
+        record.made = lmdb_fingerprint(path)
+        record.save()
+    elif not record.made_matches(lmdb_fingerprint(path)):
+        note(f'note: {path} changed since it was made (its data.mdb or meta_info.txt): it is made again')
+        return True
+    changed = [k for k, p in items if not record.matches(k, digest(p), _lmdb_made_with(fmt, mod))]
     if changed:
         note(f'note: {path} was made from other versions of {len(changed)} of its images (e.g. {changed[0]}); it is '
              'made again')
     return bool(changed)
 
 
+def lmdb_fingerprint(path):
+    """What an LMDB was when made: its data.mdb's size and its meta_info.txt's SHA-256 (reading 30 GB of pixels on
+    every rerun to check them would cost more than making them)."""
+    data, meta = os.path.join(path, 'data.mdb'), os.path.join(path, 'meta_info.txt')
+    return {'data.mdb': os.path.getsize(data) if os.path.isfile(data) else None,
+            'meta_info.txt': digest(meta) if os.path.isfile(meta) else None}
+
+
+def _drop_replaced(path, note):
+    """A replaced LMDB a kill left beside its successor (``<path>.stale``): removed once the successor is whole."""
+    old = path + '.stale'
+    if os.path.exists(old) and os.path.exists(path):
+        shutil.rmtree(old, ignore_errors=True)
+        note(f'note: removed {old}, the LMDB {path} replaced (an earlier run was stopped before removing it)')
+
+
 def make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt='decoded', scale=4, note=None):
     """GT and LQ LMDBs with identical key sets (checked before writing anything). GT images are mod-cropped to
     ``scale``, so that they are exactly LQ x scale when the LQ images were made from the mod-cropped GT (as
-    ``make_lr`` makes them). A finished LMDB of the same format, keys and sources is kept (so a rerun after an
-    interruption continues with the other one); one of ours made from other versions of the images is made again
-    (with a note); one of other keys or another format is an error, never overwritten."""
+    ``make_lr`` makes them). A finished LMDB of the same format and sources is kept (so a rerun after an
+    interruption continues with the other one); one of ours that these images no longer make is made again (with a
+    note); one that is not ours and not of these images, or of another format, is an error, never overwritten. One
+    run at a time holds each LMDB (a second one ends with one line naming the first)."""
     note = note or _note
     gt_dirs = [gt_dirs] if isinstance(gt_dirs, str) else list(gt_dirs)
     if os.path.abspath(os.path.realpath(gt_lmdb)) == os.path.abspath(os.path.realpath(lq_lmdb)):
         raise OptionsError(f'{lq_lmdb} is the GT LMDB too; GT and LQ need an LMDB each', 'lq_lmdb')
+    with contextlib.ExitStack() as held:
+        for path in sorted((gt_lmdb, lq_lmdb)):
+            parent, name = os.path.split(os.path.normpath(os.path.abspath(path)))
+            held.enter_context(owned(parent, name))
+        return _make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt, scale, note)
+
+
+def _make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt, scale, note):
     gt_names = [os.path.splitext(os.path.basename(p))[0] for d in gt_dirs for p in _images_in(d)]
     lq_names = {os.path.splitext(os.path.basename(p))[0] for p in _images_in(lq_dir)}
     if set(gt_names) != lq_names:
         only = sorted(set(gt_names) ^ lq_names)[:5]
         raise DataError(f'the GT and LQ folders hold different image names (e.g. {only}); make LR for every GT '
-                        'image', lq_dir)
+                        'image (basicsr prepare lr makes the missing ones and removes those of images gone)', lq_dir)
     for path in (gt_lmdb, lq_lmdb):
-        if os.path.exists(path) and (lmdb_format(path) != fmt or set(read_lmdb_keys(path)) != lq_names):
-            raise OutputExists(path, f'exists and is not the {fmt} LMDB of these images; it is never overwritten: '
-                                     'remove it or choose another path')
+        _drop_replaced(path, note)
+        if os.path.exists(path) and lmdb_format(path) != fmt:
+            raise OutputExists(path, f'exists and is not a {fmt} LMDB; it is never overwritten: remove it or choose '
+                                     'another path')
         if os.path.exists(path):  # kept only whole (a copy cut short would kill training with SIGBUS)
             try:
                 verify_lmdb(path)
             except DataError as err:
-                raise OutputExists(path, f'exists but is damaged ({err.reason.split(":")[0]}); it is never '
-                                         'overwritten: remove it to make it again') from None
+                if not Sources(path).exists:
+                    raise OutputExists(path, f'exists but is damaged ({err.reason.split(":")[0]}); it is never '
+                                             'overwritten: remove it to make it again') from None
+                note(f'note: {path} is damaged ({err.reason.split(":")[0]}): it is made again')
+                shutil.rmtree(path)
     for path, dirs, mod, desc in ((gt_lmdb, gt_dirs, scale, 'GT LMDB'), (lq_lmdb, [lq_dir], 1, 'LQ LMDB')):
         if not os.path.exists(path):
             make_lmdb(dirs, path, fmt, mod=mod, desc=desc)
         elif _stale_lmdb(path, dirs, fmt, mod, note):
             make_lmdb(dirs, path, fmt, mod=mod, desc=desc, replace=True)
+        _drop_replaced(path, note)
     if set(read_lmdb_keys(gt_lmdb)) != set(read_lmdb_keys(lq_lmdb)):
         raise DataError(f'ended up with other keys than {lq_lmdb}', gt_lmdb)
     return len(lq_names)
@@ -280,8 +366,7 @@ def prepare_df2k(hr_dirs, root='datasets/DF2K', fmt='decoded', scale=4, crop=960
     else:
         lr = os.path.join(root, f'DF2K_LR_bicubic_X{scale}')
         hr = os.path.join(root, 'DF2K_HR')
-    for folder in hr_dirs:
-        make_lr(folder, lr, scale, desc=f'x{scale} LR of {os.path.basename(folder.rstrip(os.sep))}', workers=workers)
+    make_lr(hr_dirs, lr, scale, desc=f'x{scale} LR', workers=workers)
     gt_lmdb, lq_lmdb = gt_lmdb_name(hr + '.lmdb', scale), lr + '.lmdb'
     make_paired_lmdb(hr_dirs, lr, gt_lmdb, lq_lmdb, fmt, scale)
     return gt_lmdb, lq_lmdb

@@ -24,6 +24,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.dist_util import master_only
 
+from .. import stopping
 from ..archs import spec_for
 from ..archs.convert import detached_copy, reparameterized
 from ..data.lmdb_store import lq_sizes
@@ -196,6 +197,7 @@ class PFDNModel(SRModel):
         return t
 
     def optimize_parameters(self, current_iter):
+        stopping.check()  # every iteration: a Ctrl-C whose first raise was lost still stops training
         self._current_iter = current_iter
         self.optimizer_g.zero_grad(set_to_none=True)
         with self.step.autocast():

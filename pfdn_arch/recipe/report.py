@@ -146,7 +146,8 @@ def psnr_plot(stages, bicubic=None, title='validation PSNR (dB)', size=(960, 420
 def schedule_report(stages, out_dir, score_folder, score_label, val_hr=None, scale=4):
     """The closing report of a schedule: the final deployed network scored on ``score_folder`` next to bicubic
     (Markdown lines), ``psnr.png`` (every stage's validation PSNR, the bicubic line of the validation set) and
-    ``comparison.png`` (HR | bicubic | PFDN crops of each image, named, with the crops' PSNR), written into ``out_dir``. ``stages`` are
+    ``comparison.png`` (HR | bicubic | PFDN crops of each image, named, with the crops' PSNR), written into
+    ``out_dir``. ``stages`` are
     (Experiment, total_iter) in order; ``scale`` the networks'. Returns (lines, [written files])."""
 
 

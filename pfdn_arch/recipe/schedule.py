@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from .. import stopping
 from ..errors import PFDNError
 from ..files.atomic import write_text
 from ..files.experiment import Experiment
@@ -104,6 +105,7 @@ class Schedule:
         seen_state, marks = exp.progress(), []
         running = True
         while running:
+            stopping.check()  # a Ctrl-C whose first raise was lost still stops the schedule (and its stage)
             try:
                 proc.wait(POLL_SECONDS)
                 running = False  # one last look at its files

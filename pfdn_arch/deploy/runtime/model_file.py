@@ -53,15 +53,19 @@ class FileRunner(ModelFile):
         return like_input(self._run(numpy_input(x)), x)
 
 
-def file_runner(path: str, backend: str = 'auto', device='cpu', threads: int = None, warn=print) -> Runner:
+def file_runner(path: str, backend: str = 'auto', device='cpu', threads: int = None, warn=print,
+                dtype: str = 'auto') -> Runner:
     """A runner for a model file (``MODEL_FILES``): an OpenVINO IR runs on OpenVINO; an ONNX file on ONNX Runtime
-    (auto) or OpenVINO; an NCNN .param on NCNN, on the CPU or ``device`` vulkan[:N]. A backend that cannot run it
-    falls back with one note."""
+    (auto) or OpenVINO; an NCNN .param on NCNN, on the CPU or ``device`` vulkan[:N], in ``dtype`` where NCNN has it.
+    A backend or precision that cannot run it falls back with one note."""
     threads = threads or default_threads()
     if path.lower().endswith('.param'):
         if backend not in ('auto', 'ncnn'):
             warn(f'note: {os.path.basename(path)} is an NCNN model; it runs on ncnn, not {backend}')
-        return NcnnRunner(path, threads, vulkan_index(device))
+        runner = NcnnRunner(path, threads, vulkan_index(device), dtype)
+        if runner.dtype_note:
+            warn(runner.dtype_note)
+        return runner
     if device != 'cpu' and parse_device(device).type != 'cpu':
         warn(f'note: {os.path.basename(path)} runs on the CPU here (its runtimes), not on {device}')
     ext = os.path.splitext(path)[1].lower()

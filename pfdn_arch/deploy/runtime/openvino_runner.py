@@ -8,7 +8,7 @@ from ... import errors
 from ...archs.limits import MIN_INPUT_SIZE
 from .base import Runner, like_input, numpy_input
 from .costs import COSTS, REBUILT_ON_REFRESH
-from .export_cache import built_from_export
+from .export_cache import CachedGraph, built_from_export
 
 
 class OpenVINORunner(Runner):
@@ -55,14 +55,21 @@ class OpenVINORunner(Runner):
         compiled = built_from_export(net, lambda path: core.compile_model(core.read_model(path), 'CPU', self.config),
                                      cache=self.builds == 0)
         self.requests = queue.Queue()  # one per stream, taken by the calling thread for its forward
+        channels = compiled.input(0).get_partial_shape()[1]
+        channels = channels.get_length() if channels.is_static else (self.num_in_ch or 3)
         for _ in range(self.streams):
             request = compiled.create_infer_request()
             # one forward here, on this thread, before the caller's threads share the requests: OpenVINO's Python
             # binding (2026.4) initializes a static on the first ``tensor.data`` of a process while holding the GIL,
             # and two threads getting there at once deadlock (seen: ``basicsr infer`` of a folder hung for good
             # in about one run in ten, both workers in ``update_inputs``)
-            request.infer({0: np.zeros((1, self.num_in_ch or 3, MIN_INPUT_SIZE, MIN_INPUT_SIZE), np.float32)})
+            request.infer({0: np.zeros((1, channels, MIN_INPUT_SIZE, MIN_INPUT_SIZE), np.float32)})
             self.requests.put(request)
+        # the graph's own scale and channels, measured; a recalled graph's record must say the same
+        upscale = request.get_output_tensor(0).shape[-1] // MIN_INPUT_SIZE
+        if isinstance(net, CachedGraph):
+            net.agrees(upscale, channels)
+        self.upscale, self.num_in_ch = upscale, channels
         self.builds += 1
 
     def __call__(self, x):

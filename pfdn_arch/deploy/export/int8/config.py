@@ -3,12 +3,37 @@ quantization-aware fine-tuning trains (``qat.py``): NNCF's settings, the CPU che
 and the one check that the optional packages are there. The ops kept in float are the architecture's (its spec's
 ``float_ops``, docs/int8.md).
 """
+import os
+import sys
+
 from ....errors import require
+
+# NNCF compiles its C++ quantizer extension the first time it quantizes a PyTorch network, and gives up after 60 s
+# (ExtensionLoaderTimeoutException): on a busy fresh machine that took longer, and QAT and export --int8 died. The
+# package's limit is 15 minutes, set before nncf is imported; a value the user set stays.
+EXTENSION_TIMEOUT = ('NNCF_EXTENSION_LOAD_TIMEOUT', '900')
 
 
 def need(module):
-    """``module`` (nncf, openvino, onnx) imported, or the error saying that int8 needs it."""
+    """``module`` (nncf, openvino, onnx) imported, or the error saying that int8 needs it. For nncf, its extension's
+    build limit raised first (``EXTENSION_TIMEOUT``), and a note where it will be built now."""
+    if module == 'nncf' and 'nncf' not in sys.modules:
+        os.environ.setdefault(*EXTENSION_TIMEOUT)
+        if not _extension_built():
+            print('note: NNCF builds its C++ extension on first use (a minute or more; once per machine and torch '
+                  'version)', file=sys.stderr)
     return require(module, 'int8', 'int8')
+
+
+def _extension_built():
+    """Whether NNCF's quantizer extension was built here for this torch (its build folder holds a library)."""
+    try:
+        import torch
+        from torch.utils.cpp_extension import _get_build_directory
+        folder = os.path.join(_get_build_directory('nncf/quantized_functions_cpu', verbose=False), torch.__version__)
+    except Exception:  # torch's private helper moved: say nothing rather than something wrong
+        return True
+    return any(name.endswith('.so') for _, _, files in os.walk(folder) for name in files)
 
 
 def has_int8_dot_products():
