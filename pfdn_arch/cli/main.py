@@ -48,27 +48,30 @@ def command_flags(parser, args):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if not argv:
-        parser.print_help(sys.stderr)
-        return 2
+    previous = _stop_on_sigterm()  # first: a Ctrl-C from here on ends with the command's line
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as end:  # -h, --version, or argparse's own usage error
-        return end.code if isinstance(end.code, int) else 2
+        parser = build_parser()
+        if not argv:
+            parser.print_help(sys.stderr)
+            return 2
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as end:  # -h, --version, or argparse's own usage error
+            return end.code if isinstance(end.code, int) else 2
+    except KeyboardInterrupt:
+        print('interrupted before it started; nothing was done', file=sys.stderr)
+        _restore(previous)
+        return 130
     global _ends_quickly
     _ends_quickly = getattr(args, 'ends_quickly', False)
-    previous = _stop_on_sigterm()
     try:
         import cv2
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its log lines would double ours
         code = args.func(args) or 0
-        write_outcome(code)
         return code
     except PFDNError as err:
         _end_progress_bars()
         print(error_line(err, command_flags(parser, args)), file=sys.stderr)
-        write_outcome(2, err)
         return 2
     except ModuleNotFoundError as err:
         extra = TRAINING_MODULES.get((err.name or '').split('.')[0])
@@ -78,26 +81,19 @@ def main(argv=None):
         print(f'error: basicsr {args.command} needs {err.name.split(".")[0]}, which is not installed: install torch and '
               f"torchvision first, then pip install --no-build-isolation basicsr==1.4.2 and pip install 'pfdn[{extra}]'",
               file=sys.stderr)
-        write_outcome(2)
         return 2
     except KeyboardInterrupt:
         _end_progress_bars()
         print(f'interrupted; {args.on_interrupt}', file=sys.stderr)
-        write_outcome(130)
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous[0])
-            signal.signal(signal.SIGINT, previous[1])
+        _restore(previous)
 
 
-def write_outcome(status, error=None):
-    """For a schedule running this command as one of its stages (``PFDN_OUTCOME`` names the file it reads)."""
-    import os
-
-    if os.environ.get('PFDN_OUTCOME'):
-        from ..recipe.schedule import write_outcome as write
-        write(status, error)
+def _restore(previous):
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 def _end_progress_bars():
@@ -139,20 +135,24 @@ def console():
     except KeyboardInterrupt:  # landed after the command's own handling, before the line above
         print('interrupted; rerun the same command to continue where it stopped', file=sys.stderr)
         code = 130
-    if not _ends_quickly:
+    if not _ends_quickly and code != 130:
         sys.exit(code)
-    # what the interpreter does first at exit: the threading module's exit hooks (an executor's shutdown), then
-    # the wait for threads that are not daemons
-    shutdown = getattr(threading, '_shutdown', None)
-    if shutdown is not None and threading.current_thread() is threading.main_thread():
-        shutdown()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # closed, or its reader went away: nothing more to say
-            pass
-    os._exit(code if isinstance(code, int) else 1)
+    # an interrupted command ends here too: its status is 130 whatever the interpreter's teardown of torch would
+    # meet (a run interrupted mid-step once ended killed by SIGINT, after its line). What the interpreter does first
+    # at exit: the threading module's exit hooks (an executor's shutdown), then the wait for threads that are not
+    # daemons
+    try:
+        shutdown = getattr(threading, '_shutdown', None)
+        if shutdown is not None and threading.current_thread() is threading.main_thread():
+            shutdown()
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed, or its reader went away: nothing more to say
+                pass
+    finally:
+        os._exit(code if isinstance(code, int) else 1)
 
 
 if __name__ == '__main__':

@@ -89,11 +89,11 @@ def _resume_in_basicsrs_own_script():
     parse_options = options.parse_options
 
     def parse_options_then_fix_the_script(root_path, is_train=True):
-        caller = sys._getframe(1).f_globals
-        own = caller.get('load_resume_state')
-        if caller.get('__name__') == '__main__' and getattr(own, '__module__', None) == '__main__':
+        script = sys.modules.get('__main__')  # the script being run, found as Python keeps it (no frame inspection)
+        own = getattr(script, 'load_resume_state', None)
+        if getattr(own, '__module__', None) == '__main__' and getattr(own, '__qualname__', '') == 'load_resume_state':
             import basicsr.train
-            caller['load_resume_state'] = basicsr.train.load_resume_state
+            script.load_resume_state = basicsr.train.load_resume_state
         return parse_options(root_path, is_train)
 
     options.parse_options = parse_options_then_fix_the_script

@@ -1,24 +1,22 @@
 """One run's options, parsed once: the yml, BasicSR's flags (``--launcher``, ``--auto_resume``, ``--debug``,
 ``--force_yml``), and the checks that catch what BasicSR would otherwise throw mid-run. ``basicsr train``, ``basicsr
-test``, ``python -m basicsr.train|test`` and every stage of ``basicsr schedule`` use the same object, and BasicSR's
-pipelines receive the options it makes (``to_basicsr``), as its own ``parse_options`` would have made them.
+test``, ``python -m basicsr.train|test`` and every stage of ``basicsr schedule`` use the same object; BasicSR's own
+``parse_options`` reads the result as a yml (``resolved_yml``).
 """
-import argparse
-import copy
 import difflib
 import os
-import random
 import re
+import shutil
+import tempfile
+from contextlib import contextmanager
 
 import torch
 import yaml
 
-from basicsr.utils import set_random_seed
-from basicsr.utils.dist_util import get_dist_info, init_dist
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..errors import OptionsError
-from ..files.experiment import Experiment
+from ..files.atomic import write_text
 from ..files.locations import is_released, option_file
 from . import data_checks, preflight
 from .overrides import basicsr_value, check_values, override_value
@@ -238,48 +236,25 @@ class RunOptions:
                 train[key] = off
         return notes
 
-    def to_basicsr(self, root):
-        """(opt, args) as BasicSR's ``parse_options(root, is_train)`` makes them from the command line: distributed
-        init, seeding (seed + rank), derived paths under ``root``."""
-        opt = copy.deepcopy(self.opt)
-        if self.launcher == 'none':
-            opt['dist'] = False
-            print('Disable distributed.', flush=True)
-        else:
-            opt['dist'] = True
-            if self.launcher == 'slurm' and 'dist_params' in opt:
-                init_dist(self.launcher, **opt['dist_params'])
-            else:
-                init_dist(self.launcher)
-        opt['rank'], opt['world_size'] = get_dist_info()
-        if opt.get('manual_seed') is None:
-            opt['manual_seed'] = random.randint(1, 10000)
-        set_random_seed(opt['manual_seed'] + opt['rank'])
-        opt['auto_resume'], opt['is_train'], opt['name'] = self.auto_resume, self.is_train, self.name
-        if opt.get('num_gpu') == 'auto':
-            opt['num_gpu'] = torch.cuda.device_count()
-        for phase, ds in opt['datasets'].items():
-            ds['phase'] = phase.split('_')[0]
-            if 'scale' in opt:
-                ds['scale'] = opt['scale']
-            for key in ('dataroot_gt', 'dataroot_lq'):
-                if ds.get(key) is not None:
-                    ds[key] = os.path.expanduser(ds[key])
-        for key, value in opt['path'].items():
-            if value is not None and ('resume_state' in key or 'pretrain_network' in key):
-                opt['path'][key] = os.path.expanduser(value)
-        if self.is_train:
+    @contextmanager
+    def resolved_yml(self):
+        """The checked options (overrides, CPU adjustments and left-out sets applied) written as a yml of the same
+        file name as the one given, in a folder of its own, for the length of the block: what BasicSR's
+        ``parse_options`` reads and copies into the experiment."""
+        folder = tempfile.mkdtemp(prefix='pfdn-options-')
+        path = os.path.join(folder, os.path.basename(self.path))
+        try:
+            write_text(path, yaml.safe_dump(self.opt, sort_keys=False))
+            yield path
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
-            exp = Experiment(opt['name'], root)
-            opt['path'].update(experiments_root=exp.folder, models=exp.models, training_states=exp.training_states,
-                               log=exp.folder, visualization=exp.visualization)
-            if 'debug' in opt['name']:
-                if opt.get('val'):
-                    opt['val']['val_freq'] = 8
-                opt['logger'].update(print_freq=1, save_checkpoint_freq=8)
-        else:
-            root_dir = os.path.join(root, 'results', opt['name'])
-            opt['path'].update(results_root=root_dir, log=root_dir, visualization=os.path.join(root_dir, 'visualization'))
-        args = argparse.Namespace(opt=self.path, launcher=self.launcher, auto_resume=self.auto_resume,
-                                  debug=self.debug, local_rank=self.local_rank, force_yml=self.overrides or None)
-        return opt, args
+    def to_basicsr(self, root):
+        """(opt, args) as BasicSR's own ``parse_options(root, is_train)`` makes them from these options: its
+        distributed init, seeding (seed + rank) and derived paths under ``root``."""
+        from basicsr.utils.options import parse_options
+
+        from .pipelines import _command_line
+
+        with _command_line(self):
+            return parse_options(root, self.is_train)

@@ -1,7 +1,8 @@
 """BasicSR's stock ``train_pipeline`` and ``test_pipeline``, run with a checked ``RunOptions`` and the working
 directory as root (so experiments and results go under it, never into site-packages), with every model's
-validations recorded (``results``). BasicSR's ``parse_options`` would read ``sys.argv``; for the length of the run
-the pipeline's ``parse_options`` hands it the options already parsed instead.
+validations recorded (``results``). The checked options reach BasicSR through its own ``parse_options``: they are
+written as the yml it reads (``RunOptions.resolved_yml``), handed to it on the command line it parses, and BasicSR
+copies that yml into the experiment, which so records what really ran.
 """
 import glob
 import os
@@ -11,57 +12,59 @@ from contextlib import contextmanager, nullcontext
 
 import basicsr.test
 import basicsr.train
-import basicsr.utils.misc as misc
 
 from ..files.locks import owned
 from .results import recording
 
 
 @contextmanager
-def _parsed(module, run, root):
-    parse_options = module.parse_options
-    opt, args = run.to_basicsr(root)
-    module.parse_options = lambda root_path, is_train=True: (opt, args)
-    try:
-        yield opt
-    finally:
-        module.parse_options = parse_options
+def _command_line(run):
+    """``sys.argv`` as BasicSR's ``parse_options`` reads it, naming the checked options' yml, for the block."""
+    with run.resolved_yml() as path:
+        argv = sys.argv
+        sys.argv = [argv[0] if argv else 'basicsr', '-opt', path, '--launcher', run.launcher,
+                    '--local_rank', str(run.local_rank)] + (['--auto_resume'] if run.auto_resume else []) + (
+                        ['--debug'] if run.debug else [])
+        try:
+            yield
+        finally:
+            sys.argv = argv
+
+
+def _archived(path):
+    return set(glob.glob(glob.escape(path) + '_archived_*'))
 
 
 @contextmanager
-def _archiving_undone_on_failure(module):
-    """BasicSR moves an existing experiment (or results) folder aside as ``<name>_archived_<time>`` before a run
-    without resume starts. The option checks catch what they can before that; for whatever still fails after it
-    (a dataset that cannot be read, a network that cannot be built, Ctrl-C) before the run saved anything, the
-    folders it made are removed and the archived ones put back, so a failing rerun leaves the user's trained
-    experiment exactly as it was. A run that saved a model or training state keeps its folder."""
-    original, made = misc.mkdir_and_rename, []
-
-    def mkdir_and_rename(path):
-        before = set(glob.glob(glob.escape(path) + '_archived_*'))
-        existed = os.path.exists(path)
-        original(path)
-        made.append((path, sorted(set(glob.glob(glob.escape(path) + '_archived_*')) - before)[-1:] if existed
-                     else []))
-
-    holders = [m for m in (misc, module) if getattr(m, 'mkdir_and_rename', None) is original]
-    for m in holders:
-        m.mkdir_and_rename = mkdir_and_rename
+def _archiving_undone_on_failure(run, root):
+    """BasicSR moves an existing experiment (and its TensorBoard log) or results folder aside as
+    ``<name>_archived_<time>`` before a run without resume starts. The option checks catch what they can before
+    that; for whatever still fails after it (a dataset that cannot be read, a network that cannot be built, Ctrl-C)
+    before the run saved anything, the folders it made are removed and the archived ones put back, so a failing
+    rerun leaves the user's trained experiment exactly as it was. A run that saved a model or training state keeps
+    its folder. Found by looking at the folders before and after, not by replacing BasicSR's ``mkdir_and_rename``."""
+    if run.is_train:
+        paths = [os.path.join(root, 'experiments', run.name), os.path.join(root, 'tb_logger', run.name)]
+    else:
+        paths = [os.path.join(root, 'results', run.name)]
+    before = {path: (os.path.exists(path), _archived(path)) for path in paths}
     try:
         yield
     except BaseException:
-        saved = any(files for path, _ in made for sub in ('models', 'training_states')
+        saved = any(files for path in paths for sub in ('models', 'training_states')
                     for _, _, files in os.walk(os.path.join(path, sub)))
         if not saved:
-            for path, archived in reversed(made):
-                shutil.rmtree(path, ignore_errors=True)
-                if archived:
-                    os.rename(archived[0], path)
-                    print(f'note: the run stopped before it saved anything; {path} is back as it was', file=sys.stderr)
+            for path, (existed, archived) in before.items():
+                moved = sorted(_archived(path) - archived)
+                if moved and os.path.exists(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                if moved:
+                    os.rename(moved[-1], path)
+                    print(f'note: the run stopped before it saved anything; {path} is back as it was',
+                          file=sys.stderr)
+                elif not existed and os.path.isdir(path) and path == paths[0]:
+                    shutil.rmtree(path, ignore_errors=True)
         raise
-    finally:
-        for m in holders:
-            m.mkdir_and_rename = original
 
 
 def run_pipeline(run, root=None):
@@ -74,7 +77,6 @@ def run_pipeline(run, root=None):
     rank = int(os.environ.get('RANK', '0'))  # under torchrun every rank runs this; the first one holds the folder
     holder = owned(os.path.join(root, 'experiments' if run.is_train else 'results'), run.name) if rank == 0 \
         else nullcontext()
-    with holder, recording(run.is_train) as recorders, _parsed(module, run, root), \
-            _archiving_undone_on_failure(module):
+    with holder, recording(run.is_train) as recorders, _command_line(run), _archiving_undone_on_failure(run, root):
         pipeline(root)
     return recorders

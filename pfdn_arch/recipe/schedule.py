@@ -1,11 +1,10 @@
 """The chain of training stages, run in order: each stage is ``basicsr train -opt <stage> --auto_resume`` in a
 process of its own (BasicSR's logger and random state are per process), finished stages are skipped, an
-interrupted one resumes. The schedule learns everything from files it owns: a stage is finished when its
-``net_g_latest.pth`` loads; its progress is its saved training states and its validation history; its outcome is the
-``<stage>.outcome.json`` the stage's command writes as it exits (``PFDN_OUTCOME``), next to the stage's console log in
-``experiments/<prefix>schedule_logs/``.
+interrupted one resumes. The schedule learns everything from the stage's exit status and files: a stage is finished
+when its ``net_g_latest.pth`` loads; its progress is its saved training states and its validation history; a stage
+that refused its input exits with status 2 after one ``error:`` line, which the schedule reads from the stage's
+console log (``experiments/<prefix>schedule_logs/<stage>.log``).
 """
-import json
 import os
 import signal
 import subprocess
@@ -14,11 +13,9 @@ import time
 
 from .. import stopping
 from ..errors import PFDNError
-from ..files.atomic import write_text
 from ..files.experiment import Experiment
 from .stages import stage_work
 
-OUTCOME_ENV = 'PFDN_OUTCOME'
 POLL_SECONDS = 2.0
 
 
@@ -28,18 +25,6 @@ class StageFailed(PFDNError):
     def __init__(self, reason, path=None, log=None):
         super().__init__(reason, path)
         self.log = log
-
-
-def write_outcome(status, error=None):
-    """Called by the command line as it exits: the outcome of this run for whoever set ``PFDN_OUTCOME``."""
-    path = os.environ.get(OUTCOME_ENV)
-    if not path:
-        return
-
-    record = {'status': status}
-    if error is not None:
-        record['error'] = {'type': type(error).__name__, 'reason': error.reason, 'path': error.path}
-    write_text(path, json.dumps(record))
 
 
 def duration(seconds):
@@ -79,22 +64,20 @@ class Schedule:
         self.say(f'schedule: all {n} stages finished ({duration(time.time() - start)} in this run)')
 
     def run_stage(self, path, exp, total, overrides, verbose):
-        log, outcome = (os.path.join(self.logs, exp.name + ext) for ext in ('.log', '.outcome.json'))
-        if os.path.exists(outcome):
-            os.remove(outcome)  # ours, from an earlier run of this stage
+        log = os.path.join(self.logs, exp.name + '.log')
         cmd = [sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', path, '--auto_resume']
         cmd += ['--force_yml', *overrides] if overrides else []
-        env = dict(os.environ, **{OUTCOME_ENV: outcome})
         with open(log, 'a') as console:
+            start = console.tell()  # this run's part of the log: an earlier run's error is not this one's
             output = None if verbose else console
-            proc = subprocess.Popen(cmd, stdout=output, stderr=output, env=env,
+            proc = subprocess.Popen(cmd, stdout=output, stderr=output,
                                     preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
             try:
                 marks = self._follow(proc, exp, total)
             except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI): stop the stage too
                 stop(proc)
                 raise
-        self._outcome(proc.returncode, exp, outcome, log)
+        self._outcome(proc.returncode, exp, log, start, verbose)
         return marks
 
     def _follow(self, proc, exp, total):
@@ -126,21 +109,28 @@ class Schedule:
                 marks.append((time.time(), saved))
         return marks
 
-    def _outcome(self, code, exp, outcome, log):
-        record = {}
-        if os.path.isfile(outcome):
-            with open(outcome) as f:
-                record = json.load(f)
+    def _outcome(self, code, exp, log, start, verbose):
+        """The stage's exit status, and for a refused input (status 2) its one ``error:`` line from its log."""
         if code == 0:
             return
         if code in (130, -signal.SIGINT, -signal.SIGTERM):
             raise KeyboardInterrupt
-        error = record.get('error')
-        if error:  # the stage refused its input: its own error, once; a rerun would not help
-            raise StageFailed(f"stage {exp.name}: {error['path'] + ': ' if error.get('path') else ''}"
-                              f"{error['reason']}")
+        if code == 2:  # the stage refused its input: its own error, once; a rerun would not help
+            error = None if verbose else _last_error(log, start)
+            raise StageFailed(f'stage {exp.name}: ' + (error or 'its input was refused (its error line is above)'))
         raise StageFailed(f'stage {exp.name} failed (exit {code}); its console log is {log}; fix the cause and rerun '
                           'the same command to resume it', log=log)
+
+
+def _last_error(log, start):
+    """The last ``error: ...`` line the stage wrote into its console log after ``start``, without its prefix."""
+    try:
+        with open(log, errors='replace') as f:
+            f.seek(start)
+            lines = [line.strip() for line in f if line.startswith('error: ')]
+    except OSError:
+        return None
+    return lines[-1][len('error: '):] if lines else None
 
 
 class Rates:
