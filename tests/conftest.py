@@ -22,6 +22,11 @@ os.environ['PFDN_CACHE_DIR'] = tempfile.mkdtemp(prefix='pfdn-test-cache-')
 atexit.register(shutil.rmtree, os.environ['PFDN_CACHE_DIR'], True)
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: an end-to-end run of half a minute or more; pytest -m "not slow" leaves '
+                                       'these out for the edit loop (CI runs everything)')
+
+
 def need_shared(path):
     """Shared data is required in CI; on a user's machine without ../shared the test skips with the reason."""
     if os.path.exists(path):

@@ -160,6 +160,7 @@ def test_a_basicsr_checkouts_train_py_runs_and_resumes_on_the_cpu(photos, tmp_pa
     assert 'Resuming training from epoch: 0, iter: 2.' in log_of(exp) and (exp / 'training_states' / '4.state').is_file()
 
 
+@pytest.mark.slow
 def test_basicsrs_lmdb_maker_stock_dataset_and_srmodel_with_pfdn_and_ncc(photos, tmp_path):
     """BasicSR's own make_lmdb_from_imgs (what its scripts/data_preparation/create_lmdb.py calls), read by its stock
     PairedImageDataset, trained by its stock SRModel on our PFDN with our NCCLoss, tested by `basicsr test`."""
@@ -203,6 +204,7 @@ def test_basicsrs_lmdb_maker_stock_dataset_and_srmodel_with_pfdn_and_ncc(photos,
     assert r.stderr.strip().splitlines()[-1].startswith('results: results/srmodel_test/ (results.md')
 
 
+@pytest.mark.slow
 def test_torchrun_srmodel_two_processes_with_two_workers_each(photos, tmp_path):
     """`torchrun --nproc_per_node=2 -m basicsr.train ... --launcher pytorch` with BasicSR's stock SRModel and 2
     DataLoader workers per process: on CPUs (gloo), through the same compatibility layer as PFDNModel."""

@@ -528,9 +528,10 @@ def _wait_for(predicate, timeout=300):
     assert predicate()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('command', ['train', 'infer', 'prepare'])
 def test_ctrl_c_at_random_instants_stops_every_time_within_seconds_and_the_run_continues(data, tmp_path, command):
-    """SIGINT to the command's process alone (no child gets it), at a random instant once its work is under way, four
+    """SIGINT to the command's process alone (no child gets it), at a random instant once its work is under way, three
     times in a row: each time it ends within a few seconds with its one line, and a last run finishes the work."""
     import random
     rng = random.Random(f'{command}-7')
@@ -553,7 +554,7 @@ def test_ctrl_c_at_random_instants_stops_every_time_within_seconds_and_the_run_c
             args = ['prepare', 'lr', '--hr', src, '--out', out, '--scale', '4']
         progress = lambda: len(os.listdir(out)) if out.is_dir() else 0  # noqa: E731
         finished = lambda: len([n for n in os.listdir(out) if n.endswith('.png')]) == 60  # noqa: E731
-    for attempt in range(4):
+    for attempt in range(3):
         before = progress()
         proc = start_cli(*args, cwd=tmp_path, output=True)
         try:  # this run's own work under way (a signal during the interpreter's start-up is Python's to report)

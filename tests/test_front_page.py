@@ -116,6 +116,7 @@ def test_the_test_block_scores_the_released_weights_on_set5(folder):
     assert 'Urban100) is left out' in outputs[-1].stderr  # and says how to add it
 
 
+@pytest.mark.slow
 def test_the_train_block_trains_on_ones_own_photos_and_upscales_with_the_result(folder):
     list(run_block('train', folder))
     assert (folder / 'datasets' / 'DF2K' / 'DF2K_HR.lmdb').is_dir()

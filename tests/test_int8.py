@@ -96,6 +96,7 @@ def _tiny_deployed(seed=0):
     return randomized(PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True), seed).eval()
 
 
+@pytest.mark.slow
 def test_a_qat_network_saves_as_released_weights_plus_quantizers_and_restores_exactly(tmp_path):
     """The checkpoint form of deploy/fake_quant.py: float weights in the released layout (a plain PFDN loads them),
     quantizers that come back bit for bit after training moved both (through weights_only loading)."""
@@ -160,6 +161,7 @@ def _qat_args(data, weights):
             'val:val_freq=20', 'logger:save_checkpoint_freq=20', 'logger:use_tb_logger=false']
 
 
+@pytest.mark.slow
 def test_the_qat_stage_trains_resumes_and_exports_an_int8_that_loses_less(qat_pairs, tmp_path, weights, capsys):
     """options/qat_pfdn_x4.yml through `basicsr train` from the released weights (40 iterations, then resumed to 60),
     exported by `basicsr export --int8`: the record says how it was made, the exported int8 loses clearly less than

@@ -19,6 +19,7 @@ STAGES = ['smoke_PFDN_x4_s1_lr64', 'smoke_PFDN_x4_s2a_lr128', 'smoke_PFDN_x4_s2b
           'smoke_PFDN_x4_s3_finetune_lr240']
 
 
+@pytest.mark.slow
 def test_the_readme_main_job_runs_every_stage_and_ends_deployed_above_bicubic(tmp_path, weights, capsys,
                                                                             monkeypatch):
     """`basicsr schedule --profile smoke`, as the README's first command runs it, in a fresh working directory (the

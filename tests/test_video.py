@@ -296,6 +296,7 @@ def _wait_for_parts(plan, proc, at_least, timeout=300):
     raise AssertionError('no part was finished in time')
 
 
+@pytest.mark.slow
 def test_a_killed_run_continues_from_its_last_segment_and_ctrl_c_says_how(tmp_path, weights):
     clip = tmp_path / 'long.mkv'
     photo_clip(clip, frames=96, w=128, h=96)  # 4 s: eight segments of 0.5 s
