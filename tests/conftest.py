@@ -65,6 +65,28 @@ def randomized(net, seed=0):
     return net
 
 
+def released_and_random_scales(folder):
+    """{scale: checkpoint}: the released weights (x4) and a small random PFDN of x2 and of x3 saved in ``folder``
+    (every app check runs all three scales)."""
+    from pathlib import Path
+    from pfdn_arch.archs import PFDN
+
+    files = {4: Path(need_shared(WEIGHTS))}
+    for scale in (2, 3):
+        files[scale] = Path(folder) / f'random_x{scale}.pth'
+        torch.save(randomized(PFDN(upscale=scale, num_block=2, num_feat=16, num_partial_feat=8, esa_channels=8),
+                              seed=scale).eval().state_dict(), files[scale])
+    return files
+
+
+def lr_photo(name='coffee.png', size=(100, 150)):
+    """A real photo, downscaled to ``size`` (h, w): BGR uint8."""
+    import cv2
+    from pfdn_arch.files.samples import sample_image
+
+    return cv2.resize(sample_image(name), size[::-1], interpolation=cv2.INTER_AREA)
+
+
 # the checkout first, then whatever PYTHONPATH the caller had (a GPU machine runs from wheels unpacked on it)
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (ROOT, os.environ.get('PYTHONPATH')))))
 

@@ -13,11 +13,9 @@ import pytest
 import torch
 from pathlib import Path
 
-from conftest import ENV, ROOT, WEIGHTS, cli, need_shared, randomized
-from pfdn_arch.archs import PFDN
+from conftest import ENV, ROOT, cli, lr_photo, released_and_random_scales
 from pfdn_arch.cli.main import main
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
-from pfdn_arch.files.samples import sample_image
 from tools import pip_target
 
 NODE = os.path.join(ROOT, 'pfdn_arch', 'comfyui_node')
@@ -28,21 +26,12 @@ def exported(tmp_path_factory):
     """The released weights and a random x2 and x3 PFDN, exported as .pth and .safetensors and, for the released
     weights, ONNX."""
     out = tmp_path_factory.mktemp('exported')
-    files = {4: Path(need_shared(WEIGHTS))}
-    for scale in (2, 3):
-        files[scale] = out / f'random_x{scale}.pth'
-        torch.save(randomized(PFDN(upscale=scale, num_block=2, num_feat=16, num_partial_feat=8, esa_channels=8),
-                              seed=scale).eval().state_dict(), files[scale])
+    files = released_and_random_scales(out)
     for scale, src in files.items():
         formats = ['pth', 'safetensors'] + (['onnx'] if scale == 4 else [])
         args = ['export', '--weights', src, '--out', out, '--name', f'pfdn_x{scale}', '--formats', *formats]
         assert main([str(a) for a in args]) == 0
     return out, files
-
-
-def lr_photo(name='coffee.png', size=(100, 150)):
-    """A real photo, downscaled to ``size`` (h, w): BGR uint8."""
-    return cv2.resize(sample_image(name), size[::-1], interpolation=cv2.INTER_AREA)
 
 
 # ------------------------------------------------------------------------------------------------------ ComfyUI

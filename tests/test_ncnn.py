@@ -5,7 +5,6 @@ import math
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,8 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from conftest import cli, need_shared, randomized, WEIGHTS
-from pfdn_arch.archs import PFDN
+from conftest import cli, lr_photo, randomized, released_and_random_scales
 from pfdn_arch.archs.esa import ESA
 from pfdn_arch.cli.main import main
 from pfdn_arch.data.bicubic import bicubic_lr
@@ -23,7 +21,6 @@ from pfdn_arch.deploy.export.ncnn_graph import SHIPPED_LAYERS, Unportable, _wind
 from pfdn_arch.deploy.runtime.ncnn_runner import NcnnRunner
 from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
 from pfdn_arch.files.images import list_images, read_image
-from pfdn_arch.files.samples import sample_image
 from pfdn_arch.recipe.protocol import evaluate_folder
 from tools import pip_target, upscayl_bin, vulkan_loader
 
@@ -35,29 +32,26 @@ def exports(tmp_path_factory):
     """The released weights (x4) and a random x2 and x3 PFDN as NCNN files under Upscayl's names (x3 with fp32
     weights), and the x4 graph as pnnx writes it (``raw/``: Pooling and a fused sigmoid, what the apps refused)."""
     out = tmp_path_factory.mktemp('ncnn')
-    files = {4: Path(need_shared(WEIGHTS))}
-    for scale in (2, 3):
-        files[scale] = out / f'random_x{scale}.pth'
-        torch.save(randomized(PFDN(upscale=scale, num_block=2, num_feat=16, num_partial_feat=8, esa_channels=8),
-                              seed=scale).eval().state_dict(), files[scale])
+    files = released_and_random_scales(out)
     for scale, src in files.items():
         args = ['export', '--weights', src, '--out', out, '--formats', 'pth', '--ncnn'] + \
             (['--ncnn-fp32'] if scale == 3 else [])
         assert main([str(a) for a in args]) == 0
-    raw, weights = pnnx_files(build_pfdn_from_checkpoint(files[4])[0].eval())
     (out / 'raw' / 'models').mkdir(parents=True)  # Upscayl wants a folder called models
-    (out / 'raw' / 'models' / '4x-PFDN.param').write_text(raw.replace('in0', 'data').replace('out0', 'output'))
-    (out / 'raw' / 'models' / '4x-PFDN.bin').write_bytes(weights)
+    write_pnnx_files(out / 'raw' / 'models' / '4x-PFDN', build_pfdn_from_checkpoint(files[4])[0].eval())
     return out, files
+
+
+def write_pnnx_files(stem, net, fp16=True):
+    """``<stem>.param`` and ``.bin`` as pnnx writes them (Pooling, fused sigmoids), with the apps' blob names."""
+    raw, weights = pnnx_files(net, fp16)
+    stem.with_suffix('.param').write_text(raw.replace('in0', 'data').replace('out0', 'output'))
+    stem.with_suffix('.bin').write_bytes(weights)
+    return weights
 
 
 def param(out, scale):
     return out / f'{default_name(scale)}.param'
-
-
-def lr_photo(name='coffee.png', size=(100, 150)):
-    """A real photo, downscaled to ``size`` (h, w): BGR uint8."""
-    return cv2.resize(sample_image(name), size[::-1], interpolation=cv2.INTER_AREA)
 
 
 def chw(bgr):
@@ -114,9 +108,8 @@ def test_the_rewritten_esa_is_the_esa_in_float64():
 def test_the_rewrite_keeps_ncnns_result_with_fp32_weights(exports, tmp_path):
     """The random x3 net's fp32 files, pnnx's graph against the rewritten one, in PyPI's ncnn on the CPU."""
     out, files = exports
-    raw, weights = pnnx_files(build_pfdn_from_checkpoint(files[3])[0].reparameterize().eval(), fp16=False)
-    (tmp_path / 'raw.param').write_text(raw.replace('in0', 'data').replace('out0', 'output'))
-    (tmp_path / 'raw.bin').write_bytes(weights)
+    weights = write_pnnx_files(tmp_path / 'raw', build_pfdn_from_checkpoint(files[3])[0].reparameterize().eval(),
+                               fp16=False)
     assert weights == param(out, 3).with_suffix('.bin').read_bytes()  # the rewrite changes no weight
     before, after = NcnnRunner(str(tmp_path / 'raw.param'), 2), NcnnRunner(str(param(out, 3)), 2)
     for h, w in ((15, 15), (37, 53), (64, 90)):

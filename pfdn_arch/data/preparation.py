@@ -335,8 +335,7 @@ def _make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt, scale, note):
         if not os.path.exists(path):
             make_lmdb(dirs, path, fmt, mod=mod, desc=desc)
         elif _stale_lmdb(path, dirs, fmt, mod, note):
-            make_lmdb(dirs, path, fmt, mod=mod, desc=desc, replace=True)
-        _drop_replaced(path, note)
+            make_lmdb(dirs, path, fmt, mod=mod, desc=desc, replace=True)  # its write removes the one it replaced
     if set(read_lmdb_keys(gt_lmdb)) != set(read_lmdb_keys(lq_lmdb)):
         raise DataError(f'ended up with other keys than {lq_lmdb}', gt_lmdb)
     return len(lq_names)
