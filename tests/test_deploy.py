@@ -284,6 +284,47 @@ def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
     assert r.stdout.split('\n')[:3] == ['PFDN 4 3 15 272224'] * 3, r.stderr[-1000:]
 
 
+def test_a_stopped_export_continues_and_still_refuses_what_it_did_not_write(tmp_path, weights, capsys, monkeypatch):
+    """Ctrl-C after the .pth: the same command again keeps the .pth it wrote, redoes a file edited since, writes the
+    rest and removes its record; a file the stopped run did not claim, or other weights, are still refused."""
+    import pfdn_arch.deploy.export.formats as formats
+    out, args = tmp_path / 'out', ['export', '--weights', weights, '--out', tmp_path / 'out', '--formats', 'pth',
+                                   'safetensors']
+
+    def stop(*_, **__):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(formats, 'save_safetensors', stop)
+        code, _, err = cli(args, capsys)
+    assert code == 130 and (out / 'pfdn_x4.pth').is_file() and not (out / 'pfdn_x4.safetensors').exists()
+    record = out / '.pfdn_x4.pfdn-export.json'
+    assert record.is_file()
+    # another checkpoint: the stopped run's files are not its own
+    other = tmp_path / 'other.pth'
+    sd = torch.load(weights, weights_only=True)
+    torch.save({k: v + 1e-3 for k, v in sd.items()}, other)
+    code, _, err = cli(['export', '--weights', other, '--out', out, '--formats', 'pth'], capsys)
+    assert code == 2 and err[-1].startswith(f"error: {out / 'pfdn_x4.pth'}: ")
+    code, stdout, err = cli(args, capsys)
+    assert code == 0, err
+    assert 'kept from the stopped run' in stdout and not record.exists()
+    assert (out / 'pfdn_x4.safetensors').is_file()
+    # stopped again after the .pth, which is then edited: redone, not kept
+    (out / 'pfdn_x4.safetensors').unlink()
+    (out / 'pfdn_x4.pth').unlink()
+    with monkeypatch.context() as m:
+        m.setattr(formats, 'save_safetensors', stop)
+        assert cli(args, capsys)[0] == 130
+    (out / 'pfdn_x4.pth').write_bytes(b'changed by hand')
+    code, stdout, err = cli(args, capsys)
+    assert code == 0 and 'kept from' not in stdout
+    assert torch.load(out / 'pfdn_x4.pth', weights_only=True).keys() == sd.keys()
+    # a user's file the export never claimed is refused even with a record beside it
+    (out / 'mine.onnx').write_bytes(b'mine')
+    code, _, err = cli(['export', '--weights', weights, '--out', out, '--name', 'mine', '--formats', 'onnx'], capsys)
+    assert code == 2 and (out / 'mine.onnx').read_bytes() == b'mine'
+
+
 def test_the_deployment_side_needs_no_basicsr(tmp_path, weights):
     """A process where basicsr cannot be imported (as after `pip install pfdn` without the train extra): the
     released weights load through pfdn_arch.archs, and infer, export and reparam run."""

@@ -47,6 +47,7 @@ def run(a):
         return 0
     from ..deploy.export.formats import check_onnx, export_onnx, output_paths, save_pth, save_safetensors
     from ..deploy.export.ncnn import default_name, export_ncnn, scale_from_name
+    from ..deploy.export.unfinished import UnfinishedExport
     from ..errors import NotInstalled, OptionsError, OutputExists, PFDNError, installed
     from ..files.atomic import atomic_path
     from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
@@ -87,33 +88,52 @@ def run(a):
     same = [q for q in paths.values() if os.path.exists(q) and os.path.samefile(q, weights)]
     if same:
         raise OptionsError(f'{same[0]} is the --weights file itself; choose another --out or --name', 'out')
-    existing = [q for q in paths.values() if os.path.exists(q)]
-    if existing and not a.force:
-        raise OutputExists(existing[0])
+    settings = {'formats': sorted(a.formats), 'opset': a.opset, 'int8': a.int8, 'calibration': a.calibration,
+                'ncnn': a.ncnn, 'ncnn_fp32': a.ncnn_fp32, 'paths': sorted(paths.values())}
+    unfinished = UnfinishedExport(a.out, name, weights, settings) if os.path.isdir(a.out) else None
+    theirs = unfinished.theirs(paths.values()) if unfinished is not None else []
+    if theirs and not a.force:
+        raise OutputExists(theirs[0])
     os.makedirs(a.out, exist_ok=True)
+    unfinished = unfinished or UnfinishedExport(a.out, name, weights, settings)
+    unfinished.begin(paths.values())
+    steps = {step: [q for k, q in paths.items() if k.split()[0] == step] for step in ('pth', 'safetensors', 'onnx',
+                                                                                    'int8', 'ncnn')}
+
+    def resumed(step):
+        """A step an earlier, stopped run of this same export finished (its files unchanged since) is kept."""
+        if steps[step] and not a.force and unfinished.finished(step, steps[step]):
+            print(f"{', '.join(steps[step])}: kept from the stopped run of this export")
+            return True
+        return not steps[step]
+
     sd = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    if 'pth' in paths:
+    if not resumed('pth'):
         save_pth(sd, paths['pth'])
+        unfinished.record('pth', steps['pth'])
         print(f"{paths['pth']}: {len(sd)} tensors, released key layout")
-    if 'safetensors' in paths:
+    if not resumed('safetensors'):
         save_safetensors(sd, paths['safetensors'], {'architecture': 'PFDN', 'scale': str(net.upscale)})
+        unfinished.record('safetensors', steps['safetensors'])
         print(f"{paths['safetensors']}: {len(sd)} tensors")
-    if 'onnx' in paths:
+    if not resumed('onnx'):
         with atomic_path(paths['onnx']) as tmp:  # checked before it takes the final name
             export_onnx(net, tmp, a.opset)
             diff = check_onnx(net, tmp)
             if diff is not None and not diff <= 1e-4:
                 raise PFDNError(f'the ONNX export disagrees with PyTorch in onnxruntime (max |diff| {diff:.1e}); it '
                                 'was not written', paths['onnx'])
+        unfinished.record('onnx', steps['onnx'])
         check = ("onnxruntime not installed, not checked (pip install 'pfdn[export]')" if diff is None
                  else f'onnxruntime vs PyTorch max |diff| {diff:.1e} on 3 sizes')
         print(f"{paths['onnx']}: dynamic batch/height/width, opset {a.opset}; {check}")
-    if a.int8:
+    if not resumed('int8'):
         from ..deploy.export.int8.ptq import TARGET_LOSS, write_int8
         if qat is not None and a.calibration:
             print('note: --calibration is not used: this checkpoint holds the ranges quantization-aware fine-tuning '
                   'trained', file=sys.stderr)
         record, files = write_int8(net, a.out, name, a.calibration, qat=qat)
+        unfinished.record('int8', steps['int8'])
         for kind, path in files.items():
             loss = record['psnr_loss_db'][kind]
             print(f'{path}: int8 ({kind}); {loss:+.3f} dB against fp32 on the check images')
@@ -121,10 +141,12 @@ def run(a):
         if -worst > TARGET_LOSS:
             print(f'note: this int8 model loses {-worst:.2f} dB (more than {TARGET_LOSS} dB) on the check images; '
                   f"{name}_int8.json records it and basicsr infer says so at every use", file=sys.stderr)
-    if a.ncnn:
+    if not resumed('ncnn'):
         param, _ = export_ncnn(net, a.out, ncnn_name, fp16=not a.ncnn_fp32)
+        unfinished.record('ncnn', steps['ncnn'])
         print(f"{param} (+ .bin): NCNN for Upscayl and other NCNN apps, {'fp32' if a.ncnn_fp32 else 'fp16'} weights, "
               "blobs data/output, any input size; copy both into Upscayl's models folder")
+    unfinished.complete()
     if installed('spandrel'):
         import spandrel
 
