@@ -54,7 +54,7 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     # options/ ships inside the package as pfdn_arch/options/ (the commands' defaults, found the same way in an
-    # editable and in a normal install: pfdn_arch/files/locations.py)
+    # editable and in a normal install: pfdn_arch/layout/locations.py)
     packages=find_packages(include=['pfdn_arch', 'pfdn_arch.*']) + ['pfdn_arch.options'],
     package_dir={'pfdn_arch.options': 'options'},
     package_data={'pfdn_arch.options': ['*.yml'], 'pfdn_arch.comfyui_node': ['pyproject.toml']},
@@ -65,7 +65,7 @@ setup(
     # infer; ncnn: NCNN export and running; test: all of it
     extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST, 'int8': INT8, 'video': VIDEO,
                     'ncnn': NCNN,
-                    'test': ['pytest', 'import-linter'] + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO + NCNN))},
+                    'test': ['pytest', 'import-linter', 'mypy'] + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO + NCNN))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:console', 'pfdn=pfdn_arch.cli.main:console']},
     cmdclass={'build_py': BuildPyWithHook},
 )

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, '..'))
 sys.path.insert(0, os.path.join(HERE, '..', 'tests'))
 
 from pfdn_arch.data.bicubic import bicubic_lr  # noqa: E402
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
+from pfdn_arch.files.checkpoints import build_from_checkpoint  # noqa: E402
 from pfdn_arch.files.images import list_images, read_image  # noqa: E402
 from test_ncnn import upscayl_tiles  # noqa: E402
 
@@ -56,7 +56,7 @@ def main():
     p.add_argument('--sets', nargs='+', default=['Set5', 'Urban100'])
     p.add_argument('--limit', type=int, default=20, help='images per set')
     a = p.parse_args()
-    net = build_pfdn_from_checkpoint(WEIGHTS)[0].eval()
+    net = build_from_checkpoint(WEIGHTS)[0].eval()
 
     def run(chw):
         with torch.no_grad():

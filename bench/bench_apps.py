@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.join(HERE, '..'))
 import pfdn_arch  # noqa: E402,F401
 from bench_infer import real_input  # noqa: E402
 from pfdn_arch.deploy.export.ncnn import export_ncnn  # noqa: E402
-from pfdn_arch.deploy.runtime.choose import make_runner  # noqa: E402
+from pfdn_arch.deploy.runtime.build import build_runner  # noqa: E402
 from pfdn_arch.deploy.runtime.ncnn_runner import NcnnRunner  # noqa: E402
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
+from pfdn_arch.files.checkpoints import build_from_checkpoint  # noqa: E402
 
 WEIGHTS = os.path.join(HERE, '..', '..', 'shared', 'weights', 'team08_PFDN.pth')
 
@@ -37,12 +37,12 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     h, w = (int(v) for v in a.size.split('x'))
-    net, _ = build_pfdn_from_checkpoint(WEIGHTS)
+    net, _ = build_from_checkpoint(WEIGHTS)
     net.eval()
     x = real_input(h, w)
     with tempfile.TemporaryDirectory() as tmp:
-        runners = {'torch fp32 (plain forward)': make_runner(net, 'torch', warn=lambda m: None),
-                   'openvino fp32': make_runner(net, 'openvino', warn=lambda m: None, threads=a.threads)}
+        runners = {'torch fp32 (plain forward)': build_runner(net, 'torch', warn=lambda m: None),
+                   'openvino fp32': build_runner(net, 'openvino', warn=lambda m: None, threads=a.threads)}
         for label, fp16 in (('fp16', True), ('fp32', False)):
             param, _ = export_ncnn(net, tmp, f'4x-PFDN-{label}', fp16=fp16)
             runners[f'ncnn cpu ({label} weights)'] = NcnnRunner(param, a.threads)

@@ -41,11 +41,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 import pfdn_arch  # noqa: E402,F401
-from pfdn_arch.deploy.runtime.choose import BACKENDS, PRECISIONS, RUNNERS, make_runner, resolve  # noqa: E402
+from pfdn_arch.deploy.runtime.build import build_runner  # noqa: E402
+from pfdn_arch.deploy.runtime.choose import BACKENDS, PRECISIONS, RUNNERS, resolve  # noqa: E402
 
 DTYPES = PRECISIONS[1:]  # fp32, fp16, bf16
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
-from pfdn_arch.recipe.protocol import evaluate_folder  # noqa: E402
+from pfdn_arch.files.checkpoints import build_from_checkpoint  # noqa: E402
+from pfdn_arch.evaluation.protocol import evaluate_folder  # noqa: E402
 
 SHARED = os.path.join(HERE, '..', '..', 'shared')
 
@@ -57,7 +58,7 @@ def real_input(h, w):
         img = cv2.imread(path)
         img = cv2.resize(img, (max(w, img.shape[1] // 2), max(h, img.shape[0] // 2)), interpolation=cv2.INTER_AREA)
     else:
-        from pfdn_arch.files.samples import sample_image
+        from pfdn_arch.layout.samples import sample_image
         img = cv2.resize(sample_image('retina.jpg'), (max(w, 706), max(h, 706)), interpolation=cv2.INTER_AREA)
     crop = img[:h, :w, ::-1].astype(np.float32) / 255.0
     return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None]
@@ -72,14 +73,13 @@ def variants(net, device, threads, int8, int8_from=None):
             got = resolve(backend, device, dtype, warn=lambda m: None)
             if got != (backend, torch.device(device), dtype):
                 continue
-            out[f'{backend} {dtype}'] = make_runner(net, backend, device, dtype, threads=threads)
+            out[f'{backend} {dtype}'] = build_runner(net, backend, device, dtype, threads=threads)
     if int8:
         out.update(int8_runners(net, threads))
     if int8_from:
-        from pfdn_arch.deploy.runtime.model_file import file_runner
         stem = os.path.splitext(int8_from)[0]
-        out['openvino qat int8'] = file_runner(stem + '.xml', 'openvino', threads=threads)
-        out['onnxruntime qat int8'] = file_runner(stem + '.onnx', 'onnxruntime', threads=threads)
+        out['openvino qat int8'] = build_runner(stem + '.xml', 'openvino', threads=threads)
+        out['onnxruntime qat int8'] = build_runner(stem + '.onnx', 'onnxruntime', threads=threads)
     return out
 
 
@@ -90,15 +90,14 @@ def int8_runners(net, threads):
 
     import openvino as ov
 
-    from pfdn_arch.deploy.runtime.model_file import file_runner
     from pfdn_arch.deploy.export.int8.ptq import calibration_crops, quantize
 
     folder = tempfile.mkdtemp()
     crops, _ = calibration_crops(None, net.upscale)
     ov_int8, qdq = quantize(net, crops, folder)
     ov.save_model(ov_int8, os.path.join(folder, 'int8.xml'))
-    return {'openvino int8': file_runner(os.path.join(folder, 'int8.xml'), 'openvino', threads=threads),
-            'onnxruntime int8': file_runner(qdq, 'onnxruntime', threads=threads)}
+    return {'openvino int8': build_runner(os.path.join(folder, 'int8.xml'), 'openvino', threads=threads),
+            'onnxruntime int8': build_runner(qdq, 'onnxruntime', threads=threads)}
 
 
 def main():
@@ -123,7 +122,7 @@ def main():
     torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     cuda = dev.type == 'cuda'
-    net, _ = build_pfdn_from_checkpoint(a.weights)
+    net, _ = build_from_checkpoint(a.weights)
     net = net.eval()
     runners = variants(net, a.device, a.threads, a.int8, a.int8_from if a.int8 else None)
     plain = runners['torch fp32']
@@ -272,7 +271,7 @@ def workloads(net, a, dev):
     forward, build = {}, {}
     for b, d in pairs:
         t0 = time.perf_counter()
-        runner = make_runner(net, b, device, d, threads=a.threads)
+        runner = build_runner(net, b, device, d, threads=a.threads)
         runner(xs[0])
         build[b, d] = time.perf_counter() - t0
         t0 = time.perf_counter()

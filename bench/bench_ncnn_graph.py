@@ -25,7 +25,7 @@ from bench_infer import real_input  # noqa: E402
 from pfdn_arch.deploy.export.ncnn import pnnx_files  # noqa: E402
 from pfdn_arch.deploy.export.ncnn_graph import portable  # noqa: E402
 from pfdn_arch.deploy.runtime.ncnn_runner import NcnnRunner  # noqa: E402
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
+from pfdn_arch.files.checkpoints import build_from_checkpoint  # noqa: E402
 
 WEIGHTS = os.path.join(HERE, '..', '..', 'shared', 'weights', 'team08_PFDN.pth')
 
@@ -37,7 +37,7 @@ def main():
     p.add_argument('--size', default='256x256', help='LR height x width')
     a = p.parse_args()
     h, w = (int(v) for v in a.size.split('x'))
-    net, _ = build_pfdn_from_checkpoint(WEIGHTS)
+    net, _ = build_from_checkpoint(WEIGHTS)
     raw, weights = pnnx_files(net.eval())
     x = real_input(h, w)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,8 +12,8 @@ import time
 import torch
 
 import pfdn_arch  # noqa: F401
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
-from pfdn_arch.recipe.protocol import evaluate_folder
+from pfdn_arch.files.checkpoints import build_from_checkpoint
+from pfdn_arch.evaluation.protocol import evaluate_folder
 
 PUBLISHED = {'Set5': (32.04, 0.8932), 'Urban100': (25.97, 0.7810)}
 
@@ -27,7 +27,7 @@ def main():
     p.add_argument('--threads', type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    net, _ = build_pfdn_from_checkpoint(a.weights)
+    net, _ = build_from_checkpoint(a.weights)
     net.eval()
     rows = []
     for name in a.sets:

@@ -22,12 +22,12 @@ sys.path.insert(0, os.path.join(HERE, '..'))
 
 import pfdn_arch  # noqa: E402,F401
 from pfdn_arch.data import preparation as prep  # noqa: E402
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
-from pfdn_arch.files.experiment import Experiment  # noqa: E402
-from pfdn_arch.recipe.options import read_yml  # noqa: E402
-from pfdn_arch.recipe.protocol import evaluate_folder  # noqa: E402
-from pfdn_arch.recipe.schedule import Schedule  # noqa: E402
-from pfdn_arch.recipe.stages import scaled_stage  # noqa: E402
+from pfdn_arch.files.checkpoints import build_from_checkpoint  # noqa: E402
+from pfdn_arch.layout.experiment import Experiment  # noqa: E402
+from pfdn_arch.checks.options import read_yml  # noqa: E402
+from pfdn_arch.evaluation.protocol import evaluate_folder  # noqa: E402
+from pfdn_arch.schedule.runner import Schedule  # noqa: E402
+from pfdn_arch.schedule.stages import scaled_stage  # noqa: E402
 
 SHARED = os.path.join(HERE, '..', '..', 'shared', 'data')
 
@@ -88,7 +88,7 @@ def main():
             print(f"[{time.time() - t_start:5.0f} s] {opt['name']}: {opt['train']['total_iter']} iters", flush=True)
             Schedule([], 'experiments/cpu_schedule_logs').run_stage(write(opt, '.'), exp, opt['train']['total_iter'],
                                                                   [], False)
-        net, _ = build_pfdn_from_checkpoint(f"experiments/{opt['name']}/models/net_g_deploy_latest.pth")
+        net, _ = build_from_checkpoint(f"experiments/{opt['name']}/models/net_g_deploy_latest.pth")
         r = evaluate_folder(net.eval(), set5)
         rows.append((run, opt['name'], opt['train']['total_iter'], time.time() - t0, r))
         print(f"    Set5 {r['psnr']:.2f} dB ({r['psnr'] - bicubic['psnr']:+.2f} vs bicubic)", flush=True)

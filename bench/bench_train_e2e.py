@@ -42,9 +42,9 @@ import pfdn_arch  # noqa: E402,F401
 from basicsr.data import build_dataset  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
 from pfdn_arch.data import preparation as prep  # noqa: E402
-from pfdn_arch.recipe.options import RunOptions, read_yml  # noqa: E402
-from pfdn_arch.recipe.stages import scaled_stage  # noqa: E402
-from pfdn_arch.files.samples import write_samples  # noqa: E402
+from pfdn_arch.checks.options import RunOptions, read_yml  # noqa: E402
+from pfdn_arch.schedule.stages import scaled_stage  # noqa: E402
+from pfdn_arch.layout.samples import write_samples  # noqa: E402
 
 SUNHAYS = os.path.join(ROOT, '..', 'shared', 'data', 'train', 'SunHays80', 'HR')
 STAGE_FILES = ('train_pfdn_x4.yml', 'train_pfdn_x4_lr128.yml', 'train_pfdn_x4_lr160.yml', 'train_pfdn_x4_lr180.yml',

@@ -29,11 +29,12 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
-from pfdn_arch.deploy.runtime.choose import Workload, make_runner  # noqa: E402
+from pfdn_arch.deploy.runtime.build import build_runner  # noqa: E402
+from pfdn_arch.deploy.runtime.choose import Workload  # noqa: E402
 from pfdn_arch.deploy.runtime.upscaler import Upscaler, to_network  # noqa: E402
 from pfdn_arch.deploy.media.video import Encoding, Source, conversion, frames_of, upscale_video  # noqa: E402
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint  # noqa: E402
-from pfdn_arch.files.locations import default_weights  # noqa: E402
+from pfdn_arch.files.checkpoints import build_from_checkpoint  # noqa: E402
+from pfdn_arch.layout.locations import default_weights  # noqa: E402
 
 
 def make_clip(path, w, h, frames, rate=24):
@@ -123,12 +124,12 @@ def main():
         torch.set_num_threads(a.threads)
     w, h = map(int, a.size.lower().split('x'))
     weights = a.weights or default_weights() or os.path.join(HERE, '..', '..', 'shared', 'weights', 'team08_PFDN.pth')
-    net, _ = build_pfdn_from_checkpoint(weights)
+    net, _ = build_from_checkpoint(weights)
     folder = tempfile.mkdtemp(prefix='pfdn-bench-video-')
     clip = os.path.join(folder, 'clip.mp4')
     make_clip(clip, w, h, a.frames)
     frames = list(frames_of(clip))
-    runner = make_runner(net, a.backend, a.device, a.dtype, warn=print,
+    runner = build_runner(net, a.backend, a.device, a.dtype, warn=print,
                          workload=Workload.of([(h, w)] * a.frames), streams=torch.get_num_threads())
     up = Upscaler(runner, 0, 16, 16 if runner.device.type == 'cuda' else 1)
     print(f'clip: {a.frames} frames of {w}x{h} -> {4 * w}x{4 * h}; backend: {runner} with {runner.streams} stream(s); '

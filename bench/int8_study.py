@@ -30,11 +30,11 @@ def main():
 
     from pfdn_arch.deploy.runtime.onnx_graph import onnx_model_file
     from pfdn_arch.deploy.export.int8.ptq import calibration_crops
-    from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
-    from pfdn_arch.recipe.protocol import evaluate_folder
+    from pfdn_arch.files.checkpoints import build_from_checkpoint
+    from pfdn_arch.evaluation.protocol import evaluate_folder
 
     torch.set_num_threads(2)
-    net, _ = build_pfdn_from_checkpoint(a.weights)
+    net, _ = build_from_checkpoint(a.weights)
     net.eval()
     core = ov.Core()
     fp32 = core.read_model(onnx_model_file(net, tempfile.mkdtemp()))

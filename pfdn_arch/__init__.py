@@ -15,7 +15,7 @@ plugin.install()
 # the public names, loaded on first use (PEP 562): importing them imports torch and BasicSR
 _PUBLIC = {'PFDN': 'archs', 'RRRB': 'archs', 'NCCLoss': 'losses', 'PFDNModel': 'models',
            'PairedCropDataset': 'data.paired_crop_dataset', 'infer_pfdn_options': 'archs',
-           'reparameterize_state_dict': 'archs.convert', 'reparameterized': 'archs.convert'}
+           'reparameterize_state_dict': 'archs.pfdn.convert', 'reparameterized': 'archs.pfdn.convert'}
 __all__ = sorted(_PUBLIC) + ['__version__']
 
 

@@ -82,7 +82,7 @@ def released_and_random_scales(folder):
 def lr_photo(name='coffee.png', size=(100, 150)):
     """A real photo, downscaled to ``size`` (h, w): BGR uint8."""
     import cv2
-    from pfdn_arch.files.samples import sample_image
+    from pfdn_arch.layout.samples import sample_image
 
     return cv2.resize(sample_image(name), size[::-1], interpolation=cv2.INTER_AREA)
 
@@ -200,7 +200,7 @@ def write_yml(opt, folder):
 
 def parse_yml(path, root, is_train=True):
     """The options BasicSR's pipeline gets from a yml when `basicsr train` runs it from ``root``."""
-    from pfdn_arch.recipe.options import RunOptions
+    from pfdn_arch.checks.options import RunOptions
 
     opt, _ = RunOptions(str(path), is_train).to_basicsr(str(root))
     opt['root_path'] = str(root)
@@ -231,7 +231,7 @@ def uint8_batch(seed=0, n=2, gt=96):
 def photos(tmp_path_factory):
     """Three built-in photos, their x4 LR, and paired LMDBs of both formats made from them (made once)."""
     from pfdn_arch.data import preparation as prep
-    from pfdn_arch.files.samples import write_samples
+    from pfdn_arch.layout.samples import write_samples
 
     root = tmp_path_factory.mktemp('photos')
     hr, lr = root / 'hr', root / 'lr'
@@ -281,3 +281,47 @@ def tiny_checkpoint(folder):
     torch.save(PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True).state_dict(), path)
     return path
 
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """A small deployed PFDN checkpoint (fast to run), in the released layout."""
+    return tiny_checkpoint(tmp_path_factory.mktemp('tiny'))
+
+
+def infer(args, capsys, tiny):
+    """``basicsr infer`` of the ``tiny`` checkpoint on torch, in this process: (code, stdout, stderr lines)."""
+    return cli(['infer', '--weights', tiny, '--backend', 'torch', *map(str, args)], capsys)
+
+
+def tiny_state(deploy=True, scale=4, seed=0):
+    """The state dict of a seeded small PFDN of either form at ``scale``."""
+    from pfdn_arch.archs import PFDN
+    torch.manual_seed(seed)
+    net = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, upscale=scale, deploy=deploy)
+    return net.state_dict()
+
+
+# ---------------------------------------------------------------- helpers several modules use
+@pytest.fixture(scope='module')
+def trained(photos, tmp_path_factory):
+    """A trained tiny experiment (a save at iteration 2) in a folder of its own, and its yml."""
+    root = tmp_path_factory.mktemp('trained')
+    yml = write_yml(tiny_options('exp', datasets={'train': train_set(photos), 'val': val_set(photos)},
+                                 network_g={'upscale': 4},
+                                 train={'total_iter': 2}, val={'val_freq': 2, 'save_img': False},
+                                 logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}), root)
+    proc = run_group([sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', yml], cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root, yml
+
+
+@pytest.fixture(scope='module')
+def data(photos, tmp_path_factory):
+    """The shared photos and LMDBs, and a tiny released-layout checkpoint."""
+    return dict(photos, tiny=tiny_checkpoint(tmp_path_factory.mktemp('tiny')))
+
+
+def train_yml(data, folder, name='run', total=4, **train):
+    ds = {'train': train_set(data)}
+    return write_yml(tiny_options(name, train=dict({'total_iter': total}, **train), datasets=ds,
+                                  logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}), folder)

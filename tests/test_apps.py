@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conftest import ENV, ROOT, cli, lr_photo, released_and_random_scales
 from pfdn_arch.cli.main import main
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
+from pfdn_arch.files.checkpoints import build_from_checkpoint
 from tools import pip_target
 
 NODE = os.path.join(ROOT, 'pfdn_arch', 'comfyui_node')
@@ -123,7 +123,7 @@ def test_comfyuis_stock_loader_loads_pfdn_after_the_nodes_import_and_matches_inf
     ours = cv2.imread(str(tmp_path / 'sr.png'))[:, :, ::-1].astype(np.float32) / 255
     assert comfy.shape == ours.shape == (400, 600, 3)
     assert np.abs(comfy - ours).max() <= 0.5 / 255 + 1e-4  # infer's PNG holds the same pixels, rounded
-    net, _ = build_pfdn_from_checkpoint(files[4])
+    net, _ = build_from_checkpoint(files[4])
     x = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1)).astype(np.float32) / 255)[None]
     with torch.no_grad():
         exact = net(x).clamp(0, 1)[0].permute(1, 2, 0).numpy()
@@ -187,7 +187,7 @@ def test_the_onnx_export_runs_in_chainners_onnxruntime_with_scale_4_found(export
                        timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split('\n')[-2] == '[4.0]'
-    net, _ = build_pfdn_from_checkpoint(files[4])
+    net, _ = build_from_checkpoint(files[4])
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
     assert np.abs(np.load(work / 'y.npy') - ref).max() <= 1e-4

@@ -5,9 +5,9 @@ import tempfile
 import pytest
 import torch
 from pfdn_arch import PFDN, RRRB, infer_pfdn_options, reparameterize_state_dict
-from pfdn_arch.archs.convert import checkpoint_filter
-from pfdn_arch.archs.rrrb import fuse_rrrb
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint, load_checkpoint
+from pfdn_arch.archs.pfdn.convert import checkpoint_filter
+from pfdn_arch.archs.pfdn.rrrb import fuse_rrrb
+from pfdn_arch.files.checkpoints import build_from_checkpoint, load_checkpoint
 from pfdn_arch.errors import CheckpointError
 from conftest import randomized
 
@@ -154,7 +154,7 @@ def test_pickled_code_is_refused_not_executed(tmp_path, capsys):
 
 
 def test_build_from_checkpoint_rebuilds_the_released_model(weights):
-    net, sd = build_pfdn_from_checkpoint(weights)
+    net, sd = build_from_checkpoint(weights)
     assert net.deploy and net.upscale == 4 and count(net) == 272_224
 
 

@@ -2,20 +2,26 @@
 train.py in either import order, a BasicSR checkout's basicsr/train.py run as a script, BasicSR's LMDB maker with its
 stock dataset, its stock SRModel with our arch and loss (also under torchrun with workers), and the checks that turn
 what BasicSR would throw on a yml into one error line."""
+import json
 import os
 import re
 import shutil
+import socket
+import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
-from conftest import ENV, ROOT, TINY_NET, Probes, cli, run_group, tiny_options, train_set, val_set, write_yml
+from conftest import cli, ENV, Probes, ROOT, run_group, TINY_NET, tiny_options, train_set, val_set, write_yml
 from pfdn_arch import PFDN
 
-# the start-up hook installed with the package does the plugging in; nothing here imports pfdn_arch in the child
+
 PY = [sys.executable]
 
 
@@ -93,7 +99,7 @@ def probes(photos, tmp_path_factory):
 def test_the_start_up_hook_is_installed_and_can_be_turned_off(probes):
     code, out, err = probes.result('hook on')
     assert code == 0, err[-2000:]
-    assert out.strip() == ("['pfdn_arch.archs.pfdn_arch', 'pfdn_arch.models.pfdn_model', "
+    assert out.strip() == ("['pfdn_arch.archs.pfdn.pfdn_arch', 'pfdn_arch.models.pfdn_model', "
                            "'pfdn_arch.data.paired_crop_dataset', 'pfdn_arch.losses.ncc_loss']")
     code, _, err = probes.result('hook off')
     # without the hook, PyPI's basicsr 1.4.2 does not even import on this stack: the reason the hook exists
@@ -236,13 +242,17 @@ def test_pfdnmodel_trains_other_archs_without_deployed_saves(photos, tmp_path, c
     assert models == ['net_g_2.pth', 'net_g_latest.pth']
     log = log_of(tmp_path / 'experiments' / 'msr')
     assert log.count('MSRResNet has no reparameterize()') == 1 and '# psnr:' in log
-    # NCC taps (against a teacher) that the network does not have: refused before the first iteration
+    # NCC against a teacher without layers named, for a network with no default ones: refused before the first
+    # iteration; then layers the network does not have
     opt.update(name='msr_ncc', network_t=msr)
     opt['path'].update(pretrain_network_t=str(tmp_path / 'experiments' / 'msr' / 'models' / 'net_g_latest.pth'))
     opt['train']['ncc_opt'] = {'type': 'NCCLoss', 'loss_weight': 0.1}
     code, _, err = cli(['train', '-opt', write_yml(opt, tmp_path)], capsys)
-    assert code == 2 and err[-1].startswith('error: ') and "has no module named 'block1'" in err[-1]
+    assert code == 2 and err[-1].startswith('error: train.ncc_opt.layers: name the layers of MSRResNet')
     assert not (tmp_path / 'experiments' / 'msr_ncc').exists()  # the run failed before saving: nothing left behind
+    opt['train']['ncc_opt']['layers'] = ['block1']
+    code, _, err = cli(['train', '-opt', write_yml(opt, tmp_path)], capsys)
+    assert code == 2 and err[-1].startswith('error: ') and "has no module named 'block1'" in err[-1]
 
 
 def test_what_basicsr_would_throw_is_one_error_line_before_anything_is_written(photos, weights, tmp_path, capsys,
@@ -293,3 +303,53 @@ def test_a_pfdn_registered_by_user_code_wins_with_a_note(probes):
     assert out.split() == ['later:', '__main__', 'earlier:', '__main__']
     notes = [line for line in err.splitlines() if line.startswith('note: ')]
     assert len(notes) == 2 and "replaces pfdn's PFDN" in notes[0] and 'was not registered' in notes[1], err
+
+
+def test_python_m_basicsr_train_runs_a_shipped_yml_with_the_usual_cpu_overrides(photos, tmp_path):
+    lq_val = {'datasets:val:dataroot_gt': photos['hr'], 'datasets:val:dataroot_lq': photos['lr']}
+    overrides = ['num_gpu=0', 'manual_seed=~', 'datasets:train:num_worker_per_gpu=0', 'train:total_iter=2',
+                 f"datasets:train:dataroot_gt={photos['gt']}", f"datasets:train:dataroot_lq={photos['lq']}",
+                 'datasets:train:gt_size=64', 'datasets:train:batch_size_per_gpu=2', 'logger:use_tb_logger=false',
+                 'logger:save_checkpoint_freq=2', 'val:val_freq=2'] + [f'{k}={v}' for k, v in lq_val.items()]
+    proc = run_group([sys.executable, '-m', 'basicsr.train', '-opt', os.path.join(ROOT, 'options',
+                                                                                  'train_pfdn_x4.yml'),
+                      '--force_yml', *overrides], cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / 'experiments' / 'PFDN_x4_s1_lr64' / 'models' / 'net_g_deploy_latest.pth').is_file()
+    if not torch.cuda.is_available():  # the CPU notes: compile and bf16 off, each said once
+        assert proc.stderr.count('train.compile: true is turned off') == 1
+        assert proc.stderr.count('train.amp: bf16 is turned off') == 1
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_tensorboard_starts_from_the_readme_install_and_serves_a_logged_scalar(photos, tmp_path):
+    yml = write_yml(tiny_options('tb', datasets={'train': train_set(photos)}, train={'total_iter': 2},
+                                 logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': True}), tmp_path)
+    proc = run_group([sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', yml], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    port = free_port()
+    tb = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), 'tensorboard'), '--logdir',
+                           str(tmp_path / 'tb_logger'), '--port', str(port), '--host', '127.0.0.1'],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        deadline, tags = time.time() + 120, {}
+        while time.time() < deadline and not tags.get('tb'):
+            assert tb.poll() is None, tb.stderr.read()[-2000:]
+            try:
+                with urllib.request.urlopen(f'http://127.0.0.1:{port}/data/plugin/scalars/tags', timeout=5) as r:
+                    tags = json.load(r)
+            except OSError:
+                time.sleep(0.5)
+        tag = next(t for t in tags['tb'] if 'l_pix' in t)
+        url = f'http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=tb&tag={urllib.request.quote(tag)}'
+        with urllib.request.urlopen(url, timeout=10) as r:
+            points = json.load(r)
+        assert points and np.isfinite(points[0][2]) and points[0][1] >= 1
+    finally:
+        tb.terminate()
+        tb.wait(30)

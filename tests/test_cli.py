@@ -45,7 +45,7 @@ console()
 def test_infer_ends_without_the_interpreters_teardown_and_loses_nothing(tmp_path, weights, command):
     """infer's process ends once its work is done (threads waited for, atexit handlers run, streams flushed), without
     the teardown of torch and OpenVINO; the other commands exit as usual."""
-    from pfdn_arch.files.samples import sample_image
+    from pfdn_arch.layout.samples import sample_image
     import cv2
 
     src = tmp_path / 'in.png'
@@ -144,7 +144,7 @@ def test_train_refuses_missing_dataset_before_basicsr_starts(tmp_path, capsys, m
 
 
 def test_shipped_options_are_found_from_any_folder(tmp_path, monkeypatch):
-    from pfdn_arch.files.locations import option_file, shipped_options_dir
+    from pfdn_arch.layout.locations import option_file, shipped_options_dir
     monkeypatch.chdir(tmp_path)
     shipped = shipped_options_dir()
     assert sorted(f for f in os.listdir(shipped) if f.endswith('.yml')) == sorted(
@@ -165,7 +165,7 @@ def test_a_checkout_on_pythonpath_without_an_install_finds_its_own_options(tmp_p
         # no editable install's finder: the package is only where PYTHONPATH puts it
         "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in (getattr(f, '__module__', '') or '')]\n"
         "import pfdn_arch\n"
-        "from pfdn_arch.files.locations import option_file\n"
+        "from pfdn_arch.layout.locations import option_file\n"
         "print(pfdn_arch.__file__)\n"
         "print(option_file('options/train_pfdn_x4.yml'))\n")
     r = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, env=ENV, capture_output=True, text=True,

@@ -14,7 +14,7 @@ from conftest import ENV, ROOT
 from pfdn_arch.cli.main import main
 from pfdn_arch.data import lmdb_store
 from pfdn_arch.data import preparation as prep
-from pfdn_arch.files.samples import write_samples
+from pfdn_arch.layout.samples import write_samples
 from pfdn_arch.errors import DataError, OutputExists
 
 

@@ -10,26 +10,24 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ENV, ROOT, cli, randomized, val_set
-from pfdn_arch import PFDN
-from pfdn_arch.archs.convert import reparameterized as pfdn_reparameterized
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
-from pfdn_arch.files.samples import sample_image
-from pfdn_arch.recipe.protocol import evaluate_folder
-from pfdn_arch.recipe.protocol import bicubic_lr, to_tensor
-from pfdn_arch import errors
+from conftest import cli, ENV, infer, one_error, randomized, ROOT, val_set
+from pfdn_arch import errors, PFDN
+from pfdn_arch.archs.pfdn.convert import reparameterized as pfdn_reparameterized
 from pfdn_arch.deploy.runtime import choose as backends
 from pfdn_arch.deploy.runtime.choose import make_runner, resolve
-from pfdn_arch.errors import OptionsError
-from pfdn_arch.deploy.runtime.upscaler import Upscaler
 from pfdn_arch.deploy.runtime.efficiency import count_ops
+from pfdn_arch.deploy.runtime.upscaler import Upscaler
+from pfdn_arch.errors import OptionsError
+from pfdn_arch.evaluation.protocol import bicubic_lr, evaluate_folder, to_tensor
+from pfdn_arch.files.checkpoints import build_from_checkpoint
+from pfdn_arch.layout.samples import sample_image
 
 
 @pytest.fixture(scope='module')
 def released():
     path = os.path.join(ROOT, '..', 'shared', 'weights', 'team08_PFDN.pth')
     from conftest import need_shared
-    return build_pfdn_from_checkpoint(need_shared(path))[0].eval()
+    return build_from_checkpoint(need_shared(path))[0].eval()
 
 
 def real_lr(name='astronaut.png', size=None):
@@ -267,7 +265,7 @@ def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
     import onnxruntime as ort
     sess = ort.InferenceSession(str(tmp_path / 'pfdn_x4.onnx'), providers=['CPUExecutionProvider'])
     x = real_lr(size=(31, 45))
-    net = build_pfdn_from_checkpoint(weights)[0].eval()
+    net = build_from_checkpoint(weights)[0].eval()
     with torch.no_grad():
         assert np.abs(sess.run(None, {'lr': x.numpy()})[0] - net(x).numpy()).max() < 1e-4
     # refuses to overwrite
@@ -333,10 +331,10 @@ def test_the_deployment_side_needs_no_basicsr(tmp_path, weights):
         sys.modules['basicsr'] = None  # any import of basicsr fails, as if it were not installed
         import cv2, numpy as np, torch
         import pfdn_arch.archs
-        from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
+        from pfdn_arch.files.checkpoints import build_from_checkpoint
         from pfdn_arch.cli.main import main
         weights, out = sys.argv[1], sys.argv[2]
-        net, _ = build_pfdn_from_checkpoint(weights)
+        net, _ = build_from_checkpoint(weights)
         print('forward', tuple(net(torch.rand(1, 3, 20, 20)).shape))
         cv2.imwrite(out + '/in.png', (np.random.default_rng(0).random((24, 30, 3)) * 255).astype(np.uint8))
         torch.save({'params': pfdn_arch.archs.PFDN().state_dict()}, out + '/train.pth')
@@ -448,7 +446,7 @@ def test_openvino_streams_have_run_once_before_threads_share_them(weights):
     binding deadlocks when two threads make a process's first ``tensor.data`` at once (basicsr infer of a folder
     hung about one run in ten)."""
     need_backend('openvino')
-    net, _ = build_pfdn_from_checkpoint(weights)
+    net, _ = build_from_checkpoint(weights)
     runner = make_runner(net, 'openvino', 'cpu', 'fp32', streams=2, threads=2)
     requests = [runner.requests.get() for _ in range(runner.streams)]
     assert runner.streams == 2
@@ -463,7 +461,7 @@ def test_on_a_cpu_pixels_are_made_from_the_runtimes_memory_and_a_called_result_i
     need_backend('openvino')
     from pfdn_arch.deploy.runtime import upscaler as module
 
-    net, _ = build_pfdn_from_checkpoint(weights)
+    net, _ = build_from_checkpoint(weights)
     runner = make_runner(net, 'openvino', 'cpu', 'fp32', streams=1, threads=2)
     imgs = [sample_image(n)[:40, :48] for n in ('astronaut.png', 'coffee.png')]
     made, real = [], module.from_network
@@ -580,3 +578,62 @@ def test_tiny_images_run_on_one_thread(tmp_path, capsys):
                             'torch'], capsys)
         assert code == 0, err
         assert torch.get_num_threads() == threads, size
+
+
+def test_every_export_file_gets_the_same_permissions(weights, tmp_path, capsys):
+    assert cli(['export', '--weights', weights, '--out', tmp_path / 'e'], capsys)[0] == 0
+    modes = {f: os.stat(tmp_path / 'e' / f).st_mode & 0o777 for f in os.listdir(tmp_path / 'e')}
+    assert len(set(modes.values())) == 1, modes
+    cv2.imwrite(str(tmp_path / 'x.png'), sample_image('chelsea.png')[:20, :20])
+    code, _, err = cli(['infer', '-i', tmp_path / 'x.png', '-o', tmp_path / 'o', '--weights',
+                        tmp_path / 'e' / 'pfdn_x4.safetensors', '--backend', 'torch'], capsys)
+    assert code == 0, err  # the package's own .safetensors runs as --weights
+
+
+def test_export_out_naming_a_file_is_one_line(weights, tmp_path, capsys):
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('mine')
+    code, _, err = cli(['export', '--weights', weights, '--out', a_file], capsys)
+    one_error(code, err, a_file, 'is a file')
+    assert a_file.read_text() == 'mine'
+
+
+TILED_MEMORY = '''
+import sys, numpy as np, torch
+from pfdn_arch import PFDN
+from pfdn_arch.deploy.runtime.choose import make_runner
+from pfdn_arch.deploy.runtime.upscaler import Upscaler
+torch.set_num_threads(1)
+net = PFDN(num_feat=8, num_block=1, num_partial_feat=4, esa_channels=4, deploy=True).eval()
+up = Upscaler(make_runner(net, 'torch', warn=lambda m: None), tile=64, tile_overlap=8)
+img = np.random.default_rng(0).integers(0, 255, (384, 1536, 3), dtype=np.uint8)
+up.upscale_image(img[:64, :64])  # warm-up
+open('/proc/self/clear_refs', 'w').write('5')
+base = int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) * 1024
+out = up.upscale_image(img)
+peak = int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024
+print(out.dtype, out.shape, peak - base, out.nbytes)
+'''
+
+
+def test_tiles_bound_memory_to_the_result_in_its_own_dtype_plus_a_band(tmp_path):
+    r = subprocess.run([sys.executable, '-c', TILED_MEMORY], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    dtype, *rest = r.stdout.split()
+    grown, result = int(rest[-2]), int(rest[-1])
+    assert dtype == 'uint8'
+    band = 64 * 4 * 1536 * 4 * 3 * 4  # one band of float rows: tile x scale rows of the result
+    float_result = result * 4 * 4 // 3  # what accumulating the whole result in float32 (and its weights) takes
+    assert grown < result + 2 * band + (64 << 20), (grown, result, band)
+    assert grown < float_result, (grown, float_result)
+
+
+def test_an_image_that_cannot_fit_is_said_before_it_runs(tiny, tmp_path, capsys, monkeypatch):
+    import pfdn_arch.deploy.media.images as folder
+    src = tmp_path / 'a.png'
+    cv2.imwrite(str(src), sample_image('chelsea.png')[:60, :80])
+    monkeypatch.setattr(folder, 'available_memory', lambda: 1 << 20)
+    code, _, err = infer(['-i', src, '-o', tmp_path / 'out'], capsys, tiny)
+    line = one_error(code, err, 'a.png', 'GB to upscale', status=1)
+    assert '--tile' in line
+    assert not (tmp_path / 'out' / 'a.png').exists()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SET5_HR, SHARED, WEIGHTS, need_shared
-from pfdn_arch.files.samples import sample_image
+from pfdn_arch.layout.samples import sample_image
 
 README = os.path.join(ROOT, 'README.md')
 BLOCK = re.compile(r'<!-- quick-start: (\w+) -->\n```sh\n(.*?)```', re.S)

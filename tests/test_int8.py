@@ -12,7 +12,8 @@ import torch
 
 from conftest import TINY_NET, cli
 from pfdn_arch import PFDN
-from pfdn_arch.files.samples import sample_image
+from pfdn_arch.archs import PFDN_SPEC
+from pfdn_arch.layout.samples import sample_image
 
 
 
@@ -20,10 +21,10 @@ from pfdn_arch.files.samples import sample_image
 def exported(tmp_path_factory):
     """The released weights' int8 export, calibrated on 16 crops to keep the test short."""
     from pfdn_arch.deploy.export.int8.ptq import write_int8
-    from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
+    from pfdn_arch.files.checkpoints import build_from_checkpoint
     from conftest import need_shared, WEIGHTS
 
-    net, _ = build_pfdn_from_checkpoint(need_shared(WEIGHTS))
+    net, _ = build_from_checkpoint(need_shared(WEIGHTS))
     folder = tmp_path_factory.mktemp('int8')
     record, paths = write_int8(net.eval(), str(folder), 'pfdn_x4', crops=16)
     return net, record, paths
@@ -119,7 +120,7 @@ def test_a_qat_network_saves_as_released_weights_plus_quantizers_and_restores_ex
     assert any(k.startswith('__nncf') for k in moved) and any(not k.startswith('__nncf') for k in moved)
 
     path = tmp_path / 'qat.pth'
-    torch.save({'params': float_state_dict(qnet), 'int8': quantizer_state(qnet, {'how': 'test'})}, path)
+    torch.save({'params': float_state_dict(qnet, PFDN_SPEC), 'int8': quantizer_state(qnet, {'how': 'test'})}, path)
     ck = torch.load(path, weights_only=True)
     plain = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
     plain.load_state_dict(ck['params'])  # strict: the released layout
@@ -128,7 +129,7 @@ def test_a_qat_network_saves_as_released_weights_plus_quantizers_and_restores_ex
     with torch.no_grad():
         assert torch.equal(back(x), qnet.eval()(x))
         # the joined float weights are the trained graph form's function (split convs joined exactly)
-        from pfdn_arch.archs.pfdn_graph import graph_form
+        from pfdn_arch.archs.pfdn.graph import graph_form
         assert torch.allclose(plain(x), graph_form(plain)(x), atol=1e-6)
     damaged = dict(ck['int8'], nncf_config='{"compression_state": [{"module_path": "os", "module_cls_name": "system"}]}')
     with pytest.raises(CheckpointError):
@@ -139,7 +140,7 @@ def test_a_qat_network_saves_as_released_weights_plus_quantizers_and_restores_ex
 def qat_pairs(tmp_path_factory):
     """LMDBs of three built-in photos that are neither the int8 check photos nor Set5."""
     from pfdn_arch.data import preparation as prep
-    from pfdn_arch.files.samples import write_samples
+    from pfdn_arch.layout.samples import write_samples
 
     root = tmp_path_factory.mktemp('qat_data')
     write_samples(str(root / 'hr'), ('coffee.png', 'rocket.jpg', 'motorcycle_left.png'))
@@ -169,7 +170,7 @@ def test_the_qat_stage_trains_resumes_and_exports_an_int8_that_loses_less(qat_pa
     from conftest import run_cli
     from pfdn_arch.deploy.export.int8.qat import restored
     from pfdn_arch.deploy.export.int8.ptq import check_psnr
-    from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
+    from pfdn_arch.files.checkpoints import build_from_checkpoint
 
     args = _qat_args(qat_pairs, weights)
     r = run_cli(*args, 'train:total_iter=40', cwd=tmp_path)
@@ -184,7 +185,7 @@ def test_the_qat_stage_trains_resumes_and_exports_an_int8_that_loses_less(qat_pa
 
     ck = torch.load(models / 'net_g_latest.pth', weights_only=True)
     assert set(ck) == {'params', 'int8'}
-    net, _ = build_pfdn_from_checkpoint(str(models / 'net_g_deploy_latest.pth'))  # the float weights, released layout
+    net, _ = build_from_checkpoint(str(models / 'net_g_deploy_latest.pth'))  # the float weights, released layout
     assert all(torch.equal(v, ck['params'][k]) for k, v in net.state_dict().items())
 
     out = tmp_path / 'exported'

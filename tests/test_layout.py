@@ -1,6 +1,7 @@
-"""The import graph as a contract: the rooms' layering (``.importlinter``, checked by import-linter) and no import
-cycle between any two modules; both shown to fail when broken on purpose, so a later change that breaks them fails
-CI."""
+"""The house's contracts: the rooms' layering (``.importlinter``, checked by import-linter), no import cycle between
+any two modules, hints on every public function at the seams and the type checker (``mypy.ini``) passing; each shown
+to fail when broken on purpose, so a later change that breaks them fails CI."""
+import ast
 import os
 import shutil
 import subprocess
@@ -68,10 +69,10 @@ def broken_copy(tmp_path, module, line):
 
 
 def test_the_contract_fails_when_a_room_imports_one_above_it(tmp_path):
-    env = broken_copy(tmp_path, 'files/sources.py', 'from ..recipe import options  # noqa')
+    env = broken_copy(tmp_path, 'files/sources.py', 'from ..checks import options  # noqa')
     proc = subprocess.run([LINT], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and 'BROKEN' in proc.stdout
-    assert 'pfdn_arch.files.sources -> pfdn_arch.recipe.options' in proc.stdout
+    assert 'pfdn_arch.files.sources -> pfdn_arch.checks.options' in proc.stdout
 
 
 def test_the_contract_fails_when_the_runtimes_import_the_media_above_them(tmp_path):
@@ -89,3 +90,101 @@ def test_the_cycle_check_fails_on_a_cycle(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "['pfdn_arch.files.atomic', 'pfdn_arch.files.sources']" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------------------ types
+MYPY = os.path.join(os.path.dirname(sys.executable), 'mypy')
+SEAMS = ('plugin', 'models', 'checks', 'runs', 'schedule', 'evaluation', 'cli')  # what other code and users call
+
+
+def unhinted(root):
+    """'file:line name' of each public function or method under ``root`` without a hint on every argument and its
+    return (``__init__`` needs none on its return)."""
+    found = []
+    for folder, _, files in os.walk(root):
+        for name in sorted(f for f in files if f.endswith('.py')):
+            path = os.path.join(folder, name)
+            with open(path) as f:
+                tree = ast.parse(f.read())
+            nodes = list(tree.body) + [n for c in tree.body if isinstance(c, ast.ClassDef) and not c.name.startswith('_')
+                                       for n in c.body]
+            for node in nodes:
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                if node.name.startswith('_') and node.name != '__init__':
+                    continue
+                args = [a for a in node.args.args + node.args.kwonlyargs if a.arg not in ('self', 'cls')]
+                if any(a.annotation is None for a in args) or (node.returns is None and node.name != '__init__'):
+                    found.append(f'{os.path.relpath(path, ROOT)}:{node.lineno} {node.name}')
+    return found
+
+
+def test_every_public_function_at_the_seams_has_hints():
+    assert [f for seam in SEAMS for f in unhinted(os.path.join(ROOT, 'pfdn_arch', seam))] == []
+
+
+def test_the_hint_check_finds_a_function_without_them(tmp_path):
+    (tmp_path / 'm.py').write_text('def f(x) -> int:\n    return x\n\n\nclass A:\n    def g(self, y: int):\n'
+                                   '        return y\n\n    def _h(self, z):\n        return z\n')
+    assert [f.split(' ')[-1] for f in unhinted(str(tmp_path))] == ['f', 'g']
+
+
+def test_the_type_checker_passes():
+    proc = subprocess.run([MYPY], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert 'Success: no issues found' in proc.stdout
+
+
+def test_the_type_checker_fails_on_a_wrong_call(tmp_path):
+    shutil.copytree(os.path.join(ROOT, 'pfdn_arch'), tmp_path / 'pfdn_arch',
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    shutil.copy(os.path.join(ROOT, 'mypy.ini'), tmp_path / 'mypy.ini')
+    with open(tmp_path / 'pfdn_arch' / 'cli' / 'infer.py', 'a') as f:
+        f.write("\n\ndef _broken() -> str:\n    return weights_or_default(3)\n")
+    proc = subprocess.run([MYPY], cwd=tmp_path, env=dict(ENV, PYTHONPATH=str(tmp_path)), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode != 0 and 'weights_or_default' in proc.stdout, proc.stdout[-2000:]
+
+
+# ---------------------------------------------------------------------------------------- BasicSR left as it is
+def replacements_of_basicsr(root):
+    """'file:line' of each assignment to an attribute of something imported from basicsr (a function, class or
+    module replaced), and of each frame inspection, in the package outside ``plugin/compat.py``."""
+    found = []
+    for folder, _, files in os.walk(root):
+        for name in sorted(f for f in files if f.endswith('.py')):
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root)
+            if rel == os.path.join('plugin', 'compat.py'):
+                continue
+            with open(path) as f:
+                text = f.read()
+            tree = ast.parse(text)
+            imported = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    imported |= {a.asname or a.name.split('.')[0] for a in node.names if a.name.startswith('basicsr')}
+                elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith('basicsr'):
+                    imported |= {a.asname or a.name for a in node.names}
+            for node in ast.walk(tree):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                    node, (ast.AugAssign, ast.AnnAssign)) else []
+                for target in targets:
+                    base = target
+                    while isinstance(base, (ast.Attribute, ast.Subscript)):
+                        base = base.value
+                    if isinstance(target, ast.Attribute) and isinstance(base, ast.Name) and base.id in imported:
+                        found.append(f'{rel}:{node.lineno}')
+            found += [f'{rel}:{i + 1} frame inspection' for i, line in enumerate(text.splitlines())
+                      if '_getframe' in line]
+    return found
+
+
+def test_nothing_outside_compat_replaces_a_piece_of_basicsr():
+    assert replacements_of_basicsr(os.path.join(ROOT, 'pfdn_arch')) == []
+
+
+def test_the_replacement_check_finds_a_patch(tmp_path):
+    (tmp_path / 'm.py').write_text('import basicsr.train as train\nfrom basicsr.utils import options\n\n\n'
+                                   'def f():\n    train.build_model = None\n    options.parse_options.x = 1\n')
+    assert replacements_of_basicsr(str(tmp_path)) == ['m.py:6', 'm.py:7']

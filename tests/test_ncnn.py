@@ -13,15 +13,15 @@ import torch
 from torch.nn import functional as F
 
 from conftest import cli, lr_photo, randomized, released_and_random_scales
-from pfdn_arch.archs.esa import ESA
+from pfdn_arch.archs.pfdn.esa import ESA
 from pfdn_arch.cli.main import main
 from pfdn_arch.data.bicubic import bicubic_lr
 from pfdn_arch.deploy.export.ncnn import default_name, pnnx_files, problems, scale_from_name
 from pfdn_arch.deploy.export.ncnn_graph import SHIPPED_LAYERS, Unportable, _windows, parse, portable, serialize
 from pfdn_arch.deploy.runtime.ncnn_runner import NcnnRunner
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
+from pfdn_arch.files.checkpoints import build_from_checkpoint
 from pfdn_arch.files.images import list_images, read_image
-from pfdn_arch.recipe.protocol import evaluate_folder
+from pfdn_arch.evaluation.protocol import evaluate_folder
 from tools import pip_target, upscayl_bin, vulkan_loader
 
 CHAINNER_NCNN = 'ncnn-vulkan==2023.6.18'  # the NCNN build chaiNNer installs (packages/chaiNNer_ncnn/__init__.py)
@@ -38,7 +38,7 @@ def exports(tmp_path_factory):
             (['--ncnn-fp32'] if scale == 3 else [])
         assert main([str(a) for a in args]) == 0
     (out / 'raw' / 'models').mkdir(parents=True)  # Upscayl wants a folder called models
-    write_pnnx_files(out / 'raw' / 'models' / '4x-PFDN', build_pfdn_from_checkpoint(files[4])[0].eval())
+    write_pnnx_files(out / 'raw' / 'models' / '4x-PFDN', build_from_checkpoint(files[4])[0].eval())
     return out, files
 
 
@@ -108,7 +108,7 @@ def test_the_rewritten_esa_is_the_esa_in_float64():
 def test_the_rewrite_keeps_ncnns_result_with_fp32_weights(exports, tmp_path):
     """The random x3 net's fp32 files, pnnx's graph against the rewritten one, in PyPI's ncnn on the CPU."""
     out, files = exports
-    weights = write_pnnx_files(tmp_path / 'raw', build_pfdn_from_checkpoint(files[3])[0].reparameterize().eval(),
+    weights = write_pnnx_files(tmp_path / 'raw', build_from_checkpoint(files[3])[0].reparameterize().eval(),
                                fp16=False)
     assert weights == param(out, 3).with_suffix('.bin').read_bytes()  # the rewrite changes no weight
     before, after = NcnnRunner(str(tmp_path / 'raw.param'), 2), NcnnRunner(str(param(out, 3)), 2)
@@ -259,7 +259,7 @@ def test_both_cpu_ncnn_builds_agree_with_pytorch_on_set5(exports, set5_hr, tmp_p
     """Each Set5 image's LR through the released x4 files (fp16 weights) in PyPI's ncnn and in chaiNNer's
     ncnn-vulkan 2023.6.18, against PyTorch's result: at least 45 dB."""
     out, files = exports
-    net = build_pfdn_from_checkpoint(files[4])[0].eval()
+    net = build_from_checkpoint(files[4])[0].eval()
     pypi = NcnnRunner(str(param(out, 4)), 2)
     paths = list_images(set5_hr)
     lrs = [chw(bicubic_lr(read_image(path, cv2.IMREAD_COLOR), 4)[1]) for path in paths]
@@ -275,7 +275,7 @@ def test_chainners_ncnn_runs_the_x2_and_x3_files_as_pytorch_does(exports, tmp_pa
     out, files = exports
     x = chw(lr_photo(size=(37, 53)))
     for scale in (2, 3):
-        net = build_pfdn_from_checkpoint(files[scale])[0].eval()
+        net = build_from_checkpoint(files[scale])[0].eval()
         with torch.no_grad():
             ref = net(torch.from_numpy(x)[None])[0].numpy()
         got = chainners_ncnn(param(out, scale), [x], tmp_path, fp16=scale != 3)[0]
@@ -299,7 +299,7 @@ def test_the_default_names_give_upscayl_the_scale(weights, tmp_path, capsys):
 @pytest.fixture(scope='module')
 def released_ncnn(exports):
     out, files = exports
-    net, _ = build_pfdn_from_checkpoint(files[4])
+    net, _ = build_from_checkpoint(files[4])
     return net.eval(), NcnnRunner(str(param(out, 4)), torch.get_num_threads())
 
 

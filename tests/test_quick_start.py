@@ -272,7 +272,7 @@ def test_the_quick_route_says_of_a_qat_checkpoint_what_the_usual_route_says(cach
 
     def loaded(*args, **kwargs):
         raise AssertionError('the checkpoint was loaded')
-    monkeypatch.setattr(checkpoints, 'build_pfdn_from_checkpoint', loaded)
+    monkeypatch.setattr(checkpoints, 'build_from_checkpoint', loaded)
     code, _, err = cli(['infer', '-i', photos(tmp_path / 'in'), '-o', tmp_path / 'out', '--weights', weights], capsys)
     assert code == 0, err
     assert any('quantization-aware fine-tuning' in line and 'basicsr export --int8' in line for line in err), err

@@ -1,10 +1,10 @@
 """The deployed PFDN reproduces the released weights' published Set5 x4 figures."""
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
-from pfdn_arch.recipe.protocol import evaluate_folder
+from pfdn_arch.files.checkpoints import build_from_checkpoint
+from pfdn_arch.evaluation.protocol import evaluate_folder
 
 
 def test_set5_x4_matches_the_published_figures(weights, set5_hr):
-    net, _ = build_pfdn_from_checkpoint(weights)
+    net, _ = build_from_checkpoint(weights)
     net.eval()
     r = evaluate_folder(net, set5_hr, scale=4)
     assert r['n'] == 5

@@ -10,10 +10,11 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TINY_NET, cli, run_cli, start_cli, tiny_model, tiny_options, train_set, write_yml
+from conftest import cli, ROOT, run_cli, start_cli, tiny_model, TINY_NET, tiny_options, train_set, write_yml
 from pfdn_arch import PFDN
-from pfdn_arch.files.checkpoints import build_pfdn_from_checkpoint
-from pfdn_arch.recipe.protocol import evaluate_folder
+from pfdn_arch.evaluation.protocol import evaluate_folder
+from pfdn_arch.files.checkpoints import build_from_checkpoint
+
 
 STAGES = ['smoke_PFDN_x4_s1_lr64', 'smoke_PFDN_x4_s2a_lr128', 'smoke_PFDN_x4_s2b_lr160', 'smoke_PFDN_x4_s2c_lr180',
           'smoke_PFDN_x4_s3_finetune_lr240']
@@ -154,8 +155,8 @@ def test_fine_tuning_the_released_weights_keeps_set5(photos, tmp_path, weights, 
                 'datasets:train:num_worker_per_gpu=1', f"datasets:val:dataroot_gt={photos['hr']}",
                 f"datasets:val:dataroot_lq={photos['lr']}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    before = evaluate_folder(build_pfdn_from_checkpoint(weights)[0].eval(), set5_hr)
-    net, _ = build_pfdn_from_checkpoint(str(tmp_path / 'experiments' / 'finetune_released' / 'models' /
+    before = evaluate_folder(build_from_checkpoint(weights)[0].eval(), set5_hr)
+    net, _ = build_from_checkpoint(str(tmp_path / 'experiments' / 'finetune_released' / 'models' /
                                             'net_g_deploy_latest.pth'))
     after = evaluate_folder(net.eval(), set5_hr)
     assert abs(after['psnr'] - before['psnr']) <= 0.05, (before, after)
@@ -166,7 +167,7 @@ def test_fine_tuning_the_released_weights_keeps_set5(photos, tmp_path, weights, 
 
 # ----------------------------------------------------------------------------------- the report's pictures, the ETA
 def test_the_psnr_plot_lays_stages_end_to_end_at_their_lengths_with_round_ticks():
-    from pfdn_arch.recipe.report import axes, psnr_plot
+    from pfdn_arch.evaluation.report import axes, psnr_plot
     stages = [('s1', 500, [(250, 27.12), (500, 28.9)]), ('s2', 40, [(40, 29.31)]), ('s3', 30, [(30, 29.59)])]
     starts, total, y_ticks, x_ticks = axes(stages, bicubic=28.43)
     assert starts == [0, 500, 540, 570] and total == 570
@@ -178,8 +179,8 @@ def test_comparison_crops_are_scored_as_crops_and_named(photos):
     import cv2
     from basicsr.metrics import calculate_psnr
     from pfdn_arch.files.images import list_images, read_image
-    from pfdn_arch.recipe.protocol import bicubic_lr, bicubic_upscale
-    from pfdn_arch.recipe.report import comparison_strip, crops
+    from pfdn_arch.evaluation.protocol import bicubic_lr, bicubic_upscale
+    from pfdn_arch.evaluation.report import comparison_strip, crops
     hr, lr = bicubic_lr(read_image(list_images(str(photos['hr']))[0]), 4)
     sr = cv2.GaussianBlur(bicubic_upscale(lr, 4), (3, 3), 0)
     (y, x), size, _, crop, psnr = crops(hr, lr, sr, 4)
@@ -194,8 +195,8 @@ def test_comparison_crops_are_scored_as_crops_and_named(photos):
 
 
 def test_the_eta_comes_from_the_measured_rate_and_each_stages_fixed_cost():
-    from pfdn_arch.recipe.schedule import Rates
-    from pfdn_arch.recipe.stages import stage_work
+    from pfdn_arch.schedule.runner import Rates
+    from pfdn_arch.schedule.stages import stage_work
 
     def stage(iters, batch, gt_size):
         return {'train': {'total_iter': iters}, 'scale': 4,
@@ -209,3 +210,15 @@ def test_the_eta_comes_from_the_measured_rate_and_each_stages_fixed_cost():
     assert abs(rates.per_work[0] * per_iter - 0.2) < 1e-9 and abs(rates.fixed[0] - 30) < 1e-9
     # a later stage of 4x the LR pixels a batch: 40 x 0.8 s, and the same 30 s besides
     assert abs(rates.seconds_left([(later, 40), (later, 0)]) - (30 + 40 * 0.8)) < 1e-6
+
+
+def test_schedule_headers_show_the_overridden_iterations(photos, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stage = write_yml(tiny_options('overridden', train={'total_iter': 1000}, datasets={'train': train_set(photos)},
+                                   logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}),
+                      tmp_path)
+    (tmp_path / 'schedule.yml').write_text(yaml.safe_dump({'stages': [stage]}))
+    code, out, err = cli(['schedule', '--schedule', tmp_path / 'schedule.yml', '--force_yml', 'train:total_iter=2'],
+                         capsys)
+    assert code == 0, err[-5:]
+    assert '[stage 1/1] overridden: 2 iters' in out and 'all 1 stages finished' in out

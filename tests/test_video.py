@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import cli, run_cli, start_cli
+from conftest import cli, infer, run_cli, start_cli
 from pfdn_arch.deploy.media.video import conversion, frames_of
+from pfdn_arch.layout.samples import sample_image
 
 
 def encode_all(out, stream, frames):
@@ -412,3 +413,38 @@ def test_the_encoding_follows_the_container_and_the_input(tmp_path):
     with pytest.raises(OptionsError) as err:
         Encoding(source, str(tmp_path / 'out.mp4'), 4, codec='banana')
     assert err.value.path == 'codec'
+
+
+@pytest.fixture(scope='module')
+def clip(tmp_path_factory):
+    av = pytest.importorskip('av', reason="PyAV is not installed: pip install -e '.[video]'")
+    path = tmp_path_factory.mktemp('clip') / 'c.mp4'
+    with av.open(str(path), 'w') as c:
+        s = c.add_stream('libx264', rate=10)
+        s.width, s.height, s.pix_fmt = 48, 32, 'yuv420p'
+        for i in range(12):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.roll(sample_image('chelsea.png')[:32, :48], i, 1)),
+                                           format='bgr24')
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.mark.parametrize('codec, ext', [(None, '.webm'), ('vp9', '.mp4'), ('vp9', '.mkv'), ('av1', '.mkv'),
+                                        ('av1', '.webm'), (None, '.avi'), (None, '.ts'), ('h264', '.mov')])
+def test_each_codec_goes_into_each_container_that_holds_it(tiny, clip, tmp_path, capsys, codec, ext):
+    import av
+    out = tmp_path / f'up{ext}'
+    args = ['-i', clip, '-o', out, '--segment', 0.5] + (['--codec', codec] if codec else [])
+    before = os.sched_getscheduler(0), os.sched_getparam(0)
+    code, _, err = infer(args, capsys, tiny)
+    assert code == 0, err
+    # SVT-AV1 makes its caller real-time where it may (root): the thread is put back as it was
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before
+    with av.open(str(out)) as c:
+        frames = [f for f in c.decode(c.streams.video[0])]
+    assert len(frames) == 12 and (frames[0].width, frames[0].height) == (192, 128)
+    assert not list(tmp_path.glob('.*pfdn-parts'))

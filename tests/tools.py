@@ -4,6 +4,7 @@ npm, Debian) into a cache folder, each whole or not at all: a folder is filled b
 PFDN_TEST_TOOLS names the cache (default ~/.cache/pfdn-test-tools). Where a tool cannot be had, a test on a user's
 machine skips saying what to install; in CI (CI set) it fails instead.
 """
+import fcntl
 import hashlib
 import os
 import shutil
@@ -78,10 +79,14 @@ def vulkan_loader() -> None:
     if _has_vulkan_loader_and_device():
         return
     if shutil.which('apt-get') and os.geteuid() == 0:
-        r = subprocess.run(['apt-get', 'install', '-y', '-q', LAVAPIPE], capture_output=True, timeout=900)
-        if r.returncode != 0:  # an old package list: update it once, then try again
-            subprocess.run(['apt-get', 'update', '-q'], capture_output=True, timeout=900)
-            subprocess.run(['apt-get', 'install', '-y', '-q', LAVAPIPE], capture_output=True, timeout=900)
+        os.makedirs(TOOLS, exist_ok=True)
+        with open(os.path.join(TOOLS, '.apt.lock'), 'w') as lock:  # one apt-get at a time (test workers in parallel)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not _has_vulkan_loader_and_device():
+                r = subprocess.run(['apt-get', 'install', '-y', '-q', LAVAPIPE], capture_output=True, timeout=900)
+                if r.returncode != 0:  # an old package list: update it once, then try again
+                    subprocess.run(['apt-get', 'update', '-q'], capture_output=True, timeout=900)
+                    subprocess.run(['apt-get', 'install', '-y', '-q', LAVAPIPE], capture_output=True, timeout=900)
     if not _has_vulkan_loader_and_device():
         unavailable(f'no Vulkan device here, and {LAVAPIPE} could not be installed (Debian: apt-get install '
                     f'{LAVAPIPE})')

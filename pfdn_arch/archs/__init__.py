@@ -1,14 +1,16 @@
-"""Architectures: the PFDN network, its building blocks, and its spec (the facts every caller asks).
+"""Architectures: what any described architecture offers (``spec.py``: ``ArchSpec``, the facts every caller asks),
+the architectures described (``specs.py``), and PFDN in its own folder (``pfdn/``).
 
-The names load on first use (PEP 562), so that ``archs.limits`` (what an input must be) is importable without torch:
+The names load on first use (PEP 562), so that ``archs.pfdn.limits`` (what an input must be) is importable without
+torch:
 ``basicsr infer`` of a checkpoint the export cache knows runs without importing it (``deploy.runtime.quick_start``).
 """
 import importlib
 
-_PUBLIC = {'ArchSpec': 'spec', 'ESA': 'esa', 'MIN_INPUT_SIZE': 'limits', 'PFDB': 'pfdn_arch', 'PFDN': 'pfdn_arch',
-           'PFDN_SPEC': 'pfdn_spec', 'RRRB': 'rrrb', 'SPECS': 'specs', 'check_lr_input': 'limits',
-           'fuse_rrrb': 'rrrb', 'infer_pfdn_options': 'pfdn_spec', 'spec_for': 'specs', 'spec_named': 'specs',
-           'spec_of': 'specs'}
+_PUBLIC = {'ArchSpec': 'spec', 'ESA': 'pfdn.esa', 'MIN_INPUT_SIZE': 'pfdn.limits', 'PFDB': 'pfdn.pfdn_arch',
+           'PFDN': 'pfdn.pfdn_arch', 'PFDN_SPEC': 'pfdn.spec', 'RRRB': 'pfdn.rrrb', 'SPECS': 'specs',
+           'check_lr_input': 'pfdn.limits', 'fuse_rrrb': 'pfdn.rrrb', 'infer_pfdn_options': 'pfdn.spec',
+           'spec_for': 'specs', 'spec_named': 'specs', 'spec_of': 'specs'}
 __all__ = sorted(_PUBLIC)
 
 

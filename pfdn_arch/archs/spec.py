@@ -18,6 +18,7 @@ class ArchSpec:
     network: type = nn.Module  # the class built
     min_input: int = 1  # the smallest LR side it runs
     float_ops: Dict[str, Tuple[str, ...]] = {}  # per graph kind ('openvino', 'onnx', 'torch'): ops int8 keeps in float
+    ncc_layers: Tuple[str, ...] = ()  # the modules the layer-wise NCC loss compares by default
 
     def missing_keys(self, state_dict: Mapping[str, torch.Tensor]) -> list:
         """The distinctive keys ``state_dict`` lacks (none: it is this architecture's)."""
@@ -51,6 +52,10 @@ class ArchSpec:
     def graph_form(self, net: nn.Module) -> nn.Module:
         """The copy of a deployed ``net`` that exports and runtimes run (same function, same parameters)."""
         return net
+
+    def from_graph_form(self, state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The deployed state dict of a ``graph_form`` network's state dict (its exact inverse)."""
+        return dict(state_dict)
 
     def check_options(self, gt_size: Optional[int], scale: int) -> Optional[str]:
         """Why a training run with HR patches of ``gt_size`` at ``scale`` cannot train this network, or None."""

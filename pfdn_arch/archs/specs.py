@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .pfdn_spec import PFDN_SPEC
+from .pfdn.spec import PFDN_SPEC
 from .spec import ArchSpec
 
 SPECS = (PFDN_SPEC,)  # a second architecture: its spec module, and one entry here

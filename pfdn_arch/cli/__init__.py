@@ -1,4 +1,8 @@
 """Command line: ``basicsr`` / ``pfdn`` (``main``) and its sub-commands, one module each."""
+from __future__ import annotations
+
+from typing import Callable, Dict, NoReturn, Optional
+
 import argparse
 import sys
 
@@ -8,12 +12,12 @@ from ..errors import NotEnoughMemory, OptionsError, OutputExists
 class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one ``error:`` line (and status 2), as every other error here."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         print(f'error: {message} (see {self.prog} -h)', file=sys.stderr)
         raise SystemExit(2)
 
 
-def whole(least):
+def whole(least: int) -> Callable[[str], int]:
     """An argparse type: a whole number of at least ``least``."""
     def parse(text):
         try:
@@ -27,7 +31,7 @@ def whole(least):
     return parse
 
 
-def in_range(low, high):
+def in_range(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: a whole number in low..high."""
     def parse(text):
         value = whole(low)(text)
@@ -38,7 +42,7 @@ def in_range(low, high):
     return parse
 
 
-def file_stem(text):
+def file_stem(text: str) -> str:
     """An argparse type: a file name without folders."""
     if not text or text in ('.', '..') or '/' in text or '\\' in text or '\x00' in text:
         raise argparse.ArgumentTypeError(f'must be a plain file name (no folders), got {text!r}')
@@ -54,7 +58,8 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def add_command(sub, name, help_, description=None, on_interrupt='nothing was left half-written'):
+def add_command(sub: 'argparse._SubParsersAction', name: str, help_: str, description: Optional[str] = None,
+                on_interrupt: str = 'nothing was left half-written') -> argparse.ArgumentParser:
     """A sub-command's parser, in the style every command shares: each option's default shown in its help, and
     what a rerun does after Ctrl-C/SIGTERM (``on_interrupt``)."""
     p = sub.add_parser(name, help=help_, description=description or help_, formatter_class=_Help)
@@ -62,13 +67,15 @@ def add_command(sub, name, help_, description=None, on_interrupt='nothing was le
     return p
 
 
-def add_override_flag(p, help_='override options without editing the file, e.g. train:total_iter=1000 (keys must '
-                               'exist)'):
+OVERRIDE_HELP = 'override options without editing the file, e.g. train:total_iter=1000 (keys must exist)'
+
+
+def add_override_flag(p: argparse.ArgumentParser, help_: str = OVERRIDE_HELP) -> None:
     """BasicSR's ``--force_yml``, declared once for every command that takes it."""
     p.add_argument('--force_yml', nargs='+', metavar='KEY:SUB=VALUE', default=None, help=help_)
 
 
-def add_basicsr_flags(p):
+def add_basicsr_flags(p: argparse.ArgumentParser) -> None:
     """BasicSR's own command-line flags (its ``parse_options``), documented here and passed through."""
     p.add_argument('-opt', required=True, metavar='OPTIONS.yml', help='the options file (e.g. options/'
                    'train_pfdn_x4.yml)')
@@ -81,7 +88,7 @@ def add_basicsr_flags(p):
     add_override_flag(p)
 
 
-def error_line(err, flags):
+def error_line(err: Exception, flags: Dict[str, str]) -> str:
     """The one line a PFDNError becomes: an option named by its flag, and what to pass where a flag would help."""
     if isinstance(err, OptionsError) and err.path in flags:
         text = f'{flags[err.path]}: {err.reason}'

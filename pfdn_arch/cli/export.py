@@ -1,4 +1,8 @@
 """``basicsr export``: deployed weights as .pth (released layout), .safetensors, ONNX, NCNN and int8."""
+from __future__ import annotations
+
+import argparse
+
 import os
 import sys
 
@@ -7,8 +11,8 @@ from . import add_command, file_stem, in_range
 FORMATS = ('pth', 'safetensors', 'onnx')
 
 
-def add_parser(sub):
-    from ..files.locations import WEIGHTS
+def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
+    from ..layout.locations import WEIGHTS
 
     p = add_command(sub, 'export', 'deployed weights as .pth, .safetensors and ONNX',
                     'Export a PFDN checkpoint (either form; the training form is fused) for deployment: .pth in the '
@@ -41,7 +45,7 @@ def add_parser(sub):
     return p
 
 
-def run(a):
+def run(a: argparse.Namespace) -> int:
     if a.comfyui_node:  # the node folder ships inside the package, beside this room
         print(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'comfyui_node'))
         return 0
@@ -50,7 +54,7 @@ def run(a):
     from ..deploy.export.unfinished import UnfinishedExport
     from ..errors import NotInstalled, OptionsError, OutputExists, PFDNError, installed
     from ..files.atomic import atomic_path
-    from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
+    from ..files.checkpoints import build_from_checkpoint, qat_state
     from ..files.paths import output_dir
     from .infer import weights_or_default
 
@@ -64,7 +68,7 @@ def run(a):
         raise NotInstalled('pnnx', 'NCNN export', 'ncnn')
     output_dir(a.out)  # before anything is loaded or written
     weights = weights_or_default(a.weights)
-    net, _ = build_pfdn_from_checkpoint(weights)
+    net, _ = build_from_checkpoint(weights)
     qat = qat_state(weights)
     if qat is not None and not a.int8:
         print('note: this checkpoint also holds int8 quantizers from quantization-aware fine-tuning; --int8 exports '
@@ -157,3 +161,4 @@ def run(a):
                 spandrel.ModelLoader().load_from_file(paths[f])
         print('spandrel (chaiNNer/ComfyUI loader): loads these files after '
               'pfdn_arch.deploy.export.spandrel_arch.register()')
+    return 0

@@ -1,13 +1,20 @@
 """``basicsr infer -i PATH -o OUT``: upscale an image, a video or a folder with a deployed PFDN (``deploy/media/``:
 ``images.py``, ``video/``)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
 import argparse
 import os
 import sys
 
 from . import add_command, error_line, in_range, whole
 
+if TYPE_CHECKING:  # hints only (the runners load where they are used)
+    from ..deploy.runtime.base import Runner
 
-def seconds(text):
+
+def seconds(text: str) -> float:
     """An argparse type: a number of seconds, 0 or more."""
     try:
         value = float(text)
@@ -18,8 +25,8 @@ def seconds(text):
     return value
 
 
-def add_parser(sub):
-    from ..files.locations import WEIGHTS
+def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
+    from ..layout.locations import WEIGHTS
 
     p = add_command(sub, 'infer', 'upscale an image, a video or a folder (backends, batches, tiles, 16-bit, alpha)',
                     'Upscale images with a deployed PFDN (png, jpg, bmp, tiff, webp; grayscale, RGBA and 16-bit kept '
@@ -65,10 +72,10 @@ def add_parser(sub):
     return p
 
 
-def weights_or_default(weights):
+def weights_or_default(weights: Optional[str]) -> str:
     """--weights, else the released weights at their usual place; the error says what to do."""
     from ..errors import OptionsError
-    from ..files.locations import default_weights, missing_weights_reason
+    from ..layout.locations import default_weights, missing_weights_reason
 
     weights = weights or default_weights()
     if weights is None:
@@ -76,7 +83,7 @@ def weights_or_default(weights):
     return weights
 
 
-def say_what_it_loses(path, note):
+def say_what_it_loses(path: str, note: Callable[[str], None]) -> None:
     """The loss an int8 model's record gives, said at every use (or that there is no record)."""
     from ..deploy.export.int8.record import file_record as record_of
 
@@ -91,12 +98,14 @@ def say_what_it_loses(path, note):
              f"fp32 on its check images (target within {record.get('target_loss_db', 0.1)} dB)")
 
 
-def run(a):
+def run(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..deploy.media.images import upscale_files
+    from ..deploy.media.inputs import folder_workload
     from ..deploy.media.video import is_video, upscale_video
-    from ..deploy.runtime.model_file import MODEL_FILES
+    from ..deploy.runtime.base import default_threads
+    from ..deploy.runtime.build import build_runner, is_model_file
     from ..deploy.runtime.upscaler import Upscaler
     from ..errors import PFDNError
 
@@ -107,17 +116,15 @@ def run(a):
     videos = [(p, rel) for p, rel in inputs if is_video(p)]
     images = [(p, rel) for p, rel in inputs if not is_video(p)]
     weights = weights_or_default(a.weights)
-    if weights.lower().endswith(MODEL_FILES):
-        from ..deploy.runtime.model_file import file_runner
-        from ..files.paths import input_file
-
-        runner = file_runner(input_file(weights), a.backend, a.device, warn=note, dtype=a.dtype)
-        if not weights.lower().endswith('.param'):  # int8 files carry a record of their loss; NCNN ones do not
-            say_what_it_loses(weights, note)
-    else:
-        runner = checkpoint_runner(a, weights, [p for p, _ in inputs], bool(videos), note)
+    paths = [p for p, _ in inputs]
+    workload = folder_workload(paths, a.tile, a.tile_overlap)
+    runner = build_runner(weights, a.backend, a.device, a.dtype, workload=workload, warn=note,
+                          streams=1 if len(paths) == 1 and not videos else default_threads(),
+                          tiny_on_one_thread=not videos)
+    if is_model_file(weights) and not weights.lower().endswith('.param'):
+        say_what_it_loses(weights, note)  # int8 files carry a record of their loss; NCNN ones do not
     up = Upscaler(runner, a.tile, a.tile_overlap, a.batch or (16 if runner.device.type == 'cuda' else 1))
-    from ..files.locations import describe_weights
+    from ..layout.locations import describe_weights
     print(f'weights: {describe_weights(weights)}', file=sys.stderr)
     print(f'backend: {chosen(runner, a.dtype)}', file=sys.stderr)
     done, skipped, failed = 0, [], []
@@ -152,59 +159,13 @@ def run(a):
     print(f'{done} upscaled x{runner.upscale} into {where}' + (
         f'; {len(skipped)} skipped because the output exists (--force overwrites)' if skipped else ''))
     flags = {'force': '--force', 'tile': '--tile', 'codec': '--codec', 'crf': '--crf', 'output': '-o'}
-    for err in failed:
-        print(error_line(err, flags), file=sys.stderr)
+    for failure in failed:
+        print(error_line(failure, flags), file=sys.stderr)
     return 1 if failed else 0
 
 
-TINY_PIXELS = 32 * 32  # LR images up to this size run on one thread
-
-
-def checkpoint_runner(a, weights, paths, videos, note):
-    """The runner of a checkpoint file for ``infer``'s flags: without importing torch where the export cache knows
-    the file and OpenVINO is what would run (``deploy.runtime.quick_start``), else from the network it loads (and
-    the file remembered for the next run)."""
-    from ..deploy.media.inputs import folder_workload
-    from ..deploy.runtime.base import default_threads
-    from ..deploy.runtime.export_cache import recall, remember
-    from ..deploy.runtime.quick_start import quick_runner
-
-    workload = folder_workload(paths, a.tile, a.tile_overlap)
-    streams = 1 if len(paths) == 1 and not videos else default_threads()
-    # tiny images run on one thread: a 16x16 forward split over 2 threads waits on the other thread's slice, which
-    # on a machine whose cores are shared costs many times the forward (docs/benchmarks.md, "Tiny images")
-    tiny = bool(workload.sizes) and not videos and max(h * w for h, w in workload.sizes) <= TINY_PIXELS
-    threads = 1 if tiny else None
-    graph = recall(weights)
-    runner = None if graph is None else quick_runner(graph, a.backend, a.device, a.dtype, workload, streams, threads)
-    if runner is not None:
-        qat = graph.qat
-    else:
-        from ..deploy.runtime.choose import make_runner
-        from ..errors import CheckpointError
-        from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
-
-        net, _ = build_pfdn_from_checkpoint(weights)
-        qat = qat_state(weights) is not None
-        if net.num_in_ch != 3:
-            raise CheckpointError(f'this PFDN takes {net.num_in_ch}-channel input; basicsr infer runs RGB networks',
-                                  a.weights)
-        if not net.deploy:
-            net.reparameterize()
-        if tiny:
-            import torch
-            torch.set_num_threads(1)
-        runner = make_runner(net, a.backend, a.device, a.dtype, warn=note, workload=workload, streams=streams,
-                             threads=threads)
-        if runner.name in ('openvino', 'onnxruntime'):  # built from the export, which the cache now holds
-            remember(weights, net, qat)
-    if qat:
-        note(f'note: {weights} is a checkpoint of quantization-aware fine-tuning; this runs its float weights. '
-             f'For its int8: basicsr export --int8 --weights {weights}, then --weights <out>/pfdn_x4_int8.xml')
-    return runner
-
-
-def inputs_and_output(sources, output, note):
+def inputs_and_output(sources: List[str], output: str, note: Callable[[str], None]) -> Tuple[List[Tuple[str, str]], str,
+                      Optional[str]]:
     """([(input path, its output's relative name)], output folder, output file or None) for ``-i`` (one or more) and
     ``-o``: ``-o`` with a picture or video extension names the one result's file (one input file only: several are
     one error line), else it is a folder; two inputs whose results would take one name are one error line. The
@@ -231,10 +192,11 @@ def inputs_and_output(sources, output, note):
         output_file(output)
         out_dir = os.path.dirname(output) or '.'
         output_dir(out_dir)
-        inputs = collect_inputs(source, None, note)
-        return [(inputs[0][0], os.path.basename(output))], out_dir, output if is_video(source) else None
+        found = collect_inputs(source, None, note)
+        return [(found[0][0], os.path.basename(output))], out_dir, output if is_video(source) else None
     output_dir(output)  # before anything is read or loaded
-    inputs, taken = [], {}
+    inputs: List[Tuple[str, str]] = []
+    taken: Dict[str, str] = {}
     for source in sources:
         for path, rel in collect_inputs(source, output, note):
             if rel in taken and os.path.realpath(taken[rel]) != os.path.realpath(path):
@@ -246,7 +208,7 @@ def inputs_and_output(sources, output, note):
     return inputs, output, None
 
 
-def chosen(runner, asked):
+def chosen(runner: Runner, asked: str) -> str:
     """What runs, said once: with ``--dtype auto`` the backend and precision it chose, and how to get exact results."""
     from ..deploy.runtime.base import ModelFile
 
@@ -256,7 +218,7 @@ def chosen(runner, asked):
         from ..deploy.runtime.base import cached_precisions
         from ..deploy.runtime.costs import AUTO_DTYPES  # neither imports torch (the quick route has none)
 
-        native = cached_precisions(type(runner), runner.device)
+        native = cached_precisions(type(runner), runner.device)  # type: ignore[arg-type]  # mypy: a class is hashable
         faster = [p for p in AUTO_DTYPES[runner.device.type] if p != 'fp32' and p in native]
         if faster:  # the cost model's choice: the faster precision's build costs more than it saves here
             return (f'{runner.name} fp32 (auto: for this work fp32 costs less than {faster[0]}, whose build would '

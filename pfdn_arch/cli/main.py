@@ -3,6 +3,10 @@ options; light to import) and ``run`` (the work; imports torch and BasicSR when 
 errors (``pfdn_arch.errors``); only here do they become one ``error: ...`` line (with the flag that would help) and
 exit status 2. Ctrl-C and SIGTERM stop cleanly and say how to continue (status 130).
 """
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
 import argparse
 import atexit
 import os
@@ -20,7 +24,7 @@ TRAINING_MODULES = {'basicsr': 'train', 'lmdb': 'train', 'skimage': 'train', 'to
 _ends_quickly = False  # set by main() for a command that asks for it (``ends_quickly`` in its defaults): console()
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     from ..version import __version__
 
     p = Parser(prog='basicsr', description='PFDN for BasicSR: train, test, prepare data, upscale, '
@@ -33,9 +37,9 @@ def build_parser():
     return p
 
 
-def command_flags(parser, args):
+def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Dict[str, str]:
     """{dest: '--flag'} of the options of the command (and step) that ran."""
-    flags = {}
+    flags: Dict[str, str] = {}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             chosen = getattr(args, action.dest, None)
@@ -46,7 +50,7 @@ def command_flags(parser, args):
     return flags
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     previous = _stop_on_sigterm()  # first: a Ctrl-C from here on ends with the command's line
     try:
@@ -74,12 +78,14 @@ def main(argv=None):
         print(error_line(err, command_flags(parser, args)), file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:
-        extra = TRAINING_MODULES.get((err.name or '').split('.')[0])
+        missing = (err.name or '').split('.')[0]
+        extra = TRAINING_MODULES.get(missing)
         if extra is None:
             raise
         _end_progress_bars()
-        print(f'error: basicsr {args.command} needs {err.name.split(".")[0]}, which is not installed: install torch and '
-              f"torchvision first, then pip install --no-build-isolation basicsr==1.4.2 and pip install 'pfdn[{extra}]'",
+        print(f'error: basicsr {args.command} needs {missing}, which is not installed: install torch and '
+              'torchvision first'
+              f", then pip install --no-build-isolation basicsr==1.4.2 and pip install 'pfdn[{extra}]'",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -121,7 +127,7 @@ def _stop_on_sigterm():
         return None
 
 
-def console():
+def console() -> None:
     """The console commands ``basicsr`` and ``pfdn``: ``main()``, then the exit. A command whose work is done once
     it returns (``infer``: every result written and closed, its threads joined) ends without the interpreter's
     teardown of torch and OpenVINO: 0.43 s of a 1.5 s process that only imports them, and with the rest of this

@@ -7,12 +7,16 @@
     basicsr prepare benchmark --hr DIR --name Set5 [--root datasets/benchmark] [--scales 4]
     basicsr prepare samples   --out DIR                                 scikit-image's built-in photos as PNG
 """
+from __future__ import annotations
+
+import argparse
+
 import os
 
 from . import Parser, _Help, add_command, whole
 
 
-def add_parser(parent):
+def add_parser(parent: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
     p = add_command(parent, 'prepare', 'make LR images, sub-images, LMDBs, benchmark folders',
                     'Prepare data for BasicSR (progress with ETA; what exists is checked and kept; an interrupted '
                     'run continues when rerun).', on_interrupt='rerun the same command to continue where it stopped')
@@ -62,7 +66,7 @@ def add_parser(parent):
     return p
 
 
-def run(a):
+def run(a: argparse.Namespace) -> int:
     from ..data import preparation as prep
 
     if a.what == 'lr':
@@ -81,5 +85,6 @@ def run(a):
         out = prep.prepare_benchmark(a.hr, a.name, a.root, tuple(a.scales))
         print(f'{out}: HR and LR_bicubic/X{"/X".join(map(str, a.scales))}')
     elif a.what == 'samples':
-        from ..files.samples import write_samples
+        from ..layout.samples import write_samples
         print(f'{len(write_samples(a.out))} sample photos in {a.out}')
+    return 0

@@ -1,16 +1,29 @@
 """``basicsr profile``: parameters, MACs, activations, conv count, runtime and peak memory of PFDN; or, with
 ``--protocol ntire``, the runtime the way the NTIRE Efficient SR challenge measures it, beside ``--backend``'s."""
+from __future__ import annotations
+
+import argparse
+
+from typing import Any, List, Optional, TYPE_CHECKING, Tuple
+
 import sys
 
 from ..errors import DataError, OptionsError
 from . import add_command, whole
 
+if TYPE_CHECKING:  # hints only (the heavy modules load where they are used)
+    from torch import nn
 
-def add_parser(sub):
+    from ..deploy.runtime.base import Runner
+    import torch
+
+
+def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
     p = add_command(sub, 'profile', 'parameters, MACs, activations, convs, runtime, peak memory',
                     'Efficiency figures of the training and deployed forms as the NTIRE Efficient SR challenge counts '
-                    'them (pfdn_arch/deploy/efficiency.py), the deployed form timed on --backend; or, with --protocol ntire, the '
-                    "runtime as the challenge's script measures it, beside --backend's on the same folder.")
+                    'them (pfdn_arch/deploy/runtime/efficiency.py), the deployed form timed on --backend; or, with '
+                    "--protocol ntire, the runtime as the challenge's script measures it, beside --backend's on the "
+                    'same folder.')
     p.add_argument('--weights', help='a PFDN checkpoint (either form); None: the released x4 architecture')
     p.add_argument('--size', type=whole(15), nargs=2, default=[256, 256], metavar=('H', 'W'), help='LR input size')
     p.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
@@ -31,11 +44,12 @@ def add_parser(sub):
     return p
 
 
-def run(a):
+def run(a: argparse.Namespace) -> int:
     import torch
 
     from ..archs import PFDN
-    from ..deploy.runtime.choose import make_runner, parse_device
+    from ..deploy.runtime.build import build_runner
+    from ..deploy.runtime.choose import parse_device
 
     device = parse_device(a.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
@@ -43,9 +57,9 @@ def run(a):
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.weights:
-        from ..archs.convert import reparameterized
-        from ..files.checkpoints import build_pfdn_from_checkpoint
-        net, _ = build_pfdn_from_checkpoint(a.weights)
+        from ..archs.pfdn.convert import reparameterized
+        from ..files.checkpoints import build_from_checkpoint
+        net, _ = build_from_checkpoint(a.weights)
         forms = {'training': net, 'deployed': reparameterized(net)} if not net.deploy else {'deployed': net}
     else:
         forms = {'training': PFDN(), 'deployed': PFDN(deploy=True)}
@@ -54,9 +68,11 @@ def run(a):
         print(message, file=sys.stderr)
 
     dtype = 'fp32' if a.protocol == 'ntire' and a.dtype == 'auto' else a.dtype  # the challenge's scores are fp32
-    runner = None if a.no_timing else make_runner(forms['deployed'], a.backend, device, dtype, warn=note)
+    runner: Optional[Runner] = None if a.no_timing else build_runner(forms['deployed'], a.backend, device, dtype,
+                                                                     warn=note)
     if a.protocol == 'ntire':
-        return ntire(forms['deployed'], runner, device, a.input)
+        ntire(forms['deployed'], runner, device, a.input)
+        return 0
     from ..deploy.runtime.efficiency import cpu_peak_bytes, profile, time_forward
 
     h, w = a.size
@@ -75,7 +91,8 @@ def run(a):
         results['deployed']['seconds'], results['deployed']['peak_bytes'] = time_forward(runner, x, a.runs, a.warmup)
     for name, r in results.items():
         if not a.no_timing and r['peak_bytes'] is None and device.type == 'cpu':
-            r['peak_bytes'] = cpu_peak_bytes(forms[name], (h, w), runner.name, runner.dtype)
+            r['peak_bytes'] = cpu_peak_bytes(forms[name], (h, w), runner.name if runner else 'torch',
+                                             runner.dtype if runner else 'fp32')
         row = (f"| {name} | {r['params']:,} | {r['macs'] / 1e9:.2f} | {r['conv_macs'] / 1e9:.3f} | "
                f"{r['activations'] / 1e6:.2f} | {r['convs']} |")
         if not a.no_timing:
@@ -83,9 +100,10 @@ def run(a):
             where = f'torch (fp32, {device}), branch by branch' if name == 'training' else str(runner)
             row += f" {where} | {r['seconds'] * 1e3:.1f} | {peak} |"
         print(row)
+    return 0
 
 
-def ntire(net, runner, device, folder):
+def ntire(net: nn.Module, runner: Any, device: Any, folder: Optional[str]) -> None:
     from ..deploy.runtime.efficiency import folder_runtime, ntire_runtime
 
     images, label = lr_images(folder)
@@ -99,7 +117,7 @@ def ntire(net, runner, device, folder):
         print(f'| {runner}, after one untimed pass | {folder_runtime(runner, images):.2f} | - |')
 
 
-def lr_images(folder=None):
+def lr_images(folder: Optional[str] = None) -> Tuple[List[torch.Tensor], str]:
     """LR input tensors: the images of ``folder``, or the built-in photos downscaled x4 (MATLAB-style bicubic)."""
     import torch
 
@@ -111,7 +129,7 @@ def lr_images(folder=None):
         if not paths:
             raise DataError('no images here', folder)
         return [torch.from_numpy(to_network(read_image(p))[0]) for p in paths], folder
-    from ..recipe.protocol import bicubic_lr, to_tensor  # the benchmark protocol's LR: BasicSR's bicubic
-    from ..files.samples import SAMPLE_FILES, sample_image
+    from ..evaluation.protocol import bicubic_lr, to_tensor  # the benchmark protocol's LR: BasicSR's bicubic
+    from ..layout.samples import SAMPLE_FILES, sample_image
     lrs = [bicubic_lr(sample_image(name), 4)[1] for name in SAMPLE_FILES]
     return [to_tensor(lr) for lr in lrs], 'the built-in photos (x4 bicubic LR)'

@@ -1,11 +1,15 @@
 """``basicsr reparam``: training-form checkpoint -> deployed checkpoint in the released layout."""
+from __future__ import annotations
+
+import argparse
+
 import os
 
 from ..errors import CheckpointError, OptionsError, OutputExists
 from . import add_command
 
 
-def add_parser(sub):
+def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
     p = add_command(sub, 'reparam', 'convert a training-form checkpoint to the deployed form',
                     "Fuse every RRRB of a training-form PFDN checkpoint (bare, or BasicSR's params/params_ema) into a "
                     'deployed state dict with the released key layout (exact; computed in float64).')
@@ -17,9 +21,9 @@ def add_parser(sub):
     return p
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from ..archs import PFDN_SPEC
-    from ..archs.convert import is_training_form, reparameterize_state_dict
+    from ..archs.pfdn.convert import is_training_form, reparameterize_state_dict
     from ..files.atomic import save_torch
     from ..files.checkpoints import load_checkpoint, load_into
     from ..files.paths import output_file
@@ -50,3 +54,4 @@ def run(args):
     save_torch(deployed, args.dst)
     n = sum(v.numel() for v in deployed.values())
     print(f'wrote {args.dst}: {len(deployed)} tensors, {n:,} parameters (deployed form)')
+    return 0

@@ -1,16 +1,22 @@
-"""``basicsr schedule``: the stages of the recipe in order (``recipe/schedule.py``), then a report: the final
+"""``basicsr schedule``: the stages of the recipe in order (``schedule/runner.py``), then a report: the final
 model's score, a plot of validation PSNR across the stages and comparison crops.
 
 ``--profile smoke`` runs the same five stage files scaled down (small patches, few iterations, CPU) on LMDBs made
 from scikit-image's built-in photos: the whole recipe end to end in a few minutes on a laptop.
 """
+from __future__ import annotations
+
+import argparse
+
+from typing import Optional
+
 import os
 
 from . import add_command, add_override_flag
 
 
-def add_parser(sub):
-    from ..files.locations import DEFAULT_SCHEDULE
+def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
+    from ..layout.locations import DEFAULT_SCHEDULE
 
     p = add_command(sub, 'schedule', 'run the chain of training stages in order, resuming',
                     'Run the stages of a schedule in order: finished stages (a net_g_latest.pth that loads) are '
@@ -25,21 +31,21 @@ def add_parser(sub):
                    help='full: the stage files as they are; smoke: scaled down, CPU, built-in photos')
     p.add_argument('--scale', type=int, choices=(2, 3, 4), default=4,
                    help='x2 or x3: every stage at that scale (same LR patches; upscale, LR data, names and metrics '
-                        'follow: recipe/scales.py)')
+                        'follow: checks/scales.py)')
     p.add_argument('--verbose', action='store_true', help="show BasicSR's own output instead of logging it")
     add_override_flag(p, 'passed to every stage (keys must exist in every stage yml)')
     p.set_defaults(func=run)
     return p
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     import yaml
 
     from ..files.atomic import write_text
-    from ..recipe.options import RunOptions
-    from ..recipe.schedule import Schedule
-    from ..recipe.scales import rescaled
-    from ..recipe.stages import SMOKE_ROOT, load_schedule, make_smoke_data, smoke_stage
+    from ..checks.options import RunOptions
+    from ..schedule.runner import Schedule
+    from ..checks.scales import rescaled
+    from ..schedule.stages import SMOKE_ROOT, load_schedule, make_smoke_data, smoke_stage
 
     stages = load_schedule(args.schedule)
     prefix = 'smoke_' if args.profile == 'smoke' else ''
@@ -70,14 +76,15 @@ def run(args):
     Schedule(checked, os.path.join('experiments', f'{prefix}schedule{tag}_logs'),
              say=lambda line: print(line, flush=True)).run(overrides, args.verbose)
     report(checked, prefix + ('' if not tag else tag[1:] + '_'), val_dir, args.scale)
+    return 0
 
 
-def report(stages, prefix, val_dir, scale=4):
+def report(stages: list, prefix: str, val_dir: Optional[str], scale: int = 4) -> None:
     """The final deployed checkpoint scored on Set5 (or the smoke validation photos) next to bicubic, with the
     report's pictures; says where they were written."""
-    from ..files.experiment import Experiment
-    from ..recipe.report import schedule_report
-    from ..recipe.stages import SET5
+    from ..layout.experiment import Experiment
+    from ..evaluation.report import schedule_report
+    from ..schedule.stages import SET5
 
     if os.path.isdir(SET5):
         folder, label = SET5, 'Set5'

@@ -10,8 +10,8 @@ an installed or checked-out pfdn (its real path leads there). Only torch is need
 import os
 import sys
 
-NODE_CLASS_MAPPINGS = {}  # ComfyUI loads a custom node that exports this; PFDN needs no node of its own
-NODE_DISPLAY_NAME_MAPPINGS = {}
+NODE_CLASS_MAPPINGS: dict = {}  # ComfyUI loads a custom node that exports this; PFDN needs no node of its own
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 
 
 def _spandrel_arch():

@@ -1,6 +1,6 @@
 """LR images as the benchmarks make them: the HR cropped to a multiple of the scale, then MATLAB-style bicubic
 (BasicSR's ``imresize``), rounded to 8 bits as LR PNG files are. Data preparation makes every LR image here; the
-benchmark protocol (``recipe/protocol.py``) scores on the same LR.
+benchmark protocol (``evaluation/protocol.py``) scores on the same LR.
 """
 import numpy as np
 

@@ -170,7 +170,7 @@ def _rewrite(path, lines):
     write_text(path, ''.join(lines))
 
 
-_READERS = {}
+_READERS: dict = {}
 
 
 def _reader(path):

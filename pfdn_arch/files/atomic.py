@@ -44,7 +44,7 @@ def _temp_stem(folder, name):
 # the folder. Listed once per folder, not once per file: a folder of n results would otherwise be listed n times (n^2
 # names read; 10,000 results, 10^8). A leftover made after that listing (another process killed meanwhile) goes
 # with a later run.
-_LEFTOVERS = {}
+_LEFTOVERS: dict = {}
 _OURS = re.compile(r'\.(.+)\.pfdn-(\d+)\.tmp')  # TMP's names
 
 

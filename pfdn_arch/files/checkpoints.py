@@ -3,12 +3,12 @@ else is refused, never executed), finite weights only, and a mismatch with the n
 import os
 import pickle
 import sys
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from ..archs import spec_of
-from ..archs.convert import unwrap_state_dict
+from ..archs.pfdn.convert import unwrap_state_dict
 from ..errors import CheckpointError, require
 from .paths import PathError, input_file
 
@@ -16,7 +16,7 @@ STATE_KEYS = {'iter', 'epoch', 'optimizers', 'schedulers'}  # what BasicSR's tra
 QAT_KEY = 'int8'  # a checkpoint's entry for the quantizers of quantization-aware fine-tuning
 
 
-def read_checkpoint_file(path: str, device='cpu') -> object:
+def read_checkpoint_file(path: str, device: Any = 'cpu') -> Any:
     """The object a checkpoint file holds, loaded with ``weights_only=True``."""
     try:
         input_file(path)
@@ -107,10 +107,10 @@ def load_into(net: torch.nn.Module, state_dict: Dict[str, torch.Tensor], path: s
     return net.load_state_dict(state_dict, strict=strict)
 
 
-def build_pfdn_from_checkpoint(path: str, param_key: Optional[str] = None,
-                               **overrides) -> Tuple[torch.nn.Module, Dict[str, torch.Tensor]]:
+def build_from_checkpoint(path: str, param_key: Optional[str] = None,
+                          **overrides: Any) -> Tuple[Any, Dict[str, torch.Tensor]]:
     """The network a checkpoint describes (its architecture's spec: PFDN in either form), loaded strictly.
-    Returns (net, state_dict)."""
+    Returns (net, state_dict); the net is of the architecture's own class (its spec's ``network``)."""
     sd = load_checkpoint(path, param_key)
     try:
         spec = spec_of(sd)

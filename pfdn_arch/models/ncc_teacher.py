@@ -1,22 +1,26 @@
 """``train.ncc_opt``: the layer-wise NCC loss (docs/method.md). With a frozen teacher (``network_t``), the outputs of
-the named layers of ``net_g`` (default: the four blocks) are compared with the teacher's on the same LR input, read
-by forward hooks; without one, SR is compared with GT."""
+the named layers of ``net_g`` (default: its spec's ``ncc_layers``; PFDN's four blocks) are compared with the
+teacher's on the same LR input, read by forward hooks; without one, SR is compared with GT."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence
+
 import copy
 from collections import OrderedDict
 
 import torch
+from torch import nn
 
 from basicsr.losses import build_loss
 
+from ..archs import spec_for
 from ..errors import OptionsError
 
-DEFAULT_LAYERS = ('block1', 'block2', 'block3', 'block4')
 
-
-def tap(net, names):
+def tap(net: nn.Module, names: Sequence[str]) -> Dict[str, Optional[torch.Tensor]]:
     """Record the outputs of the named submodules on each forward; returns the dict they are written to. Its keys
     exist from the start, so that a compiled forward sees the same dict layout on every step."""
-    taps = OrderedDict((name, None) for name in names)
+    taps: Dict[str, Optional[torch.Tensor]] = OrderedDict((name, None) for name in names)
     for name in names:
         try:
             module = net.get_submodule(name)
@@ -36,9 +40,15 @@ class LayerwiseNCC:
         teacher (nn.Module | None): the frozen teacher, already loaded, or None (SR against GT).
     """
 
-    def __init__(self, ncc_opt, student, teacher, device):
+    def __init__(self, ncc_opt: dict, student: nn.Module, teacher: Optional[nn.Module], device: Any):
         ncc_opt = copy.deepcopy(ncc_opt)
-        self.layers = list(ncc_opt.pop('layers', DEFAULT_LAYERS))
+        spec = spec_for(student)
+        default = spec.ncc_layers if spec is not None else ()
+        self.layers = list(ncc_opt.pop('layers', default))
+        if teacher is not None and not self.layers:
+            raise OptionsError(f'name the layers of {type(student).__name__} to compare with the teacher (e.g. '
+                               "[body.0, body.1]); only a described architecture has default layers",
+                               'train.ncc_opt.layers')
         self.loss = build_loss(ncc_opt).to(device)
         self.teacher = teacher
         if teacher is not None:
@@ -47,7 +57,7 @@ class LayerwiseNCC:
                 p.requires_grad_(False)
             self.student_taps, self.teacher_taps = tap(student, self.layers), tap(teacher, self.layers)
 
-    def describe(self):
+    def describe(self) -> str:
         return (f'layers {self.layers} against the teacher' if self.teacher is not None else
                 'SR vs GT (no teacher)')
 

@@ -11,11 +11,16 @@
 
 Any BasicSR arch trains under it; one that cannot reparameterize validates as it is and has no deployed saves.
 """
+from __future__ import annotations
+
+from typing import Any, List, TYPE_CHECKING, Tuple, Union
+
 import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from basicsr.archs import build_network
@@ -26,15 +31,20 @@ from basicsr.utils.dist_util import master_only
 
 from .. import stopping
 from ..archs import spec_for
-from ..archs.convert import detached_copy, reparameterized
+from ..archs.pfdn.convert import detached_copy, reparameterized
 from ..data.lmdb_store import lq_sizes
-from ..deploy.runtime.choose import Workload, make_runner
+from ..deploy.runtime.build import build_runner
+from ..deploy.runtime.choose import Workload
 from ..errors import CheckpointError, OptionsError, TrainingDiverged
 from ..files.atomic import save_torch
 from ..files.checkpoints import load_checkpoint, load_into
-from ..files.experiment import Experiment
+from ..files.images import write_image
+from ..layout.experiment import Experiment
 from .ncc_teacher import LayerwiseNCC
 from .train_step import TrainStep, amp_dtype
+
+if TYPE_CHECKING:  # hints only (the heavy modules load where they are used)
+    from ..deploy.runtime.base import Runner
 
 
 class PFDNModel(SRModel):
@@ -53,11 +63,19 @@ class PFDNModel(SRModel):
     # feed_data turns uint8 batches (PairedCropDataset's uint8_batches) into floats on the device
     converts_uint8_batches = True
     # what get_optimizer builds (BasicSR's builds Adam only); the option checks read it
-    optimizers = ('Adam', 'AdamW')
+    optimizer_types = ('Adam', 'AdamW')  # (not ``optimizers``: BasicSR's list of the built ones)
     # load_network reads bare state dicts (the released weights) as well as BasicSR's {'params', 'params_ema'}
     loads_bare_state_dicts = True
 
-    def __init__(self, opt):
+    # what training and validation set up as they go (None until then): the optimizer step, the NCC term, the
+    # validation runner, the last step's losses
+    step: Any
+    ncc: Any
+    _runner: Any
+    _losses: Any
+    _lq_path: Any
+
+    def __init__(self, opt: dict):
         self.amp_dtype = amp_dtype(opt)
         self.channels_last = bool(opt['is_train'] and (opt.get('train') or {}).get('channels_last'))
         self.ncc = self.step = self._runner = None
@@ -66,7 +84,7 @@ class PFDNModel(SRModel):
 
     # ------------------------------------------------------------------------------------------- networks
     @staticmethod
-    def checkpoint_for(net, load_path, param_key='params'):
+    def checkpoint_for(net: nn.Module, load_path: str, param_key: str = 'params') -> Tuple[dict, List[str]]:
         """The state dict ``load_network`` loads into ``net`` from ``load_path``: read ``weights_only``, bare or
         wrapped (a bare state dict serves ``params`` and ``params_ema`` alike; a missing ``params_ema`` falls back to
         ``params`` as BasicSR's does), a training-form one fused exactly for a deployed net. Returns (state_dict,
@@ -91,13 +109,13 @@ class PFDNModel(SRModel):
         return sd, notes
 
     @classmethod
-    def check_checkpoint(cls, net, load_path, param_key='params', strict=True):
+    def check_checkpoint(cls, net: nn.Module, load_path: str, param_key: str = 'params', strict: bool = True) -> None:
         """Whether ``load_network`` will load ``load_path`` into ``net``, found before the run writes anything (the
         option checks call this on a CPU copy of the network); CheckpointError naming what does not fit."""
         sd, _ = cls.checkpoint_for(net, load_path, param_key)
         load_into(net, sd, load_path, strict=strict)
 
-    def load_network(self, net, load_path, strict=True, param_key='params'):
+    def load_network(self, net: nn.Module, load_path: str, strict: bool = True, param_key: str = 'params') -> None:
         """Strict, ``weights_only`` loading of either form (``checkpoint_for``)."""
         logger = get_root_logger()
         net = self.get_bare_model(net)
@@ -111,25 +129,25 @@ class PFDNModel(SRModel):
         for key in unexpected:
             logger.warning(f'strict_load_g is false: {key} in {load_path} is not used by the network')
 
-    def model_to_device(self, net):
+    def model_to_device(self, net: nn.Module) -> nn.Module:
         net = net.to(self.device)
         if self.channels_last:
             to_channels_last(net)
         return super().model_to_device(net)  # DDP on CPUs too: plugin.compat
 
-    def reparameterizable(self):
+    def reparameterizable(self) -> bool:
         """Whether network_g can be converted to a deployed form (PFDN can; BasicSR's MSRResNet, EDSR, ... cannot:
         they train and validate as they are, and no net_g_deploy_*.pth is written for them)."""
         return hasattr(self.get_bare_model(self.net_g), 'reparameterize')
 
-    def deployed_network(self):
+    def deployed_network(self) -> nn.Module:
         """A deployed-form copy of the network validation and saving use (EMA weights when EMA is on), without the
         training network's compiled code or hooks; a network that cannot reparameterize is copied as it is."""
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
         return reparameterized(net) if self.reparameterizable() else detached_copy(net)
 
     # ------------------------------------------------------------------------------------------- training
-    def init_training_settings(self):
+    def init_training_settings(self) -> None:
         super().init_training_settings()  # EMA, pixel/perceptual losses, optimizer, schedulers
         train_opt = self.opt['train']
         self.step = TrainStep(self.amp_dtype, self.device, self.optimizer_g, self.net_g.parameters,
@@ -174,14 +192,14 @@ class PFDNModel(SRModel):
         if self.ncc is not None and self.ncc.teacher is not None:
             self.ncc.teacher.compile(**kwargs)
 
-    def get_optimizer(self, optim_type, params, lr, **kwargs):
+    def get_optimizer(self, optim_type: str, params: list, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
         if optim_type not in ('Adam', 'AdamW'):
             return super().get_optimizer(optim_type, params, lr, **kwargs)
         # fused: one kernel updates every parameter (the unfused step is ~10 launches per tensor on a GPU)
         kwargs.setdefault('fused', self.device.type == 'cuda')
         return (torch.optim.AdamW if optim_type == 'AdamW' else torch.optim.Adam)(params, lr, **kwargs)
 
-    def feed_data(self, data):
+    def feed_data(self, data: dict) -> None:
         self.lq = self._to_device(data['lq'])
         if 'gt' in data:
             self.gt = self._to_device(data['gt'])
@@ -196,7 +214,7 @@ class PFDNModel(SRModel):
             t = t.contiguous(memory_format=torch.channels_last)
         return t
 
-    def optimize_parameters(self, current_iter):
+    def optimize_parameters(self, current_iter: int) -> None:
         stopping.check()  # every iteration: a Ctrl-C whose first raise was lost still stops training
         self._current_iter = current_iter
         self.optimizer_g.zero_grad(set_to_none=True)
@@ -216,18 +234,18 @@ class PFDNModel(SRModel):
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
-    def get_current_log(self):
+    def get_current_log(self) -> dict:
         self.step.check(self._current_iter)
         return self.reduce_loss_dict(self._losses)
 
     @torch.no_grad()
-    def model_ema(self, decay=0.999):
+    def model_ema(self, decay: float = 0.999) -> None:
         # one multi-tensor lerp instead of BasicSR's two kernels per parameter: ema += (1 - decay) (net - ema)
         net_g = self.get_bare_model(self.net_g)
         torch._foreach_lerp_(list(self.net_g_ema.parameters()), list(net_g.parameters()), 1 - decay)
 
     # ----------------------------------------------------------------------------------------- validation
-    def validation_network(self):
+    def validation_network(self) -> Runner:
         """What validation and testing run: the deployed network on ``val.backend`` (auto: the cheapest for this
         run's validations, ``runtime.choose.Workload``; torch: the plain eager reference) in ``val.dtype`` (fp32
         default). One runner for the whole run: later validations give it the new weights (``refresh``), so they
@@ -235,18 +253,19 @@ class PFDNModel(SRModel):
         if self._runner is None:
             val_opt = self.opt.get('val') or {}
             workload = validation_workload(self.opt)
-            self._runner = make_runner(self.deployed_network(), val_opt.get('backend', 'auto'), self.device,
-                                       val_opt.get('dtype', 'fp32'), warn=get_root_logger().warning,
-                                       workload=workload, streams=1 if self.is_train else torch.get_num_threads())
+            self._runner = build_runner(self.deployed_network(), val_opt.get('backend', 'auto'), self.device,
+                                        val_opt.get('dtype', 'fp32'), warn=get_root_logger().warning,
+                                        workload=workload, streams=1 if self.is_train else torch.get_num_threads())
             get_root_logger().info(f'Validation runs on {self._runner} for {workload}.')
         elif self.is_train and self._runner_iter != self._current_iter:  # trained since: the new weights
             self._runner.refresh(self.deployed_network())
         self._runner_iter = self._current_iter
         return self._runner
 
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+    def nondist_validation(self, dataloader: Any, current_iter: int, tb_logger: Any, save_img: bool) -> None:
         if self.is_train and self.step is not None:
             self.step.check(current_iter)
+        self._val_dataset = dataloader.dataset.opt.get('name', 'val')
         runner = self.validation_network()
         val_opt = self.opt['val']
         if runner.streams > 1 and val_opt.get('metrics') and not save_img and not val_opt.get('save_comparison'):
@@ -297,22 +316,44 @@ class PFDNModel(SRModel):
                                    'from an earlier checkpoint with a lower learning rate')
         raise CheckpointError(f'the network produced NaN or Inf values on {name}; its weights are not usable')
 
-    def test(self):
+    def test(self) -> None:
         runner = self._runner or self.validation_network()
         with torch.no_grad():
             self.output = runner(self.lq).float()
         if not torch.isfinite(self.output).all():  # never score or save a black image
             self._non_finite(os.path.basename(self._lq_path[0]) if getattr(self, '_lq_path', None) else 'an image')
+        if (self.opt.get('val') or {}).get('save_comparison'):
+            self._save_comparison()
+
+    @master_only
+    def _save_comparison(self):
+        """``val.save_comparison: true``: HR | bicubic | SR crops of the validation image just run, captioned, as
+        ``visualization/<dataset>/<image>_HR_bicubic_PFDN.png``."""
+        # imported here: evaluation imports basicsr, and importing basicsr registers (so imports) this module
+        from ..evaluation.protocol import to_image
+        from ..evaluation.report import comparison_strip
+
+        paths = getattr(self, '_lq_path', None)
+        path = paths[0] if isinstance(paths, (list, tuple)) and paths else paths
+        if getattr(self, 'gt', None) is None or not path:
+            return
+        name = os.path.basename(path)
+        strip = comparison_strip(to_image(self.gt), to_image(self.lq), to_image(self.output), self.opt['scale'],
+                                 name=name)
+        folder = os.path.join(self.opt['path']['visualization'], getattr(self, '_val_dataset', 'val'))
+        os.makedirs(folder, exist_ok=True)
+        write_image(os.path.join(folder, f'{os.path.splitext(name)[0]}_HR_bicubic_PFDN.png'), strip)
 
     # ---------------------------------------------------------------------------------------------- saving
-    def save(self, epoch, current_iter):
+    def save(self, epoch: int, current_iter: int) -> None:
         if self.step is not None:
             self.step.check(current_iter)
         super().save(epoch, current_iter)
         self._save_deployed(current_iter)
 
     @master_only
-    def save_network(self, net, net_label, current_iter, param_key='params'):
+    def save_network(self, net: Union[nn.Module, List[nn.Module]], net_label: str, current_iter: int,
+                     param_key: Union[str, List[str]] = 'params') -> None:
         """BasicSR's network save (``{param_key: state_dict}`` per net, no ``module.`` prefixes), written atomically;
         a failure is an error, where BasicSR logs a warning and goes on without the file."""
         nets = net if isinstance(net, list) else [net]
@@ -323,7 +364,7 @@ class PFDNModel(SRModel):
         save_torch(save, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 
     @master_only
-    def save_training_state(self, epoch, current_iter):
+    def save_training_state(self, epoch: int, current_iter: int) -> None:
         """BasicSR's training state, plus the fp16 gradient scaler's."""
         if current_iter == -1:
             return
@@ -331,7 +372,7 @@ class PFDNModel(SRModel):
                  'schedulers': [s.state_dict() for s in self.schedulers], **self.step.state_dict()}
         save_torch(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
-    def resume_training(self, resume_state):
+    def resume_training(self, resume_state: dict) -> None:
         super().resume_training(resume_state)
         self.step.load_state_dict(resume_state)
 
@@ -344,7 +385,7 @@ class PFDNModel(SRModel):
         save_torch(sd, Experiment.at(self.opt['path']['experiments_root']).network(label, deployed=True))
 
 
-def validation_workload(opt):
+def validation_workload(opt: dict) -> Workload:
     """The validations a run will make, for the choice of their backend: the LR sizes of its val (test) datasets,
     how many times they will run (training: every val_freq iterations and once at the end) and whether the weights
     change between runs."""
@@ -356,7 +397,7 @@ def validation_workload(opt):
     return Workload.of(shapes, passes=opt['train']['total_iter'] // val_freq + 1, refresh=True)
 
 
-def to_channels_last(net):
+def to_channels_last(net: nn.Module) -> nn.Module:
     """NHWC weights everywhere, online RRRB branches and their identity constants included: their kernel
     recomposition then runs as plain matmuls and yields the NHWC kernel its conv wants (see ``fuse_rrrb``)."""
     return net.to(memory_format=torch.channels_last)

@@ -13,23 +13,32 @@ pixel loss towards the float network's results on the same crops (distillation) 
 
 Everything else is PFDNModel's (safe loading, uint8 batches, the train step, atomic saves, DDP).
 """
+from __future__ import annotations
+
+from typing import Any, List, TYPE_CHECKING, Union
+
 import copy
 import os
 
 import torch
+from torch import nn
 
 from basicsr.data import build_dataset
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
+from ..archs import spec_for
 from ..deploy.export.int8.ptq import calibration_crops, check_psnr
 from ..deploy.export.int8.qat import KEY, fake_quantized, float_state_dict, quantizer_state, restored
 from ..deploy.export.int8.record import state_record
 from ..deploy.runtime.torch_runner import TorchRunner
 from ..errors import NotInstalled, OptionsError, installed
 from ..files.atomic import save_torch
-from ..files.checkpoints import build_pfdn_from_checkpoint, qat_state
+from ..files.checkpoints import build_from_checkpoint, qat_state
 from .pfdn_model import PFDNModel
+
+if TYPE_CHECKING:  # hints only (the heavy modules load where they are used)
+    from ..deploy.runtime.base import Runner
 
 
 class PFDNQATModel(PFDNModel):
@@ -41,17 +50,24 @@ class PFDNQATModel(PFDNModel):
         the stages train). Default: fp32.
     """
 
-    def __init__(self, opt):
+    # made by _quantize (the fake-quantized network and how it was made; a deployed PFDN, the layout the float
+    # weights are saved in) and by init_training_settings (the float network distillation targets come from)
+    qnet: Any
+    _record: Any
+    _plain: Any
+    _float_target: Any
+
+    def __init__(self, opt: dict):
         self.check_options(opt, opt['is_train'])
         self.qnet = self._record = None  # the fake-quantized network and how it was made, once made
         self._plain = None  # a deployed PFDN: the layout the float weights are saved in
-        self._teacher = None  # the float network distillation targets come from
+        self._float_target = None  # the float network distillation targets come from
         super().__init__(opt)
         if not self.is_train:
             self._quantize()
 
     @staticmethod
-    def check_options(opt, is_train):
+    def check_options(opt: dict, is_train: bool) -> None:
         """What quantization-aware fine-tuning needs (the option checks call this before anything is written)."""
         net = opt.get('network_g') or {}
         if net.get('type') != 'PFDN' or not net.get('deploy'):
@@ -73,16 +89,16 @@ class PFDNQATModel(PFDNModel):
                                    f'in fp32 on the network as it is): set it to {off}', f'train.{key}')
 
     # ------------------------------------------------------------------------------------------- networks
-    def model_to_device(self, net):
+    def model_to_device(self, net: nn.Module) -> nn.Module:
         # DDP wraps the fake-quantized network once it exists, never the float one it is made from
         if self.qnet is None:
             return net.to(self.device)
         return super().model_to_device(net)
 
-    def init_training_settings(self):
+    def init_training_settings(self) -> None:
         self._quantize()
         if (self.opt['train'].get('qat') or {}).get('target', 'fp32') == 'fp32':
-            self._teacher = self._float_teacher().to(self.device).eval().requires_grad_(False)
+            self._float_target = self._float_teacher().to(self.device).eval().requires_grad_(False)
             get_root_logger().info('Targets: the float network\'s results on the same LR crops (distillation; '
                                    'train.qat.target: fp32).')
         super().init_training_settings()  # optimizers over the fake-quantized network's weights and ranges
@@ -94,16 +110,16 @@ class PFDNQATModel(PFDNModel):
         if qat_state(self.opt['path']['pretrain_network_g']) is not None:
             start = (self._record.get('reference') or {}).get('weights')
             if start and os.path.isfile(start):
-                teacher.load_state_dict(build_pfdn_from_checkpoint(start)[0].state_dict())
+                teacher.load_state_dict(build_from_checkpoint(start)[0].state_dict())
             else:
                 get_root_logger().warning(f'The weights this fine-tune started from ({start}) are not there; '
                                           'distilling from the checkpoint\'s own float weights instead.')
         return teacher
 
-    def optimize_parameters(self, current_iter):
-        if self._teacher is not None:  # distillation: the float network's result on the same crops is the target
+    def optimize_parameters(self, current_iter: int) -> None:
+        if self._float_target is not None:  # distillation: the float network's result on the same crops is the target
             with torch.no_grad():
-                self.gt = self._teacher(self.lq)
+                self.gt = self._float_target(self.lq)
         super().optimize_parameters(current_iter)
 
     def _quantize(self):
@@ -149,7 +165,7 @@ class PFDNQATModel(PFDNModel):
         with torch.no_grad():
             return check_psnr(lambda x: net(torch.from_numpy(x).to(self.device)).cpu().numpy(), self.opt['scale'])
 
-    def setup_optimizers(self):
+    def setup_optimizers(self) -> None:
         """SRModel's, without a warning for each of NNCF's fixed quantizer settings (parameters without grad)."""
         train_opt = self.opt['train']
         params = [v for v in self.net_g.parameters() if v.requires_grad]
@@ -157,14 +173,14 @@ class PFDNQATModel(PFDNModel):
         self.optimizer_g = self.get_optimizer(optim_type, params, **train_opt['optim_g'])
         self.optimizers.append(self.optimizer_g)
 
-    def deployed_network(self):
+    def deployed_network(self) -> nn.Module:
         """The float weights in a deployed PFDN (what ``net_g_deploy_*.pth`` holds)."""
         net = copy.deepcopy(self._plain)
-        net.load_state_dict(float_state_dict(self.qnet))
+        net.load_state_dict(float_state_dict(self.qnet, spec_for(self._plain)))
         return net
 
     # ----------------------------------------------------------------------------------------- validation
-    def validation_network(self):
+    def validation_network(self) -> Runner:
         """Validation scores the fake-quantized network (int8 simulated in float) in eager PyTorch."""
         if self._runner is None:
             self._runner = TorchRunner(self.qnet, self.device, 'fp32', torch.get_num_threads())
@@ -176,7 +192,8 @@ class PFDNQATModel(PFDNModel):
 
     # ---------------------------------------------------------------------------------------------- saving
     @master_only
-    def save_network(self, net, net_label, current_iter, param_key='params'):
+    def save_network(self, net: Union[nn.Module, List[nn.Module]], net_label: str, current_iter: int,
+                     param_key: Union[str, List[str]] = 'params') -> None:
         """``{'params': float weights (released layout), 'int8': quantizers}``, atomically."""
         if net_label != 'net_g':
             return super().save_network(net, net_label, current_iter, param_key)
@@ -185,5 +202,6 @@ class PFDNQATModel(PFDNModel):
                                  'iterations': self._current_iter if current_iter == -1 else current_iter,
                                  'data': self.opt['datasets']['train'].get('name')}
         label = 'latest' if current_iter == -1 else current_iter
-        save_torch({'params': float_state_dict(self.qnet), KEY: quantizer_state(self.qnet, record)},
+        save_torch({'params': float_state_dict(self.qnet, spec_for(self._plain)),
+                    KEY: quantizer_state(self.qnet, record)},
                    os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))

@@ -6,6 +6,10 @@ Where the rule is enforced depends on what can skip a step without asking the ho
 on CUDA) and fp16's gradient scaler skip it on the device, so the loss is only looked at when it is logged, saved or
 validated (one host sync then, none per step); any other optimizer is checked before its step (free on a CPU).
 """
+from __future__ import annotations
+
+from typing import Any, Callable, ContextManager, List, Optional
+
 from contextlib import nullcontext
 
 import torch
@@ -15,7 +19,7 @@ from ..errors import OptionsError, TrainingDiverged
 AMP_DTYPES = {'none': None, 'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
-def amp_dtype(opt):
+def amp_dtype(opt: dict) -> Optional[torch.dtype]:
     """The autocast dtype ``train.amp`` asks for (None: fp32)."""
     amp = str((opt.get('train') or {}).get('amp') or 'none').lower()
     if amp not in AMP_DTYPES:
@@ -35,7 +39,8 @@ class TrainStep:
         saved_in (str): where the last good checkpoint is, for the error message.
     """
 
-    def __init__(self, dtype, device, optimizer, params, grad_clip_norm=None, saved_in=''):
+    def __init__(self, dtype: Optional[torch.dtype], device: torch.device, optimizer: torch.optim.Optimizer,
+                 params: Callable[[], List[torch.Tensor]], grad_clip_norm: Optional[float] = None, saved_in: str = ''):
         self.dtype, self.device, self.optimizer, self.params = dtype, device, optimizer, params
         self.grad_clip_norm, self.saved_in = grad_clip_norm, saved_in
         # fp16 needs loss scaling; the scaler also skips steps whose gradients overflowed
@@ -44,10 +49,10 @@ class TrainStep:
         self.bad_steps = torch.zeros((), device=device)
         self.checked_iter = 0
 
-    def autocast(self):
+    def autocast(self) -> ContextManager:
         return nullcontext() if self.dtype is None else torch.autocast(self.device.type, dtype=self.dtype)
 
-    def backward_and_step(self, loss, losses, current_iter):
+    def backward_and_step(self, loss: torch.Tensor, losses: dict, current_iter: int) -> None:
         """Backward, clip and step, unless the loss is not finite (see the module's docstring)."""
         if not self.on_device and not torch.isfinite(loss):
             values = ', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())
@@ -70,13 +75,13 @@ class TrainStep:
             found_inf = torch.zeros((), device=self.device)
             grads = [p.grad for p in self.params() if p.grad is not None]
             torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, torch.ones((), device=self.device))
-            self.optimizer.found_inf = found_inf
+            self.optimizer.found_inf = found_inf  # type: ignore[attr-defined]  # read by the fused Adam kernel
             self.optimizer.step()
-            del self.optimizer.found_inf
+            del self.optimizer.found_inf  # type: ignore[attr-defined]
         else:
             self.optimizer.step()
 
-    def check(self, current_iter):
+    def check(self, current_iter: int) -> None:
         """Raise if a step since the last check had a non-finite loss (those steps were skipped, so the weights and
         every saved checkpoint are untouched). One host sync; nothing to do when steps are checked before."""
         if not self.on_device:
@@ -89,9 +94,9 @@ class TrainStep:
                 'learning rate or set train.grad_clip_norm, then resume from that checkpoint')
         self.checked_iter = current_iter
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return {'scaler': self.scaler.state_dict()} if self.scaler is not None else {}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         if self.scaler is not None and 'scaler' in state:
             self.scaler.load_state_dict(state['scaler'])

@@ -2,7 +2,7 @@
 itself). ``registry.py`` registers them; ``hook.py`` watches the modules that import basicsr (they are registered
 when their import completes). Plain data: the start-up hook reads it in every interpreter."""
 
-CLASSES = (('ARCH_REGISTRY', 'pfdn_arch.archs.pfdn_arch', 'PFDN', False),
+CLASSES = (('ARCH_REGISTRY', 'pfdn_arch.archs.pfdn.pfdn_arch', 'PFDN', False),
            ('LOSS_REGISTRY', 'pfdn_arch.losses.ncc_loss', 'NCCLoss', False),
            ('DATASET_REGISTRY', 'pfdn_arch.data.paired_crop_dataset', 'PairedCropDataset', True),
            ('MODEL_REGISTRY', 'pfdn_arch.models.pfdn_model', 'PFDNModel', True),

@@ -2,12 +2,17 @@
 
 BasicSR 1.4.2 (2022) is the latest release on PyPI and is not maintained for today's stack. Instead of asking
 users to patch their site-packages, a few narrow shims are installed: :func:`prepare_import` before ``basicsr`` is
-first imported, :func:`patch_basicsr` right after (the import hook, ``hook.py``, calls both). Only compatibility
-lives here: what PFDN's recipe wants of BasicSR is in its options and its model.
+first imported, :func:`patch_basicsr` right after (the import hook, ``hook.py``, calls both). This is the only
+module that replaces any piece of basicsr, and only for compatibility: what PFDN's recipe wants of BasicSR is in its
+options and its model, and a run of BasicSR's pipelines replaces nothing (``runs/pipeline.py``).
 
 Each shim names the upstream problem it works around and is tested by a check that fails without it
-(``tests/test_compat.py``, ``tests/test_data_path.py``).
+(``tests/test_compat.py``, ``tests/test_data_path.py``, ``tests/test_basicsr_routes.py``).
 """
+from __future__ import annotations
+
+from typing import Any
+
 import importlib
 import os
 import sys
@@ -57,7 +62,7 @@ def _device_agnostic_resume():
 
     def load_resume_state(opt):
         from ..files.checkpoints import read_training_state
-        from ..files.experiment import Experiment
+        from ..layout.experiment import Experiment
 
         use_cuda = opt.get('num_gpu', 0) != 0 and torch.cuda.is_available()
         device = torch.device('cuda', torch.cuda.current_device()) if use_cuda else torch.device('cpu')
@@ -140,7 +145,7 @@ class WorkerSafeDataset:
     """A dataset whose pickle names this module first, so that a spawned DataLoader worker applies the layer
     before it unpickles (and so imports) the wrapped BasicSR dataset. Everything else is the wrapped dataset's."""
 
-    def __init__(self, dataset):
+    def __init__(self, dataset: Any):
         self.dataset = dataset
 
     def __getitem__(self, index):
@@ -174,7 +179,76 @@ def _spawn_safe_dataloader_workers():
     data.build_dataloader = train.build_dataloader = build_dataloader_with_safe_workers
 
 
-def prepare_import():
+def _later_registrations_replace_ours():
+    """``basicsr.utils.registry.Registry._do_register`` asserts that a name is registered once. pfdn registers
+    ``PFDN``, ``NCCLoss``, ... as soon as basicsr is imported (the start-up hook), so user code that defines its own
+    ``PFDN`` afterwards (a copy of the authors' ``pfdn_arch.py`` in a BasicSR project) would die on that assertion
+    in its own import. Let a later registration of one of pfdn's names replace pfdn's class, with a note; every
+    other registration is BasicSR's own."""
+    from basicsr.utils.registry import Registry
+
+    from .registry import note, ours
+
+    if getattr(Registry._do_register, '_pfdn', False):
+        return
+    original = Registry._do_register
+
+    def _do_register(self, name, obj, suffix=None):
+        key = f'{name}_{suffix}' if isinstance(suffix, str) else name
+        taken = self._obj_map.get(key)
+        if taken is not None and taken is not obj and ours(taken) and not ours(obj):
+            del self._obj_map[key]
+            note(f"{getattr(obj, '__module__', '?')}.{name} replaces pfdn's {name} in BasicSR's {self._name} "
+                 'registry')
+        return original(self, name, obj, suffix)
+
+    _do_register._pfdn = True
+    Registry._do_register = _do_register
+
+
+_PYTHON_M = {'basicsr.train': 'train', 'basicsr.test': 'test'}
+_MAIN = ('from {module} import *  # the names BasicSR\'s script defines, for spawned workers\n'
+         'from pfdn_arch.plugin.entry import run_as_main\n'
+         'run_as_main({command!r}, __name__)\n')
+
+
+class _RunAsCommand:
+    """The module's own loader, except for the code ``runpy`` runs as ``__main__``."""
+
+    def __init__(self, loader: Any, module_name: str, command: str):
+        self._loader, self._module_name, self._command = loader, module_name, command
+
+    def get_code(self, fullname: str) -> Any:
+        return compile(_MAIN.format(module=self._module_name, command=self._command),
+                       f'<python -m {self._module_name}: pfdn_arch.plugin.entry>', 'exec')
+
+    def __getattr__(self, name: str) -> Any:  # exec_module, create_module, get_source, ...: BasicSR's own
+        return getattr(self._loader, name)
+
+
+def _python_m_runs_the_command():
+    """``python -m basicsr.train`` (and ``.test``) runs BasicSR's ``__main__`` block, which puts ``experiments/`` and
+    ``results/`` beside the installed package (``root_path`` is two folders above its file: ``site-packages/``) and
+    uses the script's own ``load_resume_state``, which needs CUDA. Make it run ``basicsr train`` (``test``) instead
+    (``entry.run_as_main``): the same checks and one-line errors, with the working directory as root.
+
+    ``python -m`` runs a module by asking its loader for the module's code (``runpy``). ``basicsr/__init__.py``
+    imports ``basicsr.train`` and ``basicsr.test`` itself, so by the time ``runpy`` asks, both are imported; their
+    loaders are wrapped so that ``get_code`` (what ``runpy`` executes as ``__main__``) hands control to the command
+    line, while importing them (``exec_module``) stays BasicSR's own."""
+    import warnings
+
+    for module_name, command in _PYTHON_M.items():
+        module = sys.modules.get(module_name)
+        spec = getattr(module, '__spec__', None)
+        if module is None or spec is None or spec.loader is None or isinstance(spec.loader, _RunAsCommand):
+            continue
+        spec.loader = module.__loader__ = _RunAsCommand(spec.loader, module_name, command)
+    # runpy warns that basicsr.train was imported before it ran as __main__; here that is by design
+    warnings.filterwarnings('ignore', message=r"'basicsr\.(train|test)' found in sys\.modules", category=RuntimeWarning)
+
+
+def prepare_import() -> None:
     """The shims ``import basicsr`` itself needs; run before its first import."""
     global _PREPARED
     if not _PREPARED:
@@ -183,7 +257,7 @@ def prepare_import():
         _PREPARED = True
 
 
-def patch_basicsr():
+def patch_basicsr() -> None:
     """The shims for BasicSR's functions; run once basicsr is imported."""
     global _PATCHED
     if not _PATCHED:
@@ -193,4 +267,6 @@ def patch_basicsr():
         _device_agnostic_ddp()
         _gloo_aware_dist_init()
         _spawn_safe_dataloader_workers()
+        _later_registrations_replace_ours()
+        _python_m_runs_the_command()
         _PATCHED = True

@@ -12,6 +12,8 @@ module names and nothing else:
 The finder costs nothing for other imports (a set lookup), and no import of torch or basicsr happens until the
 process imports basicsr itself. Duck-typed (no ``importlib.abc``): the start-up hook runs it in every interpreter.
 """
+from __future__ import annotations
+
 import sys
 
 from .classes import NEEDS_BASICSR  # the modules that import basicsr themselves
@@ -19,7 +21,7 @@ from .classes import NEEDS_BASICSR  # the modules that import basicsr themselves
 _state = {'basicsr_ready': False}
 
 
-def install():
+def install() -> None:
     """Watch for basicsr; hook up at once if it is already imported. Idempotent."""
     if not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
@@ -29,16 +31,15 @@ def install():
         basicsr_imported()
 
 
-def basicsr_imported():
-    """Everything that needs basicsr's package code to have run: the shims for its functions, registration, and
-    ``python -m basicsr.train|test``. Runs once."""
+def basicsr_imported() -> None:
+    """Everything that needs basicsr's package code to have run: the shims for its functions (``python -m
+    basicsr.train|test`` among them), then registration. Runs once."""
     if _state['basicsr_ready']:
         return
     _state['basicsr_ready'] = True
-    from . import compat, entry, registry
+    from . import compat, registry
     compat.patch_basicsr()
     registry.register_all()
-    entry.take_over_main()
 
 
 class _Finder:

@@ -8,22 +8,26 @@ crash deep inside BasicSR whichever side came second; so:
 - a name already registered (say, a ``PFDN`` the user's BasicSR checkout defines in ``basicsr/archs``) keeps its
   class, and pfdn's is not registered, with one note saying so;
 - a class registered later under one of pfdn's names (user code that defines its own ``PFDN`` after basicsr is
-  imported) replaces pfdn's, with one note saying so.
+  imported) replaces pfdn's, with one note saying so (``compat._later_registrations_replace_ours``: BasicSR's
+  registry would assert).
 """
+from __future__ import annotations
+
+from typing import Any, Set
+
 import importlib
 import sys
 
 from .classes import CLASSES
 
-_noted = set()
+_noted: Set[str] = set()
 
 
-def register_all():
+def register_all() -> None:
     """Register every class whose module can be imported now (idempotent), in ``CLASSES`` order, up to a module that
     is itself being imported."""
     import basicsr.utils.registry as registries
 
-    _yield_to_later_registrations(registries.Registry)
     for registry_name, module_name, class_name, _ in CLASSES:
         module = sys.modules.get(module_name)
         if module is not None and not hasattr(module, class_name):
@@ -35,43 +39,24 @@ def register_all():
             add(getattr(registries, registry_name), cls)
 
 
-def ours(obj):
+def ours(obj: object) -> bool:
     return getattr(obj, '__module__', '').split('.')[0] == 'pfdn_arch'
 
 
-def add(registry, cls):
+def add(registry: Any, cls: type) -> None:
     """Register ``cls`` under its name unless the name is taken; a taken name is noted once."""
     name = cls.__name__
     taken = registry._obj_map.get(name)
     if taken is cls:
         return
     if taken is not None:
-        _note(f"BasicSR's {registry._name} registry already has a {name} ({taken.__module__}); pfdn's {name} was not "
+        note(f"BasicSR's {registry._name} registry already has a {name} ({taken.__module__}); pfdn's {name} was not "
               f'registered, so {name} in your options means that one (pfdn_arch.{name} is still importable)')
         return
     registry.register(cls)
 
 
-def _yield_to_later_registrations(registry_class):
-    """Let a later registration of one of pfdn's names replace pfdn's class instead of failing BasicSR's assertion."""
-    if getattr(registry_class._do_register, '_pfdn', False):
-        return
-    original = registry_class._do_register
-
-    def _do_register(self, name, obj, suffix=None):
-        key = f'{name}_{suffix}' if isinstance(suffix, str) else name
-        taken = self._obj_map.get(key)
-        if taken is not None and taken is not obj and ours(taken) and not ours(obj):
-            del self._obj_map[key]
-            _note(f"{getattr(obj, '__module__', '?')}.{name} replaces pfdn's {name} in BasicSR's {self._name} "
-                  'registry')
-        return original(self, name, obj, suffix)
-
-    _do_register._pfdn = True
-    registry_class._do_register = _do_register
-
-
-def _note(message):
+def note(message: str) -> None:
     if message not in _noted:
         _noted.add(message)
         print(f'note: {message}', file=sys.stderr)

@@ -7,7 +7,7 @@ released ``team08_PFDN.pth`` and the files ``basicsr export`` writes (.pth and .
     import pfdn_arch.deploy.export.spandrel_arch as s; s.register()
     model = spandrel.ModelLoader().load_from_file('pfdn_x4.safetensors')
 
-Detection, hyperparameters and the fusion of a training-form checkpoint are PFDN's spec's (``archs/pfdn_spec.py``).
+Detection, hyperparameters and the fusion of a training-form checkpoint are PFDN's spec's (``archs/pfdn/spec.py``).
 """
 from ...archs import PFDN_SPEC
 from ...errors import require

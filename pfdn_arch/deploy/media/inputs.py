@@ -28,7 +28,8 @@ def collect_inputs(path: str, out_dir: str = None, note=print) -> List[Tuple[str
     if not os.path.isdir(path):
         input_file(path)  # says why: not found, a broken link, ...
     skip = os.path.realpath(out_dir) if out_dir else None
-    found, others = [], []
+    found: list = []
+    others: list = []
     for folder, subfolders, files in os.walk(path):
         # hidden names are not the user's pictures: a Mac's ._IMG_1234.jpg and .DS_Store, .thumbnails/, a
         # prepared folder's .X4.pfdn-sources.json, a write in progress; left out without a word

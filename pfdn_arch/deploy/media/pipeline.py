@@ -11,7 +11,7 @@ callables, so the pipeline is tested with fake ones (tests/test_pipeline.py).
 import contextlib
 import queue
 import threading
-from typing import Callable, Hashable, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Generator, Hashable, Iterable, Iterator, List, Optional, Tuple
 
 from ... import stopping
 
@@ -44,15 +44,16 @@ class Pipeline:
         self.stop = threading.Event()
         self.errors: List[BaseException] = []
 
-    def results(self, items: Iterable) -> Iterator[Tuple[object, object]]:
+    def results(self, items: Iterable) -> Generator[Tuple[object, object], None, None]:
         """(item, result) in input order, as the workers make them: ``items`` (an iterable) is read on the reader
         thread (decoding happens there). The first error of any stage is raised here once every thread has stopped;
         closing the generator (``contextlib.closing``) stops them."""
         self.stop.clear()
         self.errors.clear()
         self.slots = threading.Semaphore(self.in_flight)
-        to_run = queue.Queue(self.ahead)
-        results, ready = {}, threading.Condition()
+        to_run: queue.Queue = queue.Queue(self.ahead)
+        results: dict = {}
+        ready = threading.Condition()
         threads = [threading.Thread(target=self._read, args=(items, to_run), daemon=True)]
         threads += [threading.Thread(target=self._run_work, args=(to_run, results, ready), daemon=True)
                     for _ in range(self.workers)]

@@ -12,11 +12,11 @@ import functools
 import os
 import re
 import sys
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple, Type
 
 import numpy as np
 
-from ...archs.limits import check_lr_input
+from ...archs.pfdn.limits import check_lr_input
 from ...errors import OptionsError
 
 PRECISION_NAMES = ('fp32', 'fp16', 'bf16')
@@ -107,6 +107,13 @@ class Runner:
         self.builds = 0  # exports and compilations so far: what refreshing saves
         self.streams = 1  # images it runs at once, each from a thread of the caller's
 
+    # how it was built (``build.build_runner``: 'network', 'model file', 'export cache' or 'checkpoint')
+    route: str = 'network'
+
+    def __call__(self, x: Any) -> Any:
+        """SR of ``x`` (N x C x H x W in [0, 1]: a tensor, or a float32 array for the runtimes)."""
+        raise NotImplementedError
+
     def refresh(self, net) -> None:
         """Take ``net``'s weights (the same network, trained further)."""
         raise NotImplementedError
@@ -145,7 +152,7 @@ def runs_graph(net) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def cached_precisions(runner: type, device) -> Tuple[str, ...]:
+def cached_precisions(runner: Type[Runner], device: Any) -> Tuple[str, ...]:
     """``runner.precisions(device)``, asked once per process (OpenVINO's query is slow)."""
     return runner.precisions(device)
 

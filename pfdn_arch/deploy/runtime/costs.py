@@ -6,10 +6,8 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 # {backend: {device type: {precision: (seconds to build: export and compile, seconds to compile each new input size,
 # seconds per million LR pixels relative to torch fp32)}}}, as bench/bench_infer.py measures them; a precision
-# without costs is not one --dtype auto picks. The figures are bench_infer's on a 2-core AMD EPYC with AVX512-BF16
-# (its tables at 256x256 and 339x510, and on Urban100's LR folder: one image at a time and as basicsr infer runs
-# it); CUDA's from GPU runs of the same kind. compile's CPU bf16 is left out of auto's pairs: it moved Set5 by
-# -0.0100 dB on the EPYC (AVX512-BF16), at the line.
+# without costs is not one --dtype auto picks. Where each figure comes from, and why compile's CPU bf16 has none:
+# docs/benchmarks.md, "Figures behind the code's choices".
 COSTS: Dict[str, Dict[str, Dict[str, Tuple[float, float, float]]]] = {
     'torch': {'cpu': {'fp32': (0.0, 0.0, 1.0), 'bf16': (0.0, 0.0, 0.6)},
               'cuda': {'fp32': (0.0, 0.0, 1.0), 'fp16': (0.0, 0.0, 0.55), 'bf16': (0.0, 0.0, 0.6)}},
@@ -21,11 +19,8 @@ COSTS: Dict[str, Dict[str, Dict[str, Tuple[float, float, float]]]] = {
 # the runtimes that hold the weights as constants: new weights (validation during training) mean a new build
 REBUILT_ON_REFRESH = frozenset({'openvino', 'onnxruntime'})
 # What --dtype auto may pick, per device type, fastest first: the precisions that keep the picture, i.e. the released
-# weights' Set5 (x4, PSNR on Y) within 0.01 dB of fp32, measured. CPU bf16: OpenVINO -0.0026 dB, torch -0.0051 (AMD
-# EPYC, AVX512-BF16); OpenVINO -0.0056 (-0.0022 with OpenVINO 2026.4.1), torch -0.0037 (Intel Xeon, AMX); compile's
-# bf16 (-0.0100 on the EPYC, -0.0089 on the Xeon) is at the line and has no auto costs. CUDA fp16: -0.0002 (H200;
-# its bf16, -0.0093, is too near the line to be a default). Where the hardware lacks one, it is not native there
-# (the runners' ``precisions``), so auto runs fp32.
+# weights' Set5 (x4, PSNR on Y) within 0.01 dB of fp32, as measured (docs/benchmarks.md, "Figures behind the code's
+# choices"). Where the hardware lacks one, it is not native there (the runners' ``precisions``), so auto runs fp32.
 AUTO_DTYPES = {'cpu': ('bf16', 'fp32'), 'cuda': ('fp16', 'fp32')}
 # fastest first, per device type (bench/bench_infer.py measures them); what auto and the fallbacks choose from
 AUTO_ORDER = {'cpu': ('openvino', 'onnxruntime', 'torch'), 'cuda': ('compile', 'torch')}
@@ -47,7 +42,7 @@ class Workload:
 
     @classmethod
     def of(cls, shapes: Iterable[Tuple[int, int]], **kwargs) -> 'Workload':
-        counts = {}
+        counts: Dict[tuple, int] = {}
         for hw in shapes:
             counts[tuple(hw)] = counts.get(tuple(hw), 0) + 1
         return cls(counts, **kwargs)

@@ -31,7 +31,7 @@ import tempfile
 from importlib import metadata
 from typing import Callable, Optional, TypeVar
 
-from ...archs.limits import MIN_INPUT_SIZE, check_lr_input
+from ...archs.pfdn.limits import MIN_INPUT_SIZE, check_lr_input
 from ...files.atomic import write_text
 from ...version import __version__
 

@@ -2,6 +2,7 @@
 the NCNN files of ``basicsr export --ncnn``) run as a runner: on OpenVINO (.xml or .onnx) or ONNX Runtime (.onnx) on
 the CPU, or NCNN (.param) on the CPU or a Vulkan device."""
 import os
+from typing import List, Type
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def file_runner(path: str, backend: str = 'auto', device='cpu', threads: int = N
     if device != 'cpu' and parse_device(device).type != 'cpu':
         warn(f'note: {os.path.basename(path)} runs on the CPU here (its runtimes), not on {device}')
     ext = os.path.splitext(path)[1].lower()
-    choices = [OpenVINORunner] if ext == '.xml' else [OnnxRuntimeRunner, OpenVINORunner]
+    choices: List[Type[Runner]] = [OpenVINORunner] if ext == '.xml' else [OnnxRuntimeRunner, OpenVINORunner]
     usable = [r.name for r in choices if r.installed()]
     if not usable:
         raise OptionsError(f"running {os.path.basename(path)} needs {' or '.join(r.name for r in choices)}: "

@@ -36,10 +36,11 @@ class NcnnRunner(ModelFile):
     def __init__(self, param: str, threads: int, gpu: Optional[int] = None, dtype: str = 'auto'):
         ncnn = require('ncnn', 'running NCNN models', 'ncnn')
         self.name, self.path, self.threads, self.builds, self.streams = 'ncnn', param, threads, 1, 1
-        self.num_in_ch, self.dtype_note = 3, None
-        self.dtype = {'auto': 'fp16' if gpu is not None else 'fp32', 'fp32': 'fp32', 'fp16': 'fp16'}.get(dtype)
-        if self.dtype is None:
-            self.dtype = 'fp16' if gpu is not None else 'fp32'
+        self.num_in_ch = 3
+        self.dtype_note: Optional[str] = None
+        runs = {'auto': 'fp16' if gpu is not None else 'fp32', 'fp32': 'fp32', 'fp16': 'fp16'}.get(dtype)
+        self.dtype = runs or ('fp16' if gpu is not None else 'fp32')
+        if runs is None:
             self.dtype_note = f'note: NCNN runs fp32 or fp16, not {dtype}; running {self.dtype}'
         self.device = CPU  # where results are handed back
         weights = os.path.splitext(param)[0] + '.bin'

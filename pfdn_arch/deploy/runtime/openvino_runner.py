@@ -5,7 +5,7 @@ from typing import Tuple
 import numpy as np
 
 from ... import errors
-from ...archs.limits import MIN_INPUT_SIZE
+from ...archs.pfdn.limits import MIN_INPUT_SIZE
 from .base import Runner, like_input, numpy_input
 from .costs import COSTS, REBUILT_ON_REFRESH
 from .export_cache import CachedGraph, built_from_export

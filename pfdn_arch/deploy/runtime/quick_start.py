@@ -1,7 +1,7 @@
 """A runner built without importing torch: ``basicsr infer`` of a checkpoint run before, on the CPU with OpenVINO.
 
-``import torch`` is 1.0 s of a 5.2 s ``infer`` of Urban100's LR folder on a 2-core Intel Xeon (AMX); without it
-and the checkpoint's loading, the same run takes 4.1-4.4 s (bench_infer: 4.36 s, 0.47x ``--dtype fp32``). What
+``import torch`` is a fifth of an ``infer`` of Urban100's LR folder on a 2-core CPU (docs/benchmarks.md, "Figures
+behind the code's choices"). What
 OpenVINO needs of them is in the export cache after the first run: the checkpoint file's graph and its scale,
 channels and smallest input (``export_cache.recall``). This builds from that where nothing torch would say can
 change the choice: the CPU, backend auto or openvino, and ``auto``'s pick (``costs.pick``) the same OpenVINO pair

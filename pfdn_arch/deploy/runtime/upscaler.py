@@ -10,12 +10,13 @@ into the result in its own dtype, so what is held is the result (uint8/uint16) p
 The work here is numpy's (the runners take arrays), so images go through without torch imported (``quick_start``);
 tensors given to ``Upscaler`` come back as tensors.
 """
-from typing import Callable, List, Optional, Sequence, Tuple
+import functools
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from ...archs.limits import MIN_INPUT_SIZE
+from ...archs.pfdn.limits import MIN_INPUT_SIZE
 from ...errors import OptionsError
 from .tiles import ramp, window_starts
 
@@ -46,11 +47,7 @@ class Upscaler:
         self.device_type = getattr(getattr(runner, 'device', None), 'type', 'cpu')
         # On a CPU the network's cores are the ones that make pixels anyway, so ``run_images`` makes them as soon as
         # the forward is done, reading the result where the runtime left it: OpenVINO's output is not copied out
-        # (33 MB for a 2040 x 1360 frame) and is read while still in cache. Measured (a film of 48 frames 510 x 340,
-        # OpenVINO bf16, 2 streams on a 2-core Intel Xeon, 6 rounds alternating): 1.18-1.22x (median 1.21) the
-        # backend's frame time (its forward with a copy out) against 1.22-1.30x (1.26) making them on the thread that
-        # encodes; Urban100's LR folder 4.03 against 4.02 s (the same: PNG encoding, not this, is the writer's work
-        # there).
+        # and is read while still in cache (measured: docs/benchmarks.md, "Figures behind the code's choices").
         self.finish_beside_network = self.device_type == 'cpu'
 
     def tiled(self, h: int, w: int) -> bool:
@@ -129,8 +126,8 @@ class Upscaler:
     def upscale_images(self, imgs: Sequence[np.ndarray]) -> List[np.ndarray]:
         """Several images; those of one size run as one batch (up to ``batch``); tiled ones one at a time, into a
         result of their own dtype."""
-        outs = [None] * len(imgs)
-        by_size = {}
+        outs: List[Any] = [None] * len(imgs)
+        by_size: Dict[Tuple[int, int], List[int]] = {}
         for i, img in enumerate(imgs):
             by_size.setdefault(img.shape[:2], []).append(i)
         for (h, w), indices in by_size.items():
@@ -155,10 +152,9 @@ class Upscaler:
         if self.finish_beside_network:
             pixels = self._run(x, lambda srs: [from_network(sr, how, img) for (_, how), sr, img in
                                                zip(prepared, srs, imgs)])
-            return [lambda done=done: done for done in pixels]
+            return [functools.partial(_same, done) for done in pixels]
         srs = self(x)
-        return [lambda sr=sr, how=how, img=img: from_network(sr, how, img) for (_, how), sr, img in
-                zip(prepared, srs, imgs)]
+        return [functools.partial(from_network, sr, how, img) for (_, how), sr, img in zip(prepared, srs, imgs)]
 
     def _tiled_image(self, img):
         h, w = img.shape[:2]
@@ -177,13 +173,16 @@ class Upscaler:
         return out
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def _checked(out) -> np.ndarray:
     """A runner's result as a float32 array, refused if not finite."""
     if not isinstance(out, np.ndarray):  # the torch runners' tensors (on their device, in their precision)
         out = out.float().cpu().numpy()
-    # finite exactly where OpenCV's sum is (it adds in float64, which no float32 values overflow): one pass, 0.7
-    # against 1.7 ms by numpy's isfinite (a boolean array, then all) and 8.5 by torch's for a 2040 x 1360 result
-    # (2-core Intel Xeon), and on two cores shared with the network every result pays it
+    # finite exactly where OpenCV's sum is (it adds in float64, which no float32 values overflow): one pass, the
+    # cheapest check measured, and every result pays it (docs/benchmarks.md, "Figures behind the code's choices")
     if not np.isfinite(cv2.sumElems(out.reshape(-1, out.shape[-1]))[0]):
         raise ValueError('the network produced NaN or Inf values (are its weights usable?); nothing written')
     return out

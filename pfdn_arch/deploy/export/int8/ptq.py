@@ -21,7 +21,7 @@ from ....archs import spec_for
 from ....errors import PFDNError, require
 from ....files.atomic import write_bytes, write_text
 from ....files.images import list_images, read_image
-from ....files.samples import sample_image
+from ....layout.samples import sample_image
 from ...runtime.model_file import file_runner
 from ...runtime.onnx_graph import onnx_model_file
 from .config import need, settings
@@ -133,10 +133,10 @@ def write_int8(net: torch.nn.Module, out_dir: str, name: str, calibration: Optio
     threads = threads or torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         if qat is None:
-            crops, source = calibration_crops(calibration, net.upscale, count=crops)
-            ov_int8, qdq_path = quantize(net, crops, tmp)
-            made = {'model': f'PFDN x{net.upscale}, int8 (NNCF post-training quantization)',
-                    'calibration': {'source': source, 'crops': len(crops), 'crop_size': 64}}
+            images, source = calibration_crops(calibration, net.upscale, count=crops)
+            ov_int8, qdq_path = quantize(net, images, tmp)
+            made: dict = {'model': f'PFDN x{net.upscale}, int8 (NNCF post-training quantization)',
+                    'calibration': {'source': source, 'crops': len(images), 'crop_size': 64}}
         else:
             qdq_path = os.path.join(tmp, 'qdq.onnx')
             export_qdq(restored(net, qat), qdq_path)

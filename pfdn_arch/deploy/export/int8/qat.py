@@ -71,25 +71,11 @@ def restored(net, state, path=None):
     return qnet
 
 
-def float_state_dict(qnet):
-    """``qnet``'s float weights in the released (deployed) layout: the graph form's split convolutions joined
-    back, exactly (the inverse of ``archs.pfdn_graph.SplitPFDB``)."""
-    sd = {k: v.detach().cpu() for k, v in qnet.state_dict().items() if k in set(_float_keys(qnet))}
-    out = {}
-    blocks = {k.split('.')[0] for k in sd if '.conv1_partial.' in k}
-    for k, v in sd.items():
-        block, _, rest = k.partition('.')
-        if block not in blocks or not rest.startswith(('conv1_', 'conv2_', 'conv3.')):
-            out[k] = v
-    for b in sorted(blocks):
-        out[f'{b}.conv1.rep_conv.weight'] = torch.cat([sd[f'{b}.conv1_partial.weight'], sd[f'{b}.conv1_rest.weight']])
-        out[f'{b}.conv1.rep_conv.bias'] = torch.cat([sd[f'{b}.conv1_partial.bias'], sd[f'{b}.conv1_rest.bias']])
-        out[f'{b}.conv2.rep_conv.weight'] = torch.cat([sd[f'{b}.conv2_partial.weight'], sd[f'{b}.conv2_rest.weight']],
-                                                      dim=1)
-        out[f'{b}.conv2.rep_conv.bias'] = sd[f'{b}.conv2_partial.bias']
-        out[f'{b}.conv3.rep_conv.weight'] = sd[f'{b}.conv3.weight']
-        out[f'{b}.conv3.rep_conv.bias'] = sd[f'{b}.conv3.bias']
-    return out
+def float_state_dict(qnet, spec):
+    """``qnet``'s float weights in the released (deployed) layout: its architecture's graph form undone exactly
+    (``ArchSpec.from_graph_form``)."""
+    float_keys = set(_float_keys(qnet))
+    return spec.from_graph_form({k: v.detach().cpu() for k, v in qnet.state_dict().items() if k in float_keys})
 
 
 def export_qdq(qnet, path, opset=17, sample_size=(64, 64)):

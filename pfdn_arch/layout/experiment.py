@@ -7,7 +7,7 @@ import os
 import re
 
 from ..errors import CheckpointError
-from .checkpoints import load_checkpoint, read_training_state, set_aside
+from ..files.checkpoints import load_checkpoint, read_training_state, set_aside
 
 _STATE_NAME = re.compile(r'(\d+)\.state')
 
@@ -94,8 +94,11 @@ class Experiment:
 
 
 def read_history(path):
-    """The entries of a ``validation.json``, [] when there is none."""
-    if not os.path.isfile(path):
+    """The entries of a ``validation.json``, [] when there is none or it is not one this package wrote (it is
+    written again from the logs of the runs that follow)."""
+    try:
+        with open(path) as f:
+            history = json.load(f)
+    except (OSError, ValueError):
         return []
-    with open(path) as f:
-        return json.load(f)
+    return [e for e in history if isinstance(e, dict)] if isinstance(history, list) else []

@@ -1,5 +1,9 @@
 """Pictures: HR | bicubic | PFDN crops with their PSNR, and the validation PSNR across a schedule's stages; the
 schedule's closing report made of them."""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
 import os
 import textwrap
 
@@ -9,7 +13,7 @@ import torch
 
 from basicsr.metrics import calculate_psnr
 
-from ..files.checkpoints import build_pfdn_from_checkpoint
+from ..files.checkpoints import build_from_checkpoint
 from ..files.images import list_images, read_image, write_image
 from .protocol import bicubic_lr, bicubic_upscale, evaluate_folder, to_image, to_tensor
 
@@ -17,7 +21,7 @@ CAPTION = 22  # pixels of caption above each crop
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def pick_crop(hr, size):
+def pick_crop(hr: np.ndarray, size: int) -> Tuple[Tuple[int, int], int]:
     """Top-left corner of the ``size`` window with the most detail (largest Laplacian energy, coarse grid)."""
     h, w = hr.shape[:2]
     size = min(size, h, w)
@@ -33,7 +37,7 @@ def pick_crop(hr, size):
     return where, size
 
 
-def crops(hr, lr, sr, scale, size=160):
+def crops(hr: np.ndarray, lr: float, sr: np.ndarray, scale: int, size: int = 160) -> tuple:
     """The comparison's crops: ((y, x), size, (h, w) of the image, {'HR', 'bicubic', 'PFDN': crop}, {'bicubic',
     'PFDN': PSNR of the crop against the HR crop, Y channel})."""
     bic = bicubic_upscale(lr, scale)
@@ -47,7 +51,8 @@ def crops(hr, lr, sr, scale, size=160):
     return (y, x), size, (h, w), crop, psnr
 
 
-def comparison_strip(hr, lr, sr, scale, size=160, gap=4, name=None):
+def comparison_strip(hr: np.ndarray, lr: float, sr: np.ndarray, scale: int, size: int = 160, gap: int = 4,
+                     name: Optional[str] = None) -> np.ndarray:
     """uint8 BGR HR, LR and SR -> one image: the same detailed crop of HR, bicubic-upscaled LR and SR side by side,
     under a title naming the image and the crop's place, each crop captioned with its own PSNR against the HR crop
     (Y channel): the crop's, not the whole image's, which the results table gives."""
@@ -67,14 +72,14 @@ def comparison_strip(hr, lr, sr, scale, size=160, gap=4, name=None):
     return np.concatenate([title, row], axis=0)
 
 
-def nice_step(span, count=5):
+def nice_step(span: float, count: int = 5) -> float:
     """A round step (1, 2 or 5 times a power of ten) that cuts ``span`` into about ``count`` parts."""
     raw = max(span, 1e-9) / count
     power = 10 ** np.floor(np.log10(raw))
     return float(next(m * power for m in (1, 2, 5, 10) if m * power >= raw))
 
 
-def axes(stages, bicubic=None):
+def axes(stages: list, bicubic: Optional[float] = None) -> tuple:
     """The chart's scales: each stage's first iteration on one axis of iterations (stages at their true lengths),
     the total, and ticks at round values on both axes: (starts, total, y ticks, x ticks)."""
     values = [p for _, _, points in stages for _, p in points] + ([bicubic] if bicubic is not None else [])
@@ -89,7 +94,8 @@ def axes(stages, bicubic=None):
     return starts, total, y_ticks, [int(v) for v in np.arange(0, total + 1, x_step)]
 
 
-def psnr_plot(stages, bicubic=None, title='validation PSNR (dB)', size=(960, 420)):
+def psnr_plot(stages: list, bicubic: Optional[float] = None, title: str = 'validation PSNR (dB)',
+              size: Tuple[int, int] = (960, 420)) -> np.ndarray:
     """A line chart of validation PSNR across a schedule: ``stages`` is [(label, total_iter, [(iter, psnr)])], laid
     end to end on an x axis of iterations at their true lengths; ticks at round values on both axes, stage
     boundaries dashed and labelled, the last value written beside its point, ``bicubic`` a horizontal line. Returns
@@ -123,7 +129,8 @@ def psnr_plot(stages, bicubic=None, title='validation PSNR (dB)', size=(960, 420
         for x in range(left, w - right, 12):
             cv2.line(img, (x, y), (min(x + 6, w - right), y), (0, 0, 200), 1)
         cv2.putText(img, f'bicubic {bicubic:.2f}', (w - right + 4, y + 4), FONT, 0.36, (0, 0, 200), 1, cv2.LINE_AA)
-    previous = last = None
+    previous: Optional[Tuple[int, int]] = None
+    last: Optional[float] = None
     for i, (label, _, points) in enumerate(stages):
         x0 = at(starts[i], lo)[0]
         for y in range(top, base, 10):  # stage boundary
@@ -135,7 +142,7 @@ def psnr_plot(stages, bicubic=None, title='validation PSNR (dB)', size=(960, 420
                 cv2.line(img, previous, point, blue, 2, cv2.LINE_AA)
             cv2.circle(img, point, 3, blue, -1, cv2.LINE_AA)
             previous, last = point, value
-    if last is not None:
+    if last is not None and previous is not None:
         cv2.putText(img, f'{last:.2f}', (previous[0] + 6, previous[1] - 6), FONT, 0.45, blue, 1, cv2.LINE_AA)
     legend = '   '.join(f'{i + 1}: {label} ({t:,} iters)' for i, (label, t, _) in enumerate(stages))
     for j, line in enumerate(textwrap.wrap(legend, (w - 2 * left) // 6)[:3]):  # the stages, by their numbers
@@ -143,7 +150,8 @@ def psnr_plot(stages, bicubic=None, title='validation PSNR (dB)', size=(960, 420
     return img
 
 
-def schedule_report(stages, out_dir, score_folder, score_label, val_hr=None, scale=4):
+def schedule_report(stages: list, out_dir: str, score_folder: str, score_label: str, val_hr: Optional[str] = None,
+                    scale: int = 4) -> Tuple[List[str], List[str]]:
     """The closing report of a schedule: the final deployed network scored on ``score_folder`` next to bicubic
     (Markdown lines), ``psnr.png`` (every stage's validation PSNR, the bicubic line of the validation set) and
     ``comparison.png`` (HR | bicubic | PFDN crops of each image, named, with the crops' PSNR), written into
@@ -153,11 +161,12 @@ def schedule_report(stages, out_dir, score_folder, score_label, val_hr=None, sca
 
     final = stages[-1][0]
     ckpt = final.network('latest', deployed=True)
-    net, _ = build_pfdn_from_checkpoint(ckpt)
+    net, _ = build_from_checkpoint(ckpt)
     net.eval()
     bic = evaluate_folder(None, score_folder, scale, bicubic=True)
     sr = evaluate_folder(net, score_folder, scale)
-    lines = [f'deployed checkpoint: {ckpt}', f'| x{scale} on {score_label} | PSNR (Y) | SSIM (Y) |', '| --- | --- | --- |',
+    lines = [f'deployed checkpoint: {ckpt}', f'| x{scale} on {score_label} | PSNR (Y) | SSIM (Y) |',
+             '| --- | --- | --- |',
              f"| bicubic | {bic['psnr']:.2f} | {bic['ssim']:.4f} |",
              f"| PFDN ({final.name}) | {sr['psnr']:.2f} | {sr['ssim']:.4f} |"]
     os.makedirs(out_dir, exist_ok=True)

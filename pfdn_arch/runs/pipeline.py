@@ -1,34 +1,27 @@
 """BasicSR's stock ``train_pipeline`` and ``test_pipeline``, run with a checked ``RunOptions`` and the working
 directory as root (so experiments and results go under it, never into site-packages), with every model's
-validations recorded (``results``). The checked options reach BasicSR through its own ``parse_options``: they are
-written as the yml it reads (``RunOptions.resolved_yml``), handed to it on the command line it parses, and BasicSR
-copies that yml into the experiment, which so records what really ran.
+validations recorded from the log BasicSR writes (``results``). The checked options reach BasicSR through its own
+``parse_options``: they are written as the yml it reads (``RunOptions.resolved_yml``), handed to it on the command
+line it parses, and BasicSR copies that yml into the experiment, which so records what really ran. Nothing of
+BasicSR is replaced for the run.
 """
+from __future__ import annotations
+
 import glob
 import os
 import shutil
 import sys
 from contextlib import contextmanager, nullcontext
+from typing import List, Optional, TYPE_CHECKING
 
 import basicsr.test
 import basicsr.train
 
 from ..files.locks import owned
-from .results import recording
+from .results import log_files, record_run
 
-
-@contextmanager
-def _command_line(run):
-    """``sys.argv`` as BasicSR's ``parse_options`` reads it, naming the checked options' yml, for the block."""
-    with run.resolved_yml() as path:
-        argv = sys.argv
-        sys.argv = [argv[0] if argv else 'basicsr', '-opt', path, '--launcher', run.launcher,
-                    '--local_rank', str(run.local_rank)] + (['--auto_resume'] if run.auto_resume else []) + (
-                        ['--debug'] if run.debug else [])
-        try:
-            yield
-        finally:
-            sys.argv = argv
+if TYPE_CHECKING:  # hints only (the heavy modules load where they are used)
+    from ..checks.options import RunOptions
 
 
 def _archived(path):
@@ -67,16 +60,21 @@ def _archiving_undone_on_failure(run, root):
         raise
 
 
-def run_pipeline(run, root=None):
-    """Train or test (``run.is_train``) with BasicSR's own pipeline. Returns the run's Recorders (what it wrote)."""
+def run_pipeline(run: 'RunOptions', root: Optional[str] = None) -> List[str]:
+    """Train or test (``run.is_train``) with BasicSR's own pipeline. Returns the files of measurements written from
+    its log (``validation.json``, ``results.md``), also when it stops early."""
     root = root or os.getcwd()
     for note in run.cpu_adjustments():
         print(f'note: {note}', file=sys.stderr)
     module = basicsr.train if run.is_train else basicsr.test
     pipeline = module.train_pipeline if run.is_train else module.test_pipeline
     rank = int(os.environ.get('RANK', '0'))  # under torchrun every rank runs this; the first one holds the folder
-    holder = owned(os.path.join(root, 'experiments' if run.is_train else 'results'), run.name) if rank == 0 \
-        else nullcontext()
-    with holder, recording(run.is_train) as recorders, _command_line(run), _archiving_undone_on_failure(run, root):
-        pipeline(root)
-    return recorders
+    folder = os.path.join(root, 'experiments' if run.is_train else 'results', run.name)
+    holder = owned(os.path.dirname(folder), run.name) if rank == 0 else nullcontext()
+    before = log_files(folder, run.is_train, run.name)
+    with holder, run.command_line(), _archiving_undone_on_failure(run, root):
+        try:
+            pipeline(root)
+        finally:
+            written = record_run(run.opt, run.is_train, folder, before) if os.path.isdir(folder) else []
+    return written

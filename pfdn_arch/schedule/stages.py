@@ -1,15 +1,19 @@
 """The training recipe as a chain of stage ymls (``options/schedule_pfdn_x4.yml``): loading it, what each stage
 costs, and the smoke profile (the same stages scaled down to a CPU and built-in photos).
 """
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
 import copy
 import os
 
 from ..data.lmdb_store import gt_lmdb_name
 from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark
 from ..errors import OptionsError
-from ..files.locations import DEFAULT_SCHEDULE, option_file
-from ..files.samples import write_samples
-from .options import read_yml
+from ..layout.locations import DEFAULT_SCHEDULE, option_file
+from ..layout.samples import write_samples
+from ..checks.options import read_yml
 
 # smoke profile: HR patch (LR = HR / 4; PFDN needs LR >= 15), iterations and batch per stage; stage 1 gets most
 # of the few minutes so that the deployed result beats bicubic
@@ -22,7 +26,7 @@ SMOKE_VAL = ('astronaut.png', 'chelsea.png')
 SET5 = os.path.join('datasets', 'benchmark', 'Set5', 'HR')
 
 
-def load_schedule(path=DEFAULT_SCHEDULE):
+def load_schedule(path: str = DEFAULT_SCHEDULE) -> List[Tuple[str, dict]]:
     """[(stage yml path, its options)] in order."""
     path = option_file(path)
     stages = read_yml(path).get('stages') or []
@@ -31,13 +35,13 @@ def load_schedule(path=DEFAULT_SCHEDULE):
     return [(option_file(s), read_yml(option_file(s))) for s in stages]
 
 
-def stage_work(opt):
+def stage_work(opt: dict) -> float:
     """Iterations x LR pixels per batch: what a stage costs, for the schedule's ETA."""
     train = opt['datasets']['train']
     return opt['train']['total_iter'] * train['batch_size_per_gpu'] * (train['gt_size'] // opt.get('scale', 4)) ** 2
 
 
-def make_smoke_data(root=SMOKE_ROOT, scale=4):
+def make_smoke_data(root: str = SMOKE_ROOT, scale: int = 4) -> Tuple[str, str, str]:
     """Paired decoded LMDBs of the built-in photos (whole images; x``scale`` LR by MATLAB-style bicubic) for
     ``PairedCropDataset``, plus a small validation set. Reuses what exists, so it is made once; every step
     continues an interrupted one."""
@@ -56,12 +60,13 @@ def make_smoke_data(root=SMOKE_ROOT, scale=4):
     return gt_lmdb, lq_lmdb, val
 
 
-def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
+def scaled_stage(opt: dict, name: str, gt_size: int, total: int, batch: int, data: Tuple[str, str, str],
+                 path_map: Optional[dict] = None) -> dict:
     """A copy of a stage's options scaled down for the CPU (same structure, losses and hand-offs): new name,
     patch size, iterations (milestones scaled with them), batch, data (decoded LMDBs, read in the main process)
     and validation set (none when ``data[2]`` is None), the GPU step options off (fp32, eager: compiling costs more
-    than a short CPU stage runs), TensorBoard off; ``path_map`` rewrites substrings of ``path.*`` (how the previous stage's
-    checkpoint is found)."""
+    than a short CPU stage runs), TensorBoard off; ``path_map`` rewrites substrings of ``path.*`` (how the previous
+    stage's checkpoint is found)."""
     gt_lmdb, lq_lmdb, val = data
     opt = copy.deepcopy(opt)
     opt['name'] = name
@@ -96,7 +101,8 @@ def scaled_stage(opt, name, gt_size, total, batch, data, path_map=None):
     return opt
 
 
-def smoke_stage(opt, index, names, data, iters=SMOKE_ITERS):
+def smoke_stage(opt: dict, index: int, names: Sequence[str], data: Tuple[str, str, str],
+                iters: Sequence[int] = SMOKE_ITERS) -> dict:
     """A real stage scaled to the smoke profile; the chain's paths point at the smoke experiments."""
     gt_size = SMOKE_GT_SIZES[index] // 4 * opt['scale']  # the same LR patches at every scale
     return scaled_stage(opt, 'smoke_' + opt['name'], gt_size, iters[index], SMOKE_BATCH[index], data,

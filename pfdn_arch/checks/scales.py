@@ -7,6 +7,8 @@ metrics' border crop, the LR data paths (``..._X4``, ``.../X4``) and the experim
 the x4 files (a test keeps them so), and ``basicsr schedule --scale 2|3`` applies it to every stage.
 No x2/x3 weights were released: the x2/x3 test ymls score what the schedule at that scale trains.
 """
+from __future__ import annotations
+
 import copy
 
 from ..data.lmdb_store import gt_lmdb_name
@@ -23,7 +25,7 @@ def _renamed(text, scale):
     return text
 
 
-def rescaled(opt, scale):
+def rescaled(opt: dict, scale: int) -> dict:
     """A copy of x4 options ``opt`` for ``scale`` (see the module's docstring). A test yml that scores the released
     x4 weights scores the deployed network of the schedule's last stage at ``scale`` instead."""
     if scale not in SCALES:

@@ -54,7 +54,7 @@ def default_weights():
 
 def is_released(path) -> bool:
     """Whether ``path`` is the released weights file, by its size and SHA-256 (not its name)."""
-    from .sources import digest
+    from ..files.sources import digest
 
     return os.path.getsize(path) == 1114079 and digest(path) == WEIGHTS_SHA256
 

@@ -1,8 +1,6 @@
-"""Fault injection: kills in the middle of saves, damaged training states and checkpoints, interrupted preparation
-and inference, NaN weights, malformed ymls and files. Each case asserts the exit status, the one error line, and
-that every file the user had is byte-identical or complete."""
+"""Kills and Ctrl-C at any instant: atomic writes leave the old file or the new one, interrupted work continues
+on a rerun, a stopped schedule stops its stage, and Ctrl-C at random instants stops every long command."""
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -14,28 +12,51 @@ import pytest
 import torch
 import yaml
 
-from conftest import (ENV, ROOT, cli, run_cli, snapshot, start_cli, tiny_checkpoint, tiny_options, train_set,
-                      write_yml)
+from conftest import cli, ENV, infer, one_error, snapshot, start_cli, TINY_NET, train_yml
 from pfdn_arch import PFDN
-from pfdn_arch.files.experiment import Experiment
 from pfdn_arch.data import preparation as prep
-from pfdn_arch.files.samples import sample_image
+from pfdn_arch.layout.samples import sample_image
 
 
+def test_temporary_file_cleanup_touches_only_its_own_files(tiny, tmp_path, capsys):
+    src, out, d = tmp_path / 'in', tmp_path / 'out', tmp_path / 'd'
+    for folder in (src, out, d):
+        folder.mkdir()
+    cv2.imwrite(str(src / 'a.png'), sample_image('chelsea.png')[:40, :50])
+    (out / '.a.png.notes.tmp').write_text('the user\'s notes')
+    (d / '.x.pth.v1.tmp').write_text('a user\'s file')
+    (out / '.a.png.pfdn-999999999.tmp').write_text('ours, from a killed run')  # no such process
+    assert infer(['-i', src, '-o', out], capsys, tiny)[0] == 0
+    train = tmp_path / 'train.pth'
+    torch.save({'params': PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}).state_dict()}, train)
+    assert cli(['reparam', '--in', train, '--out', d / 'x.pth'], capsys)[0] == 0
+    assert (out / '.a.png.notes.tmp').read_text() == 'the user\'s notes'
+    assert (d / '.x.pth.v1.tmp').read_text() == 'a user\'s file'
+    assert not (out / '.a.png.pfdn-999999999.tmp').exists()
 
-@pytest.fixture(scope='module')
-def data(photos, tmp_path_factory):
-    """The shared photos and LMDBs, and a tiny released-layout checkpoint."""
-    return dict(photos, tiny=tiny_checkpoint(tmp_path_factory.mktemp('tiny')))
+
+def test_a_disk_that_fills_up_mid_run_stops_with_one_line_and_keeps_what_was_written(tiny, tmp_path, capsys,
+                                                                                     monkeypatch):
+    import errno
+
+    import pfdn_arch.files.images as images
+    src, out = tmp_path / 'in', tmp_path / 'out'
+    src.mkdir()
+    for name in ('a.png', 'b.png', 'c.png'):
+        cv2.imwrite(str(src / name), sample_image('chelsea.png')[:30, :40])
+    real, calls = images.write_bytes, []
+
+    def fills_up(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real(path, data)
+    monkeypatch.setattr(images, 'write_bytes', fills_up)
+    code, _, err = infer(['-i', src, '-o', out], capsys, tiny)
+    one_error(code, err, 'b.png', 'disk is full')
+    assert sorted(os.listdir(out)) == ['a.png']
 
 
-def train_yml(data, folder, name='run', total=4, **train):
-    ds = {'train': train_set(data)}
-    return write_yml(tiny_options(name, train=dict({'total_iter': total}, **train), datasets=ds,
-                                  logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}), folder)
-
-
-# ----------------------------------------------------------------------------------------------- atomic saves
 KILL_SCRIPT = '''
 import sys, torch
 from pfdn_arch.files.atomic import save_torch
@@ -123,73 +144,6 @@ def test_a_save_that_dies_half_way_changes_nothing(tmp_path, monkeypatch):
     assert {**snapshot(models), **snapshot(states)} == before  # byte-identical, no temporary files left
 
 
-# ----------------------------------------------------------------------------------- resume survives damage
-def test_auto_resume_sets_damaged_states_aside_and_resumes_from_the_newest_good_one(data, tmp_path, capsys,
-                                                                                    monkeypatch):
-    yml = train_yml(data, tmp_path, total=4)
-    with monkeypatch.context() as m:  # the first run in this process; the resumed one as a user runs it
-        m.chdir(tmp_path)
-        assert cli(['train', '-opt', yml], capsys)[0] == 0
-    exp = tmp_path / 'experiments' / 'run'
-    states = exp / 'training_states'
-    (states / '4.state').write_bytes((states / '4.state').read_bytes()[:1000])  # torn by a kill (older versions)
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, ('touch ' + str(tmp_path / 'pwned'),))
-    with open(states / '6.state', 'wb') as f:  # newest of all: a pickle payload
-        pickle.dump({'iter': 6, 'evil': Evil()}, f)
-    (exp / 'models' / 'net_g_latest.pth').unlink()
-    with open(yml) as f:
-        opt = yaml.safe_load(f)
-    opt['train']['total_iter'] = 6
-    with open(yml, 'w') as f:
-        yaml.safe_dump(opt, f)
-    r = run_cli('train', '-opt', yml, '--auto_resume', cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
-    notes = [line for line in r.stderr.splitlines() if line.startswith('note: ')]
-    assert any('6.state is damaged (' in n and 'set aside as 6.state.damaged' in n
-               for n in notes), notes
-    assert any('4.state is damaged (' in n and 'set aside as 4.state.damaged' in n for n in notes)
-    assert not (tmp_path / 'pwned').exists()
-    log = ''.join(open(p).read() for p in exp.glob('train_*.log'))
-    assert 'Resuming training from epoch: 0, iter: 2.' in log and 'iter:       6,' in log
-    assert (states / '4.state.damaged').is_file() and (states / '6.state').is_file()  # the new 6.state
-    torch.load(exp / 'models' / 'net_g_latest.pth', weights_only=True)
-
-
-def test_a_state_whose_checkpoint_is_damaged_is_not_resumed_from(tmp_path):
-    exp = tmp_path / 'exp'
-    (exp / 'training_states').mkdir(parents=True)
-    (exp / 'models').mkdir()
-    net = PFDN(num_feat=8, num_partial_feat=4, num_block=1).state_dict()
-    for it in (2, 4):
-        torch.save({'epoch': 0, 'iter': it, 'optimizers': [], 'schedulers': []}, exp / 'training_states' / f'{it}.state')
-        torch.save({'params': net}, exp / 'models' / f'net_g_{it}.pth')
-    (exp / 'models' / 'net_g_4.pth').write_bytes(b'')  # a 0-byte checkpoint (a kill before atomic saves)
-    path, state = Experiment.at(str(exp)).newest_resumable_state()
-    assert state['iter'] == 2 and path.endswith('2.state')
-    assert sorted(os.listdir(exp / 'models')) == ['net_g_2.pth', 'net_g_4.pth.damaged']
-    assert sorted(os.listdir(exp / 'training_states')) == ['2.state', '4.state.damaged']
-
-
-def test_a_stage_counts_as_finished_only_if_its_final_checkpoint_loads(tmp_path, monkeypatch, capsys):
-
-    def stage_done(name):
-        return Experiment(name).finished()
-    monkeypatch.chdir(tmp_path)
-    models = tmp_path / 'experiments' / 'stage' / 'models'
-    models.mkdir(parents=True)
-    assert not stage_done('stage')
-    torch.save({'params': PFDN(num_feat=8, num_partial_feat=4, num_block=1).state_dict()}, models / 'net_g_latest.pth')
-    assert stage_done('stage')
-    (models / 'net_g_latest.pth').write_bytes((models / 'net_g_latest.pth').read_bytes()[:500])
-    assert not stage_done('stage')  # so the schedule resumes the stage instead of skipping it
-    assert 'net_g_latest.pth is damaged' in capsys.readouterr().err
-    assert os.listdir(models) == ['net_g_latest.pth.damaged']
-
-
-# ----------------------------------------------------------------------------- reruns that really continue
 def interrupt_after(monkeypatch, module, name, calls):
     """Make ``module.name`` raise KeyboardInterrupt (Ctrl-C) on its call number ``calls + 1``."""
     real, count = getattr(module, name), [0]
@@ -279,175 +233,6 @@ def test_infer_rerun_after_an_interruption_continues_and_keeps_no_torn_image(dat
     assert cli(args + ['--force'], capsys)[0] == 0 and cv2.imread(str(out / 'b.png')).shape == (160, 200, 3)
 
 
-# ----------------------------------------------------------------------------------- no silent wrong result
-@pytest.fixture
-def nan_weights(weights, tmp_path):
-    sd = torch.load(weights, weights_only=True)
-    sd['block2.conv1.rep_conv.weight'][0, 0, 1, 1] = float('nan')
-    path = tmp_path / 'nan.pth'
-    torch.save(sd, path)
-    return path
-
-
-def test_nan_weights_are_an_error_everywhere_and_nothing_is_written(nan_weights, data, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    src = tmp_path / 'in.png'
-    cv2.imwrite(str(src), sample_image('chelsea.png')[:40, :50])
-    train = tmp_path / 'train_nan.pth'
-    sd = PFDN().state_dict()
-    sd['conv_last.bias'][3] = float('inf')
-    torch.save({'params': sd}, train)
-    message = 'of its tensors hold NaN or Inf values'
-    test_yml = write_yml(dict(yaml.safe_load(open(os.path.join(ROOT, 'options', 'test_pfdn_x4.yml'))), name='nan',
-                              datasets={'test_1': {'name': 'Set5', 'type': 'PairedImageDataset', 'dataroot_gt': str(
-                                  data['hr']), 'dataroot_lq': str(data['lr']), 'io_backend': {'type': 'disk'}}},
-                              path={'pretrain_network_g': str(nan_weights), 'strict_load_g': True}), tmp_path)
-    for args in (['test', '-opt', test_yml],['infer', '-i', src, '-o', tmp_path / 'out', '--weights', nan_weights],
-                 ['export', '--weights', nan_weights, '--out', tmp_path / 'exported'],
-                 ['reparam', '--in', train, '--out', tmp_path / 'deployed.pth'],
-                 ['profile', '--weights', nan_weights, '--no-timing']):
-        code, _, err = cli(args, capsys)
-        assert code == 2 and message in err[-1] and err[-1].startswith('error: '), (args, err)
-        assert not any(line.startswith(('Traceback', 'error')) for line in err[:-1]), err
-    assert not any((tmp_path / p).exists() for p in ('out', 'exported', 'deployed.pth'))
-    assert not (tmp_path / 'results' / 'nan' / 'results.md').exists()  # no score from NaN weights
-
-
-def test_non_finite_outputs_stop_validation_instead_of_scoring_a_black_image(tmp_path):
-    from conftest import tiny_model, uint8_batch
-    from pfdn_arch.errors import TrainingDiverged
-    model = tiny_model(tmp_path)
-    with torch.no_grad():
-        model.get_bare_model(model.net_g).conv_last.bias.fill_(3e38)  # finite weights, overflowing output
-    data = uint8_batch(0)
-    model.feed_data({'lq': data['lq'].float() / 255, 'gt': data['gt'].float() / 255, 'lq_path': ['x/img7.png']})
-    model._runner = model.validation_network()
-    with pytest.raises(TrainingDiverged, match='NaN or Inf values on img7.png'):
-        model.test()
-
-
-def test_malformed_files_in_a_folder_each_get_one_line_and_the_others_go_through(data, tmp_path, capsys):
-    src = tmp_path / 'in'
-    src.mkdir()
-    good = sample_image('coffee.png')[:40, :50]
-    cv2.imwrite(str(src / 'good1.png'), good)
-    cv2.imwrite(str(src / 'good2.jpg'), good)
-    ok, jpg = cv2.imencode('.jpg', sample_image('astronaut.png'))
-    (src / 'cut.jpg').write_bytes(jpg.tobytes()[:len(jpg) // 2])  # OpenCV alone would return a grey bottom third
-    import struct
-    import zlib
-
-    def chunk(kind, payload):
-        return struct.pack('>I', len(payload)) + kind + payload + struct.pack('>I', zlib.crc32(kind + payload))
-    (src / 'huge.png').write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 100000, 100000, 8, 2, 0,
-                                                                                    0, 0))
-                                   + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
-    (src / 'text.png').write_text('not an image')
-    before = snapshot(src)
-    code, out, err = cli(['infer', '-i', src, '-o', tmp_path / 'out', '--weights', data['tiny'], '--backend',
-                          'torch'], capsys)
-    assert code == 1 and '2 upscaled x4' in out
-    assert sorted(os.listdir(tmp_path / 'out')) == ['good1.png', 'good2.jpg']
-    assert err[0].startswith('weights: ') and err[1].startswith('backend: ')
-    assert err[2:] == [
-        f"error: {src / 'cut.jpg'}: the file is truncated (cut short while it was written or copied)",
-        f"error: {src / 'huge.png'}: more pixels than OpenCV decodes (1,073,741,824); downscale or split it first",
-        f"error: {src / 'text.png'}: unreadable or corrupt image"], err
-    assert snapshot(src) == before
-
-
-def checkpoint_variants(tmp_path):
-    sd = PFDN(deploy=True).state_dict()
-    missing = {k: v for k, v in sd.items() if not k.startswith('tail')}
-    extra = dict(sd, **{'block9.conv1.rep_conv.weight': torch.zeros(1)})
-    shape = dict(sd, **{'conv_last.weight': torch.zeros(48, 48, 1, 1)})
-    out = {}
-    for name, value in (('missing', missing), ('extra', extra), ('shape', shape)):
-        out[name] = tmp_path / f'{name}.pth'
-        torch.save(value, out[name])
-    return out
-
-
-def test_bad_inputs_and_arguments_each_give_one_error_line(weights, data, tmp_path, capsys, monkeypatch):
-    from pfdn_arch import errors
-    src = tmp_path / 'in.png'
-    cv2.imwrite(str(src), sample_image('chelsea.png')[:40, :50])
-    a_file = tmp_path / 'a_file'
-    a_file.write_text('mine')
-    ckpts = checkpoint_variants(tmp_path)
-    folder = tmp_path / 'folder'
-    folder.mkdir()
-    train_ckpt = tmp_path / 'train.pth'
-    torch.save({'params': PFDN().state_dict()}, train_ckpt)
-    cases = [
-        (['infer', '-i', src, '-o', a_file, '--weights', weights], f'{a_file}: is a file; give a folder'),
-        (['infer', '-i', src, '-o', tmp_path / 'o', '--weights', weights, '--device', 'banana'],
-         "unknown device 'banana'; use cpu, cuda or cuda:N"),
-        (['infer', '-i', src, '-o', tmp_path / 'o', '--weights', ckpts['missing']], 'not a PFDN state dict: missing'),
-        (['infer', '-i', src, '-o', tmp_path / 'o', '--weights', ckpts['extra']], 'does not fit this PFDN: keys'),
-        (['infer', '-i', src, '-o', tmp_path / 'o', '--weights', ckpts['shape']],
-         'keys 1 of another shape (conv_last.weight is (48, 48, 1, 1), the network has (48, 48, 3, 3))'),
-        (['reparam', '--in', train_ckpt, '--out', train_ckpt, '--force'], 'is --in itself'),
-        (['reparam', '--in', train_ckpt, '--out', folder], 'is a folder; give the file to write'),
-    ]
-    for args, message in cases:
-        code, _, err = cli(args, capsys)
-        assert code == 2 and len(err) == 1 and err[0].startswith('error: ') and message in err[0], (args, err)
-    assert a_file.read_text() == 'mine' and torch.load(train_ckpt, weights_only=True).keys() == {'params'}
-    assert os.listdir(folder) == [] and not (tmp_path / 'o').exists()
-    monkeypatch.setattr(errors, 'installed', lambda module: module != 'onnx')  # export without onnx installed
-    code, _, err = cli(['export', '--weights', weights, '--out', tmp_path / 'exported'], capsys)
-    assert code == 2 and len(err) == 1 and 'needs the onnx package' in err[0] and "pfdn[export]" in err[0]
-    assert not (tmp_path / 'exported').exists()  # refused before anything was written
-
-
-def test_malformed_ymls_each_give_one_error_line(weights, data, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    good = yaml.safe_load(open(train_yml(data, tmp_path, 'good')))
-    test_opt = yaml.safe_load(open(os.path.join(ROOT, 'options', 'test_pfdn_x4.yml')))
-    small = tmp_path / 'small_lr'
-    small.mkdir()
-    for name in ('astronaut.png', 'chelsea.png', 'coffee.png'):  # LR one pixel too large for their GT
-        lr = cv2.imread(str(data['lr'] / name))
-        cv2.imwrite(str(small / name), cv2.resize(lr, (lr.shape[1] + 1, lr.shape[0])))
-
-    def variant(name, change, base=good):
-        opt = yaml.safe_load(yaml.safe_dump(base))
-        change(opt)
-        return write_yml(dict(opt, name=name), tmp_path)
-
-    no_net = variant('no_net', lambda o: o.pop('network_g'))
-    no_path = variant('no_path', lambda o: o.pop('path'))
-    as_list = variant('as_list', lambda o: o.update(datasets=[o['datasets']['train']]))
-    deployed = variant('deployed', lambda o: o.update(network_g={'type': 'PFDN'}, path={
-        'pretrain_network_g': str(weights), 'strict_load_g': True, 'resume_state': None}))
-    mismatch = variant('mismatch', lambda o: o['datasets'].update(val={
-        'name': 'val', 'type': 'PairedImageDataset', 'dataroot_gt': str(data['hr']), 'dataroot_lq': str(small),
-        'io_backend': {'type': 'disk'}}) or o.update(val={'val_freq': 2, 'save_img': False, 'metrics': {}}))
-    test_yml = variant('test', lambda o: o['path'].update(pretrain_network_g=str(weights)), base=test_opt)
-    cases = [
-        (['train', '-opt', no_net], 'has no network_g: a BasicSR training options file needs'),
-        (['train', '-opt', no_path], 'has no path: a BasicSR training options file needs'),
-        (['train', '-opt', as_list], 'datasets must be a mapping of names to settings, not a list'),
-        (['train', '-opt', good_path(tmp_path), '--force_yml', 'train:total_iterr=2'],
-         "--force_yml: train:total_iterr=2: the options have no 'total_iterr' in train (did you mean 'total_iter'?)"),
-        (['test', '-opt', test_yml, '--force_yml', 'datasets:test_2=~'],
-         '--force_yml: datasets:test_2=~: a dataset cannot be removed'),
-        (['train', '-opt', mismatch], 'datasets.val: astronaut.png is 129x128, x4 = 516x512, but its GT is 512x512'),
-        (['train', '-opt', deployed], 'is in the deployed (fused) form and cannot feed a training-form PFDN'),
-    ]
-    for args, message in cases:
-        code, _, err = cli(args, capsys)
-        assert code == 2 and err[-1].startswith('error: ') and message in err[-1], (args, err)
-        assert not any(line.startswith('Traceback') for line in err)
-    assert not (tmp_path / 'experiments' / 'mismatch').exists()  # refused before BasicSR wrote anything
-
-
-def good_path(tmp_path):
-    return tmp_path / 'good.yml'
-
-
-# ------------------------------------------------------------------------------------------ stopping cleanly
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -558,13 +343,13 @@ def _interrupted_work(command, data, tmp_path):
     src = tmp_path / 'many'
     src.mkdir()
     image = cv2.imread(str(next(iter(sorted(data['hr'].iterdir())))))
-    for i in range(60):
-        cv2.imwrite(str(src / f'{i:03d}.png'), np.roll(image[:96, :128], i, 1))
+    for i in range(120):  # long enough on a quiet machine for a signal to land in the middle
+        cv2.imwrite(str(src / f'{i:03d}.png'), np.roll(image[:192, :256], i, 1))
     if command == 'infer':
         args = ['infer', '-i', src, '-o', out, '--weights', data['tiny'], '--backend', 'torch']
     else:
         args = ['prepare', 'lr', '--hr', src, '--out', out, '--scale', '4']
-    return args, count(out), lambda: count(out, '.png')() == 60, list
+    return args, count(out), lambda: count(out, '.png')() == 120, list
 
 
 @pytest.mark.slow
@@ -583,7 +368,7 @@ def test_ctrl_c_at_random_instants_stops_every_time_within_seconds_and_the_run_c
             _wait_for(lambda: progress() > before or proc.poll() is not None)
             if proc.poll() is not None:
                 break  # the work is done: nothing left to stop
-            time.sleep(rng.uniform(0, 1.5))
+            time.sleep(rng.uniform(0, 0.5))
             sent = time.time()
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=60)
@@ -603,12 +388,3 @@ def test_ctrl_c_at_random_instants_stops_every_time_within_seconds_and_the_run_c
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-2000:]
     assert finished()
-
-
-def test_schedule_without_its_data_says_so_once_before_starting(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    code, out, err = cli(['schedule'], capsys)
-    assert code == 2 and len(err) == 1
-    assert 'inputs are not there: datasets/DF2K/DF2K_HR.lmdb' in err[0]
-    assert 'basicsr prepare df2k --hr <folders of HR images>' in err[0]
-    assert not (tmp_path / 'experiments').exists()

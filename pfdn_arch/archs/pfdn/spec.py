@@ -6,12 +6,12 @@ from typing import Mapping, Optional
 
 import torch
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 from .convert import checkpoint_filter, is_training_form, unwrap_state_dict
 from .limits import MIN_INPUT_SIZE
 from .pfdn_arch import PFDN
-from .pfdn_graph import graph_form
-from .spec import ArchSpec
+from .graph import graph_form, joined_state_dict
+from ..spec import ArchSpec
 
 # keys every PFDN has in either form (the ESA's conv_f and conv4 inside block1 are what other SR nets lack), and the
 # keys that tell its forms apart
@@ -29,6 +29,7 @@ class PFDNSpec(ArchSpec):
     # graph names them
     float_ops = {'openvino': ('Multiply', 'Add'), 'onnx': ('Mul', 'Add'),
                  'torch': ('mul', '__mul__', 'add', '__add__', '__iadd__', '__radd__')}
+    ncc_layers = ('block1', 'block2', 'block3', 'block4')  # the four blocks' outputs (docs/method.md)
 
     def missing_keys(self, state_dict: Mapping[str, torch.Tensor]) -> list:
         form = TRAINING_KEYS if is_training_form(state_dict) else DEPLOYED_KEYS
@@ -70,6 +71,9 @@ class PFDNSpec(ArchSpec):
 
     def graph_form(self, net):
         return graph_form(net)
+
+    def from_graph_form(self, state_dict):
+        return joined_state_dict(state_dict)
 
     def check_options(self, gt_size: Optional[int], scale: int) -> Optional[str]:
         if gt_size is not None and gt_size // scale < self.min_input:

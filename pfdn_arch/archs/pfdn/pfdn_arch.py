@@ -1,7 +1,7 @@
 """PFDN: Partial Feature Distillation Network (NTIRE 2023 Efficient SR, overall winner).
 
 One class serves both forms: ``deploy=False`` builds the training form, whose ``conv1``/``conv2``/``conv3`` in
-every block are :class:`~pfdn_arch.archs.rrrb.RRRB`; ``deploy=True`` builds the released plain form, whose state
+every block are :class:`~pfdn_arch.archs.pfdn.rrrb.RRRB`; ``deploy=True`` builds the released plain form, whose state
 dict has exactly the key layout of the authors' ``team08_PFDN.pth``. ``reparameterize()`` turns the first into
 the second in place; checkpoints are converted by explicit functions (``reparam.checkpoint_filter``), never by
 an overridden ``load_state_dict``.

@@ -2,18 +2,20 @@
 folders and LMDBs there and whole, the keys each dataset class reads, a training set that fills a batch, LR/HR
 pairs that agree with the scale, training crops that fit the images, and a test yml's missing benchmark sets left
 out. ``RunOptions.check`` calls them with the rest of ``preflight``."""
+from __future__ import annotations
+
 import os
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..data.lmdb_store import gt_lmdb_name, lmdb_format, lq_sizes, verify_lmdb
 from ..data.paired_crop_dataset import too_small
 from ..errors import DataError, ImageError, OptionsError
 from ..files.images import image_size, list_images
-from ..files.locations import WEIGHTS, WEIGHTS_URL
+from ..layout.locations import WEIGHTS, WEIGHTS_URL
 
 # The keys BasicSR's stock datasets (and ours) index without a default, by phase ('any' or 'train'), and the loader's.
-DATASET_KEYS = {
+DATASET_KEYS: Dict[str, Dict[str, Tuple[str, ...]]] = {
     'PairedImageDataset': {'any': ('dataroot_gt', 'dataroot_lq', 'io_backend'), 'train': ('gt_size', 'use_hflip',
                                                                                           'use_rot')},
     'PairedCropDataset': {'any': ('dataroot_gt', 'dataroot_lq'), 'train': ('gt_size',)},
@@ -24,7 +26,7 @@ IO_BACKENDS = {'PairedImageDataset': "io_backend: {type: disk} for folders, {typ
                'SingleImageDataset': 'io_backend: {type: disk}'}
 
 
-def leave_out_missing_test_sets(opt, path, notes):
+def leave_out_missing_test_sets(opt: dict, path: str, notes: List[str]) -> None:
     """A test yml scores the benchmark sets that exist: one whose folders are not there is left out with a note
     (a user with Set5 alone runs the shipped yml as it is). When none is there, all stay, for ``missing_inputs`` to
     report with the rest."""
@@ -67,7 +69,7 @@ def make_command(path: str, scale: int) -> str:
     return f'basicsr prepare lr --hr <HR folder> --out {path}{scale_flag}'
 
 
-def missing_inputs(opt, is_train: bool, pretrained: bool, auto_resume: bool) -> List[Tuple[str, str]]:
+def missing_inputs(opt: dict, is_train: bool, pretrained: bool, auto_resume: bool) -> List[Tuple[str, str]]:
     """Every input of a run that is not there, as (what, the command or step that makes it): the datasets' folders
     and LMDBs, and the checkpoints ``path.pretrain_network_*`` names (when ``pretrained``; an auto-resumed training
     run loads its own save instead)."""
@@ -104,7 +106,7 @@ def describe_missing(missing: List[Tuple[str, str]]) -> str:
     return f"{count} not there: {'; '.join(parts)}"
 
 
-def check_dataset(opt, phase, ds):
+def check_dataset(opt: dict, phase: str, ds: dict) -> None:
     """The folders and LMDBs a dataset names: there, of the format its type reads, whole, and enough for a batch;
     folder pairs checked against the scale (``check_pairs``)."""
     for key in ('dataroot_gt', 'dataroot_lq'):
@@ -132,7 +134,7 @@ def check_dataset(opt, phase, ds):
     check_pairs(opt, phase, ds)
 
 
-def check_enough(phase, ds, pairs):
+def check_enough(phase: str, ds: dict, pairs: int) -> None:
     """BasicSR's training loader drops the last incomplete batch: fewer pairs (times dataset_enlarge_ratio) than
     a batch makes an epoch of no iterations, and the run ends at once with an untrained network."""
     if phase != 'train':
@@ -144,7 +146,7 @@ def check_enough(phase, ds, pairs):
                            f'datasets.{phase}')
 
 
-def check_pairs(opt, phase, ds):
+def check_pairs(opt: dict, phase: str, ds: dict) -> None:
     """Folder-based PairedImageDataset: every GT has its LR and their sizes agree with the scale (BasicSR asserts
     it mid-run: in training, after a checkpoint was written)."""
     if ds.get('type') != 'PairedImageDataset' or (ds.get('io_backend') or {}).get('type') != 'disk':
@@ -175,9 +177,9 @@ def check_pairs(opt, phase, ds):
                                'prepare benchmark / lr make such pairs)', f'datasets.{phase}')
 
 
-def check_dataset_keys(phase, ds):
+def check_dataset_keys(phase: str, ds: dict) -> None:
     """The keys the dataset's class and BasicSR's loader index without a default."""
-    wanted = DATASET_KEYS.get(ds.get('type'), {})
+    wanted = DATASET_KEYS.get(str(ds.get('type')), {})
     keys = list(wanted.get('any', ()))
     if phase == 'train':
         keys += list(wanted.get('train', ())) + list(LOADER_KEYS)
@@ -192,7 +194,7 @@ def check_dataset_keys(phase, ds):
                            f'datasets.{phase}.io_backend')
 
 
-def check_crops(phase, ds, scale):
+def check_crops(phase: str, ds: dict, scale: int) -> Optional[str]:
     """Training crops fit the images: PairedCropDataset leaves out the images smaller than its crop (with a note) and
     needs a batch of the rest; BasicSR's PairedImageDataset fails mid-run on any. Returns a note or None."""
     gt_size = ds.get('gt_size')

@@ -1,6 +1,7 @@
 """The deployed PFDN as the runtimes run it fastest (what ONNX, OpenVINO, int8 and QAT export): the same function
 without the partial conv's channel split and concatenation (``bench/bench_infer.py`` measures the difference)."""
 import copy
+from typing import Dict, Mapping
 
 import torch
 from torch import nn
@@ -50,3 +51,21 @@ def graph_form(net: nn.Module) -> nn.Module:
         name = next(n for n, m in graph.named_children() if m is block)
         setattr(graph, name, SplitPFDB(block))
     return graph
+
+
+def joined_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The deployed (released-layout) state dict of a graph-form PFDN's: each :class:`SplitPFDB`'s split
+    convolutions joined back, exactly (the inverse of ``graph_form``)."""
+    sd = dict(state_dict)
+    blocks = {k.split('.')[0] for k in sd if '.conv1_partial.' in k}
+    out = {k: v for k, v in sd.items()
+           if k.split('.')[0] not in blocks or not k.partition('.')[2].startswith(('conv1_', 'conv2_', 'conv3.'))}
+    for b in sorted(blocks):
+        out[f'{b}.conv1.rep_conv.weight'] = torch.cat([sd[f'{b}.conv1_partial.weight'], sd[f'{b}.conv1_rest.weight']])
+        out[f'{b}.conv1.rep_conv.bias'] = torch.cat([sd[f'{b}.conv1_partial.bias'], sd[f'{b}.conv1_rest.bias']])
+        out[f'{b}.conv2.rep_conv.weight'] = torch.cat([sd[f'{b}.conv2_partial.weight'], sd[f'{b}.conv2_rest.weight']],
+                                                      dim=1)
+        out[f'{b}.conv2.rep_conv.bias'] = sd[f'{b}.conv2_partial.bias']
+        out[f'{b}.conv3.rep_conv.weight'] = sd[f'{b}.conv3.weight']
+        out[f'{b}.conv3.rep_conv.bias'] = sd[f'{b}.conv3.bias']
+    return out

@@ -11,9 +11,11 @@ type of the yml's own value (``typed_value``), as before.
 The same table checks the yml's own values (``check_values``), so a mistake in the file and one on the command line
 read alike.
 """
+from __future__ import annotations
+
 import ast
 import fnmatch
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from basicsr.utils.options import _postprocess_yml_value
 
@@ -54,7 +56,7 @@ class Kind:
     """What a key takes: ``describe`` for the error line, ``accept(value)`` -> the value to use, or raises
     ValueError."""
 
-    def __init__(self, describe, accept):
+    def __init__(self, describe: str, accept: Callable[[Any], Any]):
         self.describe, self.accept = describe, accept
 
     def __or__(self, other):

@@ -3,23 +3,23 @@
 Training form keys:  ``block1.conv1.{expand_conv,fea_conv,reduce_conv}.{weight,bias}``
 Deployed form keys:  ``block1.conv1.rep_conv.{weight,bias}`` (the released layout)
 
-The hyperparameters of a PFDN are read off either form's keys and shapes by its spec (``pfdn_spec.py``), so a
+The hyperparameters of a PFDN are read off either form's keys and shapes by its spec (``spec.py``), so a
 checkpoint is enough to rebuild its network.
 """
 import copy
 from collections import OrderedDict
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 from .rrrb import fuse_rrrb
 
 _BRANCHES = ('expand_conv', 'fea_conv', 'reduce_conv')
 
 
-def unwrap_state_dict(checkpoint: dict, param_key: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
+def unwrap_state_dict(checkpoint: Mapping, param_key: Optional[str] = None) -> 'OrderedDict[str, torch.Tensor]':
     """Return the bare state dict of a checkpoint: bare, or BasicSR's ``{'params', 'params_ema'}``.
 
     ``param_key=None`` prefers ``params_ema`` (what BasicSR validates with) and falls back to ``params``.
@@ -45,7 +45,7 @@ def unwrap_state_dict(checkpoint: dict, param_key: Optional[str] = None) -> 'Ord
     return out
 
 
-def is_training_form(state_dict: dict) -> bool:
+def is_training_form(state_dict: Mapping) -> bool:
     """True when the state dict holds RRRB branches (training form)."""
     return any(k.endswith('.expand_conv.weight') for k in state_dict)
 

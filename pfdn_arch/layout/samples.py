@@ -4,7 +4,7 @@ import os
 import cv2
 import numpy as np
 
-from .images import write_image
+from ..files.images import write_image
 
 # Colour photos stored inside scikit-image's package (no download). retina is the largest (1411 x 1411).
 SAMPLE_FILES = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg', 'ihc.png', 'hubble_deep_field.jpg',

@@ -3,10 +3,17 @@
 test``, ``python -m basicsr.train|test`` and every stage of ``basicsr schedule`` use the same object; BasicSR's own
 ``parse_options`` reads the result as a yml (``resolved_yml``).
 """
+from __future__ import annotations
+
+import argparse
+
+from typing import Iterator, List, Sequence, Set, Tuple
+
 import difflib
 import os
 import re
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 
@@ -17,12 +24,12 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..errors import OptionsError
 from ..files.atomic import write_text
-from ..files.locations import is_released, option_file
-from . import data_checks, preflight
+from ..layout.locations import is_released, option_file
+from . import datasets, preflight
 from .overrides import basicsr_value, check_values, override_value
 
 
-def read_yml(path):
+def read_yml(path: str) -> dict:
     """A yml file as a dict (OptionsError when it is not valid YAML or not a mapping)."""
     try:
         with open(path) as f:
@@ -54,12 +61,13 @@ class RunOptions:
         launcher, auto_resume, debug, local_rank: BasicSR's flags.
     """
 
-    def __init__(self, path, is_train, overrides=(), launcher='none', auto_resume=False, debug=False, local_rank=0):
+    def __init__(self, path: str, is_train: bool, overrides: Sequence[str] = (), launcher: str = 'none',
+                 auto_resume: bool = False, debug: bool = False, local_rank: int = 0):
         self.path = option_file(path)
         self.is_train, self.launcher, self.auto_resume = is_train, launcher, auto_resume
         self.debug, self.local_rank, self.overrides = debug, local_rank, list(overrides or ())
-        self.notes = []  # what the checks changed or left out, said once when the run starts
-        self.overridden = set()  # the key paths --force_yml set ('train:compile')
+        self.notes: List[str] = []  # what the checks changed or left out, said once when the run starts
+        self.overridden: Set[str] = set()  # the key paths --force_yml set ('train:compile')
         self.opt = read_yml(self.path)
         for entry in self.overrides:
             self._override(entry)
@@ -67,7 +75,7 @@ class RunOptions:
         check_values(self.opt, self.path)
 
     @property
-    def name(self):
+    def name(self) -> str:
         """The run's name as BasicSR will use it (``debug_`` prefixed in a debug training run)."""
         name = str(self.opt['name'])
         return 'debug_' + name if self.debug and self.is_train and not name.startswith('debug') else name
@@ -136,7 +144,7 @@ class RunOptions:
             if absent:
                 self._fail(f'{section} has no {", ".join(absent)}, which BasicSR needs')
 
-    def check(self, pretrained=True):
+    def check(self, pretrained: bool = True) -> 'RunOptions':
         """Catch the common mistakes before BasicSR turns them into tracebacks, before anything is written (the
         named checks of ``preflight`` and the ones below). ``pretrained=False`` leaves out the checkpoint paths (a
         schedule's later stages read what earlier ones make). Returns self."""
@@ -150,17 +158,17 @@ class RunOptions:
             preflight.check_patch_size(opt)
             preflight.check_patch_fits_networks(opt)
         else:
-            data_checks.leave_out_missing_test_sets(opt, self.path, self.notes)
-        missing = data_checks.missing_inputs(opt, self.is_train, pretrained, self.auto_resume)
+            datasets.leave_out_missing_test_sets(opt, self.path, self.notes)
+        missing = datasets.missing_inputs(opt, self.is_train, pretrained, self.auto_resume)
         if missing:  # all of them at once, each with what makes it: not one per attempt
-            self._fail(data_checks.describe_missing(missing))
+            self._fail(datasets.describe_missing(missing))
         if not self.is_train:
             self._name_after_weights()
         networks = preflight.check_networks(opt)  # before the data: a scale the network lacks explains LR sizes
         for phase, ds in opt['datasets'].items():
-            data_checks.check_dataset(opt, phase, ds)  # the folders named first: a missing one is likelier
-            data_checks.check_dataset_keys(phase, ds)
-            note = data_checks.check_crops(phase, ds, opt['scale'])
+            datasets.check_dataset(opt, phase, ds)  # the folders named first: a missing one is likelier
+            datasets.check_dataset_keys(phase, ds)
+            note = datasets.check_crops(phase, ds, opt['scale'])
             if note:
                 self.notes.append(note)
         preflight.check_registered(opt, self.is_train, self.path)
@@ -207,7 +215,7 @@ class RunOptions:
                           f'that {name} is named after')
 
     # ---------------------------------------------------------------------------------------- hand-off
-    def cpu_adjustments(self):
+    def cpu_adjustments(self) -> List[str]:
         """Options a yml carries that cannot work here, dropped: without CUDA, the GPU-only data options (the CUDA
         prefetcher's stream, pinned memory) and the GPU step settings a CPU runs slower (``CPU_STEP``) unless
         ``--force_yml`` set them; without DataLoader workers, persistent workers (torch refuses them). Returns a note
@@ -237,7 +245,7 @@ class RunOptions:
         return notes
 
     @contextmanager
-    def resolved_yml(self):
+    def resolved_yml(self) -> Iterator[str]:
         """The checked options (overrides, CPU adjustments and left-out sets applied) written as a yml of the same
         file name as the one given, in a folder of its own, for the length of the block: what BasicSR's
         ``parse_options`` reads and copies into the experiment."""
@@ -249,12 +257,23 @@ class RunOptions:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def to_basicsr(self, root):
+    def to_basicsr(self, root: str) -> Tuple[dict, argparse.Namespace]:
         """(opt, args) as BasicSR's own ``parse_options(root, is_train)`` makes them from these options: its
         distributed init, seeding (seed + rank) and derived paths under ``root``."""
         from basicsr.utils.options import parse_options
 
-        from .pipelines import _command_line
-
-        with _command_line(self):
+        with self.command_line():
             return parse_options(root, self.is_train)
+
+    @contextmanager
+    def command_line(self) -> Iterator[None]:
+        """``sys.argv`` as BasicSR's ``parse_options`` reads it, naming the checked options' yml, for the block."""
+        with self.resolved_yml() as path:
+            argv = sys.argv
+            sys.argv = [argv[0] if argv else 'basicsr', '-opt', path, '--launcher', self.launcher,
+                        '--local_rank', str(self.local_rank)] + (['--auto_resume'] if self.auto_resume else []) + (
+                            ['--debug'] if self.debug else [])
+            try:
+                yield
+            finally:
+                sys.argv = argv

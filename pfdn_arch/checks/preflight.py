@@ -5,6 +5,10 @@ the datasets, the network and the scheduler, so a mistake found by those is a tr
 with an existing experiment moved aside. Each function here finds one such mistake from the options alone (and the
 files they name) and raises one ``OptionsError`` naming the key: ``RunOptions.check`` calls them all first.
 """
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
 import difflib
 import inspect
 import os
@@ -16,10 +20,10 @@ from basicsr.utils import registry as r
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
 from ..archs import spec_named
-from ..archs.convert import unwrap_state_dict
+from ..archs.pfdn.convert import unwrap_state_dict
 from ..errors import CheckpointError, OptionsError, installed
 from ..files.checkpoints import load_checkpoint, load_into, read_checkpoint_file
-from ..files.experiment import Experiment
+from ..layout.experiment import Experiment
 
 # what each launcher reads from the environment (BasicSR's init_dist indexes them)
 LAUNCHER_ENV = {'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
@@ -27,7 +31,7 @@ LAUNCHER_ENV = {'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
 SCALE_ARGUMENTS = ('upscale', 'scale', 'upscale_factor')  # how BasicSR's archs name their scale
 
 
-def check_launcher(launcher):
+def check_launcher(launcher: str) -> None:
     """``--launcher pytorch`` outside torchrun (or slurm outside srun) fails in BasicSR's init_dist with a KeyError."""
     absent = [k for k in LAUNCHER_ENV.get(launcher, ()) if k not in os.environ]
     if absent:
@@ -37,7 +41,7 @@ def check_launcher(launcher):
                            f'{how}, or leave --launcher out for one process', 'launcher')
 
 
-def arch_class(opt, key):
+def arch_class(opt: dict, key: str) -> Optional[type]:
     """The registered class of ``opt[key]['type']`` (checked to exist by RunOptions), or None."""
     net = opt.get(key)
     if not isinstance(net, dict) or net.get('type') not in ARCH_REGISTRY:
@@ -45,7 +49,8 @@ def arch_class(opt, key):
     return ARCH_REGISTRY.get(net['type'])
 
 
-def check_arguments(fn, given, where, what, leave_out=(), hint=''):
+def check_arguments(fn: Callable, given: dict, where: str, what: str, leave_out: Sequence[str] = (),
+                    hint: str = '') -> dict:
     """The keyword arguments ``fn`` (a class or function BasicSR builds from a yml section) is called with: its
     defaults, then ``given``, after checking that ``given`` names only arguments it takes (unless it takes
     ``**kwargs``) and every one it needs without a default; ``leave_out``: what the caller passes itself. One line
@@ -64,14 +69,14 @@ def check_arguments(fn, given, where, what, leave_out=(), hint=''):
     return dict({n: params[n].default for n in names if params[n].default is not inspect.Parameter.empty}, **given)
 
 
-def network_arguments(cls, net_opt, key):
+def network_arguments(cls, net_opt: dict, key: str) -> dict:
     """The arguments ``cls`` is built with from ``net_opt`` (``check_arguments``)."""
     return check_arguments(cls, {k: v for k, v in net_opt.items() if k != 'type'}, key, cls.__name__,
                            hint=f'. Write {key} for {cls.__name__} in a copy of the yml (--force_yml cannot remove '
                                 'keys)')
 
 
-def check_networks(opt):
+def check_networks(opt: dict) -> Dict[str, Tuple[type, dict]]:
     """Every network section builds: its arguments are its class's, and its scale is the options' ``scale``.
     Returns {key: (class, arguments)}."""
     built = {}
@@ -92,13 +97,13 @@ def check_networks(opt):
     return built
 
 
-def check_scheduler(opt):
+def check_scheduler(opt: dict) -> None:
     """The scheduler BasicSR's models build (MultiStepLR/MultiStepRestartLR or CosineAnnealingRestartLR) takes the
     yml's arguments, and its lists agree in length (BasicSR asserts it)."""
     sched = (opt.get('train') or {}).get('scheduler')
     if not isinstance(sched, dict):
         return
-    kind = sched.get('type')
+    kind = str(sched.get('type'))
     cls = {'MultiStepLR': lr_scheduler.MultiStepRestartLR, 'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,
            'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}.get(kind)
     if cls is None:
@@ -128,13 +133,13 @@ def check_scheduler(opt):
 BASICSR_OPTIMIZERS = ('Adam',)
 
 
-def check_optimizers(opt, model_cls):
+def check_optimizers(opt: dict, model_cls: type) -> None:
     """``train.optim_*``: a type the model builds, with arguments its torch optimizer takes."""
-    kinds = getattr(model_cls, 'optimizers', BASICSR_OPTIMIZERS)
+    kinds = getattr(model_cls, 'optimizer_types', BASICSR_OPTIMIZERS)
     for key, section in (opt.get('train') or {}).items():
         if not (key.startswith('optim_') and isinstance(section, dict)):
             continue
-        kind = section.get('type')
+        kind = str(section.get('type'))
         if kind not in kinds:
             raise OptionsError(f"'{kind}' is not an optimizer {model_cls.__name__} builds ({', '.join(kinds)})",
                                f'train.{key}.type')
@@ -142,7 +147,7 @@ def check_optimizers(opt, model_cls):
                         f'train.{key}', kind, leave_out=('params',))
 
 
-def check_losses(opt):
+def check_losses(opt: dict) -> None:
     """``train.*_opt`` losses (BasicSR builds each from its section; the NCC term's taps are PFDNModel's own)."""
     for key, section in (opt.get('train') or {}).items():
         if not (key.endswith('_opt') and key != 'ncc_opt' and isinstance(section, dict)
@@ -152,7 +157,7 @@ def check_losses(opt):
                         f'train.{key}', section['type'])
 
 
-def check_metrics(opt):
+def check_metrics(opt: dict) -> None:
     """``val.metrics``: each metric function gets the arguments it needs (BasicSR calls it after every validation,
     that is after training)."""
     metrics = (opt.get('val') or {}).get('metrics') or {}
@@ -162,7 +167,7 @@ def check_metrics(opt):
                             f'val.metrics.{name}', section['type'], leave_out=('img', 'img2'))
 
 
-def check_tensorboard(opt, name):
+def check_tensorboard(opt: dict, name: str) -> None:
     """``logger.use_tb_logger: true`` imports TensorBoard after the experiment folder was made (BasicSR leaves it out
     in debug runs)."""
     logger = opt.get('logger') or {}
@@ -171,7 +176,8 @@ def check_tensorboard(opt, name):
                            '--force_yml logger:use_tb_logger=false', 'logger.use_tb_logger')
 
 
-def check_checkpoint_fits(model_cls, net_cls, net_args, path, param_key, strict):
+def check_checkpoint_fits(model_cls: type, net_cls: type, net_args: dict, path: str, param_key: str,
+                          strict: bool) -> None:
     """The checkpoint loads into the network the yml describes, the way its model will load it (``check_checkpoint``
     of the model class, where it has one; BasicSR's ``load_network`` otherwise): built on the CPU, nothing logged."""
 
@@ -190,7 +196,7 @@ def _whole(value, where, least):
         raise OptionsError(f'must be a whole number of at least {least}, got {value!r}', where)
 
 
-def check_numbers(opt):
+def check_numbers(opt: dict) -> None:
     """The counts of a training run that BasicSR takes as they come: a run of no iterations saves an untrained
     network as if it had trained; a batch of none or a negative worker count fails deep in the loader."""
     _whole(opt['train']['total_iter'], 'train.total_iter', 1)
@@ -201,7 +207,7 @@ def check_numbers(opt):
             _whole(ds[key], f'datasets.train.{key}', least)
 
 
-def check_patch_size(opt):
+def check_patch_size(opt: dict) -> None:
     """An HR patch that is not a multiple of the scale has no LR patch (the LR patch is gt_size / scale)."""
     gt_size, scale = opt['datasets']['train'].get('gt_size'), opt['scale']
     if gt_size is None:
@@ -213,7 +219,7 @@ def check_patch_size(opt):
                            'datasets.train.gt_size')
 
 
-def check_patch_fits_networks(opt):
+def check_patch_fits_networks(opt: dict) -> None:
     """Each network's own needs of the training patches (its spec's ``check_options``: PFDN's smallest input),
     said before the model fails on them."""
     for key in ('network_g', 'network_t'):
@@ -223,7 +229,7 @@ def check_patch_fits_networks(opt):
             raise OptionsError(why, 'datasets.train.gt_size')
 
 
-def check_resumable_form(opt, name):
+def check_resumable_form(opt: dict, name: str) -> None:
     """Resuming restores the optimizer of the saved network; a network of the other form (``network_g.deploy``
     switched since) has other parameters, and BasicSR would fail in the optimizer."""
     spec = spec_named((opt['network_g'] or {}).get('type'))
@@ -245,7 +251,7 @@ def check_resumable_form(opt, name):
                            'pointing at its network)', 'network_g.deploy')
 
 
-def check_registered(opt, is_train, path):
+def check_registered(opt: dict, is_train: bool, path: str) -> None:
     """Every ``type`` the yml names is in BasicSR's registry of its kind (BasicSR raises a KeyError otherwise,
     after the experiment folder was made)."""
     wanted = [('model_type', r.MODEL_REGISTRY, opt.get('model_type'))]
@@ -274,7 +280,7 @@ def check_registered(opt, is_train, path):
                                f"device (PFDNModel); {opt['model_type']} expects floats: remove the option", path)
 
 
-def check_loggers(opt, name):
+def check_loggers(opt: dict, name: str) -> None:
     """A wandb project without the wandb package, or without TensorBoard (BasicSR syncs wandb from it), fails
     in BasicSR after the experiment folder was made."""
     logger = opt.get('logger') or {}
@@ -289,7 +295,7 @@ def check_loggers(opt, name):
                            'logger.wandb')
 
 
-def check_param_keys(opt, is_train, key, path):
+def check_param_keys(opt: dict, is_train: bool, key: str, path: str) -> None:
     """The entry BasicSR's model will read from a checkpoint is there. PFDNModel reads bare state dicts (like
     the released weights) and BasicSR's {'params', 'params_ema'} alike; BasicSR's own models index the file
     with ``param_key`` (falling back from a missing one to 'params' only), and with EMA on also ask for
@@ -319,7 +325,7 @@ def check_param_keys(opt, is_train, key, path):
                                f'{key_name}: ~ for a bare state dict', f'path.{key}')
 
 
-def loads_bare_state_dicts(opt):
+def loads_bare_state_dicts(opt: dict) -> bool:
     """Whether the model class loads bare state dicts (PFDNModel and its subclasses say so with
     ``loads_bare_state_dicts``); BasicSR's models do not."""
     try:

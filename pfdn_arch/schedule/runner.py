@@ -5,6 +5,10 @@ when its ``net_g_latest.pth`` loads; its progress is its saved training states a
 that refused its input exits with status 2 after one ``error:`` line, which the schedule reads from the stage's
 console log (``experiments/<prefix>schedule_logs/<stage>.log``).
 """
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence, Tuple
+
 import os
 import signal
 import subprocess
@@ -13,7 +17,7 @@ import time
 
 from .. import stopping
 from ..errors import PFDNError
-from ..files.experiment import Experiment
+from ..layout.experiment import Experiment
 from .stages import stage_work
 
 POLL_SECONDS = 2.0
@@ -22,12 +26,12 @@ POLL_SECONDS = 2.0
 class StageFailed(PFDNError):
     """A stage stopped on an error (``reason``: the stage's own error), or crashed (``log``: its console log)."""
 
-    def __init__(self, reason, path=None, log=None):
+    def __init__(self, reason: str, path: Optional[str] = None, log: Optional[str] = None):
         super().__init__(reason, path)
         self.log = log
 
 
-def duration(seconds):
+def duration(seconds: float) -> str:
     seconds = int(seconds)
     return (f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 else
             f'{seconds // 60}m{seconds % 60:02d}s')
@@ -36,10 +40,10 @@ def duration(seconds):
 class Schedule:
     """Stages ``[(yml path, options)]`` and where the schedule keeps its own files (``logs``)."""
 
-    def __init__(self, stages, logs, say=print):
+    def __init__(self, stages: List[Tuple[str, dict]], logs: str, say: Callable[[str], None] = print):
         self.stages, self.logs, self.say = stages, logs, say
 
-    def run(self, overrides=(), verbose=False):
+    def run(self, overrides: Sequence[str] = (), verbose: bool = False) -> None:
         os.makedirs(self.logs, exist_ok=True)
         start, n = time.time(), len(self.stages)
         rates = Rates()
@@ -63,7 +67,7 @@ class Schedule:
             self.say(f'{head}: done in {duration(time.time() - t0)}')
         self.say(f'schedule: all {n} stages finished ({duration(time.time() - start)} in this run)')
 
-    def run_stage(self, path, exp, total, overrides, verbose):
+    def run_stage(self, path: str, exp: Experiment, total: int, overrides: Sequence[str], verbose: bool) -> list:
         log = os.path.join(self.logs, exp.name + '.log')
         cmd = [sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', path, '--auto_resume']
         cmd += ['--force_yml', *overrides] if overrides else []
@@ -142,7 +146,7 @@ class Rates:
     def __init__(self):
         self.per_work, self.fixed = [], []
 
-    def add(self, opt, iters, seconds, marks):
+    def add(self, opt: dict, iters: int, seconds: float, marks: list) -> None:
         per_iter = stage_work(opt) / opt['train']['total_iter']
         points = sorted(set(marks))
         if iters <= 0:
@@ -155,7 +159,7 @@ class Rates:
             self.per_work.append(seconds / (iters * per_iter))
             self.fixed.append(0.0)
 
-    def seconds_left(self, stages):
+    def seconds_left(self, stages: List[Tuple[dict, int]]) -> Optional[float]:
         """Seconds for [(options, iterations left)], or None before anything was measured."""
         if not self.per_work:
             return None
@@ -174,7 +178,7 @@ def _die_with_parent():
         pass
 
 
-def stop(proc, grace=60):
+def stop(proc: subprocess.Popen, grace: float = 60) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds."""
     if proc.poll() is None:
         proc.terminate()

@@ -1,0 +1,181 @@
+"""The experiment folder: a failing rerun leaves a trained experiment byte for byte, an archived one is put back,
+two runs of one name, resuming (damaged states set aside, a switched form refused), the validation history."""
+import os
+import pickle
+import signal
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import (cli, one_error, run_cli, snapshot, start_cli, tiny_options, tiny_state, train_set, train_yml,
+                      val_set, write_yml)
+from pfdn_arch import PFDN
+from pfdn_arch.layout.experiment import Experiment
+
+
+RERUNS = [
+    (['datasets:train:gt_size=2048'], 'smaller than the LQ crop 512'),
+    (['scale=2'], 'network_g.upscale'),
+    (['network_g:upscale=2'], 'network_g.upscale sets 2'),
+    (['network_g:type=EDSR'], 'EDSR takes no argument num_partial_feat'),
+    (['train:scheduler:type=CosineAnnealingRestartLR'], 'CosineAnnealingRestartLR takes periods'),
+    (['datasets:train:type=PairedImageDataset'], 'io_backend'),
+    (['path:pretrain_network_g=@DEPLOYED'], 'deployed (fused) form'),
+    (['path:pretrain_network_g=@EDSR'], 'does not fit this PFDN'),
+    (['--launcher', 'pytorch'], 'torchrun'),
+    (['train:optim_g:type=SGD'], "'SGD' is not an optimizer PFDNModel builds"),
+    (['train:pixel_opt:type=PerceptualLoss'], 'PerceptualLoss takes no argument loss_weight'),
+]
+
+
+@pytest.mark.parametrize('extra, named', RERUNS)
+def test_a_failing_rerun_leaves_the_trained_experiment_byte_for_byte(trained, capsys, monkeypatch, extra, named):
+    from basicsr.archs.edsr_arch import EDSR
+
+    root, yml = trained
+    monkeypatch.chdir(root)
+    monkeypatch.delenv('RANK', raising=False)
+    torch.save(tiny_state(deploy=True), root / 'deployed.pth')
+    torch.save({'params': EDSR(3, 3, num_feat=8, num_block=1).state_dict()}, root / 'edsr.pth')
+    before = snapshot(root / 'experiments' / 'exp')
+    args = ['train', '-opt', yml]
+    if extra[0].startswith('--'):
+        args += extra
+    else:
+        args += ['--force_yml'] + [e.replace('@DEPLOYED', str(root / 'deployed.pth')).replace('@EDSR', str(
+            root / 'edsr.pth')) for e in extra]
+    code, _, err = cli(args, capsys)
+    one_error(code, err, named)
+    assert snapshot(root / 'experiments' / 'exp') == before
+    assert sorted(os.listdir(root / 'experiments')) == ['.exp.pfdn-lock', 'exp']  # nothing archived
+
+
+def test_a_failure_after_basicsr_archived_the_folder_puts_it_back(trained, capsys, monkeypatch):
+    """What no check can foresee (here: the dataset cannot be built) still leaves the trained experiment as it was."""
+    from pfdn_arch.data import paired_crop_dataset
+    from pfdn_arch.errors import DataError
+
+    root, yml = trained
+    monkeypatch.chdir(root)
+    before = snapshot(root / 'experiments' / 'exp')
+
+    def broken(self, opt):
+        raise DataError('cannot be read (a disk error)', opt['dataroot_gt'])
+    monkeypatch.setattr(paired_crop_dataset.PairedCropDataset, '__init__', broken)
+    code, _, err = cli(['train', '-opt', yml], capsys)
+    one_error(code, err, 'a disk error')
+    assert any('is back as it was' in line for line in err)
+    assert snapshot(root / 'experiments' / 'exp') == before
+    assert sorted(os.listdir(root / 'experiments')) == ['.exp.pfdn-lock', 'exp']
+
+
+def test_two_runs_of_one_name_the_second_is_refused_and_the_first_keeps_its_folder(photos, tmp_path):
+    yml = write_yml(tiny_options('same', train={'total_iter': 100000}, datasets={'train': train_set(photos)},
+                                 logger={'print_freq': 100, 'save_checkpoint_freq': 2, 'use_tb_logger': False}),
+                    tmp_path)
+    first = start_cli('train', '-opt', yml, cwd=tmp_path)
+    try:
+        states = tmp_path / 'experiments' / 'same' / 'training_states'
+        deadline = time.time() + 300
+        while time.time() < deadline and not (states.is_dir() and any(states.iterdir())):
+            time.sleep(0.2)
+        second = run_cli('train', '-opt', yml, cwd=tmp_path, timeout=300)
+        assert second.returncode == 2
+        assert 'experiments/same: is in use by another run (process' in second.stderr.strip().splitlines()[-1]
+        assert sorted(os.listdir(tmp_path / 'experiments')) == ['.same.pfdn-lock', 'same']  # nothing archived
+        assert first.poll() is None  # the first trains on, in its own folder
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+
+
+def test_auto_resume_after_switching_the_form_is_refused(photos, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opt = tiny_options('form', train={'total_iter': 2}, datasets={'train': train_set(photos)},
+                       network_g={'deploy': False},
+                       logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False})
+    yml = write_yml(opt, tmp_path)
+    assert cli(['train', '-opt', yml], capsys)[0] == 0
+    before = snapshot(tmp_path / 'experiments')
+    code, _, err = cli(['train', '-opt', yml, '--auto_resume', '--force_yml', 'network_g:deploy=true',
+                        'train:total_iter=4'], capsys)
+    one_error(code, err, 'network_g.deploy', 'deploy: false')
+    assert snapshot(tmp_path / 'experiments') == before
+
+
+def test_the_final_validation_is_logged_at_the_last_iteration(photos, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opt = tiny_options('last', train={'total_iter': 4}, datasets={'train': train_set(photos), 'val': val_set(photos)},
+                       val={'val_freq': 4, 'save_img': False,
+                            'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4}}},
+                       logger={'print_freq': 2, 'save_checkpoint_freq': 4, 'use_tb_logger': False})
+    assert cli(['train', '-opt', write_yml(opt, tmp_path)], capsys)[0] == 0
+    log = ''.join(open(p).read() for p in (tmp_path / 'experiments' / 'last').glob('train_*.log'))
+    assert '@ 4 iter' in log and '@ 5 iter' not in log
+
+
+def test_auto_resume_sets_damaged_states_aside_and_resumes_from_the_newest_good_one(data, tmp_path, capsys,
+                                                                                    monkeypatch):
+    yml = train_yml(data, tmp_path, total=4)
+    with monkeypatch.context() as m:  # the first run in this process; the resumed one as a user runs it
+        m.chdir(tmp_path)
+        assert cli(['train', '-opt', yml], capsys)[0] == 0
+    exp = tmp_path / 'experiments' / 'run'
+    states = exp / 'training_states'
+    (states / '4.state').write_bytes((states / '4.state').read_bytes()[:1000])  # torn by a kill (older versions)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ('touch ' + str(tmp_path / 'pwned'),))
+    with open(states / '6.state', 'wb') as f:  # newest of all: a pickle payload
+        pickle.dump({'iter': 6, 'evil': Evil()}, f)
+    (exp / 'models' / 'net_g_latest.pth').unlink()
+    with open(yml) as f:
+        opt = yaml.safe_load(f)
+    opt['train']['total_iter'] = 6
+    with open(yml, 'w') as f:
+        yaml.safe_dump(opt, f)
+    r = run_cli('train', '-opt', yml, '--auto_resume', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    notes = [line for line in r.stderr.splitlines() if line.startswith('note: ')]
+    assert any('6.state is damaged (' in n and 'set aside as 6.state.damaged' in n
+               for n in notes), notes
+    assert any('4.state is damaged (' in n and 'set aside as 4.state.damaged' in n for n in notes)
+    assert not (tmp_path / 'pwned').exists()
+    log = ''.join(open(p).read() for p in exp.glob('train_*.log'))
+    assert 'Resuming training from epoch: 0, iter: 2.' in log and 'iter:       6,' in log
+    assert (states / '4.state.damaged').is_file() and (states / '6.state').is_file()  # the new 6.state
+    torch.load(exp / 'models' / 'net_g_latest.pth', weights_only=True)
+
+
+def test_a_state_whose_checkpoint_is_damaged_is_not_resumed_from(tmp_path):
+    exp = tmp_path / 'exp'
+    (exp / 'training_states').mkdir(parents=True)
+    (exp / 'models').mkdir()
+    net = PFDN(num_feat=8, num_partial_feat=4, num_block=1).state_dict()
+    for it in (2, 4):
+        torch.save({'epoch': 0, 'iter': it, 'optimizers': [], 'schedulers': []}, exp / 'training_states' / f'{it}.state')
+        torch.save({'params': net}, exp / 'models' / f'net_g_{it}.pth')
+    (exp / 'models' / 'net_g_4.pth').write_bytes(b'')  # a 0-byte checkpoint (a kill before atomic saves)
+    path, state = Experiment.at(str(exp)).newest_resumable_state()
+    assert state['iter'] == 2 and path.endswith('2.state')
+    assert sorted(os.listdir(exp / 'models')) == ['net_g_2.pth', 'net_g_4.pth.damaged']
+    assert sorted(os.listdir(exp / 'training_states')) == ['2.state', '4.state.damaged']
+
+
+def test_a_stage_counts_as_finished_only_if_its_final_checkpoint_loads(tmp_path, monkeypatch, capsys):
+
+    def stage_done(name):
+        return Experiment(name).finished()
+    monkeypatch.chdir(tmp_path)
+    models = tmp_path / 'experiments' / 'stage' / 'models'
+    models.mkdir(parents=True)
+    assert not stage_done('stage')
+    torch.save({'params': PFDN(num_feat=8, num_partial_feat=4, num_block=1).state_dict()}, models / 'net_g_latest.pth')
+    assert stage_done('stage')
+    (models / 'net_g_latest.pth').write_bytes((models / 'net_g_latest.pth').read_bytes()[:500])
+    assert not stage_done('stage')  # so the schedule resumes the stage instead of skipping it
+    assert 'net_g_latest.pth is damaged' in capsys.readouterr().err
+    assert os.listdir(models) == ['net_g_latest.pth.damaged']
