@@ -23,8 +23,9 @@ atexit.register(shutil.rmtree, os.environ['PFDN_CACHE_DIR'], True)
 
 
 def pytest_configure(config):
-    config.addinivalue_line('markers', 'slow: an end-to-end run of half a minute or more; pytest -m "not slow" leaves '
-                                       'these out for the edit loop (CI runs everything)')
+    config.addinivalue_line('markers', 'slow: an end-to-end run in processes of its own, of five seconds or more (a '
+                                       'training, a schedule, a film, interpreters probed one by one); pytest -m "not '
+                                       'slow" leaves these out for the edit loop (CI runs everything)')
 
 
 def need_shared(path):

@@ -96,6 +96,7 @@ def probes(photos, tmp_path_factory):
     return p
 
 
+@pytest.mark.slow
 def test_the_start_up_hook_is_installed_and_can_be_turned_off(probes):
     code, out, err = probes.result('hook on')
     assert code == 0, err[-2000:]
@@ -138,6 +139,7 @@ def test_python_m_basicsr_test_reproduces_set5(set5_hr, weights, tmp_path, capsy
     assert re.search(r'\| Set5 \| 32\.04\d\d \| 0\.893\d \|', table), table
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('order', list(PROJECT_TRAIN))
 def test_a_projects_train_py_works_in_either_import_order(probes, order):
     code, _, err = probes.result(order)
@@ -146,6 +148,7 @@ def test_a_projects_train_py_works_in_either_import_order(probes, order):
     assert (project / 'experiments' / f'project_{order}' / 'models' / 'net_g_latest.pth').is_file()  # root: the project
 
 
+@pytest.mark.slow
 def test_a_basicsr_checkouts_train_py_runs_and_resumes_on_the_cpu(photos, tmp_path):
     """`python basicsr/train.py` from a checkout (here a copy of the installed package), where the script defines
     its own CUDA-only load_resume_state: a stopped run resumes with --auto_resume."""
@@ -327,6 +330,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_tensorboard_starts_from_the_readme_install_and_serves_a_logged_scalar(photos, tmp_path):
     yml = write_yml(tiny_options('tb', datasets={'train': train_set(photos)}, train={'total_iter': 2},
                                  logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': True}), tmp_path)

@@ -44,6 +44,7 @@ def probes():
     return p
 
 
+@pytest.mark.slow
 def test_functional_tensor_alias_and_distutils_make_basicsr_importable(probes):
     code, out, err = probes.result('distutils')
     assert code == 0, err
@@ -71,6 +72,7 @@ def test_resume_state_loads_on_the_cpu_and_keeps_a_frozen_teacher_by_basicsrs_ow
     assert opt['path']['pretrain_network_t'] == '/teacher.pth'  # the ymls' ignore_resume_networks keeps the teacher
 
 
+@pytest.mark.slow
 def test_pytorch_launcher_initialises_gloo_without_cuda(probes):
     code, out, err = probes.result('gloo')
     assert code == 0, err

@@ -107,6 +107,7 @@ def test_interrupted_lmdb_build_continues_where_it_stopped(pairs, tmp_path, monk
         assert all(np.array_equal(a.array(ta, k), b.array(tb, k)) for k in a.shapes)
 
 
+@pytest.mark.slow
 def test_prepare_df2k_both_formats(pairs, tmp_path, capsys):
     a, b = tmp_path / 'DIV2K', tmp_path / 'Flickr2K'
     write_samples(str(a), ('astronaut.png', 'chelsea.png'))
@@ -142,6 +143,7 @@ if __name__ == '__main__':  # like `python -m pfdn_arch.cli`: nothing of pfdn_ar
 '''
 
 
+@pytest.mark.slow
 def test_spawned_workers_need_and_get_the_compatibility_layer(pairs, tmp_path):
     script = tmp_path / 'spawn_check.py'
     script.write_text(SPAWN_CHECK)

@@ -71,6 +71,7 @@ def test_a_failure_after_basicsr_archived_the_folder_puts_it_back(trained, capsy
     assert sorted(os.listdir(root / 'experiments')) == ['.exp.pfdn-lock', 'exp']
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_name_the_second_is_refused_and_the_first_keeps_its_folder(photos, tmp_path):
     yml = write_yml(tiny_options('same', train={'total_iter': 100000}, datasets={'train': train_set(photos)},
                                  logger={'print_freq': 100, 'save_checkpoint_freq': 2, 'use_tb_logger': False}),

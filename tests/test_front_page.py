@@ -108,6 +108,7 @@ def test_the_upscale_block_runs_as_pasted(folder):
     assert 'weights: weights/team08_PFDN.pth (the released PFDN x4 weights)' in first  # says what it runs
 
 
+@pytest.mark.slow
 def test_the_test_block_scores_the_released_weights_on_set5(folder):
     outputs = [r for _, r in run_block('test', folder)]
     table = (folder / 'results' / 'PFDN_x4_released' / 'results.md').read_text()

@@ -30,6 +30,7 @@ def exported(tmp_path_factory):
     return net, record, paths
 
 
+@pytest.mark.slow
 def test_the_released_weights_int8_keeps_its_stated_loss(exported):
     net, record, paths = exported
     assert set(record['psnr_loss_db']) == {'openvino', 'onnx'}

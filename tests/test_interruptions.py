@@ -66,6 +66,7 @@ save_torch(big, sys.argv[1])
 '''
 
 
+@pytest.mark.slow
 def test_a_kill_at_any_instant_of_a_save_leaves_the_old_file_or_the_new_one(tmp_path):
     target = tmp_path / 'net_g_latest.pth'
     torch.save({'big': torch.ones(4)}, target)
@@ -254,6 +255,7 @@ def stage_pids(marker):
     return pids
 
 
+@pytest.mark.slow
 def test_stopping_schedule_stops_its_running_stage(data, tmp_path):
     """SIGTERM (cleanly, with the continue hint) and SIGKILL (the stage dies with its schedule), both at once."""
     runs = {}

@@ -136,13 +136,11 @@ def test_the_type_checker_passes():
 
 
 def test_the_type_checker_fails_on_a_wrong_call(tmp_path):
-    shutil.copytree(os.path.join(ROOT, 'pfdn_arch'), tmp_path / 'pfdn_arch',
-                    ignore=shutil.ignore_patterns('__pycache__'))
-    shutil.copy(os.path.join(ROOT, 'mypy.ini'), tmp_path / 'mypy.ini')
-    with open(tmp_path / 'pfdn_arch' / 'cli' / 'infer.py', 'a') as f:
-        f.write("\n\ndef _broken() -> str:\n    return weights_or_default(3)\n")
-    proc = subprocess.run([MYPY], cwd=tmp_path, env=dict(ENV, PYTHONPATH=str(tmp_path)), capture_output=True,
-                          text=True, timeout=600)
+    """A call against the package's hints, checked with the package's own settings (and mypy's cache of it)."""
+    (tmp_path / 'wrong.py').write_text('from pfdn_arch.cli.infer import weights_or_default\n\n\n'
+                                       'def broken() -> str:\n    return weights_or_default(3)\n')
+    proc = subprocess.run([MYPY, '--config-file', os.path.join(ROOT, 'mypy.ini'), str(tmp_path / 'wrong.py')],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and 'weights_or_default' in proc.stdout, proc.stdout[-2000:]
 
 

@@ -112,6 +112,7 @@ def test_the_record_finds_the_graph_by_the_files_bytes_and_only_for_this_package
     assert export_cache.recall(str(renamed)) is None  # the graph gone: the record alone finds nothing
 
 
+@pytest.mark.slow
 def test_a_damaged_cached_graph_is_removed_and_infer_goes_the_usual_way(tmp_path):
     need_backend('openvino')
     env = {'PFDN_CACHE_DIR': str(tmp_path / 'cache')}
@@ -145,6 +146,7 @@ def _tamper_graph(cache):
     onnx.save(model, str(graph))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('tamper', ['upscale', 'min_input', 'graph'])
 def test_what_the_cache_holds_is_checked_never_believed(tmp_path, tamper):
     """A record that says x2 for an x4 graph, one that asks for 200 px inputs, a graph altered in place at the same

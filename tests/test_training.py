@@ -97,6 +97,7 @@ def test_a_deployed_stage_fuses_its_training_form_checkpoint_exactly(tmp_path):
         assert (model.net_g(x) - trained(x)).abs().max().item() <= 1e-5
 
 
+@pytest.mark.slow
 def test_kill_then_auto_resume_reaches_total_iter(photos, tmp_path):
     yml = write_yml(tiny_options('resume_check', train={'total_iter': 100000}, datasets={'train': train_set(photos)},
                                  logger={'print_freq': 100, 'save_checkpoint_freq': 5, 'use_tb_logger': False}),
@@ -145,6 +146,7 @@ def test_resuming_an_ncc_stage_keeps_its_frozen_teacher(photos, tmp_path, capsys
     assert 'net_t_4.pth' not in resumed and 'iter:       6,' in resumed
 
 
+@pytest.mark.slow
 def test_fine_tuning_the_released_weights_keeps_set5(photos, tmp_path, weights, set5_hr):
     """options/finetune_pfdn_x4_lr240.yml as shipped (L2, lr 1e-5), from the released file, 10 iterations."""
     r = run_cli('train', '-opt', os.path.join(ROOT, 'options', 'finetune_pfdn_x4_lr240.yml'), '--force_yml',

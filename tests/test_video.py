@@ -85,6 +85,7 @@ def psnr(a, b):
     return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
 
 
+@pytest.mark.slow
 def test_video_keeps_frames_timing_audio_colours_and_matches_infer_on_its_frames(tmp_path, weights, capsys):
     clip = tmp_path / 'clip.mp4'
     photo_clip(clip)
