@@ -6,9 +6,6 @@ test``, ``python -m basicsr.train|test`` and every stage of ``basicsr schedule``
 from __future__ import annotations
 
 import argparse
-
-from typing import Iterator, List, Sequence, Set, Tuple
-
 import difflib
 import os
 import re
@@ -16,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
+from typing import Iterator, List, Sequence, Set, Tuple
 
 import torch
 import yaml

@@ -7,11 +7,10 @@ files they name) and raises one ``OptionsError`` naming the key: ``RunOptions.ch
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence, Tuple
-
 import difflib
 import inspect
 import os
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 

@@ -1,10 +1,9 @@
 """Command line: ``basicsr`` / ``pfdn`` (``main``) and its sub-commands, one module each."""
 from __future__ import annotations
 
-from typing import Callable, Dict, NoReturn, Optional
-
 import argparse
 import sys
+from typing import Callable, Dict, NoReturn, Optional
 
 from ..errors import NotEnoughMemory, OptionsError, OutputExists
 

@@ -2,11 +2,10 @@
 ``images.py``, ``video/``)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
-
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import add_command, error_line, in_range, whole
 

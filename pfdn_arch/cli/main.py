@@ -5,14 +5,13 @@ exit status 2. Ctrl-C and SIGTERM stop cleanly and say how to continue (status 1
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
 import argparse
 import atexit
 import os
 import signal
 import sys
 import threading
+from typing import Dict, List, Optional
 
 from .. import stopping
 from ..errors import PFDNError

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-
 import os
 
 from . import Parser, _Help, add_command, whole

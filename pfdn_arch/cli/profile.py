@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-
-from typing import Any, List, Optional, TYPE_CHECKING, Tuple
-
 import sys
+from typing import Any, List, Optional, TYPE_CHECKING, Tuple
 
 from ..errors import DataError, OptionsError
 from . import add_command, whole
 
 if TYPE_CHECKING:  # hints only (the heavy modules load where they are used)
+    import torch
     from torch import nn
 
     from ..deploy.runtime.base import Runner
-    import torch
 
 
 def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:

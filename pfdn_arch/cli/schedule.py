@@ -7,10 +7,8 @@ from scikit-image's built-in photos: the whole recipe end to end in a few minute
 from __future__ import annotations
 
 import argparse
-
-from typing import Optional
-
 import os
+from typing import Optional
 
 from . import add_command, add_override_flag
 

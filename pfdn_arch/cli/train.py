@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-
 import sys
 
 from . import add_basicsr_flags, add_command

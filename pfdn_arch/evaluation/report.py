@@ -2,10 +2,9 @@
 schedule's closing report made of them."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import os
 import textwrap
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np

@@ -3,10 +3,9 @@ the named layers of ``net_g`` (default: its spec's ``ncc_layers``; PFDN's four b
 teacher's on the same LR input, read by forward hooks; without one, SR is compared with GT."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
-
 import copy
 from collections import OrderedDict
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 from torch import nn

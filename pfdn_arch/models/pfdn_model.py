@@ -13,11 +13,10 @@ Any BasicSR arch trains under it; one that cannot reparameterize validates as it
 """
 from __future__ import annotations
 
-from typing import Any, List, TYPE_CHECKING, Tuple, Union
-
 import os
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, List, Tuple, Union
 
 import torch
 from torch import nn
@@ -33,6 +32,7 @@ from .. import stopping
 from ..archs import spec_for
 from ..archs.pfdn.convert import detached_copy, reparameterized
 from ..data.lmdb_store import lq_sizes
+from ..deploy.runtime.base import Runner
 from ..deploy.runtime.build import build_runner
 from ..deploy.runtime.choose import Workload
 from ..errors import CheckpointError, OptionsError, TrainingDiverged
@@ -42,9 +42,6 @@ from ..files.images import write_image
 from ..layout.experiment import Experiment
 from .ncc_teacher import LayerwiseNCC
 from .train_step import TrainStep, amp_dtype
-
-if TYPE_CHECKING:  # hints only (the heavy modules load where they are used)
-    from ..deploy.runtime.base import Runner
 
 
 class PFDNModel(SRModel):

@@ -15,10 +15,9 @@ Everything else is PFDNModel's (safe loading, uint8 batches, the train step, ato
 """
 from __future__ import annotations
 
-from typing import Any, List, TYPE_CHECKING, Union
-
 import copy
 import os
+from typing import Any, List, Union
 
 import torch
 from torch import nn
@@ -31,14 +30,12 @@ from ..archs import spec_for
 from ..deploy.export.int8.ptq import calibration_crops, check_psnr
 from ..deploy.export.int8.qat import KEY, fake_quantized, float_state_dict, quantizer_state, restored
 from ..deploy.export.int8.record import state_record
+from ..deploy.runtime.base import Runner
 from ..deploy.runtime.torch_runner import TorchRunner
 from ..errors import NotInstalled, OptionsError, installed
 from ..files.atomic import save_torch
 from ..files.checkpoints import build_from_checkpoint, qat_state
 from .pfdn_model import PFDNModel
-
-if TYPE_CHECKING:  # hints only (the heavy modules load where they are used)
-    from ..deploy.runtime.base import Runner
 
 
 class PFDNQATModel(PFDNModel):

@@ -8,9 +8,8 @@ validated (one host sync then, none per step); any other optimizer is checked be
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ContextManager, List, Optional
-
 from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, List, Optional
 
 import torch
 

@@ -11,11 +11,10 @@ Each shim names the upstream problem it works around and is tested by a check th
 """
 from __future__ import annotations
 
-from typing import Any
-
 import importlib
 import os
 import sys
+from typing import Any
 
 _PREPARED = _PATCHED = False
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-
 def run_as_main(command: str, name: str) -> None:
     if name != '__main__':
         return

@@ -13,10 +13,9 @@ crash deep inside BasicSR whichever side came second; so:
 """
 from __future__ import annotations
 
-from typing import Any, Set
-
 import importlib
 import sys
+from typing import Any, Set
 
 from .classes import CLASSES
 

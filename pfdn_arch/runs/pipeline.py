@@ -12,16 +12,14 @@ import os
 import shutil
 import sys
 from contextlib import contextmanager, nullcontext
-from typing import List, Optional, TYPE_CHECKING
+from typing import List, Optional
 
 import basicsr.test
 import basicsr.train
 
+from ..checks.options import RunOptions
 from ..files.locks import owned
 from .results import log_files, record_run
-
-if TYPE_CHECKING:  # hints only (the heavy modules load where they are used)
-    from ..checks.options import RunOptions
 
 
 def _archived(path):
@@ -60,7 +58,7 @@ def _archiving_undone_on_failure(run, root):
         raise
 
 
-def run_pipeline(run: 'RunOptions', root: Optional[str] = None) -> List[str]:
+def run_pipeline(run: RunOptions, root: Optional[str] = None) -> List[str]:
     """Train or test (``run.is_train``) with BasicSR's own pipeline. Returns the files of measurements written from
     its log (``validation.json``, ``results.md``), also when it stops early."""
     root = root or os.getcwd()

@@ -67,10 +67,10 @@ def history_entries(blocks: List[Block], val_freq: int, total_iter: int) -> List
     """Validation history entries (``iter``, ``dataset``, metrics) of one training log's blocks."""
     entries: List[dict] = []
     seen: Set[str] = set()
-    index, last_phase = -1, None
+    index, last = -1, None
     for dataset, metrics, phase, start in blocks:
-        if phase != last_phase or dataset in seen:  # a new validation: every set is validated once per event
-            index, seen, last_phase = index + 1 if phase == last_phase else 0, set(), phase
+        if (phase, start) != last or dataset in seen:  # a new validation: every set is validated once per event
+            index, seen, last = index + 1 if (phase, start) == last else 0, set(), (phase, start)
         seen.add(dataset)
         if phase == 'final':
             it = total_iter

@@ -7,13 +7,12 @@ console log (``experiments/<prefix>schedule_logs/<stage>.log``).
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Tuple
-
 import os
 import signal
 import subprocess
 import sys
 import time
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from .. import stopping
 from ..errors import PFDNError

@@ -3,10 +3,9 @@ costs, and the smoke profile (the same stages scaled down to a CPU and built-in 
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
-
 import copy
 import os
+from typing import List, Optional, Sequence, Tuple
 
 from ..data.lmdb_store import gt_lmdb_name
 from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark
