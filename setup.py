@@ -65,7 +65,9 @@ setup(
     # infer; ncnn: NCNN export and running; test: all of it
     extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST, 'int8': INT8, 'video': VIDEO,
                     'ncnn': NCNN,
-                    'test': ['pytest', 'import-linter', 'mypy'] + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO + NCNN))},
+                    # pytest-xdist: the tests run on every core (README: -n auto)
+                    'test': ['pytest', 'pytest-xdist', 'import-linter', 'mypy']
+                    + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO + NCNN))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:console', 'pfdn=pfdn_arch.cli.main:console']},
     cmdclass={'build_py': BuildPyWithHook},
 )

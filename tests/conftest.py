@@ -7,7 +7,16 @@ import sys
 import tempfile
 
 import pytest
-import torch
+
+# With pytest-xdist (-n N), N test processes share the cores: each, and every process it starts, gets an equal share
+# as torch threads (OMP_NUM_THREADS, read when torch starts), so that OpenMP pools never outnumber the cores and spin
+# against each other (docs/design.md, Tests); a value the caller set stays.
+if os.environ.get('PYTEST_XDIST_WORKER_COUNT'):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    os.environ.setdefault('OMP_NUM_THREADS', str(max(1, cores // int(os.environ['PYTEST_XDIST_WORKER_COUNT']))))
+THREADS = int(os.environ.get('OMP_NUM_THREADS') or 2)
+
+import torch  # noqa: E402  (after the thread share)
 
 import pfdn_arch  # noqa: F401  (compat + registries)
 
@@ -52,7 +61,7 @@ def set5_hr():
 
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
 
 
 def randomized(net, seed=0):
@@ -88,8 +97,10 @@ def lr_photo(name='coffee.png', size=(100, 150)):
     return cv2.resize(sample_image(name), size[::-1], interpolation=cv2.INTER_AREA)
 
 
-# the checkout first, then whatever PYTHONPATH the caller had (a GPU machine runs from wheels unpacked on it)
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (ROOT, os.environ.get('PYTHONPATH')))))
+# the checkout first, then whatever PYTHONPATH the caller had (a GPU machine runs from wheels unpacked on it); a
+# process the tests start that crashes says where (Python's fault handler)
+ENV = dict(os.environ, PYTHONFAULTHANDLER='1',
+           PYTHONPATH=os.pathsep.join(filter(None, (ROOT, os.environ.get('PYTHONPATH')))))
 
 
 def run_cli(*args, cwd=None, timeout=600, env=None):

@@ -322,7 +322,7 @@ def _interrupted_work(command, data, tmp_path):
         return lambda: len([n for n in os.listdir(folder) if n.endswith(suffix)]) if folder.is_dir() else 0
     if command in ('train', 'schedule'):
         # schedule: one stage; the signal goes to the schedule alone, which must stop its stage itself
-        yml = train_yml(data, tmp_path, 'stopped', total=400 if command == 'train' else 200)
+        yml = train_yml(data, tmp_path, 'stopped', total=100 if command == 'train' else 160)
         exp = tmp_path / 'experiments' / 'stopped'
         if command == 'train':
             args = ['train', '-opt', yml, '--auto_resume']
