@@ -1,11 +1,21 @@
-"""Ctrl-C and SIGTERM, never lost. The command line's handler raises KeyboardInterrupt where the signal lands, and
-also remembers that a stop was asked (``request``). Python loses an exception raised while it runs a finalizer
-(``__del__``, a weakref callback: "Exception ignored in ..."), so a signal that lands there would be dropped and the
-run go on; the long loops therefore ask ``check`` at every step (a training iteration, an image, a film's frame, an
-LMDB's batch), which raises KeyboardInterrupt again while a stop is pending. Torch-free, imported by every room."""
+"""Ctrl-C and SIGTERM, never lost and never fatal. The command line's handler raises KeyboardInterrupt where the
+signal lands, and also remembers that a stop was asked (``request``). Python loses an exception raised while it runs
+a finalizer (``__del__``, a weakref callback: "Exception ignored in ..."), so a signal that lands there would be
+dropped and the run go on; the long loops therefore ask ``check`` at every step (a training iteration, an image, a
+film's frame, an LMDB's batch), which raises KeyboardInterrupt again while a stop is pending. A KeyboardInterrupt
+raised while a module is being imported can kill the process instead (``importing``): there the stop waits for the
+import to end (``deliver_later``). Torch-free, imported by every room."""
+import importlib._bootstrap
+import os
+import signal
+import sys
 import threading
+from typing import Callable
 
 _requested = threading.Event()
+
+# how soon a stop that waited for an import is delivered again (the signal handler runs again then)
+RETRY_S = 0.05
 
 
 def request() -> None:
@@ -27,3 +37,27 @@ def check() -> None:
     swallowed."""
     if _requested.is_set():
         raise KeyboardInterrupt
+
+
+def importing() -> bool:
+    """Whether a module is being imported now, in any thread. An exception raised there can kill the process where
+    the module is a C++ extension whose set-up runs Python: with Ctrl-C landing as ``torch.onnx.export`` imported
+    onnx, ``basicsr export`` died of SIGSEGV or of "terminate called after throwing an instance of
+    'nanobind::python_error'" (6 of 62 random-instant runs on a busy 2-core machine; none of 40 since). importlib
+    holds a lock per module it imports (``_module_locks``, gone when the import ends) and marks the spec of a module
+    whose code runs ``_initializing``; either says so (importlib's own bookkeeping, read, never changed)."""
+    if getattr(importlib._bootstrap, '_module_locks', None):
+        return True
+    return any(getattr(getattr(module, '__spec__', None), '_initializing', False)
+               for module in list(sys.modules.values()))
+
+
+def deliver_later(signum: int, handler: Callable) -> None:
+    """Send ``signum`` to this process again in ``RETRY_S`` seconds, while the stop is still pending and ``handler``
+    still handles it (a command that ended meanwhile has nothing left to stop)."""
+    def again() -> None:
+        if _requested.is_set() and signal.getsignal(signum) is handler:
+            os.kill(os.getpid(), signum)
+    timer = threading.Timer(RETRY_S, again)
+    timer.daemon = True
+    timer.start()

@@ -308,6 +308,42 @@ def test_a_swallowed_interrupt_is_raised_again_at_the_next_step(photos):
     stopping.check()  # nothing pending: nothing raised
 
 
+SIGINT_IN_AN_IMPORT = """import os, signal, time
+os.kill(os.getpid(), signal.SIGINT)
+deadline = time.time() + 0.3
+while time.time() < deadline:  # the handler runs here, within the import
+    pass
+finished = True
+"""
+
+
+def test_a_stop_that_lands_in_an_import_waits_for_the_import_to_end(tmp_path, monkeypatch):
+    """A KeyboardInterrupt raised while a module is imported can kill the process (onnx's C++ extension, imported
+    by torch.onnx.export, died of SIGSEGV or abort when Ctrl-C landed there): the commands' handler lets the import
+    finish, then stops the run at once."""
+    import importlib
+    from pfdn_arch import stopping
+    from pfdn_arch.cli.main import _restore, _stop_on_sigterm
+    (tmp_path / 'interrupted_import.py').write_text(SIGINT_IN_AN_IMPORT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    previous = _stop_on_sigterm()
+    try:
+        try:
+            module = importlib.import_module('interrupted_import')
+        except KeyboardInterrupt:
+            pytest.fail('the stop was raised inside the import')
+        assert module.finished and stopping.requested()
+        ended = time.time()
+        with pytest.raises(KeyboardInterrupt):
+            while time.time() < ended + 5:
+                time.sleep(0.01)
+        assert time.time() - ended < 1  # delivered right after the import
+    finally:
+        _restore(previous)
+        stopping.reset()
+        sys.modules.pop('interrupted_import', None)
+
+
 def _wait_for(predicate, timeout=300):
     deadline = time.time() + timeout
     while time.time() < deadline and not predicate():

@@ -114,10 +114,14 @@ def _end_progress_bars():
 def _stop_on_sigterm():
     """SIGTERM (a scheduler, torchrun, kill) stops a command the way Ctrl-C does: cleanly, with what started it
     (stages, data workers) stopped and a line saying how to continue. Both signals also leave the stop pending
-    (``stopping``), so the next step of a long loop raises again where the first raise was lost in a finalizer.
+    (``stopping``), so the next step of a long loop raises again where the first raise was lost in a finalizer. A
+    signal that lands while a module is imported is delivered again once the import is over (``stopping.importing``).
     Returns the previous SIGTERM and SIGINT handlers."""
     def interrupt(signum, frame):
         stopping.request()
+        if stopping.importing():  # raised inside an import it can kill the process: the stop waits for its end
+            stopping.deliver_later(signum, interrupt)
+            return
         raise KeyboardInterrupt
     stopping.reset()
     try:
