@@ -40,16 +40,19 @@ def check() -> None:
 
 
 def importing() -> bool:
-    """Whether a module is being imported now, in any thread. An exception raised there can kill the process where
-    the module is a C++ extension whose set-up runs Python: with Ctrl-C landing as ``torch.onnx.export`` imported
-    onnx, ``basicsr export`` died of SIGSEGV or of "terminate called after throwing an instance of
-    'nanobind::python_error'" (6 of 62 random-instant runs on a busy 2-core machine; none of 40 since). importlib
-    holds a lock per module it imports (``_module_locks``, gone when the import ends) and marks the spec of a module
-    whose code runs ``_initializing``; either says so (importlib's own bookkeeping, read, never changed)."""
-    if getattr(importlib._bootstrap, '_module_locks', None):
-        return True
-    return any(getattr(getattr(module, '__spec__', None), '_initializing', False)
-               for module in list(sys.modules.values()))
+    """Whether this thread (the main one, where signal handlers run) is importing a module. An exception raised there
+    can kill the process where the module is a C++ extension whose set-up runs Python: with Ctrl-C landing as
+    ``torch.onnx.export`` imported onnx, ``basicsr export`` died of SIGSEGV or of "terminate called after throwing
+    an instance of 'nanobind::python_error'" (6 of 62 random-instant runs on a busy 2-core machine; none of 65
+    since). importlib holds a lock per module being imported, owned by the importing thread (``_module_locks``);
+    where an importlib lacks them, the spec of a module whose code runs is marked ``_initializing``, in any thread.
+    Both are importlib's own bookkeeping, read, never changed."""
+    locks = getattr(importlib._bootstrap, '_module_locks', None)
+    if locks is None:
+        return any(getattr(getattr(module, '__spec__', None), '_initializing', False)
+                   for module in list(sys.modules.values()))
+    me = threading.get_ident()
+    return any(getattr(ref(), 'owner', None) == me for ref in list(locks.values()))
 
 
 def deliver_later(signum: int, handler: Callable) -> None:

@@ -313,7 +313,7 @@ os.kill(os.getpid(), signal.SIGINT)
 deadline = time.time() + 0.3
 while time.time() < deadline:  # the handler runs here, within the import
     pass
-finished = True
+ended = time.time()
 """
 
 
@@ -327,21 +327,22 @@ def test_a_stop_that_lands_in_an_import_waits_for_the_import_to_end(tmp_path, mo
     (tmp_path / 'interrupted_import.py').write_text(SIGINT_IN_AN_IMPORT)
     monkeypatch.syspath_prepend(str(tmp_path))
     previous = _stop_on_sigterm()
+    stopped = None
     try:
-        try:
-            module = importlib.import_module('interrupted_import')
-        except KeyboardInterrupt:
-            pytest.fail('the stop was raised inside the import')
-        assert module.finished and stopping.requested()
-        ended = time.time()
-        with pytest.raises(KeyboardInterrupt):
-            while time.time() < ended + 5:
+        try:  # the stop may land anywhere once the import is over, so the whole of it is inside
+            importlib.import_module('interrupted_import')
+            waited = time.time()
+            while time.time() < waited + 5:
                 time.sleep(0.01)
-        assert time.time() - ended < 1  # delivered right after the import
+        except KeyboardInterrupt:
+            stopped = time.time()
     finally:
         _restore(previous)
+        requested = stopping.requested()
         stopping.reset()
-        sys.modules.pop('interrupted_import', None)
+    module = sys.modules.pop('interrupted_import', None)
+    assert module is not None and hasattr(module, 'ended'), 'the stop was raised inside the import'
+    assert requested and stopped is not None and stopped - module.ended < 1  # delivered right after the import
 
 
 def _wait_for(predicate, timeout=300):
