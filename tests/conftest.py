@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -333,7 +334,17 @@ def data(photos, tmp_path_factory):
     return dict(photos, tiny=tiny_checkpoint(tmp_path_factory.mktemp('tiny')))
 
 
-def train_yml(data, folder, name='run', total=4, **train):
+def train_yml(data, folder, name='run', total=4, save_every=2, **train):
     ds = {'train': train_set(data)}
     return write_yml(tiny_options(name, train=dict({'total_iter': total}, **train), datasets=ds,
-                                  logger={'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}), folder)
+                                  logger={'print_freq': 1, 'save_checkpoint_freq': save_every,
+                                          'use_tb_logger': False}), folder)
+
+
+def wait_for(predicate, timeout=300):
+    """Until ``predicate()`` holds (asked every 50 ms); the test fails where it still does not after ``timeout``
+    seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not predicate():
+        time.sleep(0.05)
+    assert predicate()

@@ -3,14 +3,13 @@ two runs of one name, resuming (damaged states set aside, a switched form refuse
 import os
 import pickle
 import signal
-import time
 
 import pytest
 import torch
 import yaml
 
 from conftest import (cli, one_error, run_cli, snapshot, start_cli, tiny_options, tiny_state, train_set, train_yml,
-                      val_set, write_yml)
+                      val_set, wait_for, write_yml)
 from pfdn_arch import PFDN
 from pfdn_arch.layout.experiment import Experiment
 
@@ -73,15 +72,11 @@ def test_a_failure_after_basicsr_archived_the_folder_puts_it_back(trained, capsy
 
 @pytest.mark.slow
 def test_two_runs_of_one_name_the_second_is_refused_and_the_first_keeps_its_folder(photos, tmp_path):
-    yml = write_yml(tiny_options('same', train={'total_iter': 100000}, datasets={'train': train_set(photos)},
-                                 logger={'print_freq': 100, 'save_checkpoint_freq': 2, 'use_tb_logger': False}),
-                    tmp_path)
+    yml = train_yml(photos, tmp_path, 'same', total=100000)
     first = start_cli('train', '-opt', yml, cwd=tmp_path)
     try:
         states = tmp_path / 'experiments' / 'same' / 'training_states'
-        deadline = time.time() + 300
-        while time.time() < deadline and not (states.is_dir() and any(states.iterdir())):
-            time.sleep(0.2)
+        wait_for(lambda: states.is_dir() and any(states.iterdir()))
         second = run_cli('train', '-opt', yml, cwd=tmp_path, timeout=300)
         assert second.returncode == 2
         assert 'experiments/same: is in use by another run (process' in second.stderr.strip().splitlines()[-1]

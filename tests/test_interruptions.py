@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import cli, ENV, infer, one_error, snapshot, start_cli, TINY_NET, train_yml
+from conftest import cli, ENV, infer, one_error, snapshot, start_cli, TINY_NET, train_yml, wait_for
 from pfdn_arch import PFDN
 from pfdn_arch.data import preparation as prep
 from pfdn_arch.layout.samples import sample_image
@@ -268,10 +268,8 @@ def test_stopping_schedule_stops_its_running_stage(data, tmp_path):
             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True))
     try:
         for how, (yml, folder, proc) in runs.items():
-            deadline = time.time() + 300
             states = folder / 'experiments' / f'long_{how}' / 'training_states'
-            while time.time() < deadline and not (states.is_dir() and any(states.iterdir())):
-                time.sleep(0.3)
+            wait_for(lambda: states.is_dir() and any(states.iterdir()))
             stage = next(p for p in stage_pids(str(yml)) if p != proc.pid)
             proc.send_signal(getattr(signal, how))
             out, err = proc.communicate(timeout=120)
@@ -345,13 +343,6 @@ def test_a_stop_that_lands_in_an_import_waits_for_the_import_to_end(tmp_path):
     assert float(said.split()[1]) < 1  # delivered right after the import
 
 
-def _wait_for(predicate, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline and not predicate():
-        time.sleep(0.05)
-    assert predicate()
-
-
 def _interrupted_work(command, data, tmp_path):
     """(arguments, progress, finished, children) of one long command: progress counts what the work has written so
     far; children lists the processes of its own that are still running (a schedule's stage)."""
@@ -404,7 +395,7 @@ def test_ctrl_c_at_random_instants_stops_every_time_within_seconds_and_the_run_c
         before = progress()
         proc = start_cli(*args, cwd=tmp_path, output=True)
         try:  # this run's own work under way (a signal during the interpreter's start-up is Python's to report)
-            _wait_for(lambda: progress() > before or proc.poll() is not None)
+            wait_for(lambda: progress() > before or proc.poll() is not None)
             if proc.poll() is not None:
                 break  # the work is done: nothing left to stop
             time.sleep(rng.uniform(0, 0.5))
@@ -419,7 +410,7 @@ def test_ctrl_c_at_random_instants_stops_every_time_within_seconds_and_the_run_c
             break  # it finished just before the signal
         assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith('interrupted; '), (attempt, err)
         assert took < 10, (attempt, took)
-        _wait_for(lambda: not children(), timeout=30)  # nothing of it keeps running
+        wait_for(lambda: not children(), timeout=30)  # nothing of it keeps running
         stopped += 1
     assert stopped >= 1  # at least one run was really interrupted
     if not finished():  # (an export that completed refuses to run again over its own files)

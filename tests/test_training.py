@@ -4,13 +4,13 @@ import json
 import os
 import re
 import signal
-import time
 
 import pytest
 import torch
 import yaml
 
-from conftest import cli, ROOT, run_cli, start_cli, tiny_model, TINY_NET, tiny_options, train_set, write_yml
+from conftest import (cli, ROOT, run_cli, start_cli, tiny_model, TINY_NET, tiny_options, train_set, train_yml, wait_for,
+                      write_yml)
 from pfdn_arch import PFDN
 from pfdn_arch.evaluation.protocol import evaluate_folder
 from pfdn_arch.files.checkpoints import build_from_checkpoint
@@ -99,14 +99,10 @@ def test_a_deployed_stage_fuses_its_training_form_checkpoint_exactly(tmp_path):
 
 @pytest.mark.slow
 def test_kill_then_auto_resume_reaches_total_iter(photos, tmp_path):
-    yml = write_yml(tiny_options('resume_check', train={'total_iter': 100000}, datasets={'train': train_set(photos)},
-                                 logger={'print_freq': 100, 'save_checkpoint_freq': 5, 'use_tb_logger': False}),
-                    tmp_path)
+    yml = train_yml(photos, tmp_path, 'resume_check', total=100000, save_every=5)
     proc = start_cli('train', '-opt', yml, cwd=tmp_path)
     states = tmp_path / 'experiments' / 'resume_check' / 'training_states'
-    deadline = time.time() + 300
-    while time.time() < deadline and not (states.is_dir() and len(list(states.glob('*.state'))) >= 2):
-        time.sleep(0.1)
+    wait_for(lambda: states.is_dir() and len(list(states.glob('*.state'))) >= 2)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, as a crashed machine would
     proc.wait()
     assert not (tmp_path / 'experiments' / 'resume_check' / 'models' / 'net_g_latest.pth').exists()
