@@ -48,7 +48,7 @@ def test_every_shipped_yml_takes_the_usual_cpu_overrides(yml):
 
 @pytest.mark.parametrize('entry, named', [
     ('num_gpu=banana', 'num_gpu takes a whole number >= 0 or auto'), ('num_gpu=-1', 'num_gpu takes'),
-    ('manual_seed=abc', 'manual_seed takes'), ('train:amp=fp8', 'train.amp takes none or bf16 or fp16'),
+    ('manual_seed=abc', 'manual_seed takes'), ('train:amp=fp8', 'train.amp takes none or fp32 or bf16 or fp16'),
     ('val:val_freq=0', 'val.val_freq takes a whole number >= 1'), ('datasets:train:prefetch_mode=gpu', 'prefetch_mode'),
     ('train:ema_decay=1.5', 'train.ema_decay takes a number in [0, 1)'), ('logger:use_tb_logger=yes', 'true or false'),
     ('train:scheduler:milestones=[a]', 'not a list'), ('train:optim_g:betas=[0.9, 2]', 'train.optim_g.betas takes'),
@@ -354,7 +354,7 @@ def refused(check, opt, where, *says, **kwargs):
     assert all(s in err.value.reason for s in says), err.value.reason
 
 
-@pytest.mark.parametrize('check', [preflight.check_numbers, preflight.check_patch_size,
+@pytest.mark.parametrize('check', [preflight.check_patch_size,
                                    preflight.check_patch_fits_networks, preflight.check_scheduler,
                                    preflight.check_losses, preflight.check_metrics, preflight.check_networks])
 def test_good_options_pass_every_check(check):
@@ -365,12 +365,16 @@ def test_good_options_pass_every_check(check):
                                           ('datasets.train.batch_size_per_gpu', 0),
                                           ('datasets.train.num_worker_per_gpu', -1)])
 def test_counts_are_whole_numbers(where, value):
-    refused(preflight.check_numbers, changed(where, value), where, 'whole number', repr(value))
+    from pfdn_arch.checks.overrides import check_values
+    refused(check_values, changed(where, value), 'the.yml', f'{where} takes a whole number', repr(value),
+            path='the.yml')
 
 
 def test_a_patch_is_a_multiple_of_the_scale():
     refused(preflight.check_patch_size, changed('datasets.train.gt_size', 98), 'datasets.train.gt_size',
             'not a multiple of the scale 4', 'use 96 or 100')
+    refused(preflight.check_patch_size, changed('datasets.train.gt_size', 3), 'datasets.train.gt_size',
+            'not a multiple of the scale 4', 'use 4')
 
 
 def test_a_patch_fits_the_network_by_its_spec():
@@ -484,3 +488,119 @@ def test_results_are_named_after_the_weights_that_ran(tmp_path, monkeypatch, wei
     assert run.name == 'PFDN_x4_my_weights'
     assert any('results go to results/PFDN_x4_my_weights/' in note for note in run.notes)
     assert describe_weights('my weights.pth') == 'my weights.pth (not the released file)'
+
+
+# ------------------------------------------------------------------ one home per fact: each choice against its user
+def _runs_basicsr_schedulers(kind):
+    """BasicSR's own ``BaseModel.setup_schedulers`` on a stand-in model: NotImplementedError for a type it lacks."""
+    import types
+
+    from basicsr.models.base_model import BaseModel
+    model = types.SimpleNamespace(opt={'train': {'scheduler': {'type': kind}}}, schedulers=[],
+                                  optimizers=[torch.optim.SGD([torch.zeros(1, requires_grad=True)], 0.1)])
+    try:
+        BaseModel.setup_schedulers(model)
+    except TypeError:  # a type it builds, without the arguments this stand-in leaves out
+        pass
+
+
+def _basicsr_prefetch_modes():
+    """The prefetch modes BasicSR's ``train_pipeline`` takes, as its own error message lists them."""
+    import re
+
+    import basicsr.train
+    with open(basicsr.train.__file__) as f:
+        found = re.search(r'Supported ones are: ([^.]*)\.', f.read())
+    return {w.strip(" '") for w in found[1].split(',')} - {'None'}
+
+
+def _basicsr_prefetch(value):
+    if value not in _basicsr_prefetch_modes():
+        raise ValueError(value)
+
+
+def _parses_num_gpu(value, tmp_path):
+    """BasicSR's ``parse_options`` turns num_gpu into a count (``auto``: the GPUs there are); anything else it
+    leaves as it was given."""
+    from basicsr.utils.options import parse_options
+    opt = tiny_options('num_gpu', num_gpu=value, datasets={})
+    yml = write_yml(opt, tmp_path)
+    argv = os.sys.argv
+    os.sys.argv = ['basicsr', '-opt', yml]
+    try:
+        parsed, _ = parse_options(str(tmp_path), False)
+    finally:
+        os.sys.argv = argv
+    if not isinstance(parsed['num_gpu'], int):
+        raise ValueError(value)
+
+
+def _qat_target(value):
+    from pfdn_arch.models.qat_model import PFDNQATModel
+    PFDNQATModel.check_options({'network_g': {'type': 'PFDN', 'deploy': True}, 'path': {'pretrain_network_g': 'x'},
+                                'train': {'qat': {'target': value}}}, True)
+
+
+def _users(tmp_path):
+    """{key pattern: (the call that reads the key's value, raising where it does not take it; words to try)}."""
+    from pfdn_arch.archs import RRRB
+    from pfdn_arch.deploy.runtime import choose
+    from pfdn_arch.models.train_step import autocast_dtype
+
+    def quiet(line):
+        pass
+    return {
+        'train:amp': (autocast_dtype, ['none', 'fp32', 'bf16', 'fp16', 'float32', 'bfloat16', 'FP16', 'amp', '']),
+        'val:backend': (lambda v: choose.resolve(v, 'cpu', 'fp32', quiet),
+                        ['auto', 'torch', 'compile', 'openvino', 'onnxruntime', 'ncnn', 'tensorrt', 'Torch']),
+        'val:dtype': (lambda v: choose.resolve('torch', 'cpu', v, quiet),
+                      ['auto', 'fp32', 'fp16', 'bf16', 'int8', 'float32', 'none']),
+        'network_*:rrrb_mode': (lambda v: RRRB(8, mode=v), ['online', 'explicit', 'deploy', 'fused', '']),
+        'train:scheduler:type': (_runs_basicsr_schedulers, ['MultiStepLR', 'MultiStepRestartLR',
+                                                             'CosineAnnealingRestartLR', 'CosineAnnealingLR',
+                                                             'StepLR', 'ExponentialLR']),
+        'datasets:*:prefetch_mode': (_basicsr_prefetch, ['cpu', 'cuda', 'gpu', 'none']),
+        'num_gpu': (lambda v: _parses_num_gpu(v, tmp_path), ['auto', 'all', 'max']),
+        'train:qat:target': (_qat_target, ['fp32', 'hr', 'int8', 'lr', 'gt']),
+    }
+
+
+def _takes(call, value):
+    try:
+        call(value)
+    except (OptionsError, ValueError, NotImplementedError):
+        return False
+    return True
+
+
+def test_every_choice_the_checks_offer_is_what_its_user_takes(tmp_path):
+    """The option checks read each key's words from the code that uses the key; for each such key, every word tried
+    is taken by the checks exactly where the user takes it (``train.amp: fp32`` was refused by the checks while
+    training ran it)."""
+    from pfdn_arch.checks.overrides import KEYS
+    users = _users(tmp_path)
+    choices = {pattern: kind for pattern, kind in KEYS if kind.words}
+    assert set(choices) == set(users), 'a key with a choice of words needs its user here'
+    for pattern, kind in choices.items():
+        call, tries = users[pattern]
+        for word in set(tries) | set(kind.words):
+            assert _takes(kind.accept, word) == _takes(call, word), (pattern, word)
+
+
+def test_the_choice_test_finds_a_table_that_disagrees(tmp_path, monkeypatch):
+    from pfdn_arch.checks import overrides
+    monkeypatch.setattr(overrides, 'KEYS', tuple((p, overrides.one_of(['none', 'bf16', 'fp16']))
+                                                 if p == 'train:amp' else (p, k) for p, k in overrides.KEYS))
+    with pytest.raises(AssertionError, match='train:amp'):
+        test_every_choice_the_checks_offer_is_what_its_user_takes(tmp_path)
+
+
+def test_amp_fp32_trains(photos, tmp_path, capsys, monkeypatch):
+    """``--force_yml train:amp=fp32`` passes the checks and trains (it means no autocast)."""
+    monkeypatch.chdir(tmp_path)
+    yml = train_yml(photos, tmp_path, name='fp32', total=2, amp='bf16')
+    code, _, err = cli(['train', '-opt', yml, '--force_yml', 'train:amp=fp32'], capsys)
+    assert code == 0, err
+    assert (tmp_path / 'experiments' / 'fp32' / 'models' / 'net_g_latest.pth').is_file()
+    with open(next((tmp_path / 'experiments' / 'fp32').glob('*.yml'))) as f:
+        assert yaml.safe_load(f)['train']['amp'] == 'fp32'

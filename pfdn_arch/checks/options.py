@@ -23,6 +23,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ..errors import OptionsError
 from ..files.atomic import write_text
 from ..layout.locations import is_released, option_file
+from ..models.train_step import AMP_OFF
 from . import datasets, preflight
 from .overrides import basicsr_value, check_values, override_value
 
@@ -44,7 +45,7 @@ def read_yml(path: str) -> dict:
 
 # The GPU step settings of the stage ymls that a CPU runs slower, and what turns each off (compiling dominates a
 # short CPU run; the measurement: docs/benchmarks.md, "Training on a CPU").
-CPU_STEP = {'compile': False, 'amp': 'none'}
+CPU_STEP = {'compile': False, 'amp': AMP_OFF}
 RELEASED = '_released'  # the shipped test ymls' names end so: the results of the released weights
 CPU_STEP_MEASURED = '20 stage-1 iterations took 72 s with compile and bf16, 5.5 s without'
 
@@ -152,7 +153,6 @@ class RunOptions:
             self._fail(f'asks for num_gpu: {opt["num_gpu"]} but CUDA is not available; set num_gpu: 0 (or auto) to '
                        'run on the CPU')
         if self.is_train:
-            preflight.check_numbers(opt)
             preflight.check_patch_size(opt)
             preflight.check_patch_fits_networks(opt)
         else:

@@ -15,11 +15,20 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional, Tuple
 
 from basicsr.utils.options import _postprocess_yml_value
 
+from ..archs.pfdn.rrrb import RRRB
+from ..deploy.runtime.choose import BACKENDS, PRECISIONS
 from ..errors import OptionsError
+from ..models.qat_model import QAT_TARGETS
+from ..models.train_step import AMP_DTYPES
+from .preflight import SCHEDULERS
+
+# ``datasets.train.prefetch_mode``: what BasicSR's train_pipeline takes besides none (its error message lists them;
+# tests/test_options.py reads that message to hold this against it)
+PREFETCH_MODES = ('cpu', 'cuda')
 
 
 def basicsr_value(text: str) -> Any:
@@ -54,18 +63,18 @@ def _integral_text(text):
 # ------------------------------------------------------------------------------------------ value kinds
 class Kind:
     """What a key takes: ``describe`` for the error line, ``accept(value)`` -> the value to use, or raises
-    ValueError."""
+    ValueError; ``words``: the words it takes, where it takes a choice of words (``one_of``)."""
 
-    def __init__(self, describe: str, accept: Callable[[Any], Any]):
-        self.describe, self.accept = describe, accept
+    def __init__(self, describe: str, accept: Callable[[Any], Any], words: Tuple[Any, ...] = ()):
+        self.describe, self.accept, self.words = describe, accept, words
 
-    def __or__(self, other):
+    def __or__(self, other: 'Kind') -> 'Kind':
         def accept(value):
             try:
                 return self.accept(value)
             except ValueError:
                 return other.accept(value)
-        return Kind(f'{self.describe} or {other.describe}', accept)
+        return Kind(f'{self.describe} or {other.describe}', accept, self.words + other.words)
 
 
 def _whole(least=None, most=None):
@@ -99,12 +108,16 @@ def _number(low=None, high=None, low_open=False, high_open=False):
     return Kind(f'a number{span}', accept)
 
 
-def _words(*words):
+def one_of(words: Iterable[str]) -> Kind:
+    """A choice of ``words``: always the values the code that reads the key defines (its own constant, imported
+    here), never a copy of them."""
+    words = tuple(words)
+
     def accept(value):
-        if value not in words:
+        if not isinstance(value, str) or value not in words:
             raise ValueError
         return value
-    return Kind(' or '.join(str(w) for w in words), accept)
+    return Kind(' or '.join(words), accept, words)
 
 
 def _bool_accept(value):
@@ -145,12 +158,13 @@ NONE = Kind('~ (none)', _none_accept)
 SECTION = Kind('a section of keys', _section_accept)
 
 # The keys BasicSR's pipelines and this recipe read, and what each takes. Patterns match the key path written as
-# in --force_yml (``datasets:*:gt_size``); the first matching pattern applies.
+# in --force_yml (``datasets:*:gt_size``); the first matching pattern applies. A choice of words is read from the
+# code that uses the key (tests/test_options.py holds each against its user).
 KEYS = (
     ('name', TEXT),
     ('model_type', TEXT),
     ('scale', _whole(1, 8)),
-    ('num_gpu', _whole(0) | _words('auto')),
+    ('num_gpu', _whole(0) | one_of(['auto'])),
     ('manual_seed', _whole(0) | NONE),
     ('val', SECTION | NONE),
     ('path:pretrain_network_*', TEXT | NONE),
@@ -169,23 +183,24 @@ KEYS = (
     ('datasets:*:pin_memory', BOOL),
     ('datasets:*:persistent_workers', BOOL),
     ('datasets:*:uint8_batches', BOOL),
-    ('datasets:*:prefetch_mode', NONE | _words('cpu', 'cuda')),
+    ('datasets:*:prefetch_mode', NONE | one_of(PREFETCH_MODES)),
     ('network_*:type', TEXT),
     ('network_*:upscale', _whole(1, 8)),
     ('network_*:deploy', BOOL),
-    ('network_*:rrrb_mode', _words('online', 'explicit')),
+    ('network_*:rrrb_mode', one_of(RRRB.MODES)),
     ('train:total_iter', _whole(1)),
     ('train:warmup_iter', _whole(-1)),
     ('train:ema_decay', _number(0, 1, high_open=True)),
-    ('train:amp', _words('none', 'bf16', 'fp16') | NONE),
+    ('train:amp', one_of(AMP_DTYPES) | NONE),
     ('train:channels_last', BOOL),
     ('train:compile', BOOL | SECTION),
     ('train:grad_clip_norm', _number(0, low_open=True) | NONE),
+    ('train:qat:target', one_of(QAT_TARGETS)),
     ('train:optim_*:type', TEXT),
     ('train:optim_*:lr', _number(0, low_open=True)),
     ('train:optim_*:weight_decay', _number(0)),
     ('train:optim_*:betas', _list_of(_number(0, 1, high_open=True))),
-    ('train:scheduler:type', _words('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')),
+    ('train:scheduler:type', one_of(SCHEDULERS)),
     ('train:scheduler:milestones', _list_of(_whole(0))),
     ('train:scheduler:periods', _list_of(_whole(1))),
     ('train:scheduler:restarts', _list_of(_whole(0))),
@@ -198,8 +213,8 @@ KEYS = (
     ('val:save_img', BOOL),
     ('val:save_comparison', BOOL),
     ('val:pbar', BOOL),
-    ('val:backend', _words('auto', 'torch', 'compile', 'openvino', 'onnxruntime')),
-    ('val:dtype', _words('fp32', 'bf16', 'fp16')),
+    ('val:backend', one_of(BACKENDS)),
+    ('val:dtype', one_of(PRECISIONS)),
     ('val:suffix', TEXT | NONE),
     ('logger:print_freq', _whole(1)),
     ('logger:save_checkpoint_freq', _whole(1)),
@@ -208,7 +223,7 @@ KEYS = (
 )
 
 
-def kind_of(keys: str) -> Optional['Kind']:
+def kind_of(keys: str) -> Optional[Kind]:
     """The Kind the table gives the key path ``keys`` ('a:b:c'), or None."""
     for pattern, kind in KEYS:
         if pattern.count(':') == keys.count(':') and fnmatch.fnmatchcase(keys, pattern):

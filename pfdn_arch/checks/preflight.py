@@ -28,6 +28,10 @@ from ..layout.experiment import Experiment
 LAUNCHER_ENV = {'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
                 'slurm': ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST')}
 SCALE_ARGUMENTS = ('upscale', 'scale', 'upscale_factor')  # how BasicSR's archs name their scale
+# ``train.scheduler.type``: the schedulers BasicSR's models build (``BaseModel.setup_schedulers``) and the class each
+# name builds; the option checks read the names from here
+SCHEDULERS = {'MultiStepLR': lr_scheduler.MultiStepRestartLR, 'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,
+              'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}
 
 
 def check_launcher(launcher: str) -> None:
@@ -103,11 +107,10 @@ def check_scheduler(opt: dict) -> None:
     if not isinstance(sched, dict):
         return
     kind = str(sched.get('type'))
-    cls = {'MultiStepLR': lr_scheduler.MultiStepRestartLR, 'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,
-           'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}.get(kind)
+    cls = SCHEDULERS.get(kind)
     if cls is None:
-        raise OptionsError(f"'{kind}' is not a scheduler BasicSR's models build (MultiStepLR, MultiStepRestartLR, "
-                           'CosineAnnealingRestartLR)', 'train.scheduler.type')
+        raise OptionsError(f"'{kind}' is not a scheduler BasicSR's models build ({', '.join(SCHEDULERS)})",
+                           'train.scheduler.type')
     params = [n for n in inspect.signature(cls).parameters if n not in ('optimizer', 'last_epoch')]
     needed = [n for n, p in inspect.signature(cls).parameters.items()
               if n in params and p.default is inspect.Parameter.empty]
@@ -190,32 +193,14 @@ def check_checkpoint_fits(model_cls: type, net_cls: type, net_args: dict, path: 
     load_into(net, load_checkpoint(path, param_key or 'params'), path, strict=strict)
 
 
-def _whole(value, where, least):
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise OptionsError(f'must be a whole number of at least {least}, got {value!r}', where)
-
-
-def check_numbers(opt: dict) -> None:
-    """The counts of a training run that BasicSR takes as they come: a run of no iterations saves an untrained
-    network as if it had trained; a batch of none or a negative worker count fails deep in the loader."""
-    _whole(opt['train']['total_iter'], 'train.total_iter', 1)
-    _whole(opt['scale'], 'scale', 1)
-    ds = opt['datasets']['train']
-    for key, least in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0)):
-        if key in ds:
-            _whole(ds[key], f'datasets.train.{key}', least)
-
-
 def check_patch_size(opt: dict) -> None:
     """An HR patch that is not a multiple of the scale has no LR patch (the LR patch is gt_size / scale)."""
     gt_size, scale = opt['datasets']['train'].get('gt_size'), opt['scale']
-    if gt_size is None:
+    if gt_size is None or gt_size % scale == 0:  # a whole number >= 1: checked with the other values (overrides)
         return
-    _whole(gt_size, 'datasets.train.gt_size', scale)
-    if gt_size % scale:
-        raise OptionsError(f'{gt_size} is not a multiple of the scale {scale} (the LR patch is gt_size / '
-                           f'scale): use {gt_size - gt_size % scale} or {gt_size - gt_size % scale + scale}',
-                           'datasets.train.gt_size')
+    below = gt_size - gt_size % scale
+    raise OptionsError(f'{gt_size} is not a multiple of the scale {scale} (the LR patch is gt_size / scale): use '
+                       + (f'{below} or ' if below else '') + f'{below + scale}', 'datasets.train.gt_size')
 
 
 def check_patch_fits_networks(opt: dict) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 
+from ..archs.pfdn.limits import SCALES
 from ..data.lmdb_store import gt_lmdb_name
 from ..errors import OptionsError
 
-SCALES = (2, 3, 4)
 FINAL_STAGE = 'PFDN_x{s}_s3_finetune_lr240'  # the schedule's last stage, whose deployed network the test ymls score
 
 

@@ -16,6 +16,8 @@ from . import Parser, _Help, add_command, whole
 
 
 def add_parser(parent: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
+    from ..archs.pfdn.limits import SCALES
+
     p = add_command(parent, 'prepare', 'make LR images, sub-images, LMDBs, benchmark folders',
                     'Prepare data for BasicSR (progress with ETA; what exists is checked and kept; an interrupted '
                     'run continues when rerun).', on_interrupt='rerun the same command to continue where it stopped')
@@ -28,7 +30,7 @@ def add_parser(parent: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
     s = step('lr', 'LR images by MATLAB-style bicubic')
     s.add_argument('--hr', required=True, help='folder of HR images')
     s.add_argument('--out', required=True, help='folder for the LR images (PNG, same names)')
-    s.add_argument('--scale', type=whole(1), default=4, help='downscaling factor: 2, 3 or 4')
+    s.add_argument('--scale', type=int, choices=SCALES, default=4, help='downscaling factor')
     s = step('subimages', 'overlapping square crops')
     s.add_argument('--in', dest='src', required=True, help='folder of images')
     s.add_argument('--out', required=True, help='folder for the crops (<name>_s001.png, ...)')
@@ -52,14 +54,14 @@ def add_parser(parent: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
     s.add_argument('--crop', type=whole(1), default=960,
                    help='png format only: HR sub-image side (>= 960 for the LR-240 fine-tune)')
     s.add_argument('--step', type=whole(1), default=480, help='png format only: sub-image step')
-    s.add_argument('--scale', type=whole(1), default=4, help='downscaling factor')
+    s.add_argument('--scale', type=int, choices=SCALES, default=4, help='downscaling factor')
     s.add_argument('--workers', type=whole(1), default=os.cpu_count() or 1,
                    help='processes for the bicubic LR (all CPUs)')
     s = step('benchmark', '<root>/<name>/{HR,LR_bicubic/X<s>} from an HR-only folder')
     s.add_argument('--hr', required=True, help='folder of the HR images')
     s.add_argument('--name', required=True, help='e.g. Set5, Set14, B100, Urban100, Manga109')
     s.add_argument('--root', default='datasets/benchmark', help='where <name>/HR and <name>/LR_bicubic/X<s> go')
-    s.add_argument('--scales', type=whole(2), nargs='+', default=[4], help='LR scales to make')
+    s.add_argument('--scales', type=int, choices=SCALES, nargs='+', default=[4], help='LR scales to make')
     s = step('samples', "scikit-image's built-in photos as PNG (small data for smoke runs)")
     s.add_argument('--out', required=True, help='folder for the photos (PNG)')
     return p

@@ -14,6 +14,7 @@ from . import add_command, add_override_flag
 
 
 def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
+    from ..archs.pfdn.limits import SCALES
     from ..layout.locations import DEFAULT_SCHEDULE
 
     p = add_command(sub, 'schedule', 'run the chain of training stages in order, resuming',
@@ -27,7 +28,7 @@ def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
     p.add_argument('--schedule', default=DEFAULT_SCHEDULE, help='schedule yml listing the stage ymls')
     p.add_argument('--profile', choices=('full', 'smoke'), default='full',
                    help='full: the stage files as they are; smoke: scaled down, CPU, built-in photos')
-    p.add_argument('--scale', type=int, choices=(2, 3, 4), default=4,
+    p.add_argument('--scale', type=int, choices=SCALES, default=4,
                    help='x2 or x3: every stage at that scale (same LR patches; upscale, LR data, names and metrics '
                         'follow: checks/scales.py)')
     p.add_argument('--verbose', action='store_true', help="show BasicSR's own output instead of logging it")

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from .. import stopping
+from ..archs.pfdn.limits import SCALES
 from ..deploy.runtime.tiles import window_starts
 from ..errors import DataError, ImageError, OptionsError, OutputExists
 from ..files.images import image_size, list_images, read_image, write_image
@@ -53,8 +54,8 @@ def make_lr(hr_dirs, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1, note=
     are copied there as PNG, uncropped (BasicSR crops GT to LR size x scale at test time). ``workers`` > 1 runs that
     many processes (the bicubic resize is the slow part: about a second per 2K image). Returns the number of images
     made."""
-    if scale not in (2, 3, 4):
-        raise OptionsError(f'must be 2, 3 or 4, got {scale}', 'scale')
+    if scale not in SCALES:
+        raise OptionsError(f"must be one of {', '.join(map(str, SCALES))}, got {scale}", 'scale')
     note = note or _note
     dirs = [hr_dirs] if isinstance(hr_dirs, str) else list(hr_dirs)
     paths = [p for d in dirs for p in _images_in(d)]

@@ -36,6 +36,12 @@ from ..errors import NotInstalled, OptionsError, installed
 from ..files.atomic import save_torch
 from ..files.checkpoints import build_from_checkpoint, qat_state
 from .pfdn_model import PFDNModel
+from .train_step import AMP_OFF, autocast_dtype
+
+
+# ``train.qat.target``: what the int8 network is trained towards; the first is the default (the option checks read
+# these values from here)
+QAT_TARGETS = ('fp32', 'hr')
 
 
 class PFDNQATModel(PFDNModel):
@@ -76,12 +82,14 @@ class PFDNQATModel(PFDNModel):
         if not installed('nncf'):
             raise NotInstalled('nncf', 'quantization-aware fine-tuning', 'int8')
         train = opt.get('train') or {}
-        target = (train.get('qat') or {}).get('target', 'fp32')
-        if target not in ('fp32', 'hr'):
+        target = (train.get('qat') or {}).get('target', QAT_TARGETS[0])
+        if target not in QAT_TARGETS:
             raise OptionsError(f"must be fp32 (distillation from the float network) or hr, got {target!r}",
                                'train.qat.target')
-        for key, off in (('ema_decay', 0), ('amp', 'none'), ('compile', False), ('ncc_opt', None)):
-            if is_train and train.get(key, off) not in (off, None, False, 0, 'none'):
+        used = {'ema_decay': train.get('ema_decay') not in (None, 0), 'compile': bool(train.get('compile')),
+                'amp': autocast_dtype(train.get('amp')) is not None, 'ncc_opt': bool(train.get('ncc_opt'))}
+        for key, off in (('ema_decay', 0), ('amp', AMP_OFF), ('compile', False), ('ncc_opt', None)):
+            if is_train and used[key]:
                 raise OptionsError(f'quantization-aware fine-tuning runs without train.{key} (int8 is simulated '
                                    f'in fp32 on the network as it is): set it to {off}', f'train.{key}')
 
@@ -94,7 +102,7 @@ class PFDNQATModel(PFDNModel):
 
     def init_training_settings(self) -> None:
         self._quantize()
-        if (self.opt['train'].get('qat') or {}).get('target', 'fp32') == 'fp32':
+        if (self.opt['train'].get('qat') or {}).get('target', QAT_TARGETS[0]) == 'fp32':
             self._float_target = self._float_teacher().to(self.device).eval().requires_grad_(False)
             get_root_logger().info('Targets: the float network\'s results on the same LR crops (distillation; '
                                    'train.qat.target: fp32).')

@@ -9,21 +9,31 @@ validated (one host sync then, none per step); any other optimizer is checked be
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, List, Optional
+from typing import Any, Callable, ContextManager, Dict, List, Optional
 
 import torch
 
 from ..errors import OptionsError, TrainingDiverged
 
-AMP_DTYPES = {'none': None, 'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# ``train.amp``: every value it takes and the autocast dtype each means (None: no autocast, fp32). The option checks
+# read the allowed values from here (checks/overrides.py), so the two cannot disagree.
+AMP_DTYPES: Dict[str, Optional[torch.dtype]] = {'none': None, 'fp32': None, 'bf16': torch.bfloat16,
+                                                'fp16': torch.float16}
+AMP_OFF = 'none'  # what turns it off (a yml's ``amp: ~`` means the same)
+
+
+def autocast_dtype(amp: Any) -> Optional[torch.dtype]:
+    """The autocast dtype a ``train.amp`` value means (None: fp32); OptionsError for a value it does not take."""
+    amp = AMP_OFF if amp is None else amp
+    if not isinstance(amp, str) or amp not in AMP_DTYPES:
+        raise OptionsError(f"must be one of {', '.join(AMP_DTYPES)}, got {amp!r}", 'train.amp')
+    return AMP_DTYPES[amp]
 
 
 def amp_dtype(opt: dict) -> Optional[torch.dtype]:
-    """The autocast dtype ``train.amp`` asks for (None: fp32)."""
-    amp = str((opt.get('train') or {}).get('amp') or 'none').lower()
-    if amp not in AMP_DTYPES:
-        raise OptionsError(f"must be one of {', '.join(AMP_DTYPES)}, got {amp}", 'train.amp')
-    return AMP_DTYPES[amp] if opt['is_train'] else None
+    """The autocast dtype ``train.amp`` asks for in a training run (None: fp32, and always for a test run)."""
+    dtype = autocast_dtype((opt.get('train') or {}).get('amp'))
+    return dtype if opt['is_train'] else None
 
 
 class TrainStep:

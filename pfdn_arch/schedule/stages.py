@@ -12,6 +12,7 @@ from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark
 from ..errors import OptionsError
 from ..layout.locations import DEFAULT_SCHEDULE, option_file
 from ..layout.samples import write_samples
+from ..models.train_step import AMP_OFF
 from ..checks.options import read_yml
 
 # smoke profile: HR patch (LR = HR / 4; PFDN needs LR >= 15), iterations and batch per stage; stage 1 gets most
@@ -75,7 +76,7 @@ def scaled_stage(opt: dict, name: str, gt_size: int, total: int, batch: int, dat
     train.update(type='PairedCropDataset', dataroot_gt=gt_lmdb, dataroot_lq=lq_lmdb, gt_size=gt_size,
                  batch_size_per_gpu=batch, num_worker_per_gpu=0, prefetch_mode=None, pin_memory=False,
                  persistent_workers=False)
-    opt['train'].update(amp='none', channels_last=False, compile=False)
+    opt['train'].update(amp=AMP_OFF, channels_last=False, compile=False)
     if val is None:  # no validation (benchmarks)
         opt['datasets'].pop('val', None)
         opt.pop('val', None)

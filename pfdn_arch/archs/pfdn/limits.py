@@ -2,6 +2,9 @@
 ``basicsr infer`` may run without importing torch: ``deploy.runtime.quick_start``)."""
 from typing import Sequence
 
+# the scales PFDN upscales by (its tail's pixel shuffle; the recipe trains each of them)
+SCALES = (2, 3, 4)
+
 # ESA's conv2 (3x3, stride 2, no padding) then a 7x7 max-pool: an input side below 15 leaves the pool nothing to read.
 MIN_INPUT_SIZE = 15
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .esa import ESA
-from .limits import check_lr_input
+from .limits import SCALES, check_lr_input
 from .rrrb import RRRB
 
 
@@ -70,8 +70,8 @@ class PFDN(nn.Module):
     def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=48, num_block=4, num_partial_feat=32, esa_channels=16,
                  upscale=4, rrrb_expand_ratio=2, rrrb_mode='online', deploy=False):
         super().__init__()
-        if upscale not in (2, 3, 4):
-            raise ValueError(f'PFDN upscale must be 2, 3 or 4, got {upscale}')
+        if upscale not in SCALES:
+            raise ValueError(f"PFDN upscale must be one of {', '.join(map(str, SCALES))}, got {upscale}")
         if not 0 < num_partial_feat <= num_feat:
             raise ValueError(f'num_partial_feat must be in 1..num_feat ({num_feat}), got {num_partial_feat}')
         self.num_in_ch = num_in_ch

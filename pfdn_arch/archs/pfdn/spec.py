@@ -8,7 +8,7 @@ import torch
 
 from ...errors import CheckpointError
 from .convert import checkpoint_filter, is_training_form, unwrap_state_dict
-from .limits import MIN_INPUT_SIZE
+from .limits import MIN_INPUT_SIZE, SCALES
 from .pfdn_arch import PFDN
 from .graph import graph_form, joined_state_dict
 from ..spec import ArchSpec
@@ -47,7 +47,7 @@ class PFDNSpec(ArchSpec):
         num_feat, num_in_ch = sd['conv_first.weight'].shape[:2]
         num_block = max(int(m.group(1)) for k in sd for m in [re.match(r'block(\d+)\.', k)] if m)
         tail_out = sd['tail.0.weight'].shape[0]
-        upscale = next((s for s in (4, 3, 2) if tail_out % (s * s) == 0 and tail_out // (s * s) == num_in_ch), None)
+        upscale = next((s for s in sorted(SCALES, reverse=True) if tail_out % (s * s) == 0 and tail_out // (s * s) == num_in_ch), None)
         if upscale is None:
             raise CheckpointError(f'cannot infer the upscale from tail.0.weight with {tail_out} outputs')
         if training:

@@ -31,7 +31,7 @@ import tempfile
 from importlib import metadata
 from typing import Callable, Optional, TypeVar
 
-from ...archs.pfdn.limits import MIN_INPUT_SIZE, check_lr_input
+from ...archs.pfdn.limits import MIN_INPUT_SIZE, SCALES, check_lr_input
 from ...files.atomic import write_text
 from ...version import __version__
 
@@ -231,7 +231,7 @@ def recall(weights: str) -> Optional[CachedGraph]:
         if not intact(graph):  # altered since it was exported: removed, and the usual route exports it again
             _discard(graph)
             return None
-        if int(record['min_input']) != MIN_INPUT_SIZE or int(record['upscale']) not in (2, 3, 4):
+        if int(record['min_input']) != MIN_INPUT_SIZE or int(record['upscale']) not in SCALES:
             os.remove(path)  # a record that contradicts PFDN itself is not ours as written: never believed
             return None
         for used in (graph, path):
