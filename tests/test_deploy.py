@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import cli, ENV, infer, one_error, randomized, ROOT, val_set
+from conftest import cli, ENV, infer, one_error, randomized, ROOT, tiny, val_set  # noqa: F401 (a fixture)
 from pfdn_arch import errors, PFDN
 from pfdn_arch.archs.pfdn.convert import reparameterized as pfdn_reparameterized
 from pfdn_arch.deploy.runtime import choose as backends
@@ -280,6 +280,28 @@ def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
     files = [str(tmp_path / 'pfdn_x4.pth'), str(tmp_path / 'pfdn_x4.safetensors'), weights]
     r = subprocess.run([sys.executable, '-c', script, *files], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.stdout.split('\n')[:3] == ['PFDN 4 3 15 272224'] * 3, r.stderr[-1000:]
+
+
+@pytest.mark.parametrize('formats, files', [
+    (['ncnn'], {'4x-PFDN.param', '4x-PFDN.bin'}),
+    (['onnx'], {'pfdn_x4.onnx'}),
+    (['safetensors', 'pth'], {'pfdn_x4.pth', 'pfdn_x4.safetensors'}),
+])
+def test_export_writes_the_formats_named_and_nothing_else(tmp_path, tiny, capsys, formats, files):
+    """``--formats`` takes any subset of the formats, NCNN and int8 included: an NCNN-only export writes the NCNN
+    pair and no other file (its record of the unfinished export gone too)."""
+    code, stdout, err = cli(['export', '--weights', tiny, '--out', tmp_path / 'out', '--formats', *formats], capsys)
+    assert code == 0, err
+    assert set(os.listdir(tmp_path / 'out')) == files
+    assert len(stdout.splitlines()) == len(formats)  # one line per format written
+
+
+def test_the_old_export_flags_add_their_format(tmp_path, tiny, capsys):
+    code, _, err = cli(['export', '--weights', tiny, '--out', tmp_path / 'out', '--formats', 'pth', '--ncnn'], capsys)
+    assert code == 0, err
+    assert set(os.listdir(tmp_path / 'out')) == {'pfdn_x4.pth', '4x-PFDN.param', '4x-PFDN.bin'}
+    one_error(*cli(['export', '--weights', tiny, '--out', tmp_path / 'o2', '--formats', 'pth', '--ncnn-fp32'],
+                   capsys)[::2], '--ncnn-fp32', 'ncnn')
 
 
 def test_a_stopped_export_continues_and_still_refuses_what_it_did_not_write(tmp_path, weights, capsys, monkeypatch):

@@ -1,25 +1,23 @@
-"""Deployed PFDN weights for other tools: .pth (released layout), .safetensors, ONNX (dynamic H and W: the graph the
-runtimes run, ``runtime.onnx_graph``), and the check of an ONNX file against PyTorch."""
-import os
-from typing import Dict, Iterable, Optional
+"""Deployed PFDN weights for other tools: the writers of .pth (released layout), .safetensors and ONNX (dynamic H and
+W: the graph the runtimes run, ``runtime.onnx_graph``), and the check of an ONNX file against PyTorch. Each writes
+the path it is given; ``steps`` gives them a temporary one that takes the final name once checked."""
+from typing import Dict, Optional
 
 import torch
 
 from ...errors import require
-from ...files.atomic import atomic_path, save_torch
 from ..runtime.onnx_graph import export_onnx
 
-__all__ = ['check_onnx', 'export_onnx', 'output_paths', 'save_pth', 'save_safetensors']
+__all__ = ['check_onnx', 'export_onnx', 'save_pth', 'save_safetensors']
 
 
 def save_pth(state_dict: Dict[str, torch.Tensor], path: str) -> None:
-    save_torch({k: v.contiguous() for k, v in state_dict.items()}, path)
+    torch.save({k: v.contiguous() for k, v in state_dict.items()}, path)
 
 
 def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str, metadata: Optional[dict] = None) -> None:
     save_file = require('safetensors.torch', 'writing .safetensors', 'export', 'safetensors').save_file
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp, metadata=metadata or {})
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, path, metadata=metadata or {})
 
 
 def check_onnx(net: torch.nn.Module, path: str, sizes=((1, 37, 41), (2, 64, 48), (1, 15, 15))) -> Optional[float]:
@@ -42,8 +40,3 @@ def check_onnx(net: torch.nn.Module, path: str, sizes=((1, 37, 41), (2, 64, 48),
         if not diff <= worst:  # NaN included: max(0.0, nan) would be 0.0
             worst = diff
     return worst
-
-
-def output_paths(out_dir: str, name: str, formats: Iterable[str]) -> Dict[str, str]:
-    ext = {'pth': '.pth', 'safetensors': '.safetensors', 'onnx': '.onnx'}
-    return {f: os.path.join(out_dir, name + ext[f]) for f in formats}
