@@ -68,6 +68,6 @@ setup(
                     # pytest-xdist: the tests run on every core (README: -n auto)
                     'test': ['pytest', 'pytest-xdist', 'import-linter', 'mypy']
                     + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO + NCNN))},
-    entry_points={'console_scripts': ['basicsr=pfdn_arch.cli.main:console', 'pfdn=pfdn_arch.cli.main:console']},
+    entry_points={'console_scripts': ['basicsr=pfdn_arch.console:console', 'pfdn=pfdn_arch.console:console']},
     cmdclass={'build_py': BuildPyWithHook},
 )

@@ -314,12 +314,13 @@ while time.time() < deadline:  # the handler runs here, within the import
 ended = time.time()
 """
 # the commands' signal handling, then an import that signals its own process; what stopped, and when
-IMPORT_UNDER_THE_HANDLER = """import importlib, sys, time
-from pfdn_arch.cli.main import _stop_on_sigterm
+IMPORT_UNDER_THE_HANDLER = """import sys, time
+from pfdn_arch import stopping
+from pfdn_arch.errors import require
 sys.path.insert(0, sys.argv[1])
-_stop_on_sigterm()
+stopping.handle_signals()
 try:  # the stop may land anywhere once the import is over, so the whole of it is inside
-    importlib.import_module('interrupted_import')
+    require('interrupted_import', 'the test')
     waited = time.time()
     while time.time() < waited + 5:
         time.sleep(0.01)
@@ -331,9 +332,10 @@ except KeyboardInterrupt:
 
 
 def test_a_stop_that_lands_in_an_import_waits_for_the_import_to_end(tmp_path):
-    """A KeyboardInterrupt raised while a module is imported can kill the process (onnx's C++ extension, imported
-    by torch.onnx.export, died of SIGSEGV or abort when Ctrl-C landed there): the commands' handler lets the import
-    finish, then stops the run at once (in a process of its own: the signal goes to the whole process)."""
+    """A KeyboardInterrupt raised while a C++ extension is imported can kill the process (onnx's, imported by
+    torch.onnx.export, died of SIGSEGV or abort when Ctrl-C landed there): an optional package's import
+    (``errors.require``) finishes, then the run stops at once (in a process of its own: the signal goes to the whole
+    process)."""
     (tmp_path / 'interrupted_import.py').write_text(SIGINT_IN_AN_IMPORT)
     r = subprocess.run([sys.executable, '-c', IMPORT_UNDER_THE_HANDLER, str(tmp_path)], capture_output=True, text=True,
                        env=ENV, timeout=60)
@@ -418,3 +420,33 @@ def test_ctrl_c_at_random_instants_stops_every_time_within_seconds_and_the_run_c
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-2000:]
     assert finished()
+
+
+EXEC_UNDER_THE_HANDLER = """import sys, time
+from pfdn_arch import stopping
+stopping.handle_signals()
+
+def command():  # as dataclasses and namedtuple do, inside imports: module code run by exec() of a string
+    exec("import os, signal, time\\nos.kill(os.getpid(), signal.SIGINT)\\nt = time.time()\\n"
+         "while time.time() < t + 0.3:\\n    pass\\n", {'__name__': 'made'})
+    time.sleep(5)
+    return 0
+
+try:
+    code = command()
+except KeyboardInterrupt:
+    print('stopped after the exec')
+    code = 130
+stopping.ignore_signals()
+sys.exit(code)
+"""
+
+
+def test_a_stop_that_lands_in_an_exec_of_module_code_leaves_the_exit_status_to_the_command(tmp_path):
+    """CPython ends a process run with ``-m`` (as the schedule runs its stages) by SIGINT at its exit where a
+    KeyboardInterrupt escaped an ``exec`` of a string, even one the program caught: the stop waits for that code to
+    end, so the command's own status (130) is the process's."""
+    (tmp_path / 'exec_stop.py').write_text(EXEC_UNDER_THE_HANDLER)
+    r = subprocess.run([sys.executable, '-m', 'exec_stop'], cwd=tmp_path, capture_output=True, text=True, env=ENV,
+                       timeout=60)
+    assert r.stdout.strip() == 'stopped after the exec' and r.returncode == 130, (r.returncode, r.stderr[-2000:])

@@ -1,7 +1,8 @@
-"""``basicsr infer`` of a checkpoint run before, without importing torch (pfdn_arch/deploy/runtime/quick_start.py,
-export_cache's records): it runs only where the usual route would run the same OpenVINO build, gives the same pixels,
-and anything it cannot vouch for (a changed file, another version, a damaged graph or record, CUDA, a choice torch
-could change) goes the usual way."""
+"""The quick start of a checkpoint run before: ``basicsr infer`` builds its runner from the export cache's graph
+(pfdn_arch/deploy/runtime/build.py, export_cache's records) without importing torch, where the one chooser
+(``choose.resolve``) picks a runtime that runs the export without asking torch anything; it gives the same pixels,
+and anything it cannot vouch for (a changed file, another version, a damaged graph or record, a choice torch could
+change) goes by the checkpoint."""
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import torch
 
 from conftest import ENV, TINY_NET, cli, randomized
 from pfdn_arch.archs import PFDN
-from pfdn_arch.deploy.runtime import choose, export_cache, quick_start
+from pfdn_arch.deploy.runtime import build, choose, export_cache
 from pfdn_arch.deploy.runtime.choose import Workload, make_runner, resolve
 from pfdn_arch.deploy.runtime.upscaler import Upscaler
 from pfdn_arch.files import checkpoints
@@ -180,44 +181,84 @@ WORKLOADS = {'one small image': [(24, 24)], 'a folder': [(256, 256)] * 30 + [(33
 @pytest.mark.parametrize('work', WORKLOADS, ids=list(WORKLOADS))
 @pytest.mark.parametrize('backend,dtype', [('auto', 'auto'), ('auto', 'fp32'), ('auto', 'bf16'),
                                            ('openvino', 'auto'), ('openvino', 'fp32')])
-def test_the_quick_route_runs_only_what_the_usual_route_would_choose(work, backend, dtype, monkeypatch):
-    """quick_dtype answers exactly where resolve (the usual route) answers the same OpenVINO precision, without a
-    note, whether torch runs bf16 natively here or not (the one fact the quick route cannot ask torch); None
-    elsewhere."""
+def test_the_chooser_asks_torch_only_where_its_answer_changes_the_choice(work, backend, dtype, monkeypatch):
+    """Whatever torch would answer (bf16 native here or not), ``resolve`` chooses what it would choose knowing every
+    backend's precisions; where it chose without asking torch, that is no torch backend (so its runner needs no
+    torch)."""
     need_backend('openvino')
     workload = Workload.of(WORKLOADS[work])
-    quick = quick_start.quick_dtype(backend, 'cpu', dtype, workload)
     real = choose.precisions
-    usual, notes = set(), []
-    for torch_precisions in (('fp32',), ('fp32', 'bf16')):
+
+    def knowing_all(candidates, device, dtype, workload):
+        return choose.pick(candidates, {b: choose.precisions(b, device) for b in candidates}, dtype, device.type,
+                           workload)
+    for torch_answer in choose.TORCH_MAY_RUN['cpu']:
+        asked = []
+
+        def precisions(b, d, answer=torch_answer):
+            if not choose.RUNNERS[b].runs_export:
+                asked.append(b)
+                return answer
+            return real(b, d)
         with monkeypatch.context() as m:
-            m.setattr(choose, 'precisions', lambda b, d, p=torch_precisions: p if b == 'torch' else real(b, d))
-            usual.add(resolve(backend, 'cpu', dtype, notes.append, workload))
-    same_openvino = len(usual) == 1 and next(iter(usual))[0] == 'openvino' and not notes
-    assert (quick is not None) == same_openvino, (quick, usual, notes)
-    if quick is not None:
-        assert usual == {('openvino', torch.device('cpu'), quick)}
+            m.setattr(choose, 'precisions', precisions)
+            lazy = resolve(backend, 'cpu', dtype, lambda m: None, workload)
+            without_torch = not asked
+            m.setattr(choose, '_pick', knowing_all)
+            assert lazy == resolve(backend, 'cpu', dtype, lambda m: None, workload), torch_answer
+        if without_torch:
+            assert choose.RUNNERS[lazy.backend].runs_export, lazy
+    folder = Workload.of(WORKLOADS['a folder'])
+    with monkeypatch.context() as m:  # a folder on a CPU with OpenVINO: decided without torch
+        m.setattr(choose, 'precisions', lambda b, d: pytest.fail('torch was asked') if b == 'torch' else real(b, d))
+        assert resolve('auto', 'cpu', 'auto', lambda m: None, folder).backend == 'openvino'
 
 
-def test_one_small_image_is_not_quick_where_torch_costs_less():
-    """The cost model gives one 24x24 image to torch (no build): the usual route's choice, so no quick runner."""
+def test_one_small_image_runs_torch_where_it_costs_less():
+    """The cost model gives one 24x24 image to torch (no build): then torch is asked, and runs it."""
     need_backend('openvino')
-    assert resolve('auto', 'cpu', 'auto', lambda m: None, Workload.of([(24, 24)]))[0] == 'torch'
-    assert quick_start.quick_dtype('auto', 'cpu', 'auto', Workload.of([(24, 24)])) is None
+    assert resolve('auto', 'cpu', 'auto', lambda m: None, Workload.of([(24, 24)])).backend == 'torch'
 
 
-@pytest.mark.parametrize('backend,device,dtype', [('auto', 'cuda', 'auto'), ('torch', 'cpu', 'auto'),
-                                                  ('onnxruntime', 'cpu', 'auto'), ('auto', 'cpu', 'fp16'),
-                                                  ('compile', 'cpu', 'fp32')])
-def test_what_torch_runs_or_decides_is_never_quick(backend, device, dtype):
-    assert quick_start.quick_dtype(backend, device, dtype, Workload.of([(256, 256)] * 50)) is None
-
-
-def test_openvino_without_bf16_here_leaves_an_asked_bf16_to_the_usual_route_and_its_note(monkeypatch):
+@pytest.mark.parametrize('backend,device,dtype,route', [
+    ('auto', 'cpu', 'auto', 'export cache'), ('openvino', 'cpu', 'fp32', 'export cache'),
+    ('onnxruntime', 'cpu', 'auto', 'export cache'), ('torch', 'cpu', 'auto', 'checkpoint'),
+    ('compile', 'cpu', 'fp32', 'checkpoint'), ('auto', 'cuda', 'auto', 'export cache'),
+])
+def test_a_known_checkpoint_runs_from_the_cache_where_the_choice_runs_the_export(cache, tmp_path, backend, device,
+                                                                                 dtype, route):
+    """The chooser decides before anything is loaded: a runtime that runs the export takes the cached graph, the
+    torch backends load the checkpoint (CUDA missing here: the CPU, with its note, and then the same rule)."""
     need_backend('openvino')
-    monkeypatch.setattr(quick_start, 'cached_precisions', lambda runner, device: ('fp32',))
-    assert quick_start.quick_dtype('openvino', 'cpu', 'bf16', Workload.of([(256, 256)] * 50)) is None
-    assert quick_start.quick_dtype('openvino', 'cpu', 'auto', Workload.of([(256, 256)] * 50)) == 'fp32'
+    need_backend('onnxruntime')
+    weights = checkpoint(tmp_path / 'net.pth')
+    net = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
+    net.load_state_dict(torch.load(weights, weights_only=True))
+    export_cache.cached_export(net)
+    export_cache.remember(weights, net)
+    notes = []
+    runner = build.build_runner(weights, backend, device, dtype, workload=Workload.of(WORKLOADS['a folder']),
+                                warn=notes.append)
+    assert runner.route == route, (runner, notes)
+    assert notes == (['note: CUDA is not available; running on the CPU instead'] if device == 'cuda' else [])
+    x = torch.rand(1, 3, 40, 44)
+    with torch.no_grad():
+        assert (torch.as_tensor(np.asarray(runner(x.numpy()))) - net(x)).abs().max() < (2e-2 if runner.dtype ==
+                                                                                        'bf16' else 1e-4)
+
+
+def test_openvino_without_bf16_here_says_so_once_and_runs_fp32(cache, tmp_path, monkeypatch):
+    need_backend('openvino')
+    weights = checkpoint(tmp_path / 'net.pth')
+    net = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
+    net.load_state_dict(torch.load(weights, weights_only=True))
+    export_cache.cached_export(net)
+    export_cache.remember(weights, net)
+    monkeypatch.setattr(choose, 'cached_precisions', lambda runner, device: ('fp32',))
+    notes = []
+    runner = build.build_runner(weights, 'openvino', 'cpu', 'bf16', warn=notes.append)
+    assert (runner.route, runner.dtype) == ('export cache', 'fp32')
+    assert notes == ['note: bf16 is not supported by openvino here; using fp32']
 
 
 def test_threads_without_torch_are_the_ones_torch_would_take():
@@ -277,6 +318,6 @@ def test_the_quick_route_says_of_a_qat_checkpoint_what_the_usual_route_says(cach
     monkeypatch.setattr(checkpoints, 'build_from_checkpoint', loaded)
     code, _, err = cli(['infer', '-i', photos(tmp_path / 'in'), '-o', tmp_path / 'out', '--weights', weights], capsys)
     assert code == 0, err
-    assert any('quantization-aware fine-tuning' in line and 'basicsr export --int8' in line for line in err), err
+    assert any('quantization-aware fine-tuning' in line and 'basicsr export --formats int8' in line for line in err), err
     assert any(line.startswith('backend: openvino') for line in err), err
     assert len(os.listdir(tmp_path / 'out')) == 4

@@ -3,7 +3,7 @@ the architectures described (``specs.py``), and PFDN in its own folder (``pfdn/`
 
 The names load on first use (PEP 562), so that ``archs.pfdn.limits`` (what an input must be) is importable without
 torch:
-``basicsr infer`` of a checkpoint the export cache knows runs without importing it (``deploy.runtime.quick_start``).
+``basicsr infer`` of a checkpoint the export cache knows runs without importing it (``deploy.runtime.build``).
 """
 import importlib
 

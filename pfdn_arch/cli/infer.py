@@ -67,7 +67,7 @@ def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
                    help='videos are made in segments of this many seconds, so that a rerun after a kill continues '
                         'from the last finished one (0: one segment)')
     p.add_argument('--force', action='store_true', help='overwrite existing outputs')
-    p.set_defaults(func=run, ends_quickly=True)  # cli.main.console: no interpreter teardown after the work
+    p.set_defaults(func=run)
     return p
 
 

@@ -49,7 +49,7 @@ def run(a: argparse.Namespace) -> int:
     from ..deploy.runtime.build import build_runner
     from ..deploy.runtime.choose import parse_device
 
-    device = parse_device(a.device)
+    device = torch.device(str(parse_device(a.device)))
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise OptionsError('cuda asked for but CUDA is not available; use cpu', 'device')
     if a.threads:
@@ -85,7 +85,7 @@ def run(a: argparse.Namespace) -> int:
     results = {name: profile(net, (h, w), device, a.runs, a.warmup, timing=not a.no_timing and name == 'training')
                for name, net in forms.items()}
     if runner is not None:
-        x = torch.rand(1, 3, h, w, device=runner.device)
+        x = torch.rand(1, 3, h, w, device=str(runner.device))
         results['deployed']['seconds'], results['deployed']['peak_bytes'] = time_forward(runner, x, a.runs, a.warmup)
     for name, r in results.items():
         if not a.no_timing and r['peak_bytes'] is None and device.type == 'cpu':

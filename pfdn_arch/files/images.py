@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..errors import ImageError, PFDNError
+from ..errors import ImageError, PFDNError, installed, require
 from .atomic import write_bytes
 from .paths import PathError, input_file
 from .png_writer import encode_png
@@ -62,11 +62,9 @@ class Picture:
 def _heif_opener():
     """Pillow reads HEIC/HEIF once the pillow-heif plugin registers itself; ImageError naming it where it is
     missing."""
-    try:
-        import pillow_heif
-    except ImportError:
+    if not installed('pillow_heif'):
         return False
-    pillow_heif.register_heif_opener()
+    require('pillow_heif', 'HEIC/HEIF photos').register_heif_opener()
     return True
 
 

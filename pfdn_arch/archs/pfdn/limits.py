@@ -1,5 +1,5 @@
 """What PFDN's input must be, checked without torch (the runtimes' runners check numpy arrays and tensors alike, and
-``basicsr infer`` may run without importing torch: ``deploy.runtime.quick_start``)."""
+``basicsr infer`` may run without importing torch: ``deploy.runtime.build``)."""
 from typing import Sequence
 
 # the scales PFDN upscales by (its tail's pixel shuffle; the recipe trains each of them)

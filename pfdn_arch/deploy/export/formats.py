@@ -5,7 +5,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ...errors import require
+from ...errors import installed, require
 from ..runtime.onnx_graph import export_onnx
 
 __all__ = ['check_onnx', 'export_onnx', 'save_pth', 'save_safetensors']
@@ -22,10 +22,9 @@ def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str, metadata: O
 
 def check_onnx(net: torch.nn.Module, path: str, sizes=((1, 37, 41), (2, 64, 48), (1, 15, 15))) -> Optional[float]:
     """Max |onnxruntime - PyTorch| over a few input sizes, or None when onnxruntime is not installed."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
+    if not installed('onnxruntime'):
         return None
+    ort = require('onnxruntime', 'checking the ONNX export', 'export')
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     worst = 0.0
     g = torch.Generator().manual_seed(0)

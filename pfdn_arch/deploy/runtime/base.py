@@ -1,18 +1,17 @@
 """What every backend runner shares: the precisions by name, the device parsing, the default number of threads, and
 ``Runner``: the resolved choice, the network's scale and input checks, and the facts a backend declares about itself
-(its name, whether it is installed here, the devices and precisions it runs, its costs for ``auto``, and whether new
-weights rebuild it).
+(its name, whether it is installed here, the devices and precisions it runs, and its costs for ``auto``).
 
-Importing this (and the runtimes' runners, ``openvino_runner``, ``onnxruntime_runner``, ``model_file``) does not
-import torch: ``basicsr infer`` of a checkpoint the export cache knows runs OpenVINO without it (``quick_start``).
-The runtimes' runners given a numpy array return one, given a torch tensor a tensor; the torch runners take either
-and return tensors on their device.
+Importing this (and every runner's module, the chooser and the export cache) does not import torch: ``basicsr infer``
+of a checkpoint the export cache knows runs OpenVINO without it (``build``). The runtimes' runners given a numpy
+array return one, given a torch tensor a tensor; the torch runners take either and return tensors on their device.
 """
 import functools
 import os
 import re
 import sys
-from typing import Any, Dict, NamedTuple, Optional, Tuple, Type
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple, Type
 
 import numpy as np
 
@@ -23,34 +22,41 @@ PRECISION_NAMES = ('fp32', 'fp16', 'bf16')
 INSTALL = "pip install 'pfdn[fast]'"
 
 
-class Device(NamedTuple):
-    """Where a runner built without torch runs (the CPU: model files, ``quick_start``): what is read of a
-    ``torch.device``, its type and its name."""
+@dataclass(frozen=True)
+class Device:
+    """Where a runner runs, as the chooser and the runtimes read it, without torch: its ``type`` ('cpu', 'cuda') and
+    ``index`` (None: the current one). The torch runners make a ``torch.device`` of it (``str``)."""
     type: str
+    index: Optional[int] = None
 
-    def __str__(self):
-        return self.type
+    def __str__(self) -> str:
+        return self.type if self.index is None else f'{self.type}:{self.index}'
 
 
 CPU = Device('cpu')
 
 
-def parse_device(device):
-    """torch.device from 'cpu', 'cuda' or 'cuda:N'; OptionsError naming the choices otherwise."""
+def parse_device(device: Any) -> Device:
+    """The ``Device`` of 'cpu', 'cuda', 'cuda:N' or a ``torch.device``; OptionsError naming the choices otherwise."""
+    if hasattr(device, 'type'):  # a torch.device, or a Device
+        return Device(str(device.type), getattr(device, 'index', None))
+    text = str(device).strip()
+    kind, _, index = text.partition(':')
+    if kind not in ('cpu', 'cuda') or (index and not index.isdigit()) or (kind == 'cpu' and index):
+        raise OptionsError(f"unknown device '{device}'; use cpu, cuda or cuda:N", 'device')
+    return Device(kind, int(index) if index else None)
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (a fact only torch knows: asked where CUDA is asked for)."""
     import torch
 
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise OptionsError(f"unknown device '{device}'; use cpu, cuda or cuda:N", 'device') from None
-    if parsed.type not in ('cpu', 'cuda'):
-        raise OptionsError(f"unsupported device '{device}'; use cpu, cuda or cuda:N", 'device')
-    return parsed
+    return torch.cuda.is_available()
 
 
 def default_threads() -> int:
     """The threads a runtime runs on unless told: torch's own number where torch is loaded, else what torch would
-    choose, so that a run with torch and one without (``quick_start``) split the cores alike: ``OMP_NUM_THREADS``,
+    choose, so that a run with torch and one without (the export cache's route) split the cores alike: ``OMP_NUM_THREADS``,
     else the physical cores this process may use (Linux's CPU topology), else every logical CPU."""
     if 'torch' in sys.modules:
         return sys.modules['torch'].get_num_threads()
@@ -80,10 +86,11 @@ class Runner:
     Backend facts: ``name``; ``costs`` {device type: {precision: (seconds to build: export and compile, seconds to
     compile each new input size, seconds per million LR pixels relative to torch fp32)}} as bench/bench_infer.py
     measures them (``costs.COSTS``; a precision without costs is not one ``--dtype auto`` picks);
-    ``rebuilt_on_refresh``: whether new weights mean a rebuild (the runtimes that hold them as constants)."""
+    ``runs_export``: whether it runs the network's ONNX export (so also a graph the export cache recalls, without
+    the network), not the network itself."""
     name: str = ''
     costs: Dict[str, Dict[str, Tuple[float, float, float]]] = {}
-    rebuilt_on_refresh: bool = False
+    runs_export: bool = False
 
     @classmethod
     def installed(cls) -> bool:

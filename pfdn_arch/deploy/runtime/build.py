@@ -3,22 +3,24 @@ benches and the apps' glue alike.
 
 - a network (deployed form): ``choose.make_runner``;
 - a model file made elsewhere (``.xml``, ``.onnx``, ``.param``): ``model_file.file_runner``;
-- a checkpoint: without importing torch where the export cache knows the file and OpenVINO is what would run
-  (``quick_start``), else from the network it loads, the file then remembered for the next run
-  (``export_cache.remember``).
+- a checkpoint: the chooser decides first; where it picks a runtime that runs the export and the export cache knows
+  the file (``export_cache.recall``), the runner is built from the cached graph, without loading the checkpoint or
+  importing torch. Otherwise the network is loaded and built, and the file remembered for the next run
+  (``export_cache.remember``). ``import torch`` is most of the time that saves (docs/benchmarks.md, "Figures behind
+  the code's choices").
 
 Which route ran is ``runner.route``. Notes (a fallback, a precision not honoured, a QAT checkpoint's float weights)
-go through ``warn``.
+go through ``warn``, once.
 """
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from .base import Runner, default_threads
+from .base import Runner
+from .choose import Choice, RUNNERS, build, make_runner, resolve
 from .costs import Workload
-from .export_cache import recall, remember
+from .export_cache import CachedGraphUnusable, recall, remember
 from .model_file import MODEL_FILES, file_runner
-from .quick_start import quick_runner
 
-if TYPE_CHECKING:  # torch is imported only where a route needs it (the quick route runs without it)
+if TYPE_CHECKING:  # torch is imported only where a route needs it
     from torch import nn
 
 TINY_PIXELS = 32 * 32  # LR images up to this size run on one thread
@@ -28,7 +30,7 @@ def is_model_file(path: str) -> bool:
     return str(path).lower().endswith(MODEL_FILES)
 
 
-def build_runner(weights: Union[str, 'nn.Module'], backend: str = 'auto', device: str = 'cpu',
+def build_runner(weights: Union[str, 'nn.Module'], backend: str = 'auto', device: Any = 'cpu',
                  dtype: str = 'fp32', *, workload: Optional[Workload] = None, streams: int = 1,
                  threads: Optional[int] = None, warn: Callable[[str], None] = print,
                  tiny_on_one_thread: bool = True) -> Runner:
@@ -39,7 +41,6 @@ def build_runner(weights: Union[str, 'nn.Module'], backend: str = 'auto', device
     threads waits on the other's slice: on a machine whose cores are shared that costs many times the forward;
     docs/benchmarks.md, "Tiny images")."""
     if not isinstance(weights, str):
-        from .choose import make_runner
         runner = make_runner(weights, backend, device, dtype, warn=warn, threads=threads, workload=workload,
                              streams=streams)
         runner.route = 'network'
@@ -53,27 +54,30 @@ def build_runner(weights: Union[str, 'nn.Module'], backend: str = 'auto', device
         max(h * w for h, w in workload.sizes) <= TINY_PIXELS
     threads = 1 if tiny else threads
     graph = recall(weights)
-    quick = None if graph is None else quick_runner(graph, backend, device, dtype, workload, streams, threads)
-    if quick is not None and graph is not None:
-        runner, qat = quick, graph.qat
-        runner.route = 'export cache'
-    else:
-        runner, qat = _from_checkpoint(weights, backend, device, dtype, workload, streams, threads, warn, tiny)
-    if qat:
-        warn(f'note: {weights} is a checkpoint of quantization-aware fine-tuning; this runs its float weights. '
-             f'For its int8: basicsr export --int8 --weights {weights}, then --weights <out>/pfdn_x4_int8.xml')
-    return runner
+    choice = None
+    if graph is not None and graph.num_in_ch == 3:  # a PFDN's, run before: the chooser decides without the network
+        choice = resolve(backend, device, dtype, warn, workload)
+        if RUNNERS[choice.backend].runs_export:
+            try:
+                runner = build(graph, choice, threads, streams)
+            except CachedGraphUnusable:  # removed from the cache: the checkpoint's route exports it afresh
+                pass
+            else:
+                runner.route = 'export cache'
+                _say_if_qat(graph.qat, weights, warn)
+                return runner
+    return _from_checkpoint(weights, backend, device, dtype, workload, streams, threads, warn, tiny, choice)
 
 
-def _from_checkpoint(weights, backend, device, dtype, workload, streams, threads, warn, tiny):
+def _from_checkpoint(weights: str, backend: str, device: Any, dtype: str, workload: Optional[Workload],
+                     streams: int, threads: Optional[int], warn: Callable[[str], None], tiny: bool,
+                     choice: Optional[Choice]) -> Runner:
     import torch
 
     from ...errors import CheckpointError
     from ...files.checkpoints import build_from_checkpoint, qat_state
-    from .choose import make_runner
 
     net, _ = build_from_checkpoint(weights)
-    qat = qat_state(weights) is not None
     if net.num_in_ch != 3:
         raise CheckpointError(f'this network takes {net.num_in_ch}-channel input; the runners run RGB networks',
                               weights)
@@ -81,9 +85,21 @@ def _from_checkpoint(weights, backend, device, dtype, workload, streams, threads
         net.reparameterize()
     if tiny:
         torch.set_num_threads(1)
-    runner = make_runner(net, backend, device, dtype, warn=warn, workload=workload, streams=streams,
-                         threads=threads or default_threads())
+    if choice is None:
+        runner = make_runner(net, backend, device, dtype, warn=warn, workload=workload, streams=streams,
+                             threads=threads)
+    else:  # chosen already (and said) for the cached graph
+        runner = build(net, choice, threads, streams)
     runner.route = 'checkpoint'
-    if runner.name in ('openvino', 'onnxruntime'):  # built from the export, which the cache now holds
+    qat = qat_state(weights) is not None
+    if runner.runs_export:  # built from the export, which the cache now holds
         remember(weights, net, qat)
-    return runner, qat
+    _say_if_qat(qat, weights, warn)
+    return runner
+
+
+def _say_if_qat(qat: bool, weights: str, warn: Callable[[str], None]) -> None:
+    if qat:
+        warn(f'note: {weights} is a checkpoint of quantization-aware fine-tuning; this runs its float weights. '
+             f'For its int8: basicsr export --formats int8 --weights {weights}, then --weights '
+             '<out>/pfdn_x4_int8.xml')

@@ -1,6 +1,6 @@
 """``auto``'s cost model, without torch: what each backend costs in each precision (``COSTS``), the precisions that
 keep the picture (``AUTO_DTYPES``), the work at hand (``Workload``) and the choice among backend x precision pairs
-(``pick``). ``choose`` decides with it for every run; ``quick_start`` decides with it before torch is imported.
+(``pick``). ``choose`` decides with it for every run, before torch is imported where it can.
 """
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 

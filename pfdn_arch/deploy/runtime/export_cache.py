@@ -8,8 +8,8 @@ shape and bytes, this package's and PyTorch's versions), so new weights or a new
 
 Beside the graphs, a record per checkpoint file (``remember``; named by a digest of the file's bytes) says which
 graph it makes and what a runner asks of the network (its scale, input channels, smallest input), so that the next
-run of the same file finds its graph before torch is imported (``recall``, ``CachedGraph``): ``import torch`` is
-1.0 s of a 5 s ``infer`` of Urban100's LR folder on a 2-core Intel Xeon (``quick_start``).
+run of the same file finds its graph before torch is imported (``recall``, ``CachedGraph``; ``build``; what that
+saves: docs/benchmarks.md, "Figures behind the code's choices").
 
 Nothing here is believed: each graph has its content's SHA-256 beside it (``<graph>.sha256``), checked before
 every use, and a graph that does not match (altered, cut short, its digest missing) is removed and exported afresh;

@@ -6,7 +6,7 @@ from typing import List, Type
 
 import numpy as np
 
-from ...errors import CheckpointError, OptionsError
+from ...errors import CheckpointError, OptionsError, require
 from .base import CPU, INSTALL, ModelFile, Runner, default_threads, like_input, numpy_input, parse_device
 from .ncnn_runner import NcnnRunner, vulkan_index
 from .onnxruntime_runner import OnnxRuntimeRunner
@@ -24,7 +24,7 @@ class FileRunner(ModelFile):
         self.device, self.dtype, self.threads, self.builds, self.streams = CPU, 'int8', threads, 1, 1
         self.num_in_ch = 3
         if backend == 'openvino':
-            import openvino as ov  # optional: imported where it is used
+            ov = require('openvino', 'running an OpenVINO model file', 'fast')
 
             # as OpenVINORunner's latency mode; f32 for what stays in float (this CPU's default may be bf16)
             compiled = ov.Core().compile_model(path, 'CPU', {'PERFORMANCE_HINT': 'LATENCY',
@@ -37,7 +37,7 @@ class FileRunner(ModelFile):
                 infer_in_place(request, arr)
                 return request.get_output_tensor(0).data.copy()
         else:
-            import onnxruntime as ort
+            ort = require('onnxruntime', 'running an ONNX model file', 'fast')
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])

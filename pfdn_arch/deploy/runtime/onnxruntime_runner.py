@@ -1,8 +1,11 @@
 """The ``onnxruntime`` backend: ONNX Runtime on the ONNX export (CPU; CUDA with its CUDA provider)."""
+import numpy as np
+
 from ... import errors
+from ...archs.pfdn.limits import MIN_INPUT_SIZE
 from .base import Runner, like_input, numpy_input
-from .costs import COSTS, REBUILT_ON_REFRESH
-from .export_cache import built_from_export
+from .costs import COSTS
+from .export_cache import CachedGraph, built_from_export
 
 
 class OnnxRuntimeRunner(Runner):
@@ -10,7 +13,7 @@ class OnnxRuntimeRunner(Runner):
     constants of the session: ``refresh`` rebuilds it."""
     name = 'onnxruntime'
     costs = COSTS[name]
-    rebuilt_on_refresh = name in REBUILT_ON_REFRESH
+    runs_export = True
 
     @classmethod
     def installed(cls) -> bool:
@@ -18,7 +21,7 @@ class OnnxRuntimeRunner(Runner):
 
     @classmethod
     def runs_on(cls, device) -> bool:
-        import onnxruntime as ort  # optional: imported where it is used
+        ort = errors.require('onnxruntime', 'the onnxruntime backend', 'fast')
         return device.type == 'cpu' or 'CUDAExecutionProvider' in ort.get_available_providers()
 
     def __init__(self, net, device, dtype, threads):
@@ -26,8 +29,7 @@ class OnnxRuntimeRunner(Runner):
         self.refresh(net)
 
     def refresh(self, net):
-        import onnxruntime as ort
-
+        ort = errors.require('onnxruntime', 'the onnxruntime backend', 'fast')
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -37,6 +39,14 @@ class OnnxRuntimeRunner(Runner):
         # the first build starts from the cached export; new weights (training's validation) export afresh
         self.session = built_from_export(net, lambda path: ort.InferenceSession(path, options, providers=providers),
                                          cache=self.builds == 0)
+        # the graph's own scale and channels, measured; a recalled graph's record must say the same
+        channels = self.session.get_inputs()[0].shape[1]
+        channels = channels if isinstance(channels, int) else (self.num_in_ch or 3)
+        probe = np.zeros((1, channels, MIN_INPUT_SIZE, MIN_INPUT_SIZE), np.float32)
+        upscale = self.session.run(None, {'lr': probe})[0].shape[-1] // MIN_INPUT_SIZE
+        if isinstance(net, CachedGraph):
+            net.agrees(upscale, channels)
+        self.upscale, self.num_in_ch = upscale, channels
         self.builds += 1
 
     def __call__(self, x):

@@ -7,7 +7,7 @@ import numpy as np
 from ... import errors
 from ...archs.pfdn.limits import MIN_INPUT_SIZE
 from .base import Runner, like_input, numpy_input
-from .costs import COSTS, REBUILT_ON_REFRESH
+from .costs import COSTS
 from .export_cache import CachedGraph, built_from_export
 
 
@@ -20,7 +20,7 @@ class OpenVINORunner(Runner):
     compiled model: ``refresh`` rebuilds it."""
     name = 'openvino'
     costs = COSTS[name]
-    rebuilt_on_refresh = name in REBUILT_ON_REFRESH
+    runs_export = True
 
     @classmethod
     def installed(cls) -> bool:
@@ -32,7 +32,7 @@ class OpenVINORunner(Runner):
 
     @classmethod
     def precisions(cls, device) -> Tuple[str, ...]:
-        import openvino as ov  # optional: imported where it is used
+        ov = errors.require('openvino', 'the openvino backend', 'fast')
         return ('fp32', 'bf16') if 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES') else ('fp32',)
 
     def __init__(self, net, device, dtype, threads, streams=1):
@@ -48,8 +48,7 @@ class OpenVINORunner(Runner):
         self.refresh(net)
 
     def refresh(self, net):
-        import openvino as ov
-
+        ov = errors.require('openvino', 'the openvino backend', 'fast')
         core = ov.Core()
         # the first build starts from the cached export; new weights (training's validation) export afresh
         compiled = built_from_export(net, lambda path: core.compile_model(core.read_model(path), 'CPU', self.config),

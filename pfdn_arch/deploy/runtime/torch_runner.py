@@ -1,19 +1,31 @@
 """The PyTorch backends: ``torch``, the plain eager forward (the reference), and ``compile``, ``torch.compile`` with
-static shapes (CUDA graphs on CUDA). Both take new weights in place."""
+static shapes (CUDA graphs on CUDA). Both take new weights in place.
+
+torch is imported where a runner is made or one of its facts is asked, not with this module: the chooser reads the
+other backends' facts without it (``choose``).
+"""
 import copy
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
-import torch
 
-from .base import Runner
+from .base import Device, Runner
 from .costs import COSTS
 
-DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+PRECISION_DTYPES = {'fp32': 'float32', 'fp16': 'float16', 'bf16': 'bfloat16'}  # torch's names of each precision
 
 
-def as_tensor(x) -> torch.Tensor:
+def torch_dtype(precision: str) -> Any:
+    """The ``torch.dtype`` of a precision's name."""
+    import torch
+
+    return getattr(torch, PRECISION_DTYPES[precision])
+
+
+def as_tensor(x: Any) -> Any:
     """An input as a tensor: numpy arrays (what ``upscaler`` hands over) shared, not copied."""
+    import torch
+
     return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
 
 
@@ -23,28 +35,37 @@ class TorchRunner(Runner):
     costs = COSTS[name]
 
     @classmethod
-    def precisions(cls, device: torch.device) -> Tuple[str, ...]:
+    def precisions(cls, device: Any) -> Tuple[str, ...]:
+        import torch
+
         if device.type == 'cuda':
             return ('fp32', 'fp16', 'bf16') if torch.cuda.is_bf16_supported() else ('fp32', 'fp16')
         bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
         return ('fp32', 'bf16') if bf16 else ('fp32',)
 
-    def __init__(self, net, device, dtype, threads):
-        super().__init__(net, device, dtype, threads)
-        self.net = copy.deepcopy(net).eval().to(device, DTYPES[dtype])
+    def __init__(self, net: Any, device: Any, dtype: str, threads: int):
+        import torch
 
-    @torch.no_grad()
-    def refresh(self, net):
+        super().__init__(net, device, dtype, threads)
+        self.device = torch.device(str(device))
+        self.net = copy.deepcopy(net).eval().to(self.device, torch_dtype(dtype))
+
+    def refresh(self, net: Any) -> None:
         """New weights copied in place: nothing is rebuilt, and compiled code (which reads the parameters) stays
         valid."""
-        own = self.net.state_dict()
-        for k, v in net.state_dict().items():
-            own[k].copy_(v)
+        import torch
 
-    @torch.inference_mode()
-    def __call__(self, x):
+        own = self.net.state_dict()
+        with torch.no_grad():
+            for k, v in net.state_dict().items():
+                own[k].copy_(v)
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
         self.check_input(x)
-        return self.net(as_tensor(x).to(self.device, DTYPES[self.dtype])).float()
+        with torch.inference_mode():
+            return self.net(as_tensor(x).to(self.device, torch_dtype(self.dtype))).float()
 
 
 class CompileRunner(TorchRunner):
@@ -59,35 +80,41 @@ class CompileRunner(TorchRunner):
 
     @classmethod
     def installed(cls) -> bool:
+        import torch  # a core requirement: the torch backend is always there, compile where torch has it
+
         return hasattr(torch, 'compile')
 
     @classmethod
-    def runs_on(cls, device: torch.device) -> bool:
+    def runs_on(cls, device: Device) -> bool:
         if device.type == 'cuda':
             from torch.utils._triton import has_triton  # a private module: asked only where CUDA is
             return has_triton()  # inductor's CUDA kernels are Triton kernels
         return True
 
-    def __init__(self, net, device, dtype, threads):
+    def __init__(self, net: Any, device: Any, dtype: str, threads: int):
+        import torch
+
         super().__init__(net, device, dtype, threads)
-        if device.type == 'cuda':
+        if self.device.type == 'cuda':
             self.net = self.net.to(memory_format=torch.channels_last)
             self.compiled = torch.compile(self.net, dynamic=False, mode='reduce-overhead')
         else:
             self.compiled = torch.compile(self.net, dynamic=False)
-        self.shapes = set()
+        self.shapes: set = set()
 
-    @torch.no_grad()
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
+        import torch
+
         self.check_input(x)
-        x = as_tensor(x).to(self.device, DTYPES[self.dtype])
-        if tuple(x.shape) not in self.shapes:
-            if len(self.shapes) >= self.MAX_SHAPES:
-                return self.net(x).float()
-            self.shapes.add(tuple(x.shape))
-            self.builds += 1
-        if self.device.type == 'cuda':
-            torch.compiler.cudagraph_mark_step_begin()
-            x = x.contiguous(memory_format=torch.channels_last)
-            return self.compiled(x).float().clone()  # CUDA graph outputs are reused by the next replay
-        return self.compiled(x).float()
+        with torch.no_grad():
+            x = as_tensor(x).to(self.device, torch_dtype(self.dtype))
+            if tuple(x.shape) not in self.shapes:
+                if len(self.shapes) >= self.MAX_SHAPES:
+                    return self.net(x).float()
+                self.shapes.add(tuple(x.shape))
+                self.builds += 1
+            if self.device.type == 'cuda':
+                torch.compiler.cudagraph_mark_step_begin()
+                x = x.contiguous(memory_format=torch.channels_last)
+                return self.compiled(x).float().clone()  # CUDA graph outputs are reused by the next replay
+            return self.compiled(x).float()

@@ -7,7 +7,7 @@ batches, any image layout:
 Tiles bound memory: they run a row of tiles (a band) at a time; rows no later band touches are finished and written
 into the result in its own dtype, so what is held is the result (uint8/uint16) plus one band of float rows.
 
-The work here is numpy's (the runners take arrays), so images go through without torch imported (``quick_start``);
+The work here is numpy's (the runners take arrays), so images go through without torch imported (``build``: the export cache's route);
 tensors given to ``Upscaler`` come back as tensors.
 """
 import functools
