@@ -122,3 +122,98 @@ def test_a_pipeline_runs_again_after_a_run_that_stopped_early():
     written = []
     pipeline.run(range(20), lambda item, result: written.append(result))
     assert written == [2 * i for i in range(20)]
+
+
+# --------------------------------------------------------------------- images: a batch that runs out of memory
+class TightRunner:
+    """A runner whose device holds at most ``most`` LR pixels a forward (a batch counts them all), as a GPU with
+    little memory: beyond, the error torch's CUDA allocator raises. Nearest-neighbour x4, so tiles join exactly."""
+    upscale, streams, name = 4, 1, 'tight'
+
+    def __init__(self, most):
+        import types
+        self.most, self.device, self.calls = most, types.SimpleNamespace(type='cuda'), []
+
+    def __call__(self, x):
+        import numpy as np
+        self.calls.append(tuple(x.shape))
+        if x.shape[0] * x.shape[2] * x.shape[3] > self.most:
+            raise RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)')
+        return np.repeat(np.repeat(x, 4, axis=2), 4, axis=3)
+
+    def __repr__(self):
+        return 'tight (fp32, cuda)'
+
+
+def _pictures(tmp_path, sizes):
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(0)
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    for i, (h, w) in enumerate(sizes):
+        cv2.imwrite(str(folder / f'{i}.png'), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    return [(str(folder / f'{i}.png'), f'{i}.png') for i in range(len(sizes))]
+
+
+def _upscaled_as_nearest(path, out):
+    import cv2
+    import numpy as np
+    src, got = cv2.imread(path), cv2.imread(out)
+    want = np.repeat(np.repeat(src, 4, axis=0), 4, axis=1)
+    return got is not None and got.shape == want.shape and int(np.abs(got.astype(int) - want).max()) <= 1
+
+
+def test_a_batch_out_of_memory_is_run_again_one_by_one(tmp_path):
+    from pfdn_arch.deploy.media.images import upscale_files
+    from pfdn_arch.deploy.runtime.upscaler import Upscaler
+    inputs = _pictures(tmp_path, [(40, 40)] * 4)
+    runner = TightRunner(most=40 * 40)
+    run = upscale_files(inputs, str(tmp_path / 'out'), Upscaler(runner, batch=4))
+    assert run.done == 4 and run.failed == []
+    assert runner.calls[0][0] > 1 and all(shape[0] == 1 for shape in runner.calls[1:])  # the batch, then one by one
+    assert all(_upscaled_as_nearest(p, str(tmp_path / 'out' / rel)) for p, rel in inputs)
+
+
+def test_a_picture_out_of_memory_whole_is_run_in_smaller_tiles(tmp_path):
+    from pfdn_arch.deploy.media.images import upscale_files
+    from pfdn_arch.deploy.runtime.upscaler import Upscaler
+    inputs = _pictures(tmp_path, [(100, 90)])
+    runner = TightRunner(most=32 * 32)
+    run = upscale_files(inputs, str(tmp_path / 'out'), Upscaler(runner))
+    assert run.done == 1 and run.failed == []
+    assert runner.calls[0] == (1, 3, 100, 90) and max(h * w for _, _, h, w in runner.calls[-4:]) <= 32 * 32
+    assert _upscaled_as_nearest(*inputs[0][:1], str(tmp_path / 'out' / '0.png'))
+
+
+def test_out_of_memory_in_the_smallest_tile_stops_the_run_once_naming_tile(tmp_path):
+    from pfdn_arch.deploy.media.images import upscale_files
+    from pfdn_arch.deploy.runtime.upscaler import Upscaler
+    from pfdn_arch.errors import NotEnoughMemory
+    inputs = _pictures(tmp_path, [(60, 60)] * 3)
+    with pytest.raises(NotEnoughMemory) as err:
+        upscale_files(inputs, str(tmp_path / 'out'), Upscaler(TightRunner(most=10 * 10), batch=3))
+    assert '--tile' in err.value.reason and err.value.path == inputs[0][0]
+    assert not (tmp_path / 'out').exists() or not any((tmp_path / 'out').iterdir())
+
+
+def test_a_runtime_failure_other_than_memory_stops_the_run_in_one_line(tmp_path):
+    from pfdn_arch.deploy.media.images import upscale_files
+    from pfdn_arch.deploy.runtime.upscaler import Upscaler
+    from pfdn_arch.errors import PFDNError
+
+    class Broken(TightRunner):
+        def __call__(self, x):
+            raise RuntimeError('device lost\nand a long trace')
+    with pytest.raises(PFDNError) as err:
+        upscale_files(_pictures(tmp_path, [(40, 40)]), str(tmp_path / 'out'), Upscaler(Broken(most=0)))
+    assert 'tight (fp32, cuda) failed (device lost)' in err.value.reason
+
+
+def test_what_counts_as_running_out_of_memory():
+    """The runtimes' ways of saying it; the network refusing an input (a ValueError) is not it."""
+    from pfdn_arch.deploy.runtime.base import out_of_memory
+    assert out_of_memory(RuntimeError('CUDA out of memory. Tried to allocate 20 MiB'))
+    assert out_of_memory(MemoryError())
+    assert not out_of_memory(ValueError('PFDN needs an LR input of at least 15x15 pixels'))
+    assert not out_of_memory(RuntimeError('shape mismatch'))

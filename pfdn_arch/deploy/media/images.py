@@ -2,19 +2,76 @@
 result written atomically, as a viewer shows its input (orientation, colour profile, grey, alpha and depth kept),
 through the read -> run -> write ``pipeline.Pipeline``.
 
+Each picture is one typed item as it goes through (``ToRun``, ``Kept``, ``Failed``), and each thread has one job:
+
+- the reader thread (``_prepared``): decodes the next input and decides what it is: a result to make (``ToRun``), an
+  existing output that already is its result (``Kept``), or an input that cannot be made (``Failed``);
+- the worker threads (``work``, as many as the runtime's streams): run the network on a batch of ``ToRun`` items;
+  a batch that runs out of memory is run again one picture at a time, then in ever smaller tiles, and only where
+  even the smallest tile does not fit does the run stop, once, saying which ``--tile`` to pass;
+- the calling thread (``write``): makes each result's pixels where the network ran elsewhere, encodes and writes
+  them, in input order, and keeps the tally.
+
 A rerun keeps finished results (checked: complete, the x``scale`` result of its input) and reports an existing file
 that is not one instead of replacing it; an input that cannot be read or run is reported and the rest go on. What
-cannot go on (the output's disk is full) stops the run.
+cannot go on (the output's disk is full, memory that no tile size fits, a runtime that fails) stops the run.
 """
 import os
-from typing import List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import cv2
+import numpy as np
 
+from ...archs.pfdn.limits import MIN_INPUT_SIZE
 from ...errors import ImageError, NotEnoughMemory, OutputExists, PFDNError
-from ...files.images import read_image, read_picture, write_picture
+from ...files.images import Picture, read_image, read_picture, write_picture
 from ...files.paths import disk_full, free_bytes, output_dir
+from ..runtime.base import out_of_memory
+from ..runtime.upscaler import Upscaler
 from .pipeline import Pipeline
+
+READ_AHEAD, WRITE_BEHIND = 4, 4  # images decoded ahead of the network, and results waiting to be encoded
+
+
+@dataclass
+class ToRun:
+    """A picture read, whose result is to be made; ``tile``: the LR tile side it runs in (0: the run's setting)."""
+    index: int
+    path: str
+    out_path: str
+    picture: Picture
+    tile: int = 0
+
+
+@dataclass
+class Kept:
+    """An existing output that is already this input's complete result (a rerun keeps it)."""
+    index: int
+    path: str
+    out_path: str
+
+
+@dataclass
+class Failed:
+    """An input whose result cannot be made (``error`` says why); the others go on."""
+    index: int
+    path: str
+    out_path: str
+    error: PFDNError
+
+
+Item = Union[ToRun, Kept, Failed]
+Finish = Callable[[], np.ndarray]  # the call that gives a result's pixels (``Upscaler.run_images``)
+
+
+@dataclass
+class FolderRun:
+    """What one run did: ``done`` (count), ``skipped`` (outputs kept), ``failed`` (PFDNError per file, in input
+    order)."""
+    done: int = 0
+    skipped: List[str] = field(default_factory=list)
+    failed: List[PFDNError] = field(default_factory=list)
 
 
 def kept_output(out_path: str, src_shape: tuple, scale: int) -> Optional[str]:
@@ -41,105 +98,149 @@ def available_memory() -> Optional[int]:
     return None
 
 
-class FolderRun:
-    """What one run did: ``done`` (count), ``skipped`` (outputs kept), ``failed`` (PFDNError per file, in input
-    order)."""
-
-    def __init__(self):
-        self.done, self.skipped, self.failed = 0, [], []
-
-
-READ_AHEAD, WRITE_BEHIND = 4, 4  # images decoded ahead of the network, and results waiting to be encoded
-
-
-def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler, force: bool = False, progress=None, note=print,
-                  png_compression: int = None) -> FolderRun:
-    """Upscale ``inputs`` ([(path, relative path)]) into ``out_dir`` with an ``upscaler.Upscaler``; same-size
-    images go through as one batch (up to ``upscaler.batch``). ``progress(n)`` is called as files are dealt with.
-
-    Reading and writing overlap the network (``pipeline.Pipeline``): a thread decodes the next images while it
-    runs, and the results are encoded and written in input order, each atomically, every failure reported against
-    its file. ``png_compression``: zlib level 0-9 of PNG results, by OpenCV (None: the fast encoder,
-    ``files.png_writer``)."""
-    output_dir(out_dir)
-    run, failures = FolderRun(), {}
-    step = progress or (lambda n: None)
-    memory = available_memory()
-    params = None if png_compression is None else [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
-
-    def read():
-        for index, (path, rel) in enumerate(inputs):
-            yield (index,) + _prepared(path, os.path.join(out_dir, rel), upscaler, force, memory, note)
-
-    def batch_key(item):
-        _, kind, _, picture = item
-        if kind != 'image' or upscaler.tiled(*picture.pixels.shape[:2]):
-            return None  # not run, or run alone in tiles
-        return picture.pixels.shape
-
-    def work(items):
-        images = [item for item in items if item[1] == 'image']
-        if not images:  # kept or failed already: nothing to run
-            return [None] * len(items)
-        try:
-            finishes = iter(upscaler.run_images([picture.pixels for _, _, _, picture in images]))
-        except (ValueError, RuntimeError) as err:  # the network refused them (their size, their values)
-            reason = str(err).splitlines()[0]
-            return [PFDNError(reason, inputs[index][0]) if kind == 'image' else None for index, kind, _, _ in items]
-        return [next(finishes) if kind == 'image' else None for _, kind, _, _ in items]
-
-    def write(item, finish):
-        index, kind, out_path, value = item
-        if kind == 'failed':
-            failures[index] = value
-        elif kind == 'kept':
-            run.skipped.append(out_path)
-        elif isinstance(finish, PFDNError):
-            failures[index] = finish
-        else:
-            try:
-                value.pixels = finish()  # made here on a GPU run, beside the network on a CPU (Upscaler)
-                os.makedirs(os.path.dirname(out_path) or '.', exist_ok=True)
-                write_picture(out_path, value, note, params)  # atomic: whole or absent
-                run.done += 1
-            except OSError as err:
-                if disk_full(err):  # nothing after this one could be written either: the run stops
-                    raise PFDNError(f'the disk is full ({(free_bytes(out_dir) or 0) / 2**20:.0f} MB free); the '
-                                    'results written before are kept, this one was not written', out_path) from None
-                failures[index] = PFDNError(f'cannot be written ({err.strerror})', out_path)
-            except PFDNError as err:  # this file's result cannot be made or encoded: the others go on
-                failures[index] = err
-        step(1)
-
-    # the runtime may run several images at once (OpenVINO's streams): a worker thread each
-    Pipeline(work, workers=upscaler.runner.streams, batch=upscaler.batch, batch_key=batch_key,
-             ahead=READ_AHEAD, behind=WRITE_BEHIND).run(read(), write)
-    run.failed = [failures[i] for i in sorted(failures)]
-    return run
-
-
-def _prepared(path, out_path, upscaler, force, memory, note):
-    """('image', out path, Picture) for an input to run, or ('kept', out path, None) / ('failed', out path, error)."""
+def _prepared(index: int, path: str, out_path: str, upscaler: Upscaler, force: bool, memory: Optional[int],
+              note: Callable[[str], None]) -> Item:
+    """The item input ``index`` makes (the reader thread)."""
     if os.path.exists(out_path) and os.path.samefile(out_path, path):
-        return 'failed', out_path, PFDNError('the output would replace the input; choose another output folder', path)
+        return Failed(index, path, out_path, PFDNError('the output would replace the input; choose another output '
+                                                       'folder', path))
     try:
         picture = read_picture(path)
     except ImageError as err:
-        return 'failed', out_path, err
+        return Failed(index, path, out_path, err)
     if picture.frames > 1:
         note(f'note: {path}: {picture.frames} frames (an animation or pages); only the first is upscaled')
     pixels = picture.pixels
     if os.path.exists(out_path) and not force:
         why = kept_output(out_path, pixels.shape, upscaler.scale)
         if why is None:
-            return 'kept', out_path, None
-        return 'failed', out_path, OutputExists(out_path, f'exists but is not a complete result ({why}); it was left '
-                                                          'as it is')
+            return Kept(index, path, out_path)
+        return Failed(index, path, out_path, OutputExists(out_path, f'exists but is not a complete result ({why}); '
+                                                                    'it was left as it is'))
     need = upscaler.memory_needed(pixels.shape[0], pixels.shape[1], 1 if pixels.ndim == 2 else pixels.shape[2],
                                   pixels.dtype.itemsize)
     if memory is not None and need > memory:
-        return 'failed', out_path, NotEnoughMemory(
+        return Failed(index, path, out_path, NotEnoughMemory(
             f'{pixels.shape[1]}x{pixels.shape[0]} needs about {need / 2**30:.1f} GB to upscale'
             + (' in tiles of this size' if upscaler.tiled(*pixels.shape[:2]) else ' whole')
-            + f', and {memory / 2**30:.1f} GB are available', path)
-    return 'image', out_path, picture
+            + f', and {memory / 2**30:.1f} GB are available', path))
+    return ToRun(index, path, out_path, picture)
+
+
+def smaller_tiles(h: int, w: int, tile: int) -> List[int]:
+    """The tile sides to try after a picture of LR size h x w ran out of memory in tiles of ``tile`` (0: whole):
+    halving from the largest side that splits it, down to the smallest PFDN runs."""
+    side = tile // 2 if tile else 1 << (max(h, w) - 1).bit_length() - 1
+    sides = []
+    while side >= MIN_INPUT_SIZE:
+        sides.append(side)
+        side //= 2
+    return sides or [MIN_INPUT_SIZE]
+
+
+def run_in_smaller_pieces(upscaler: Upscaler, items: List[ToRun]) -> List[Finish]:
+    """Pictures whose batch ran out of memory, again: one at a time, then each in smaller tiles. NotEnoughMemory,
+    naming the tile to pass, where even the smallest tile does not fit."""
+    finishes = []
+    for item in items:
+        pixels = item.picture.pixels
+        h, w = pixels.shape[:2]
+        tried = item.tile or upscaler.tile
+        if len(items) > 1:
+            try:
+                finishes.append(upscaler.with_tile(tried).run_images([pixels])[0])
+                continue
+            except Exception as err:
+                if not out_of_memory(err):
+                    raise
+        for side in smaller_tiles(h, w, tried):
+            try:
+                finishes.append(upscaler.with_tile(side).run_images([pixels])[0])
+                break
+            except Exception as err:
+                if not out_of_memory(err):
+                    raise
+        else:
+            raise NotEnoughMemory(f'{w}x{h} ran out of memory on {upscaler.runner} whole and in tiles down to '
+                                  f'{MIN_INPUT_SIZE} px; close what else uses the device, or pass --tile '
+                                  f'{MIN_INPUT_SIZE} with --batch 1', item.path)
+    return finishes
+
+
+def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler: Upscaler, force: bool = False,
+                  progress: Optional[Callable[[int], object]] = None, note: Callable[[str], None] = print,
+                  png_compression: Optional[int] = None) -> FolderRun:
+    """Upscale ``inputs`` ([(path, relative path)]) into ``out_dir`` with an ``upscaler.Upscaler``; same-size
+    images go through as one batch (up to ``upscaler.batch``). ``progress(n)`` is called as files are dealt with.
+    The threads and what each does: the module's docstring. ``png_compression``: zlib level 0-9 of PNG results, by
+    OpenCV (None: the fast encoder, ``files.png_writer``)."""
+    output_dir(out_dir)
+    run, failures = FolderRun(), {}  # failures: {input index: error}, reported in input order
+    step = progress or (lambda n: None)
+    memory = available_memory()
+    params = None if png_compression is None else [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
+
+    def reader():
+        for index, (path, rel) in enumerate(inputs):
+            yield _prepared(index, path, os.path.join(out_dir, rel), upscaler, force, memory, note)
+
+    def batch_key(item: Item):
+        if not isinstance(item, ToRun) or item.tile or upscaler.tiled(*item.picture.pixels.shape[:2]):
+            return None  # not run, or run alone in tiles
+        return item.picture.pixels.shape
+
+    def work(items: List[Item]) -> List[object]:
+        """A worker thread: the network on the batch's pictures; a finish per ``ToRun``, None for the others, or
+        the error that fails them all."""
+        pictures = [item for item in items if isinstance(item, ToRun)]
+        if not pictures:
+            return [None] * len(items)
+        finishes: List[object]
+        try:
+            finishes = list(upscaler.with_tile(pictures[0].tile or upscaler.tile).run_images(
+                [item.picture.pixels for item in pictures]))
+        except ValueError as err:  # the network refused them (their size, its values): each fails, the rest go on
+            finishes = [PFDNError(str(err).splitlines()[0], item.path) for item in pictures]
+        except PFDNError:
+            raise
+        except Exception as err:
+            if not out_of_memory(err):
+                raise PFDNError(f'{upscaler.runner} failed ({str(err).splitlines()[0][:200]}); the results written '
+                                'before are kept', pictures[0].path) from None
+            finishes = list(run_in_smaller_pieces(upscaler, pictures))
+        by_index = {item.index: finish for item, finish in zip(pictures, finishes)}
+        return [by_index.get(item.index) for item in items]
+
+    def write(item: Item, result: object) -> None:
+        """The calling thread: each result written, in input order."""
+        if isinstance(item, Failed):
+            failures[item.index] = item.error
+        elif isinstance(item, Kept):
+            run.skipped.append(item.out_path)
+        elif isinstance(result, PFDNError):
+            failures[item.index] = result
+        else:
+            _write_result(item, result, out_dir, note, params, run, failures)
+        step(1)
+
+    # the runtime may run several images at once (OpenVINO's streams): a worker thread each
+    Pipeline(work, workers=upscaler.runner.streams, batch=upscaler.batch, batch_key=batch_key,
+             ahead=READ_AHEAD, behind=WRITE_BEHIND).run(reader(), write)
+    run.failed = [failures[i] for i in sorted(failures)]
+    return run
+
+
+def _write_result(item: ToRun, finish: Finish, out_dir: str, note: Callable[[str], None], params: Optional[list],
+                  run: FolderRun, failures: Dict[int, PFDNError]) -> None:
+    try:
+        item.picture.pixels = finish()  # made here on a GPU run, beside the network on a CPU (Upscaler)
+        os.makedirs(os.path.dirname(item.out_path) or '.', exist_ok=True)
+        write_picture(item.out_path, item.picture, note, params)  # atomic: whole or absent
+        run.done += 1
+    except OSError as err:
+        if disk_full(err):  # nothing after this one could be written either: the run stops
+            raise PFDNError(f'the disk is full ({(free_bytes(out_dir) or 0) / 2**20:.0f} MB free); the results '
+                            'written before are kept, this one was not written', item.out_path) from None
+        failures[item.index] = PFDNError(f'cannot be written ({err.strerror})', item.out_path)
+    except PFDNError as err:  # this file's result cannot be made or encoded: the others go on
+        failures[item.index] = err

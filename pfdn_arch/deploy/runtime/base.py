@@ -150,6 +150,20 @@ class ModelFile(Runner):
         return f'{self.name} ({os.path.basename(self.path)}, {self.where})'
 
 
+# how the runtimes say an allocation failed: torch (CUDA's "out of memory", its CPU allocator's "not enough
+# memory"), OpenVINO and ONNX Runtime ("Cannot allocate memory", "Failed to allocate"), NCNN
+OUT_OF_MEMORY = ('out of memory', 'not enough memory', 'cannot allocate memory', 'failed to allocate',
+                 'bad_alloc')
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` (from a runner) means its device ran out of memory: MemoryError, torch's
+    ``OutOfMemoryError``, or a runtime's error that says so."""
+    if isinstance(err, MemoryError) or type(err).__name__ == 'OutOfMemoryError':
+        return True
+    return isinstance(err, RuntimeError) and any(words in str(err).lower() for words in OUT_OF_MEMORY)
+
+
 def runs_graph(net) -> bool:
     """Whether the runtimes can run ``net``: an architecture with a spec (its export graph); others (BasicSR's
     MSRResNet, ...) run on torch only."""

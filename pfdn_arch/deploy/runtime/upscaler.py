@@ -50,6 +50,14 @@ class Upscaler:
         # and is read while still in cache (measured: docs/benchmarks.md, "Figures behind the code's choices").
         self.finish_beside_network = self.device_type == 'cpu'
 
+    def with_tile(self, tile: int) -> 'Upscaler':
+        """This upscaler in tiles of ``tile`` (0: whole images), on the same runner; the overlap shrinks where a tile
+        is too small for it."""
+        if tile == self.tile:
+            return self
+        overlap = min(self.overlap, tile // 2 - 1) if tile else self.overlap
+        return Upscaler(self.runner, tile, max(0, overlap), self.batch)
+
     def tiled(self, h: int, w: int) -> bool:
         return bool(self.tile) and (h > self.tile or w > self.tile)
 
