@@ -177,25 +177,17 @@ def test_a_stage_counts_as_finished_only_if_its_final_checkpoint_loads(tmp_path,
     assert os.listdir(models) == ['net_g_latest.pth.damaged']
 
 
-def test_the_history_reads_each_validations_iteration_off_basicsrs_own_log(tmp_path):
-    """Two validation sets every 2 iterations, a stop at 4, a resumed run from 4: each block gets its iteration from
-    the loop's start and val_freq, the final one the last iteration, whichever log it is in."""
-    from pfdn_arch.runs.results import history_entries, validations
+def test_each_validation_is_recorded_once_in_order_and_a_rerun_replaces_its_own(tmp_path):
+    """What PFDNModel records at each validation (``add_validation``): two sets every 2 iterations, a stop, a resumed
+    run that validates iteration 4 again (replaced, not doubled), a test run's rows without an iteration; the file
+    whole after each write."""
+    from pfdn_arch.layout.experiment import add_validation, read_history
 
-    def log(name, start, events, final):
-        lines = [f'2026-12-06 10:00:00,000 INFO: Start training from epoch: 0, iter: {start}']
-        for psnr in events:
-            for dataset in ('A', 'B'):
-                lines += [f'2026-12-06 10:00:01,000 INFO: Validation {dataset}',
-                          f'\t # psnr: {psnr:.4f}\tBest: 1 @ 2 iter', '\t # ssim: 0.5000\tBest: 0.5 @ 2 iter', '']
-        if final:
-            lines += ['2026-12-06 10:00:02,000 INFO: End of training. Time consumed: 0:00:01',
-                      '2026-12-06 10:00:02,000 INFO: Validation A', '\t # psnr: 9.0000', '',
-                      '2026-12-06 10:00:02,000 INFO: Validation B', '\t # psnr: 9.5000', '']
-        (tmp_path / name).write_text('\n'.join(lines) + '\n')
-        return str(tmp_path / name)
-
-    blocks = validations(log('a.log', 0, [1, 2], False)) + validations(log('b.log', 4, [3], True))
-    got = [(e['iter'], e['dataset'], e['psnr']) for e in history_entries(blocks, val_freq=2, total_iter=7)]
-    assert got == [(2, 'A', 1.0), (2, 'B', 1.0), (4, 'A', 2.0), (4, 'B', 2.0), (6, 'A', 3.0), (6, 'B', 3.0),
-                   (7, 'A', 9.0), (7, 'B', 9.5)]
+    for it, psnr in ((2, 1.0), (4, 2.0), (4, 2.5), (6, 3.0)):
+        for dataset in ('B', 'A'):
+            add_validation(str(tmp_path), it, dataset, {'psnr': psnr, 'ssim': 0.5})
+    got = [(e['iter'], e['dataset'], e['psnr']) for e in read_history(str(tmp_path / 'validation.json'))]
+    assert got == [(2, 'A', 1.0), (2, 'B', 1.0), (4, 'A', 2.5), (4, 'B', 2.5), (6, 'A', 3.0), (6, 'B', 3.0)]
+    add_validation(str(tmp_path / 'results'), None, 'Set5', {'psnr': 32.0437})
+    assert read_history(str(tmp_path / 'results' / 'validation.json')) == [{'iter': None, 'dataset': 'Set5',
+                                                                          'psnr': 32.0437}]

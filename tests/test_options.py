@@ -604,3 +604,30 @@ def test_amp_fp32_trains(photos, tmp_path, capsys, monkeypatch):
     assert (tmp_path / 'experiments' / 'fp32' / 'models' / 'net_g_latest.pth').is_file()
     with open(next((tmp_path / 'experiments' / 'fp32').glob('*.yml'))) as f:
         assert yaml.safe_load(f)['train']['amp'] == 'fp32'
+
+
+def test_the_checks_fit_a_checkpoint_to_the_networks_structure_alone(photos, tmp_path, monkeypatch):
+    """The network BasicSR builds right after the checks is not built by them: they fit the checkpoint to the
+    network's structure, made on the meta device, and load nothing into any network; a checkpoint that does not fit
+    is still one line naming what."""
+    from torch import nn
+    from conftest import tiny_checkpoint
+    weights = tiny_checkpoint(tmp_path)
+    made = []
+    real_init = PFDN.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(next(self.parameters()).device.type)
+    monkeypatch.setattr(PFDN, '__init__', init)
+    monkeypatch.setattr(nn.Module, 'load_state_dict', lambda *a, **k: pytest.fail('a network was loaded'))
+    yml = write_yml(tiny_options('fits', datasets={'train': train_set(photos)}, network_g={'deploy': True}), tmp_path)
+    RunOptions(yml, True, [f'path:pretrain_network_g={weights}']).check()
+    assert made == ['meta']
+    monkeypatch.undo()
+    wrong = tmp_path / 'wrong.pth'
+    sd = torch.load(weights, weights_only=True)
+    torch.save({k: (v[:1] if k == 'conv_last.bias' else v) for k, v in sd.items()}, wrong)
+    from pfdn_arch.errors import CheckpointError
+    with pytest.raises(CheckpointError, match='conv_last.bias'):
+        RunOptions(yml, True, [f'path:pretrain_network_g={wrong}']).check()

@@ -21,7 +21,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 from ..archs import spec_named
 from ..archs.pfdn.convert import unwrap_state_dict
 from ..errors import CheckpointError, OptionsError, installed
-from ..files.checkpoints import load_checkpoint, load_into, read_checkpoint_file
+from ..files.checkpoints import check_fit, load_checkpoint, read_checkpoint_file
 from ..layout.experiment import Experiment
 
 # what each launcher reads from the environment (BasicSR's init_dist indexes them)
@@ -180,17 +180,17 @@ def check_tensorboard(opt: dict, name: str) -> None:
 
 def check_checkpoint_fits(model_cls: type, net_cls: type, net_args: dict, path: str, param_key: str,
                           strict: bool) -> None:
-    """The checkpoint loads into the network the yml describes, the way its model will load it (``check_checkpoint``
-    of the model class, where it has one; BasicSR's ``load_network`` otherwise): built on the CPU, nothing logged."""
-
-
-    with torch.device('cpu'):
+    """The checkpoint fits the network the yml describes, the way its model will load it (``check_checkpoint`` of the
+    model class, where it has one; BasicSR's ``load_network`` otherwise), nothing logged. The network is made on
+    PyTorch's meta device: its structure and shapes, no weights (BasicSR builds and loads the real one right
+    after)."""
+    with torch.device('meta'):
         net = net_cls(**net_args)
     if hasattr(model_cls, 'check_checkpoint'):
         model_cls.check_checkpoint(net, path, param_key, strict)
         return
     # BasicSR's BaseModel.load_network: the param_key entry (or 'params'); unwrap_state_dict drops 'module.'
-    load_into(net, load_checkpoint(path, param_key or 'params'), path, strict=strict)
+    check_fit(net, load_checkpoint(path, param_key or 'params'), path, strict=strict)
 
 
 def check_patch_size(opt: dict) -> None:

@@ -20,6 +20,7 @@ def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..checks.options import RunOptions
     from ..runs.pipeline import run_pipeline
+    from ..runs.results import TABLE
 
     from ..layout.locations import describe_weights
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if weights:
         print(f'weights: {describe_weights(weights)}', file=sys.stderr)
     written = run_pipeline(options)
-    table = ('results.md: the metrics table; the log' if written else
-             'the log; the model reported no metrics to tabulate')
+    table = ('results.md: the metrics table; the log' if any(p.endswith(TABLE) for p in written) else
+             'the log; the model recorded no metrics to tabulate')
     print(f'results: results/{options.name}/ ({table})', file=sys.stderr)
     return 0

@@ -90,9 +90,9 @@ def qat_state(path: str) -> Optional[dict]:
     return state
 
 
-def load_into(net: torch.nn.Module, state_dict: Dict[str, torch.Tensor], path: str, strict: bool = True):
-    """``net.load_state_dict`` whose mismatch names what does not fit (missing keys, unexpected keys, shapes), not
-    a RuntimeError listing hundreds of keys. Returns (missing, unexpected) when not strict."""
+def check_fit(net: torch.nn.Module, state_dict: Dict[str, torch.Tensor], path: str, strict: bool = True) -> None:
+    """CheckpointError naming what of ``state_dict`` does not fit ``net`` (missing keys, unexpected keys, shapes),
+    not a RuntimeError listing hundreds of keys. Reads only names and shapes: ``net`` may be on the meta device."""
     own = net.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -104,6 +104,11 @@ def load_into(net: torch.nn.Module, state_dict: Dict[str, torch.Tensor], path: s
                  f'{len(shapes)} of another shape ({shapes[0]})' if shapes else '']
         raise CheckpointError(f"does not fit this {type(net).__name__}: keys {'; '.join(p for p in parts if p)}",
                               path)
+
+
+def load_into(net: torch.nn.Module, state_dict: Dict[str, torch.Tensor], path: str, strict: bool = True) -> Any:
+    """``net.load_state_dict`` after ``check_fit``. Returns (missing, unexpected) when not strict."""
+    check_fit(net, state_dict, path, strict)
     return net.load_state_dict(state_dict, strict=strict)
 
 

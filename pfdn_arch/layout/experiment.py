@@ -1,10 +1,12 @@
 """One experiment folder, ``experiments/<name>/``: the layout BasicSR writes and what this package adds to it, in
 one place. BasicSR's part: ``models/net_g_<iter>.pth`` and ``net_g_latest.pth`` (``{'params'[, 'params_ema']}``),
 ``training_states/<iter>.state``, the logs and the copied yml. Ours: ``models/net_g_deploy_<iter>.pth`` (the
-deployed form in the released layout, beside every save) and ``validation.json`` (the validation history)."""
+deployed form in the released layout, beside every save) and ``validation.json`` (every validation PFDNModel ran,
+also in a test run's ``results/<name>/``: ``add_validation``)."""
 import json
 import os
 import re
+from typing import List, Optional
 
 from ..errors import CheckpointError
 from ..files.checkpoints import load_checkpoint, read_training_state, set_aside
@@ -39,7 +41,7 @@ class Experiment:
 
     @property
     def history_file(self):
-        return os.path.join(self.folder, 'validation.json')
+        return os.path.join(self.folder, HISTORY)
 
     def network(self, label='latest', deployed=False):
         return os.path.join(self.models, f"net_g_{'deploy_' if deployed else ''}{label}.pth")
@@ -93,9 +95,28 @@ class Experiment:
         return None, None
 
 
-def read_history(path):
-    """The entries of a ``validation.json``, [] when there is none or it is not one this package wrote (it is
-    written again from the logs of the runs that follow)."""
+HISTORY = 'validation.json'
+
+
+def add_validation(folder: str, iteration: Optional[int], dataset: str, metrics: dict) -> str:
+    """Record one validation in ``folder``'s ``validation.json`` (an experiment's or a test run's results folder):
+    ``iteration`` (None in a test run), the dataset and its metrics; an entry of the same iteration and dataset is
+    replaced (a resumed run validates again what a stopped one had). Written whole, atomically. Returns its path."""
+    from ..files.atomic import write_text
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, HISTORY)
+    entry = dict({'iter': iteration, 'dataset': dataset}, **{k: float(v) for k, v in metrics.items()})
+    history = [e for e in read_history(path) if (e.get('iter'), e.get('dataset')) != (iteration, dataset)]
+    history.append(entry)
+    history.sort(key=lambda e: (e.get('iter') or 0, str(e.get('dataset'))))
+    write_text(path, json.dumps(history, indent=1))
+    return path
+
+
+def read_history(path: str) -> List[dict]:
+    """The entries of a ``validation.json``, [] when there is none or it is not one this package wrote (the next
+    validation writes it anew)."""
     try:
         with open(path) as f:
             history = json.load(f)

@@ -37,9 +37,9 @@ from ..deploy.runtime.build import build_runner
 from ..deploy.runtime.choose import Workload
 from ..errors import CheckpointError, OptionsError, TrainingDiverged
 from ..files.atomic import save_torch
-from ..files.checkpoints import load_checkpoint, load_into
+from ..files.checkpoints import check_fit, load_checkpoint, load_into
 from ..files.images import write_image
-from ..layout.experiment import Experiment
+from ..layout.experiment import Experiment, add_validation
 from .ncc_teacher import LayerwiseNCC
 from .train_step import TrainStep, amp_dtype
 
@@ -108,9 +108,10 @@ class PFDNModel(SRModel):
     @classmethod
     def check_checkpoint(cls, net: nn.Module, load_path: str, param_key: str = 'params', strict: bool = True) -> None:
         """Whether ``load_network`` will load ``load_path`` into ``net``, found before the run writes anything (the
-        option checks call this on a CPU copy of the network); CheckpointError naming what does not fit."""
+        option checks call this with the network's structure alone, on the meta device); CheckpointError naming what
+        does not fit."""
         sd, _ = cls.checkpoint_for(net, load_path, param_key)
-        load_into(net, sd, load_path, strict=strict)
+        check_fit(net, sd, load_path, strict=strict)
 
     def load_network(self, net: nn.Module, load_path: str, strict: bool = True, param_key: str = 'params') -> None:
         """Strict, ``weights_only`` loading of either form (``checkpoint_for``)."""
@@ -306,6 +307,20 @@ class PFDNModel(SRModel):
             self.metric_results[metric] /= len(scores)
             self._update_best_metric_result(name, metric, self.metric_results[metric], current_iter)
         self._log_validation_metric_values(current_iter, name, tb_logger)
+
+    def _log_validation_metric_values(self, current_iter: Any, dataset_name: str, tb_logger: Any) -> None:
+        """BasicSR's log lines, and the same figures recorded in the run's ``validation.json`` (what the schedule,
+        its plot and ``results.md`` read)."""
+        super()._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        self._record_validation(current_iter, dataset_name)
+
+    @master_only
+    def _record_validation(self, current_iter, dataset_name):
+        # a test run's "iteration" is its name (BasicSR's test_pipeline): none there. BasicSR's last validation, after
+        # its loop, passes the loop's counter, which has run past total_iter: it validates total_iter's weights
+        iteration = min(int(current_iter), int(self.opt['train']['total_iter'])) if self.is_train else None
+        folder = self.opt['path']['experiments_root' if self.is_train else 'results_root']
+        add_validation(folder, iteration, dataset_name, self.metric_results)
 
     def _non_finite(self, name):
         if self.is_train:

@@ -1,6 +1,6 @@
 """BasicSR's stock ``train_pipeline`` and ``test_pipeline``, run with a checked ``RunOptions`` and the working
-directory as root (so experiments and results go under it, never into site-packages), with every model's
-validations recorded from the log BasicSR writes (``results``). The checked options reach BasicSR through its own
+directory as root (so experiments and results go under it, never into site-packages); a test run's figures, as its
+model recorded them, become ``results.md`` (``results``). The checked options reach BasicSR through its own
 ``parse_options``: they are written as the yml it reads (``RunOptions.resolved_yml``), handed to it on the command
 line it parses, and BasicSR copies that yml into the experiment, which so records what really ran. Nothing of
 BasicSR is replaced for the run.
@@ -19,7 +19,8 @@ import basicsr.train
 
 from ..checks.options import RunOptions
 from ..files.locks import owned
-from .results import log_files, record_run
+from ..layout.experiment import HISTORY
+from .results import write_table
 
 
 def _archived(path):
@@ -59,8 +60,8 @@ def _archiving_undone_on_failure(run, root):
 
 
 def run_pipeline(run: RunOptions, root: Optional[str] = None) -> List[str]:
-    """Train or test (``run.is_train``) with BasicSR's own pipeline. Returns the files of measurements written from
-    its log (``validation.json``, ``results.md``), also when it stops early."""
+    """Train or test (``run.is_train``) with BasicSR's own pipeline. Returns the files of measurements the run
+    holds (``validation.json``, and ``results.md`` for a test run), also when it stops early."""
     root = root or os.getcwd()
     for note in run.cpu_adjustments():
         print(f'note: {note}', file=sys.stderr)
@@ -69,10 +70,9 @@ def run_pipeline(run: RunOptions, root: Optional[str] = None) -> List[str]:
     rank = int(os.environ.get('RANK', '0'))  # under torchrun every rank runs this; the first one holds the folder
     folder = os.path.join(root, 'experiments' if run.is_train else 'results', run.name)
     holder = owned(os.path.dirname(folder), run.name) if rank == 0 else nullcontext()
-    before = log_files(folder, run.is_train, run.name)
     with holder, run.command_line(), _archiving_undone_on_failure(run, root):
         try:
             pipeline(root)
         finally:
-            written = record_run(run.opt, run.is_train, folder, before) if os.path.isdir(folder) else []
-    return written
+            table = None if run.is_train or not os.path.isdir(folder) else write_table(run.opt, folder)
+    return [p for p in (os.path.join(folder, HISTORY), table) if p and os.path.isfile(p)]
