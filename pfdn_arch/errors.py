@@ -1,13 +1,15 @@
 """The errors that mean "the input was wrong", as values: each carries what went wrong (``reason``) and what it is
 about (``path``: a file, a folder or an option), never to be parsed back out of a message. The command line alone
 turns them into one ``error: ...`` line, and adds which of its flags would help (``cli/main.py``)."""
+from typing import Any, Optional
+
 
 
 class PFDNError(Exception):
     """Bad input: ``reason`` says what is wrong (and, where no flag is involved, what to do); ``path`` names the file,
     folder or option concerned, or is None."""
 
-    def __init__(self, reason, path=None):
+    def __init__(self, reason: str, path: Any = None):
         super().__init__(reason)
         self.reason = reason
         self.path = None if path is None else str(path)
@@ -39,14 +41,14 @@ class DataError(PFDNError):
 class OutputExists(PFDNError):
     """``path`` exists and would be replaced; nothing was written. The command line says how to allow it."""
 
-    def __init__(self, path, reason='exists and would be replaced'):
+    def __init__(self, path: Any, reason: str = 'exists and would be replaced'):
         super().__init__(reason, path)
 
 
 class NotInstalled(PFDNError):
     """An optional package is missing: ``package``, and the extra of this package that installs it."""
 
-    def __init__(self, package, purpose, extra=None):
+    def __init__(self, package: str, purpose: str, extra: Optional[str] = None):
         install = f"pip install 'pfdn[{extra}]'" if extra else f'pip install {package}'
         super().__init__(f'{purpose} needs the {package} package: {install}')
         self.package, self.extra = package, extra
@@ -60,7 +62,7 @@ class NotEnoughMemory(PFDNError):
     """An image too large to upscale (whole, or in tiles of the size asked) in the memory there is."""
 
 
-def installed(module):
+def installed(module: str) -> bool:
     """Whether an optional package is there (found, not imported). With ``require``, the one way optional packages
     are checked."""
     import importlib.util
@@ -71,7 +73,7 @@ def installed(module):
         return False
 
 
-def require(module, purpose, extra=None, package=None):
+def require(module: str, purpose: str, extra: Optional[str] = None, package: Optional[str] = None) -> Any:
     """``module`` imported, or NotInstalled naming what needs it (``purpose``) and the extra of this package that
     installs it (``package``: its name on PyPI where that differs from the module's)."""
     import importlib

@@ -8,7 +8,7 @@ torch:
 import importlib
 
 _PUBLIC = {'ArchSpec': 'spec', 'ESA': 'pfdn.esa', 'MIN_INPUT_SIZE': 'pfdn.limits', 'PFDB': 'pfdn.pfdn_arch',
-           'PFDN': 'pfdn.pfdn_arch', 'PFDN_SPEC': 'pfdn.spec', 'RRRB': 'pfdn.rrrb', 'SPECS': 'specs',
+           'PFDN': 'pfdn.pfdn_arch', 'PFDN_SPEC': 'pfdn.spec', 'RRRB': 'pfdn.rrrb', 'SPECS': 'specs', 'SRNetwork': 'spec',
            'check_lr_input': 'pfdn.limits', 'fuse_rrrb': 'pfdn.rrrb', 'infer_pfdn_options': 'pfdn.spec',
            'spec_for': 'specs', 'spec_named': 'specs', 'spec_of': 'specs'}
 __all__ = sorted(_PUBLIC)

@@ -6,16 +6,24 @@ off the tensors' shapes), how a checkpoint is made to fit a network of either fo
 the ops int8 keeps in float, the smallest input, and its checks of a training yml. A second architecture would be one
 module holding its spec and one entry in ``specs.SPECS``.
 """
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple, Type
 
 import torch
 from torch import nn
 
 
+class SRNetwork(nn.Module):
+    """What every described architecture's network has, beside being a module (its spec's ``network`` is one): the
+    channels it takes, its scale, and whether it is in its deployed form. The callers type networks by it."""
+    num_in_ch: int
+    upscale: int
+    deploy: bool
+
+
 class ArchSpec:
     """What is known about one architecture. Subclasses fill in the names and the methods."""
     name: str = ''  # the registry name, ``network_g.type`` in a yml
-    network: type = nn.Module  # the class built
+    network: Type[SRNetwork] = SRNetwork  # the class built
     min_input: int = 1  # the smallest LR side it runs
     float_ops: Dict[str, Tuple[str, ...]] = {}  # per graph kind ('openvino', 'onnx', 'torch'): ops int8 keeps in float
     ncc_layers: Tuple[str, ...] = ()  # the modules the layer-wise NCC loss compares by default
@@ -42,7 +50,7 @@ class ArchSpec:
         """(state dict made to fit ``net``, whether it was converted), as timm's ``checkpoint_filter_fn``."""
         return dict(state_dict), False
 
-    def build(self, state_dict: Mapping[str, torch.Tensor], **overrides) -> nn.Module:
+    def build(self, state_dict: Mapping[str, torch.Tensor], **overrides: object) -> SRNetwork:
         """The network ``state_dict`` describes (``overrides`` replacing constructor arguments), loaded strictly
         after ``checkpoint_filter``."""
         net = self.network(**dict(self.hyperparameters(state_dict), **overrides))

@@ -15,6 +15,7 @@ and continues; the folder is renamed to ``<path>`` only when complete. An existi
 import os
 import re
 import shutil
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import lmdb
@@ -34,13 +35,13 @@ _META_LINE = re.compile(r'^(?P<key>[^.\s]+)\.(?P<ext>\w+) \((?P<h>\d+),(?P<w>\d+
 COMMIT_BYTES = 256 << 20  # commit about every 256 MB: bounds the write transaction's memory
 
 
-def gt_lmdb_name(name, scale):
+def gt_lmdb_name(name: str, scale: int) -> str:
     """The whole-image GT LMDB of a scale: its images are cropped to a multiple of the scale (so that GT = LR x
     scale exactly), so x2 and x3 have their own beside x4's ``DF2K_HR.lmdb``: ``DF2K_HR_mod2.lmdb``."""
     return name if scale == 4 or not name.endswith('.lmdb') else f'{name[:-len(".lmdb")]}_mod{scale}.lmdb'
 
 
-def parse_meta(path):
+def parse_meta(path: str) -> List[Tuple[str, Tuple[int, int, int], str]]:
     """[(key, (h, w, c), tag)] from a meta_info file; a torn last line (interrupted write) is left out."""
     out = []
     with open(path) as f:
@@ -51,7 +52,7 @@ def parse_meta(path):
     return out
 
 
-def lmdb_format(path):
+def lmdb_format(path: str) -> Optional[str]:
     """'decoded', 'png', or None when ``path`` is not an LMDB with a meta_info.txt."""
     meta = os.path.join(path, META)
     if not os.path.isfile(meta):
@@ -72,8 +73,9 @@ def _image_bytes(path):
     return h * w * 3
 
 
-def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, desc='LMDB', sources=None,
-               replace=False):
+def write_lmdb(items: Sequence[Tuple[str, str]], lmdb_path: str, fmt: str = 'decoded',
+               read: Optional[Callable[[str], np.ndarray]] = None, compress_level: int = 1, desc: str = 'LMDB',
+               sources: Optional[dict] = None, replace: bool = False) -> int:
     """Write ``items`` (a list of (key, image path)) into a new LMDB, resuming an interrupted run.
 
     Args:
@@ -155,11 +157,11 @@ def write_lmdb(items, lmdb_path, fmt='decoded', read=None, compress_level=1, des
     if os.path.exists(lmdb_path):  # replace: the old one out of the way, the new one in, the old one removed
         os.rename(lmdb_path, old)
     if sources:  # the record (beside the LMDB) before the LMDB is in place: no LMDB of ours goes unrecorded
-        record = Sources(lmdb_path)
-        record.entries = {key: {'sha256': d, 'made_with': made_with} for key, (d, made_with) in sources.items()}
-        record.made = {'data.mdb': os.path.getsize(os.path.join(partial, 'data.mdb')),
+        made = Sources(lmdb_path)
+        made.entries = {key: {'sha256': d, 'made_with': made_with} for key, (d, made_with) in sources.items()}
+        made.made = {'data.mdb': os.path.getsize(os.path.join(partial, 'data.mdb')),
                        'meta_info.txt': digest(os.path.join(partial, META))}
-        record.save()
+        made.save()
     os.rename(partial, lmdb_path)
     if os.path.exists(old):
         shutil.rmtree(old)
@@ -182,23 +184,24 @@ def _reader(path):
     return _READERS[key]
 
 
-def lq_sizes(dataset_opt):
+def lq_sizes(dataset_opt: dict) -> List[Tuple[int, int]]:
     """The (h, w) of every LQ image a dataset's options name (a folder's headers, or an LMDB's meta_info)."""
     root = dataset_opt.get('dataroot_lq')
     if not root or not os.path.exists(root):
         return []
     if lmdb_format(root) is not None:
-        return [shape[:2] for _, shape, _ in parse_meta(os.path.join(root, META))]
+        return [(shape[0], shape[1]) for _, shape, _ in parse_meta(os.path.join(root, META))]
     sizes = []
     for path in list_images(root):
         try:
-            sizes.append(tuple(image_size(path)))
+            h, w = image_size(path)
+            sizes.append((h, w))
         except PFDNError:
             pass  # the dataset's own reading reports it
     return sizes
 
 
-def verify_lmdb(path):
+def verify_lmdb(path: str) -> int:
     """Check that an LMDB is whole before anything reads it: a ``data.mdb`` shorter than the pages its own header
     uses (a copy cut short) would kill the reader with SIGBUS, a zero-length one is not an LMDB, and a key listed in
     ``meta_info.txt`` but not stored would fail mid-training. Opens it read-only and reads no values (each key's
@@ -242,7 +245,7 @@ class DecodedLMDB:
     Args:
         path (str): the LMDB folder.
     """
-    def __init__(self, path):
+    def __init__(self, path: str):
         fmt = lmdb_format(path)
         if fmt is None:
             raise DataError('not an LMDB made by basicsr prepare (no meta_info.txt)', path)
@@ -251,14 +254,14 @@ class DecodedLMDB:
                             'decoded LMDB with basicsr prepare lmdb (its default format)', path)
         self.path = path
         self.shapes = {key: shape for key, shape, _ in parse_meta(os.path.join(path, META))}
-        self._env = None
+        self._env: Any = None
 
-    def begin(self):
+    def begin(self) -> Any:
         if self._env is None:
             self._env = _reader(self.path)
         return self._env.begin(buffers=True)
 
-    def array(self, txn, key):
+    def array(self, txn: Any, key: str) -> np.ndarray:
         buf = txn.get(key.encode('ascii'))
         if buf is None:
             raise KeyError(f'{key} is listed in {self.path}/meta_info.txt but not stored')

@@ -11,6 +11,7 @@ Same sampling and augmentation as ``PairedImageDataset``, through BasicSR's own 
 ``augment``, in the same order of random draws: from the same images and seed, the same crops, flips and
 rotations.
 """
+from typing import Tuple
 import torch
 from torch.utils import data
 
@@ -21,7 +22,7 @@ from ..errors import DataError
 from .lmdb_store import DecodedLMDB
 
 
-def too_small(lq_hw, gt_size, scale):
+def too_small(lq_hw: Tuple[int, int], gt_size: int, scale: int) -> bool:
     """Whether an LQ image of (h, w) ``lq_hw`` cannot give a training crop of ``gt_size`` / ``scale``."""
     return min(lq_hw) < gt_size // scale
 
@@ -40,7 +41,7 @@ class PairedCropDataset(data.Dataset):
                 Default: False (float32 in [0, 1], the same values as ``PairedImageDataset``'s).
     """
 
-    def __init__(self, opt):
+    def __init__(self, opt: dict):
         super().__init__()
         self.opt = opt
         self.gt = DecodedLMDB(opt['dataroot_gt'])

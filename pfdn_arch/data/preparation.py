@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -44,7 +45,8 @@ def _images_in(folder):
 LR_MADE_WITH = {'resize': 'matlab-bicubic', 'mod_crop': True}
 
 
-def make_lr(hr_dirs, lr_dir, scale, hr_out_dir=None, desc='LR', workers=1, note=None):
+def make_lr(hr_dirs: Union[str, Sequence[str]], lr_dir: str, scale: int, hr_out_dir: Optional[str] = None,
+            desc: str = 'LR', workers: int = 1, note: Optional[Callable[[str], None]] = None) -> int:
     """LR images for every HR image of ``hr_dirs`` (a folder or a list of folders; mod-cropped to the scale first).
     What an earlier run made is kept when it is complete and its record (``files/sources.py``) says it was made
     from the HR image as it is now, at this scale, and is itself as it was made; anything else is made again (an HR
@@ -174,7 +176,8 @@ def _intact(path, hw):
         return False
 
 
-def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub-images', note=None):
+def extract_subimages(in_dir: str, out_dir: str, crop_size: int, step: int, thresh_size: int = 0,
+                      desc: str = 'sub-images', note: Optional[Callable[[str], None]] = None) -> int:
     """Crop overlapping ``crop_size`` squares with ``step`` (BasicSR's extract_subimages scheme): names
     ``<img>_s001.png`` ...; a leftover border wider than ``thresh_size`` gets one more crop flush with the edge.
     Images smaller than the crop are skipped with a count. A crop an earlier run made is kept when it is complete
@@ -215,7 +218,8 @@ def extract_subimages(in_dir, out_dir, crop_size, step, thresh_size=0, desc='sub
     return skipped
 
 
-def make_lmdb(img_dirs, lmdb_path, fmt='decoded', mod=1, compress_level=1, desc='LMDB', replace=False):
+def make_lmdb(img_dirs: Union[str, Sequence[str]], lmdb_path: str, fmt: str = 'decoded', mod: int = 1,
+              compress_level: int = 1, desc: str = 'LMDB', replace: bool = False) -> int:
     """An LMDB of every image in ``img_dirs`` (a folder or a list of folders), keyed by file name without
     extension: ``fmt='decoded'`` for ``PairedCropDataset``, ``'png'`` for BasicSR's ``PairedImageDataset``
     (see ``lmdb_store``). ``mod`` crops each image to a multiple of it (GT for LQ made at that scale). Resumable;
@@ -236,7 +240,7 @@ def _lmdb_made_with(fmt, mod):
     return {'format': fmt, 'mod_crop': mod}
 
 
-def read_lmdb_keys(lmdb_path):
+def read_lmdb_keys(lmdb_path: str) -> List[str]:
     return [key for key, _, _ in parse_meta(os.path.join(lmdb_path, 'meta_info.txt'))]
 
 
@@ -277,7 +281,7 @@ def _stale_lmdb(path, img_dirs, fmt, mod, note):
     return bool(changed)
 
 
-def lmdb_fingerprint(path):
+def lmdb_fingerprint(path: str) -> Optional[dict]:
     """What an LMDB was when made: its data.mdb's size and its meta_info.txt's SHA-256 (reading 30 GB of pixels on
     every rerun to check them would cost more than making them)."""
     data, meta = os.path.join(path, 'data.mdb'), os.path.join(path, 'meta_info.txt')
@@ -293,7 +297,8 @@ def _drop_replaced(path, note):
         note(f'note: removed {old}, the LMDB {path} replaced (an earlier run was stopped before removing it)')
 
 
-def make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt='decoded', scale=4, note=None):
+def make_paired_lmdb(gt_dirs: Union[str, Sequence[str]], lq_dir: str, gt_lmdb: str, lq_lmdb: str,
+                     fmt: str = 'decoded', scale: int = 4, note: Optional[Callable[[str], None]] = None) -> int:
     """GT and LQ LMDBs with identical key sets (checked before writing anything). GT images are mod-cropped to
     ``scale``, so that they are exactly LQ x scale when the LQ images were made from the mod-cropped GT (as
     ``make_lr`` makes them). A finished LMDB of the same format and sources is kept (so a rerun after an
@@ -342,7 +347,8 @@ def _make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt, scale, note):
     return len(lq_names)
 
 
-def prepare_df2k(hr_dirs, root='datasets/DF2K', fmt='decoded', scale=4, crop=960, step=480, workers=1):
+def prepare_df2k(hr_dirs: Union[str, Sequence[str]], root: str = 'datasets/DF2K', fmt: str = 'decoded',
+                 scale: int = 4, crop: int = 960, step: int = 480, workers: int = 1) -> Tuple[str, str]:
     """The training LMDBs of the schedule from HR folders (DIV2K_train_HR, Flickr2K_HR). Returns (gt, lq) paths.
 
     decoded (default): x4 LR of every whole HR image (``<root>/DF2K_LR_bicubic_X4/``, PNG), then decoded GT and
@@ -372,7 +378,8 @@ def prepare_df2k(hr_dirs, root='datasets/DF2K', fmt='decoded', scale=4, crop=960
     return gt_lmdb, lq_lmdb
 
 
-def prepare_benchmark(hr_dir, name, root='datasets/benchmark', scales=(4,)):
+def prepare_benchmark(hr_dir: str, name: str, root: str = 'datasets/benchmark',
+                      scales: Sequence[int] = (4,)) -> str:
     """``<root>/<name>/HR`` and ``<root>/<name>/LR_bicubic/X<s>`` from an HR-only folder."""
     out = os.path.join(root, name)
     for s in scales:

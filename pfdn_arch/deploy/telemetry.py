@@ -9,6 +9,7 @@ makes an import fail, before either is imported (``deploy/__init__.py``); the us
 processes, are left as they are. docs/inference.md says so.
 """
 import sys
+from typing import Any, cast
 
 PACKAGE = 'openvino_telemetry'
 
@@ -16,4 +17,4 @@ PACKAGE = 'openvino_telemetry'
 def off() -> None:
     """OpenVINO and NNCF find no telemetry package in this process (nothing done where one was already imported:
     what it sent was not on this package's behalf)."""
-    sys.modules.setdefault(PACKAGE, None)
+    sys.modules.setdefault(PACKAGE, cast(Any, None))  # typeshed types sys.modules' values as modules only

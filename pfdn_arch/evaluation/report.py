@@ -36,7 +36,7 @@ def pick_crop(hr: np.ndarray, size: int) -> Tuple[Tuple[int, int], int]:
     return where, size
 
 
-def crops(hr: np.ndarray, lr: float, sr: np.ndarray, scale: int, size: int = 160) -> tuple:
+def crops(hr: np.ndarray, lr: np.ndarray, sr: np.ndarray, scale: int, size: int = 160) -> tuple:
     """The comparison's crops: ((y, x), size, (h, w) of the image, {'HR', 'bicubic', 'PFDN': crop}, {'bicubic',
     'PFDN': PSNR of the crop against the HR crop, Y channel})."""
     bic = bicubic_upscale(lr, scale)
@@ -50,7 +50,7 @@ def crops(hr: np.ndarray, lr: float, sr: np.ndarray, scale: int, size: int = 160
     return (y, x), size, (h, w), crop, psnr
 
 
-def comparison_strip(hr: np.ndarray, lr: float, sr: np.ndarray, scale: int, size: int = 160, gap: int = 4,
+def comparison_strip(hr: np.ndarray, lr: np.ndarray, sr: np.ndarray, scale: int, size: int = 160, gap: int = 4,
                      name: Optional[str] = None) -> np.ndarray:
     """uint8 BGR HR, LR and SR -> one image: the same detailed crop of HR, bicubic-upscaled LR and SR side by side,
     under a title naming the image and the crop's place, each crop captioned with its own PSNR against the HR crop

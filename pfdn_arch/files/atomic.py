@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 from contextlib import contextmanager
+from typing import Any, Iterator
 
 TMP = '.{name}.pfdn-{pid}.tmp'
 
@@ -26,7 +27,7 @@ def _short(name):
     return 'long-' + hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
 
 
-def hidden_name(folder, name, suffix):
+def hidden_name(folder: str, name: str, suffix: str) -> str:
     """``.<name><suffix>``, the name of a file of ours beside ``name`` (a lock, a video's parts), with a digest of
     ``name`` in its place where that would pass the filesystem's limit on a name (a valid 240-byte name plus 20
     bytes does not fit in 255)."""
@@ -66,7 +67,7 @@ def _stale_temps(folder, stem):
 
 
 @contextmanager
-def atomic_path(path):
+def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path next to ``path``; when the block ends without an exception, it becomes ``path``."""
     folder, name = os.path.split(os.path.abspath(path))
     stem = _temp_stem(folder, name)
@@ -127,16 +128,16 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
-def write_bytes(path, data):
+def write_bytes(path: str, data: bytes) -> None:
     with atomic_path(path) as tmp, open(tmp, 'wb') as f:
         f.write(data)
 
 
-def write_text(path, text):
+def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode('utf-8'))
 
 
-def save_torch(obj, path):
+def save_torch(obj: Any, path: str) -> None:
     """``torch.save`` to ``path``, atomically."""
     import torch  # here, not above: what writes images and records runs without torch (``infer``)
 

@@ -129,7 +129,7 @@ def build_from_checkpoint(path: str, param_key: Optional[str] = None,
     return net, sd
 
 
-def read_training_state(path: str, device='cpu') -> dict:
+def read_training_state(path: str, device: Any = 'cpu') -> dict:
     """A BasicSR training state (``<iter>.state``), loaded with ``weights_only=True``."""
     state = read_checkpoint_file(path, device)
     if not isinstance(state, dict) or not STATE_KEYS <= set(state):

@@ -14,7 +14,7 @@ import io
 import os
 import struct
 import zlib
-from typing import List, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -55,7 +55,8 @@ class Picture:
     uint16) and what goes back into the written file: ``icc`` (the ICC profile's bytes or None), ``png_chunks`` (a
     PNG's gAMA/cHRM/sRGB chunks, raw). ``frames``: how many the file holds."""
 
-    def __init__(self, pixels, icc=None, frames=1, png_chunks=()):
+    def __init__(self, pixels: np.ndarray, icc: Optional[bytes] = None, frames: int = 1,
+                 png_chunks: Sequence[bytes] = ()):
         self.pixels, self.icc, self.frames, self.png_chunks = pixels, icc, frames, list(png_chunks)
 
 
@@ -266,7 +267,7 @@ def _complete(f):
     return True
 
 
-def write_image(path: str, img: np.ndarray, params=None) -> None:
+def write_image(path: str, img: np.ndarray, params: Optional[List[int]] = None) -> None:
     """``cv2.imwrite``, atomically; the format follows the extension."""
     write_bytes(path, _encode(path, img, params))
 
@@ -310,7 +311,8 @@ def _with_png_chunks(data, chunks):
     return data[:ihdr_end] + b''.join(chunks) + data[ihdr_end:]
 
 
-def write_picture(path: str, picture: 'Picture', note=print, params=None) -> None:
+def write_picture(path: str, picture: 'Picture', note: Callable[[str], None] = print,
+                  params: Optional[List[int]] = None) -> None:
     """Write ``picture`` (a Picture) in the format of ``path``'s extension, atomically, with its ICC profile and
     its kind (grey+alpha stays two channels); ``params``: OpenCV's PNG encoding flags. What a format cannot carry is
     said through ``note``, once per file."""

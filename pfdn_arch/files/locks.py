@@ -1,6 +1,7 @@
 """One run at a time per folder or output: a lock that dies with its process."""
 import os
 from contextlib import contextmanager
+from typing import Iterator
 
 from ..errors import PFDNError
 from .atomic import hidden_name
@@ -11,7 +12,7 @@ class InUse(PFDNError):
 
 
 @contextmanager
-def owned(parent, name):
+def owned(parent: str, name: str) -> Iterator[None]:
     """Hold ``parent/name`` (an experiment or results folder, a video being made) for the length of the block: one
     run at a time (a second run of an experiment's name would have BasicSR archive the first one's folder under it
     and write into the new one). The lock is ``parent/.<name>.pfdn-lock``, an OS file lock that dies with its

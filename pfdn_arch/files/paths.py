@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 import stat
+from typing import Optional
 
 from ..errors import PFDNError
 
@@ -24,7 +25,7 @@ def _kind(mode):
     return 'not a regular file'
 
 
-def input_file(path):
+def input_file(path: str) -> str:
     """``path`` if it is a readable regular file (links followed)."""
     if not path:
         raise PathError('an empty path was given')
@@ -66,7 +67,7 @@ def _writable_parent(path, role):
     return ancestor
 
 
-def free_bytes(folder):
+def free_bytes(folder: str) -> Optional[int]:
     try:
         return shutil.disk_usage(folder).free
     except OSError:
@@ -80,7 +81,7 @@ def _room(path, where, need_bytes):
         raise PathError(f'not enough room: about {need / 2**20:,.0f} MB needed, {free / 2**20:,.0f} MB free', path)
 
 
-def output_dir(path, need_bytes=0):
+def output_dir(path: str, need_bytes: int = 0) -> str:
     """``path`` if it is, or can be made as, a writable folder with ``need_bytes`` free. Nothing is created."""
     if not path:
         raise PathError('an empty path was given for the output folder')
@@ -98,7 +99,7 @@ def output_dir(path, need_bytes=0):
     return path
 
 
-def output_file(path, need_bytes=0):
+def output_file(path: str, need_bytes: int = 0) -> str:
     """``path`` if a file can be written there (its folder existing or creatable, writable, with room)."""
     if not path:
         raise PathError('an empty path was given for the output file')
@@ -119,6 +120,6 @@ def output_file(path, need_bytes=0):
     return path
 
 
-def disk_full(err):
+def disk_full(err: OSError) -> bool:
     """Whether an OSError is the disk (or quota) running out."""
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -11,6 +11,7 @@ removed.
 import hashlib
 import json
 import os
+from typing import Any, Callable, Optional
 
 from .atomic import write_text
 
@@ -18,7 +19,7 @@ RECORD = '.pfdn-sources.json'  # after '.<folder name>'
 _CHUNK = 1 << 20
 
 
-def digest(path):
+def digest(path: str) -> str:
     """SHA-256 of a file's content (hex)."""
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -39,7 +40,7 @@ class Sources:
         note (callable): where the note on a malformed record goes (None: nowhere).
     """
 
-    def __init__(self, folder, note=None):
+    def __init__(self, folder: str, note: Optional[Callable[[str], None]] = None):
         # beside the folder, hidden, not in it: a folder of images stays a folder of images, an LMDB an LMDB
         folder = os.path.normpath(folder)
         self.path = os.path.join(os.path.dirname(folder), f'.{os.path.basename(folder)}{RECORD}')
@@ -62,10 +63,10 @@ class Sources:
                      'not describe is made again')
 
     @property
-    def exists(self):
+    def exists(self) -> bool:
         return os.path.isfile(self.path) and not self.malformed
 
-    def matches(self, name, source_digest, made_with, output=None):
+    def matches(self, name: str, source_digest: str, made_with: Any, output: Optional[str] = None) -> bool:
         """Whether ``name`` was made from a source of ``source_digest`` with ``made_with`` and, given the path of
         the ``output``, whether that file is still the one made (its size and SHA-256)."""
         entry = self.entries.get(name)
@@ -73,25 +74,25 @@ class Sources:
             return False
         return output is None or entry.get('output') == fingerprint(output)
 
-    def add(self, name, source_digest, made_with, output=None):
+    def add(self, name: str, source_digest: str, made_with: Any, output: Optional[str] = None) -> None:
         self.entries[name] = {'sha256': source_digest, 'made_with': made_with}
         if output is not None:
             self.entries[name]['output'] = fingerprint(output)
 
-    def made_matches(self, fingerprint_now):
+    def made_matches(self, fingerprint_now: Any) -> bool:
         """Whether the whole output (an LMDB) is still what was made: ``fingerprint_now`` against the record's."""
         return self.made is not None and self.made == fingerprint_now
 
-    def forget(self, name):
+    def forget(self, name: str) -> None:
         self.entries.pop(name, None)
 
-    def save(self):
+    def save(self) -> None:
         os.makedirs(os.path.dirname(self.path) or '.', exist_ok=True)
         data = {'outputs': self.entries, **({'made': self.made} if self.made is not None else {})}
         write_text(self.path, json.dumps(data, indent=0, sort_keys=True))
 
 
-def fingerprint(path):
+def fingerprint(path: str) -> Optional[dict]:
     """What an output was when made: its size and SHA-256 (None when it is not a file)."""
     if not os.path.isfile(path):
         return None

@@ -6,7 +6,7 @@ also in a test run's ``results/<name>/``: ``add_validation``)."""
 import json
 import os
 import re
-from typing import List, Optional
+from typing import Any, List, Optional, Tuple, Union
 
 from ..errors import CheckpointError
 from ..files.checkpoints import load_checkpoint, read_training_state, set_aside
@@ -17,52 +17,52 @@ _STATE_NAME = re.compile(r'(\d+)\.state')
 class Experiment:
     """``experiments/<name>/`` under ``root`` (or the folder itself, ``Experiment.at(folder)``)."""
 
-    def __init__(self, name, root='.'):
+    def __init__(self, name: str, root: str = '.'):
         self.name = name
         self.folder = os.path.join(root, 'experiments', name)
 
     @classmethod
-    def at(cls, folder):
+    def at(cls, folder: str) -> 'Experiment':
         exp = cls.__new__(cls)
         exp.name, exp.folder = os.path.basename(os.path.normpath(folder)), folder
         return exp
 
     @property
-    def models(self):
+    def models(self) -> str:
         return os.path.join(self.folder, 'models')
 
     @property
-    def training_states(self):
+    def training_states(self) -> str:
         return os.path.join(self.folder, 'training_states')
 
     @property
-    def visualization(self):
+    def visualization(self) -> str:
         return os.path.join(self.folder, 'visualization')
 
     @property
-    def history_file(self):
+    def history_file(self) -> str:
         return os.path.join(self.folder, HISTORY)
 
-    def network(self, label='latest', deployed=False):
+    def network(self, label: Union[int, str] = 'latest', deployed: bool = False) -> str:
         return os.path.join(self.models, f"net_g_{'deploy_' if deployed else ''}{label}.pth")
 
-    def state(self, iteration):
+    def state(self, iteration: int) -> str:
         return os.path.join(self.training_states, f'{iteration}.state')
 
-    def saved_iters(self):
+    def saved_iters(self) -> List[int]:
         """The iterations of the saved training states, newest first."""
         names = os.listdir(self.training_states) if os.path.isdir(self.training_states) else []
         return sorted((int(m[1]) for m in map(_STATE_NAME.fullmatch, names) if m), reverse=True)
 
-    def progress(self):
+    def progress(self) -> int:
         """The last saved iteration, 0 when none."""
         return next(iter(self.saved_iters()), 0)
 
-    def history(self):
+    def history(self) -> List[dict]:
         """[{'iter', 'dataset', 'psnr', ...}] of every validation recorded, in order."""
         return read_history(self.history_file)
 
-    def finished(self):
+    def finished(self) -> bool:
         """Whether the run ended: its final network loads. A damaged one is set aside, so the run is resumed."""
         path = self.network('latest')
         if not os.path.isfile(path):
@@ -74,7 +74,7 @@ class Experiment:
             set_aside(path, err.reason)
             return False
 
-    def newest_resumable_state(self, device='cpu'):
+    def newest_resumable_state(self, device: Any = 'cpu') -> Tuple[Optional[str], Optional[dict]]:
         """(path, state) of the newest training state whose state and network checkpoint both load; newer damaged
         ones (a full disk, a copy cut short, ...) are set aside with a line each. (None, None) when there is none."""
         for it in self.saved_iters():

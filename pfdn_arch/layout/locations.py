@@ -3,6 +3,7 @@ the package (the repository's ``options/``, installed as ``pfdn_arch/options/``)
 not shipped (``weights/team08_PFDN.pth`` under the working directory)."""
 import os
 import pathlib
+from typing import Optional
 
 from ..errors import OptionsError
 
@@ -14,7 +15,7 @@ WEIGHTS_URL = 'https://github.com/icandle/PFDN/raw/main/model_zoo/team08_PFDN.pt
 WEIGHTS_SHA256 = '3d97f28bcd6185adb91a9ca8ef147f8f13f523786ff19c3c7e10ee0617f4d707'
 
 
-def shipped_options_dir():
+def shipped_options_dir() -> Optional[str]:
     """The folder of the shipped option files, or None: the installed ``pfdn_arch/options/``, else, where the package
     is imported from a checkout on ``PYTHONPATH`` without being installed from it (the route a machine without a
     package index takes, as the GPU run does: bench/gpu/run.sh), the checkout's own ``options/``."""
@@ -36,7 +37,7 @@ def shipped_options_dir():
     return None
 
 
-def option_file(path):
+def option_file(path: str) -> str:
     """``path`` when it exists (relative to the working directory); otherwise the shipped file of that name."""
     if os.path.isfile(path):
         return path
@@ -47,25 +48,25 @@ def option_file(path):
     raise OptionsError('options file not found' + (f' (the shipped ones are in {shipped})' if shipped else ''), path)
 
 
-def default_weights():
+def default_weights() -> Optional[str]:
     """The released weights at their usual place under the working directory, or None."""
     return WEIGHTS if os.path.isfile(WEIGHTS) else None
 
 
-def is_released(path) -> bool:
+def is_released(path: str) -> bool:
     """Whether ``path`` is the released weights file, by its size and SHA-256 (not its name)."""
     from ..files.sources import digest
 
     return os.path.getsize(path) == 1114079 and digest(path) == WEIGHTS_SHA256
 
 
-def describe_weights(path) -> str:
+def describe_weights(path: str) -> str:
     """What ``infer`` and ``test`` say of the weights they run: the path, and whether it is the released file."""
     if path.lower().endswith(('.xml', '.onnx', '.param')):
         return f'{path} (a model file from basicsr export)'
     return f"{path} ({'the released PFDN x4 weights' if is_released(path) else 'not the released file'})"
 
 
-def missing_weights_reason():
+def missing_weights_reason() -> str:
     return (f'{WEIGHTS} is not under {os.getcwd()}: get the released weights with mkdir -p weights && curl -L -o '
             f'{WEIGHTS} {WEIGHTS_URL}')

@@ -1,5 +1,6 @@
 """Built-in sample photos (they ship with scikit-image) for smoke runs and tests on a fresh machine."""
 import os
+from typing import List, Sequence
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ SAMPLE_FILES = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg', 'ihc
                 'motorcycle_left.png', 'retina.jpg')
 
 
-def sample_image(name):
+def sample_image(name: str) -> np.ndarray:
     """One built-in sample photo as a BGR uint8 array."""
     from skimage import data, io
 
@@ -21,7 +22,7 @@ def sample_image(name):
     return cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2BGR)
 
 
-def write_samples(folder, names=SAMPLE_FILES):
+def write_samples(folder: str, names: Sequence[str] = SAMPLE_FILES) -> List[str]:
     """Write the sample photos as PNGs into ``folder`` (existing files are kept). Returns the paths."""
     os.makedirs(folder, exist_ok=True)
     paths = []

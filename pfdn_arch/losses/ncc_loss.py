@@ -1,12 +1,13 @@
 """Layer-wise normalized cross-correlation loss (docs/method.md, section 3: our reconstruction of the factsheet). Needs
 only torch; BasicSR's loss registry gets it from the hook-up (``plugin/registry.py``)."""
+from typing import Sequence, Union
 import torch
 from torch import nn
 
 _REDUCTIONS = ('none', 'mean', 'sum')
 
 
-def ncc_distance(a, b, eps=1e-8):
+def ncc_distance(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """1 - NCC per sample and channel of two N x C x H x W maps, over the spatial positions. Shape N x C.
 
     0 when ``b`` is a positive affine copy of ``a``, 2 when negated, 1 when either is constant.
@@ -37,7 +38,7 @@ class NCCLoss(nn.Module):
         eps (float): Added to the denominator. Default: 1e-8.
     """
 
-    def __init__(self, loss_weight=1.0, reduction='mean', eps=1e-8):
+    def __init__(self, loss_weight: float = 1.0, reduction: str = 'mean', eps: float = 1e-8):
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f'NCCLoss reduction must be one of {_REDUCTIONS}, got {reduction}')
@@ -45,9 +46,10 @@ class NCCLoss(nn.Module):
         self.reduction = reduction
         self.eps = eps
 
-    def forward(self, pred, target):
-        preds = list(pred) if isinstance(pred, (list, tuple)) else [pred]
-        targets = list(target) if isinstance(target, (list, tuple)) else [target]
+    def forward(self, pred: Union[torch.Tensor, Sequence[torch.Tensor]],
+                target: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
+        preds = [pred] if isinstance(pred, torch.Tensor) else list(pred)
+        targets = [target] if isinstance(target, torch.Tensor) else list(target)
         if len(preds) != len(targets) or not preds:
             raise ValueError(f'NCCLoss needs as many target layers as predicted ones (got {len(preds)} and '
                              f'{len(targets)})')

@@ -83,13 +83,14 @@ def reparameterize_state_dict(checkpoint: dict, param_key: Optional[str] = None)
         missing = [n for n in names if n not in sd]
         if missing:
             raise CheckpointError(f"incomplete RRRB at '{prefix}': missing {', '.join(missing)}")
-        weight, bias = fuse_rrrb(*(sd[n].double() for n in names))
+        w0, b0, w1, b1, w2, b2 = (sd[n].double() for n in names)
+        weight, bias = fuse_rrrb(w0, b0, w1, b1, w2, b2)
         out[f'{prefix}.rep_conv.weight'] = weight.to(value.dtype)
         out[f'{prefix}.rep_conv.bias'] = bias.to(value.dtype)
     return out
 
 
-def checkpoint_filter(state_dict: dict, net: nn.Module) -> Tuple[dict, bool]:
+def checkpoint_filter(state_dict: Mapping, net: nn.Module) -> Tuple[dict, bool]:
     """A state dict made to fit ``net``'s form (as timm's ``checkpoint_filter_fn``): a training-form one is fused
     exactly when ``net`` is deployed; a deployed one cannot feed a training-form net (CheckpointError saying what
     to do). Returns (state_dict, fused)."""
@@ -121,6 +122,7 @@ def detached_copy(net: nn.Module) -> nn.Module:
 
 
 def reparameterized(net: nn.Module, inplace: bool = False) -> nn.Module:
-    """The deployed form of a PFDN: ``net`` itself fused in place (``inplace=True``), or a fused
-    :func:`detached_copy` that leaves ``net`` untouched."""
-    return (net if inplace else detached_copy(net)).reparameterize()
+    """The deployed form of a PFDN (any network with ``reparameterize``): ``net`` itself fused in place
+    (``inplace=True``), or a fused :func:`detached_copy` that leaves ``net`` untouched."""
+    fused: nn.Module = getattr(net if inplace else detached_copy(net), 'reparameterize')()
+    return fused

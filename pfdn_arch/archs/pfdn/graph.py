@@ -1,11 +1,14 @@
 """The deployed PFDN as the runtimes run it fastest (what ONNX, OpenVINO, int8 and QAT export): the same function
 without the partial conv's channel split and concatenation (``bench/bench_infer.py`` measures the difference)."""
 import copy
-from typing import Dict, Mapping
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:  # the network this rewrites (its module imports this one's spec)
+    from .pfdn_arch import PFDB, PFDN
 
 
 class SplitPFDB(nn.Module):
@@ -17,34 +20,40 @@ class SplitPFDB(nn.Module):
         block (PFDB): the deployed block whose parameters it takes (copied, detached).
     """
 
-    def __init__(self, block: nn.Module):
+    def __init__(self, block: 'PFDB'):
         super().__init__()
         p = block.num_partial_feat
         self.attn = block.attn
-        w1, b1 = block.conv1.rep_conv.weight.detach(), block.conv1.rep_conv.bias.detach()
-        w2, b2 = block.conv2.rep_conv.weight.detach(), block.conv2.rep_conv.bias.detach()
+        w1, b1 = _weight_and_bias(block.conv1.rep_conv)
+        w2, b2 = _weight_and_bias(block.conv2.rep_conv)
         self.conv1_partial, self.conv1_rest = _conv(w1[:p], b1[:p]), _conv(w1[p:], b1[p:])
         self.conv3 = block.conv3.rep_conv
         self.conv2_partial, self.conv2_rest = _conv(w2[:, :p], b2), _conv(w2[:, p:], None)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.attn(x)
         head = F.leaky_relu(self.conv3(F.leaky_relu(self.conv1_partial(x), 0.05)), 0.05)
         rest = F.leaky_relu(self.conv1_rest(x), 0.05)
         return F.leaky_relu(self.conv2_partial(head) + self.conv2_rest(rest), 0.05) + x
 
 
-def _conv(weight, bias):
+def _weight_and_bias(conv: nn.Conv2d) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A conv's weight and bias, detached (zeros for a conv without one)."""
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels, dtype=conv.weight.dtype)
+    return conv.weight.detach(), bias.detach()
+
+
+def _conv(weight: torch.Tensor, bias: Optional[torch.Tensor]) -> nn.Conv2d:
     conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[-1], padding=weight.shape[-1] // 2,
                      bias=bias is not None)
     with torch.no_grad():
         conv.weight.copy_(weight)
-        if bias is not None:
+        if bias is not None and conv.bias is not None:
             conv.bias.copy_(bias)
     return conv
 
 
-def graph_form(net: nn.Module) -> nn.Module:
+def graph_form(net: 'PFDN') -> 'PFDN':
     """A copy of a deployed PFDN whose blocks are :class:`SplitPFDB` (same function, same parameters)."""
     graph = copy.deepcopy(net).eval()
     for block in list(graph.blocks):

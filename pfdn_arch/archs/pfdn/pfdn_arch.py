@@ -6,9 +6,11 @@ dict has exactly the key layout of the authors' ``team08_PFDN.pth``. ``reparamet
 the second in place; checkpoints are converted by explicit functions (``reparam.checkpoint_filter``), never by
 an overridden ``load_state_dict``.
 """
+from typing import List
 import torch
 from torch import nn
 
+from ..spec import SRNetwork
 from .esa import ESA
 from .limits import SCALES, check_lr_input
 from .rrrb import RRRB
@@ -27,8 +29,8 @@ class PFDB(nn.Module):
         deploy (bool): Plain convs instead of RRRBs. Default: False.
     """
 
-    def __init__(self, num_feat=48, num_partial_feat=32, esa_channels=16, rrrb_expand_ratio=2, rrrb_mode='online',
-                 deploy=False):
+    def __init__(self, num_feat: int = 48, num_partial_feat: int = 32, esa_channels: int = 16,
+                 rrrb_expand_ratio: int = 2, rrrb_mode: str = 'online', deploy: bool = False):
         super().__init__()
         self.num_partial_feat = num_partial_feat
         self.attn = ESA(num_feat, esa_channels)
@@ -37,7 +39,7 @@ class PFDB(nn.Module):
         self.conv3 = RRRB(num_partial_feat, rrrb_expand_ratio, rrrb_mode, deploy)
         self.act = nn.LeakyReLU(0.05)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.attn(x)
         res = x
         x = self.act(self.conv1(x))
@@ -48,7 +50,7 @@ class PFDB(nn.Module):
         return x + res
 
 
-class PFDN(nn.Module):
+class PFDN(SRNetwork):
     """PFDN super-resolution network. The defaults build the released x4 model (deployed form with ``deploy=True``).
 
     Input is RGB in [0, 1]; there is no mean shift and no clamp inside the network.
@@ -67,8 +69,9 @@ class PFDN(nn.Module):
         deploy (bool): False: training form with RRRB convs; True: the released plain form. Default: False.
     """
 
-    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=48, num_block=4, num_partial_feat=32, esa_channels=16,
-                 upscale=4, rrrb_expand_ratio=2, rrrb_mode='online', deploy=False):
+    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 48, num_block: int = 4,
+                 num_partial_feat: int = 32, esa_channels: int = 16, upscale: int = 4, rrrb_expand_ratio: int = 2,
+                 rrrb_mode: str = 'online', deploy: bool = False):
         super().__init__()
         if upscale not in SCALES:
             raise ValueError(f"PFDN upscale must be one of {', '.join(map(str, SCALES))}, got {upscale}")
@@ -87,14 +90,14 @@ class PFDN(nn.Module):
         self.tail = nn.Sequential(nn.Conv2d(num_feat, num_out_ch * upscale**2, 3, 1, 1), nn.PixelShuffle(upscale))
 
     @property
-    def blocks(self):
+    def blocks(self) -> List['PFDB']:
         return [getattr(self, f'block{i}') for i in range(1, self.num_block + 1)]
 
-    def check_input(self, x):
+    def check_input(self, x: torch.Tensor) -> None:
         """Raise ValueError with the reason when ``x`` cannot be run (wrong rank, channels or too small)."""
         check_lr_input(x.shape, self.num_in_ch)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
             self.check_input(x)
         f0 = self.conv_first(x)
@@ -103,7 +106,7 @@ class PFDN(nn.Module):
             f = block(f)
         return self.tail(self.conv_last(f) + f0)
 
-    def reparameterize(self):
+    def reparameterize(self) -> 'PFDN':
         """Convert the training form into the deployed form in place (exact; no-op if already deployed)."""
         for module in self.modules():
             if isinstance(module, RRRB):

@@ -13,12 +13,15 @@ training form can run either branch by branch (``mode='explicit'``) or as a sing
 on every forward (``mode='online'``, online re-parameterization as in OREPA, CVPR 2022): same function, same
 gradients, without the wide inner activations of the branches.
 """
+from typing import Optional, Tuple
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 
-def fuse_rrrb(w0, b0, w1, b1, w2, b2, identities=None):
+def fuse_rrrb(w0: torch.Tensor, b0: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+              b2: torch.Tensor, identities: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Compose an RRRB's branches into one 3x3 kernel and bias (differentiable; exact in real arithmetic).
 
     Written as few kernels as it can be, because online re-parameterization runs it on every training step
@@ -61,7 +64,7 @@ def _nhwc(w):
     return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
 
 
-def centre_identity(channels, like=None):
+def centre_identity(channels: int, like: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A (channels, channels, 3, 3) kernel that copies each input channel to its output (a centre-tap delta)."""
     eye = torch.eye(channels, dtype=None if like is None else like.dtype, device=None if like is None else like.device)
     return torch.nn.functional.pad(eye[:, :, None, None], (1, 1, 1, 1))
@@ -79,8 +82,15 @@ class RRRB(nn.Module):
     """
 
     MODES = ('online', 'explicit')
+    # the parts of either form (``deploy``), made in ``__init__`` and ``reparameterize``
+    rep_conv: nn.Conv2d
+    expand_conv: nn.Conv2d
+    fea_conv: nn.Conv2d
+    reduce_conv: nn.Conv2d
+    inner_identity: torch.Tensor
+    outer_identity: torch.Tensor
 
-    def __init__(self, num_feat, expand_ratio=2, mode='online', deploy=False):
+    def __init__(self, num_feat: int, expand_ratio: int = 2, mode: str = 'online', deploy: bool = False):
         super().__init__()
         if mode not in self.MODES:
             raise ValueError(f"RRRB mode must be one of {self.MODES}, got '{mode}'")
@@ -98,17 +108,21 @@ class RRRB(nn.Module):
             self.register_buffer('inner_identity', centre_identity(mid), persistent=False)
             self.register_buffer('outer_identity', centre_identity(num_feat), persistent=False)
 
-    def fused_kernel(self):
+    def fused_kernel(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """(weight, bias) of the equivalent 3x3 conv, differentiable w.r.t. the branch parameters.
 
         Computed in the parameters' dtype even under autocast: casting every small factor to bf16/fp16 costs more
         kernels than it saves and loses precision; the conv that uses the kernel runs in the autocast dtype."""
         with torch.autocast(self.fea_conv.weight.device.type, enabled=False):
-            return fuse_rrrb(self.expand_conv.weight, self.expand_conv.bias, self.fea_conv.weight,
-                             self.fea_conv.bias, self.reduce_conv.weight, self.reduce_conv.bias,
-                             (self.inner_identity, self.outer_identity))
+            w0, b0, w1, b1, w2, b2 = self._branches()
+            return fuse_rrrb(w0, b0, w1, b1, w2, b2, (self.inner_identity, self.outer_identity))
 
-    def forward(self, x):
+    def _branches(self) -> Tuple[torch.Tensor, ...]:
+        """The branches' weights and biases in ``fuse_rrrb``'s order (every conv here has a bias)."""
+        convs = (self.expand_conv, self.fea_conv, self.reduce_conv)
+        return tuple(t for conv in convs for t in (conv.weight, conv.bias) if t is not None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.deploy:
             return self.rep_conv(x)
         if self.mode == 'online':
@@ -124,19 +138,20 @@ class RRRB(nn.Module):
         return self.reduce_conv(z) + x
 
     @torch.no_grad()
-    def reparameterize(self):
+    def reparameterize(self) -> None:
         """Fuse the branches into ``rep_conv`` in place (computed in float64, stored in the branch dtype)."""
         if self.deploy:
             return
         dtype = self.fea_conv.weight.dtype
-        weight, bias = fuse_rrrb(*(p.detach().double() for p in (
-            self.expand_conv.weight, self.expand_conv.bias, self.fea_conv.weight, self.fea_conv.bias,
-            self.reduce_conv.weight, self.reduce_conv.bias)))
-        self.rep_conv = nn.Conv2d(self.num_feat, self.num_feat, 3, 1, 1).to(self.fea_conv.weight.device, dtype)
-        self.rep_conv.weight.copy_(weight)
-        self.rep_conv.bias.copy_(bias)
+        w0, b0, w1, b1, w2, b2 = (p.detach().double() for p in self._branches())
+        weight, bias = fuse_rrrb(w0, b0, w1, b1, w2, b2)
+        rep_conv = nn.Conv2d(self.num_feat, self.num_feat, 3, 1, 1).to(self.fea_conv.weight.device, dtype)
+        rep_conv.weight.copy_(weight)
+        if rep_conv.bias is not None:  # made with one
+            rep_conv.bias.copy_(bias)
+        self.rep_conv = rep_conv
         del self.expand_conv, self.fea_conv, self.reduce_conv, self.inner_identity, self.outer_identity
         self.deploy = True
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f'num_feat={self.num_feat}, deploy={self.deploy}' + ('' if self.deploy else f', mode={self.mode}')

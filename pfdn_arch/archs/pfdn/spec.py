@@ -2,9 +2,10 @@
 checkpoint filter of its two forms, its export graph, the ops int8 keeps in float, its smallest input and its yml
 check."""
 import re
-from typing import Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
+from torch import nn
 
 from ...errors import CheckpointError
 from .convert import checkpoint_filter, is_training_form, unwrap_state_dict
@@ -61,18 +62,20 @@ class PFDNSpec(ArchSpec):
                     esa_channels=int(sd['block1.attn.conv1.weight'].shape[0]), upscale=upscale,
                     rrrb_expand_ratio=int(expand_ratio), deploy=not training)
 
-    def deployed(self, state_dict):
+    def deployed(self, state_dict: Mapping[str, torch.Tensor]) -> Optional[bool]:
         return not is_training_form(state_dict)
 
-    def checkpoint_filter(self, state_dict, net):
+    def checkpoint_filter(self, state_dict: Mapping[str, torch.Tensor], net: nn.Module) -> Tuple[dict, bool]:
         """A training-form state dict fused exactly for a deployed ``net``; a deployed one refused by a
         training-form ``net`` (``convert.checkpoint_filter``)."""
         return checkpoint_filter(state_dict, net)
 
-    def graph_form(self, net):
+    def graph_form(self, net: nn.Module) -> nn.Module:
+        if not isinstance(net, PFDN):
+            raise TypeError(f'PFDN\'s graph form is of a PFDN, not a {type(net).__name__}')
         return graph_form(net)
 
-    def from_graph_form(self, state_dict):
+    def from_graph_form(self, state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         return joined_state_dict(state_dict)
 
     def check_options(self, gt_size: Optional[int], scale: int) -> Optional[str]:

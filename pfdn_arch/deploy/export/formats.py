@@ -1,7 +1,7 @@
 """Deployed PFDN weights for other tools: the writers of .pth (released layout), .safetensors and ONNX (dynamic H and
 W: the graph the runtimes run, ``runtime.onnx_graph``), and the check of an ONNX file against PyTorch. Each writes
 the path it is given; ``steps`` gives them a temporary one that takes the final name once checked."""
-from typing import Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -20,7 +20,8 @@ def save_safetensors(state_dict: Dict[str, torch.Tensor], path: str, metadata: O
     save_file({k: v.contiguous() for k, v in state_dict.items()}, path, metadata=metadata or {})
 
 
-def check_onnx(net: torch.nn.Module, path: str, sizes=((1, 37, 41), (2, 64, 48), (1, 15, 15))) -> Optional[float]:
+def check_onnx(net: Any, path: str,
+               sizes: Sequence[Tuple[int, int, int]] = ((1, 37, 41), (2, 64, 48), (1, 15, 15))) -> Optional[float]:
     """Max |onnxruntime - PyTorch| over a few input sizes, or None when onnxruntime is not installed."""
     if not installed('onnxruntime'):
         return None

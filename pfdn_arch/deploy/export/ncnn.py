@@ -18,6 +18,7 @@ from typing import List, Tuple
 import torch
 
 from ...archs import spec_for
+from ...archs.spec import SRNetwork
 from ...errors import PFDNError, require
 from ...files.atomic import write_bytes, write_text
 from .ncnn_graph import INPUT, OUTPUT, Unportable, parse, portable, unsupported
@@ -54,7 +55,7 @@ def problems(text: str) -> List[str]:
     return found
 
 
-def pnnx_files(net: torch.nn.Module, fp16: bool = True) -> Tuple[str, bytes]:
+def pnnx_files(net: SRNetwork, fp16: bool = True) -> Tuple[str, bytes]:
     """What pnnx makes of the deployed ``net`` (its spec's graph form): the ``.param`` text as pnnx wrote it (its
     Pooling, fused sigmoids, ``in0``/``out0``) and the ``.bin`` bytes. PFDNError when pnnx fails."""
     pnnx = require('pnnx', 'NCNN export', 'ncnn')
@@ -79,7 +80,7 @@ def pnnx_files(net: torch.nn.Module, fp16: bool = True) -> Tuple[str, bytes]:
             return f.read(), b.read()
 
 
-def export_ncnn(net: torch.nn.Module, out_dir: str, name: str, fp16: bool = True) -> Tuple[str, str]:
+def export_ncnn(net: SRNetwork, out_dir: str, name: str, fp16: bool = True) -> Tuple[str, str]:
     """Write ``<name>.param`` and ``<name>.bin`` of the deployed ``net`` into ``out_dir``: pnnx's files with the
     graph made portable (``ncnn_graph.portable``), each written atomically, the weights before the graph that points
     into them. PFDNError when the result has anything an app could not read (nothing is written then). Returns the

@@ -9,19 +9,23 @@ released ``team08_PFDN.pth`` and the files ``basicsr export`` writes (.pth and .
 
 Detection, hyperparameters and the fusion of a training-form checkpoint are PFDN's spec's (``archs/pfdn/spec.py``).
 """
+from typing import Any
+
 from ...archs import PFDN_SPEC
 from ...errors import require
 
 ARCH_ID = 'PFDN'
 
 
-def register():
+def register() -> Any:
     """Add PFDN to spandrel's MAIN_REGISTRY (no-op when already there). Returns the registry."""
     spandrel = require('spandrel', 'loading PFDN through spandrel', 'export', 'spandrel')
     if ARCH_ID in spandrel.MAIN_REGISTRY:
         return spandrel.MAIN_REGISTRY
 
-    class PFDNArch(spandrel.Architecture):
+    base: Any = spandrel.Architecture  # spandrel is imported when asked for: its class is a value here
+
+    class PFDNArch(base):
         def __init__(self):
             super().__init__(id=ARCH_ID, name='PFDN', detect=PFDN_SPEC.detect)
 

@@ -28,7 +28,8 @@ from .unfinished import UnfinishedExport
 
 if TYPE_CHECKING:  # torch is imported where a format writes (the command line lists the formats without it)
     import torch
-    from torch import nn
+
+    from ...archs.spec import SRNetwork
 
 ONNX_TOLERANCE = 1e-4  # the most an ONNX export may differ from PyTorch in onnxruntime (float32 on the CPU)
 
@@ -47,7 +48,7 @@ class Job:
         ncnn_fp32: NCNN: fp32 weights instead of fp16.
         note: where notes go (the command line: stderr).
     """
-    net: nn.Module
+    net: 'SRNetwork'
     out: str
     name: Optional[str] = None
     opset: int = 17

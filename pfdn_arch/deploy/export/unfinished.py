@@ -32,7 +32,7 @@ class UnfinishedExport:
         self.path = os.path.join(folder, hidden_name(folder, name, SUFFIX))
         self.key = {'weights': digest(weights), 'settings': settings}
         self.claimed: List[str] = []
-        self.done: Dict[str, Dict[str, dict]] = {}
+        self.done: Dict[str, Dict[str, Optional[dict]]] = {}
         earlier = self._read()
         if earlier is not None and earlier.get('key') == self.key:
             self.claimed = [p for p in earlier.get('claimed', []) if isinstance(p, str)]

@@ -184,7 +184,7 @@ def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler: Upscale
         for index, (path, rel) in enumerate(inputs):
             yield _prepared(index, path, os.path.join(out_dir, rel), upscaler, force, memory, note)
 
-    def batch_key(item: Item):
+    def batch_key(item: object) -> Optional[tuple]:
         if not isinstance(item, ToRun) or item.tile or upscaler.tiled(*item.picture.pixels.shape[:2]):
             return None  # not run, or run alone in tiles
         return item.picture.pixels.shape
@@ -211,15 +211,15 @@ def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler: Upscale
         by_index = {item.index: finish for item, finish in zip(pictures, finishes)}
         return [by_index.get(item.index) for item in items]
 
-    def write(item: Item, result: object) -> None:
+    def write(item: object, result: object) -> None:
         """The calling thread: each result written, in input order."""
         if isinstance(item, Failed):
             failures[item.index] = item.error
         elif isinstance(item, Kept):
             run.skipped.append(item.out_path)
-        elif isinstance(result, PFDNError):
+        elif isinstance(item, ToRun) and isinstance(result, PFDNError):
             failures[item.index] = result
-        else:
+        elif isinstance(item, ToRun) and callable(result):
             _write_result(item, result, out_dir, note, params, run, failures)
         step(1)
 

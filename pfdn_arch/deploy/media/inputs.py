@@ -1,7 +1,7 @@
 """What ``basicsr infer`` is given: the image and video files a path names (a file, or a folder and its
 subfolders), and the workload they make for the backends' cost model."""
 import os
-from typing import List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from ...errors import DataError, PFDNError
 from ...files.images import IMAGE_EXTS, REFUSED, image_size
@@ -11,7 +11,8 @@ from ..runtime.tiles import window_starts
 from .video import VIDEO_EXTS, is_video, video_frames_shapes
 
 
-def collect_inputs(path: str, out_dir: str = None, note=print) -> List[Tuple[str, str]]:
+def collect_inputs(path: str, out_dir: Optional[str] = None,
+                   note: Callable[[str], None] = print) -> List[Tuple[str, str]]:
     """[(image or video path, its path relative to the input folder)] named by ``path``: a file, or every image and
     video under a folder (subfolders included; hidden ones and ``out_dir`` left out). Other files are named in one
     note."""

@@ -11,7 +11,7 @@ callables, so the pipeline is tested with fake ones (tests/test_pipeline.py).
 import contextlib
 import queue
 import threading
-from typing import Callable, Generator, Hashable, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Generator, Hashable, Iterable, Iterator, List, Optional, Tuple
 
 from ... import stopping
 
@@ -33,7 +33,7 @@ class Pipeline:
     """
 
     def __init__(self, work: Callable[[list], list], workers: int = 1, batch: int = 1,
-                 batch_key: Optional[Callable[[object], Optional[Hashable]]] = None, wait_for_batch: bool = True,
+                 batch_key: Optional[Callable[[Any], Optional[Hashable]]] = None, wait_for_batch: bool = True,
                  ahead: int = 4, behind: int = 4):
         self.work, self.workers, self.batch = work, max(1, workers), max(1, batch)
         self.batch_key, self.wait_for_batch = batch_key or (lambda item: None), wait_for_batch
@@ -44,7 +44,7 @@ class Pipeline:
         self.stop = threading.Event()
         self.errors: List[BaseException] = []
 
-    def results(self, items: Iterable) -> Generator[Tuple[object, object], None, None]:
+    def results(self, items: Iterable) -> Generator[Tuple[Any, Any], None, None]:
         """(item, result) in input order, as the workers make them: ``items`` (an iterable) is read on the reader
         thread (decoding happens there). The first error of any stage is raised here once every thread has stopped;
         closing the generator (``contextlib.closing``) stops them."""
@@ -84,13 +84,13 @@ class Pipeline:
         if self.errors:
             raise self.errors[0]
 
-    def run(self, items: Iterable, write: Callable[[object, object], None]) -> None:
+    def run(self, items: Iterable, write: Callable[[Any, Any], None]) -> None:
         """``write(item, result)`` on this thread for every item, in input order (``results``)."""
         with contextlib.closing(self.results(items)) as done:
             for item, result in done:
                 write(item, result)
 
-    def put(self, q: queue.Queue, item) -> bool:
+    def put(self, q: queue.Queue, item: Any) -> bool:
         """``q.put(item)`` that gives up once the run stopped, so that no thread waits forever on a full queue.
         Whether it was put."""
         while not self.stop.is_set():

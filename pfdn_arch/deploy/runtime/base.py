@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Optional, Tuple, Type, TypeVar
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from ...archs.pfdn.limits import check_lr_input
 from ...errors import OptionsError
 
 PRECISION_NAMES = ('fp32', 'fp16', 'bf16')
+T = TypeVar('T')
 INSTALL = "pip install 'pfdn[fast]'"
 
 
@@ -98,16 +99,16 @@ class Runner:
         return True
 
     @classmethod
-    def runs_on(cls, device) -> bool:
+    def runs_on(cls, device: Any) -> bool:
         """Whether it runs on ``device`` (a torch.device or ``Device``) here (installed assumed)."""
         return True
 
     @classmethod
-    def precisions(cls, device) -> Tuple[str, ...]:
+    def precisions(cls, device: Any) -> Tuple[str, ...]:
         """The precisions it runs natively on ``device``."""
         return ('fp32',)
 
-    def __init__(self, net, device, dtype: str, threads: int):
+    def __init__(self, net: Any, device: Any, dtype: str, threads: int):
         self.device, self.dtype, self.threads = device, dtype, threads
         self.upscale, self.num_in_ch = getattr(net, 'upscale', None), getattr(net, 'num_in_ch', None)
         self.check_input = getattr(net, 'check_input', lambda x: None)
@@ -121,11 +122,11 @@ class Runner:
         """SR of ``x`` (N x C x H x W in [0, 1]: a tensor, or a float32 array for the runtimes)."""
         raise NotImplementedError
 
-    def refresh(self, net) -> None:
+    def refresh(self, net: Any) -> None:
         """Take ``net``'s weights (the same network, trained further)."""
         raise NotImplementedError
 
-    def with_output(self, x, use):
+    def with_output(self, x: Any, use: Callable[[Any], T]) -> T:
         """``use(result)`` of the forward of ``x``, its value returned, called while the runtime's output memory is
         still this call's: a runtime that reuses it (OpenVINO's requests) gives it without a copy."""
         return use(self(x))
@@ -140,10 +141,10 @@ class ModelFile(Runner):
     path: str = ''
     where: str = 'cpu'
 
-    def check_input(self, x):
-        check_lr_input(x.shape, self.num_in_ch)
+    def check_input(self, x: Any) -> None:
+        check_lr_input(x.shape, self.num_in_ch or 3)
 
-    def refresh(self, net):
+    def refresh(self, net: Any) -> None:
         raise ValueError('a model file cannot take new weights')
 
     def __repr__(self):
@@ -164,7 +165,7 @@ def out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(words in str(err).lower() for words in OUT_OF_MEMORY)
 
 
-def runs_graph(net) -> bool:
+def runs_graph(net: Any) -> bool:
     """Whether the runtimes can run ``net``: an architecture with a spec (its export graph); others (BasicSR's
     MSRResNet, ...) run on torch only."""
     from ...archs import spec_for
@@ -178,7 +179,7 @@ def cached_precisions(runner: Type[Runner], device: Any) -> Tuple[str, ...]:
     return runner.precisions(device)
 
 
-def numpy_input(x) -> np.ndarray:
+def numpy_input(x: Any) -> np.ndarray:
     """A runtime's input: contiguous float32 on the CPU, from a numpy array or a torch tensor."""
     if isinstance(x, np.ndarray):
         return np.ascontiguousarray(x, np.float32)
@@ -187,7 +188,7 @@ def numpy_input(x) -> np.ndarray:
     return np.ascontiguousarray(x.detach().to('cpu', torch.float32).numpy())
 
 
-def like_input(out: np.ndarray, x):
+def like_input(out: np.ndarray, x: Any) -> Any:
     """A runtime's result handed back as its input came: a numpy array, or a torch tensor."""
     if isinstance(x, np.ndarray):
         return out

@@ -18,7 +18,9 @@ import ctypes
 import multiprocessing
 import statistics
 import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ from ...archs import spec_named
 from .choose import make_runner
 
 
-def count_ops(net, x):
+def count_ops(net: nn.Module, x: torch.Tensor) -> Dict[str, Any]:
     """Return dict(params, macs, conv_macs, activations, convs) of one forward of ``net`` on ``x``."""
     stats = {'conv_macs': 0, 'act_ops': 0, 'activations': 0, 'convs': 0}
 
@@ -55,7 +57,7 @@ def count_ops(net, x):
             'conv_macs': stats['conv_macs'], 'activations': stats['activations'], 'convs': stats['convs']}
 
 
-def time_forward(fn, x, runs=10, warmup=3):
+def time_forward(fn: Callable[[Any], Any], x: Any, runs: int = 10, warmup: int = 3) -> Tuple[float, Optional[int]]:
     """(median seconds, CUDA peak bytes or None on CPU) of ``fn(x)`` under inference mode."""
     cuda = x.is_cuda
     with torch.inference_mode():
@@ -75,7 +77,8 @@ def time_forward(fn, x, runs=10, warmup=3):
     return statistics.median(times), (torch.cuda.max_memory_allocated() - base if cuda else None)
 
 
-def cpu_peak_bytes(net, size, backend='torch', dtype='fp32', threads=None):
+def cpu_peak_bytes(net: nn.Module, size: Tuple[int, int], backend: str = 'torch', dtype: str = 'fp32',
+                   threads: Optional[int] = None) -> Optional[int]:
     """Peak resident-memory growth of one CPU forward of ``net`` at LR ``size``, measured in a fresh child process
     so that nothing changes in this one (the measurement needs glibc's malloc settings changed). The training form
     runs branch by branch. None where Linux's /proc is not available."""
@@ -127,28 +130,29 @@ def _release_freed_memory():
         pass
 
 
-def measured_form(net):
+def measured_form(net: nn.Module) -> nn.Module:
     """The training form is measured branch by branch (a copy in 'explicit' mode); the deployed form as it is."""
     if getattr(net, 'deploy', True):
         return net
     net = copy.deepcopy(net)
     for m in net.modules():
         if hasattr(m, 'mode'):
-            m.mode = 'explicit'
+            setattr(m, 'mode', 'explicit')  # an RRRB's computation; the network's attribute, not a submodule
     return net
 
 
-def profile(net, size=(256, 256), device='cpu', runs=10, warmup=3, timing=True):
+def profile(net: nn.Module, size: Tuple[int, int] = (256, 256), device: Any = 'cpu', runs: int = 10, warmup: int = 3,
+            timing: bool = True) -> Dict[str, Any]:
     """Counts of one network form at LR ``size``, and its median runtime (and CUDA peak memory) in torch."""
     net = measured_form(net.eval().to(device))
-    x = torch.rand(1, net.num_in_ch if hasattr(net, 'num_in_ch') else 3, *size, device=device)
+    x = torch.rand(1, int(getattr(net, 'num_in_ch', 3)), *size, device=device)
     out = count_ops(net, x)
     if timing:
         out['seconds'], out['peak_bytes'] = time_forward(net, x, runs, warmup)
     return out
 
 
-def ntire_runtime(net, images, device='cpu'):
+def ntire_runtime(net: nn.Module, images: List[torch.Tensor], device: Any = 'cpu') -> Tuple[float, Optional[float]]:
     """(mean ms per image, peak MB or None) the NTIRE Efficient SR way: plain fp32 forward, cuDNN benchmark off,
     no warm-up, CUDA events around each forward (a wall clock on the CPU), mean over ``images`` (1 x 3 x h x w
     tensors), peak memory by ``torch.cuda.max_memory_allocated``. The cuDNN setting is restored afterwards."""
@@ -157,7 +161,7 @@ def ntire_runtime(net, images, device='cpu'):
     cuda = device.type == 'cuda'
     benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False
-    times = []
+    times: List[float] = []
     try:
         if cuda:
             torch.cuda.empty_cache()
@@ -182,7 +186,7 @@ def ntire_runtime(net, images, device='cpu'):
     return statistics.mean(times), peak
 
 
-def folder_runtime(runner, images):
+def folder_runtime(runner: Callable[[Any], Any], images: List[torch.Tensor]) -> float:
     """Mean ms per image of a backend runner over ``images`` after one untimed pass (compiles, caches)."""
     for x in images:
         runner(x)

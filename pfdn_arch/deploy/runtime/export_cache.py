@@ -29,7 +29,7 @@ import os
 import re
 import tempfile
 from importlib import metadata
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from ...archs.pfdn.limits import MIN_INPUT_SIZE, SCALES, check_lr_input
 from ...files.atomic import write_text
@@ -59,7 +59,7 @@ class CachedGraph:
         self.graph_path, self.upscale, self.num_in_ch = graph_path, upscale, num_in_ch
         self.qat, self.record = qat, record
 
-    def check_input(self, x) -> None:
+    def check_input(self, x: Any) -> None:
         check_lr_input(x.shape, self.num_in_ch, MIN_INPUT_SIZE)
 
     def agrees(self, upscale: int, num_in_ch: int) -> None:
@@ -89,7 +89,7 @@ def _torch_version() -> str:
         return ''
 
 
-def graph_digest(net) -> str:
+def graph_digest(net: Any) -> str:
     """What the exported graph of ``net`` (an ``nn.Module``) is made from, as a hex digest."""
     import torch
 
@@ -153,14 +153,14 @@ def intact(path: str) -> bool:
         return False
 
 
-def export_fp32(net, path: str) -> None:
+def export_fp32(net: Any, path: str) -> None:
     """``onnx_graph.export_fp32``, imported when an export is made (it imports torch)."""
     from .onnx_graph import export_fp32 as export
 
     export(net, path)
 
 
-def cached_export(net) -> Optional[str]:
+def cached_export(net: Any) -> Optional[str]:
     """The path of ``net``'s ONNX export in the cache, exported there first if it is not yet; None where the
     cache is off or cannot be written."""
     folder = cache_dir()
@@ -186,7 +186,7 @@ def _record_path(folder: str, weights: str) -> str:
     return os.path.join(folder, f'pfdn-weights-{file_digest(weights)[:32]}.json')
 
 
-def remember(weights: str, net, qat: bool = False) -> None:
+def remember(weights: str, net: Any, qat: bool = False) -> None:
     """Record that the checkpoint file ``weights`` makes ``net`` (deployed; a PFDN), so that a later run of the same
     file finds its graph without torch (``recall``). Only where the cache already holds ``net``'s export (a runtime
     built from it); nothing where the cache is off or cannot be written."""
@@ -241,7 +241,7 @@ def recall(weights: str) -> Optional[CachedGraph]:
         return None
 
 
-def built_from_export(net, build: Callable[[str], T], cache: bool = True) -> T:
+def built_from_export(net: Any, build: Callable[[str], T], cache: bool = True) -> T:
     """``build(path)`` on the ONNX export of ``net`` (deployed; exported in fp32): the cache's file where ``cache``
     and the cache is usable, else one exported into a temporary folder. A cached file the runtime cannot build
     (damaged on disk) is removed and the export made afresh; for a ``CachedGraph`` (no network to export) that is

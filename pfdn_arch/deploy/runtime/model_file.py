@@ -2,7 +2,7 @@
 the NCNN files of ``basicsr export --ncnn``) run as a runner: on OpenVINO (.xml or .onnx) or ONNX Runtime (.onnx) on
 the CPU, or NCNN (.param) on the CPU or a Vulkan device."""
 import os
-from typing import List, Type
+from typing import Any, Callable, List, Optional, Type
 
 import numpy as np
 
@@ -54,8 +54,8 @@ class FileRunner(ModelFile):
         return like_input(self._run(numpy_input(x)), x)
 
 
-def file_runner(path: str, backend: str = 'auto', device='cpu', threads: int = None, warn=print,
-                dtype: str = 'auto') -> Runner:
+def file_runner(path: str, backend: str = 'auto', device: Any = 'cpu', threads: Optional[int] = None,
+                warn: Callable[[str], None] = print, dtype: str = 'auto') -> Runner:
     """A runner for a model file (``MODEL_FILES``): an OpenVINO IR runs on OpenVINO; an ONNX file on ONNX Runtime
     (auto) or OpenVINO; an NCNN .param on NCNN, on the CPU or ``device`` vulkan[:N], in ``dtype`` where NCNN has it.
     A backend or precision that cannot run it falls back with one note."""

@@ -5,7 +5,7 @@ import re
 import sys
 import tempfile
 from contextlib import contextmanager
-from typing import Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from .base import CPU, ModelFile, like_input, numpy_input
 from .ncnn_param import bin_bytes, parse
 
 
-def vulkan_index(device) -> Optional[int]:
+def vulkan_index(device: Any) -> Optional[int]:
     """The Vulkan device index ``device`` names ('vulkan' is 0, 'vulkan:N' is N), or None for 'cpu'."""
     text = str(device)
     if text == 'cpu':
@@ -110,7 +110,7 @@ def check_weights(param: str, weights: str) -> None:
 
 
 @contextmanager
-def quiet_stderr():
+def quiet_stderr() -> Iterator[Callable[[], str]]:
     """What the process writes to stderr (file descriptor 2: NCNN's C++ prints) while the block runs, kept off the
     terminal; yields a function that returns it."""
     captured = tempfile.TemporaryFile()

@@ -4,6 +4,7 @@ follows the runtime input size)."""
 import copy
 import os
 import warnings
+from typing import Any, Tuple
 
 import torch
 from torch import nn
@@ -12,7 +13,8 @@ from ...archs import spec_for
 from ...files.atomic import atomic_path
 
 
-def export_module(module: nn.Module, in_ch: int, path: str, opset: int = 17, sample_size=(64, 64)) -> None:
+def export_module(module: nn.Module, in_ch: int, path: str, opset: int = 17,
+                  sample_size: Tuple[int, int] = (64, 64)) -> None:
     """``module`` (a graph form, plain or fake-quantized) as ONNX at ``path``, written atomically."""
     x = torch.rand(1, in_ch, *sample_size)
     with warnings.catch_warnings(), torch.no_grad(), atomic_path(path) as tmp:
@@ -22,7 +24,7 @@ def export_module(module: nn.Module, in_ch: int, path: str, opset: int = 17, sam
                                         'sr': {0: 'batch', 2: 'sr_height', 3: 'sr_width'}}, dynamo=False)
 
 
-def export_onnx(net: nn.Module, path: str, opset: int = 17, sample_size=(64, 64)) -> None:
+def export_onnx(net: Any, path: str, opset: int = 17, sample_size: Tuple[int, int] = (64, 64)) -> None:
     """ONNX export of a deployed network in its spec's graph form."""
     export_module(spec_for(net).graph_form(net), net.num_in_ch, path, opset, sample_size)
 

@@ -1,4 +1,5 @@
 """The ``onnxruntime`` backend: ONNX Runtime on the ONNX export (CPU; CUDA with its CUDA provider)."""
+from typing import Any, List
 import numpy as np
 
 from ... import errors
@@ -20,20 +21,20 @@ class OnnxRuntimeRunner(Runner):
         return errors.installed('onnxruntime') and errors.installed('onnx')
 
     @classmethod
-    def runs_on(cls, device) -> bool:
+    def runs_on(cls, device: Any) -> bool:
         ort = errors.require('onnxruntime', 'the onnxruntime backend', 'fast')
         return device.type == 'cpu' or 'CUDAExecutionProvider' in ort.get_available_providers()
 
-    def __init__(self, net, device, dtype, threads):
+    def __init__(self, net: Any, device: Any, dtype: str, threads: int):
         super().__init__(net, device, dtype, threads)
         self.refresh(net)
 
-    def refresh(self, net):
+    def refresh(self, net: Any) -> None:
         ort = errors.require('onnxruntime', 'the onnxruntime backend', 'fast')
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ['CPUExecutionProvider']
+        providers: List[Any] = ['CPUExecutionProvider']
         if self.device.type == 'cuda':
             providers.insert(0, ('CUDAExecutionProvider', {'device_id': self.device.index or 0}))
         # the first build starts from the cached export; new weights (training's validation) export afresh
@@ -49,6 +50,6 @@ class OnnxRuntimeRunner(Runner):
         self.upscale, self.num_in_ch = upscale, channels
         self.builds += 1
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
         self.check_input(x)
         return like_input(self.session.run(None, {'lr': numpy_input(x)})[0], x)

@@ -1,12 +1,12 @@
 """The ``openvino`` backend: OpenVINO on the ONNX export (CPU), one compiled model with dynamic height and width."""
 import queue
-from typing import Tuple
+from typing import Any, Callable, Tuple
 
 import numpy as np
 
 from ... import errors
 from ...archs.pfdn.limits import MIN_INPUT_SIZE
-from .base import Runner, like_input, numpy_input
+from .base import Runner, T, like_input, numpy_input
 from .costs import COSTS
 from .export_cache import CachedGraph, built_from_export
 
@@ -27,15 +27,15 @@ class OpenVINORunner(Runner):
         return errors.installed('openvino')
 
     @classmethod
-    def runs_on(cls, device) -> bool:
+    def runs_on(cls, device: Any) -> bool:
         return device.type == 'cpu'
 
     @classmethod
-    def precisions(cls, device) -> Tuple[str, ...]:
+    def precisions(cls, device: Any) -> Tuple[str, ...]:
         ov = errors.require('openvino', 'the openvino backend', 'fast')
         return ('fp32', 'bf16') if 'BF16' in ov.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES') else ('fp32',)
 
-    def __init__(self, net, device, dtype, threads, streams=1):
+    def __init__(self, net: Any, device: Any, dtype: str, threads: int, streams: int = 1):
         super().__init__(net, device, dtype, threads)
         precision = 'bf16' if dtype == 'bf16' else 'f32'
         self.streams = max(1, min(streams, threads))
@@ -47,13 +47,13 @@ class OpenVINORunner(Runner):
                            'ENABLE_CPU_PINNING': True, 'INFERENCE_PRECISION_HINT': precision}
         self.refresh(net)
 
-    def refresh(self, net):
+    def refresh(self, net: Any) -> None:
         ov = errors.require('openvino', 'the openvino backend', 'fast')
         core = ov.Core()
         # the first build starts from the cached export; new weights (training's validation) export afresh
         compiled = built_from_export(net, lambda path: core.compile_model(core.read_model(path), 'CPU', self.config),
                                      cache=self.builds == 0)
-        self.requests = queue.Queue()  # one per stream, taken by the calling thread for its forward
+        self.requests: queue.Queue = queue.Queue()  # one per stream, taken by the calling thread for its forward
         channels = compiled.input(0).get_partial_shape()[1]
         channels = channels.get_length() if channels.is_static else (self.num_in_ch or 3)
         for _ in range(self.streams):
@@ -71,10 +71,10 @@ class OpenVINORunner(Runner):
         self.upscale, self.num_in_ch = upscale, channels
         self.builds += 1
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
         return like_input(self.with_output(x, np.copy), x)
 
-    def with_output(self, x, use):
+    def with_output(self, x: Any, use: Callable[[Any], T]) -> T:
         """``use`` gets the request's own output memory (a view), before the request serves another call."""
         self.check_input(x)
         arr = numpy_input(x)
@@ -86,7 +86,7 @@ class OpenVINORunner(Runner):
             self.requests.put(request)
 
 
-def infer_in_place(request, arr: np.ndarray):
+def infer_in_place(request: Any, arr: np.ndarray) -> None:
     """One forward of ``request`` on ``arr`` (contiguous float32), read by the runtime where it is; the result stays
     in the request's output tensor. ``infer`` by default copies the input in and every output out into the dict it
     returns (unused here): 5.4-9.5 ms of the calling thread's CPU per 2040 x 1360 result against 0.4 shared (OpenVINO

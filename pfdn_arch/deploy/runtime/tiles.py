@@ -1,10 +1,11 @@
 """Windows over an image: where tiles (and training sub-images) start, and the weights that blend overlapping
 tiles. ESA pools over the whole tile, so tiles are close to, never identical with, a whole-image run: neighbouring
 tiles overlap and are blended with linear ramps."""
+from typing import List
 import numpy as np
 
 
-def window_starts(length, size, step, thresh=0):
+def window_starts(length: int, size: int, step: int, thresh: int = 0) -> List[int]:
     """Start offsets of windows of ``size`` every ``step`` along ``length``; a leftover wider than ``thresh``
     gets one more window flush with the end. A length within one window gives [0]."""
     if length <= size:
@@ -15,7 +16,7 @@ def window_starts(length, size, step, thresh=0):
     return starts
 
 
-def ramp(length, overlap, at_start, at_end):
+def ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
     """1-D blending weights: linear ramps over the overlap on sides that have a neighbour tile."""
     w = np.ones(length, np.float32)
     if overlap > 0:

@@ -34,7 +34,7 @@ class Upscaler:
         batch (int): tiles (and, in ``upscale_images``, same-size images) run this many at a time.
     """
 
-    def __init__(self, runner, tile=0, tile_overlap=16, batch=1):
+    def __init__(self, runner: Any, tile: int = 0, tile_overlap: int = 16, batch: int = 1):
         self.runner, self.scale = runner, runner.upscale
         if tile and tile < MIN_INPUT_SIZE:
             raise OptionsError(f"must be at least {MIN_INPUT_SIZE} (PFDN's smallest input), got {tile}", 'tile')
@@ -71,7 +71,7 @@ class Upscaler:
         th = min(self.tile, h)
         return result + th * s * w * s * 3 * 4 + self.batch * th * min(self.tile, w) * BYTES_PER_LR_PIXEL
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
         if not isinstance(x, np.ndarray):  # a torch tensor: the same work on its values, a tensor back
             import torch
 
@@ -196,7 +196,7 @@ def _checked(out) -> np.ndarray:
     return out
 
 
-def layout(img):
+def layout(img: np.ndarray) -> Tuple[float, bool, bool]:
     """(peak value, grey, has alpha) of a cv2 image (gray, gray+alpha, BGR, BGRA; 8 or 16 bit)."""
     if img.dtype == np.uint16:
         peak = 65535.0
@@ -227,13 +227,13 @@ def _scaled(values, peak, dtype):
     return cv2.multiply(values, (peak,) * 4, dtype=cv2.CV_8U if dtype == np.uint8 else cv2.CV_16U)  # every channel
 
 
-def to_pixels(rgb, peak, gray, dtype):
+def to_pixels(rgb: np.ndarray, peak: float, gray: bool, dtype: Any) -> np.ndarray:
     """H x W x 3 float RGB in [0, 1] -> pixels of ``dtype``: BGR, or one channel for a grey image."""
     return cv2.cvtColor(_scaled(np.ascontiguousarray(rgb), peak, dtype),
                         cv2.COLOR_RGB2GRAY if gray else cv2.COLOR_RGB2BGR)
 
 
-def from_network(sr, how: tuple, img: np.ndarray) -> np.ndarray:
+def from_network(sr: Any, how: tuple, img: np.ndarray) -> np.ndarray:
     """3 x H x W SR array (or CPU tensor) -> image of ``img``'s layout and depth (alpha upscaled by bicubic
     interpolation)."""
     peak, gray = how

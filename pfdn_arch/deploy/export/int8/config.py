@@ -5,6 +5,7 @@ and the one check that the optional packages are there. The ops kept in float ar
 """
 import os
 import sys
+from typing import Any, Dict
 
 from ....errors import require
 
@@ -14,7 +15,7 @@ from ....errors import require
 EXTENSION_TIMEOUT = ('NNCF_EXTENSION_LOAD_TIMEOUT', '900')
 
 
-def need(module):
+def need(module: str) -> Any:
     """``module`` (nncf, openvino, onnx) imported, or the error saying that int8 needs it. For nncf, its extension's
     build limit raised first (``EXTENSION_TIMEOUT``), and a note where it will be built now."""
     if module == 'nncf' and 'nncf' not in sys.modules:
@@ -36,7 +37,7 @@ def _extension_built():
     return any(name.endswith('.so') for _, _, files in os.walk(folder) for name in files)
 
 
-def has_int8_dot_products():
+def has_int8_dot_products() -> bool:
     """Whether this CPU multiplies int8 with VNNI or AMX. Without (AVX2 alone), OpenVINO's int8 convolutions add
     pairs of u8 x s8 products in 16 bits, which saturate on 8-bit weights: the released weights lost -1.76 dB there
     (check photos, against -0.50 with VNNI). Linux tells by its CPU flags; elsewhere this says no."""
@@ -48,7 +49,7 @@ def has_int8_dot_products():
     return bool({'avx512_vnni', 'avx_vnni', 'amx_int8'} & set(flags))
 
 
-def settings():
+def settings() -> Dict[str, Any]:
     """NNCF's settings for PFDN (docs/int8.md): asymmetric activations (MIXED), ranges from histograms; weights in
     7 bits everywhere (NNCF's overflow fix) where this CPU lacks int8 dot products (-0.65 dB instead of -1.76 on an
     AVX2 CPU), else only in the first layer (NNCF's default)."""

@@ -11,13 +11,14 @@ int8 minus fp32.
 import json
 import os
 import tempfile
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import cv2
 import numpy as np
 import torch
 
 from ....archs import spec_for
+from ....archs.spec import SRNetwork
 from ....errors import PFDNError, require
 from ....files.atomic import write_bytes, write_text
 from ....files.images import list_images, read_image
@@ -86,7 +87,7 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray, crop: int) -> float:
     return float('inf') if mse == 0 else float(10 * np.log10(1.0 / mse))
 
 
-def check_psnr(run, scale: int = 4) -> float:
+def check_psnr(run: Callable[[np.ndarray], np.ndarray], scale: int = 4) -> float:
     """Mean PSNR (Y, crop ``scale``) of ``run`` (1x3xhxw float array -> 1x3xHxW array) on the check photos."""
     scores = []
     for name in CHECK_PHOTOS:
@@ -97,7 +98,7 @@ def check_psnr(run, scale: int = 4) -> float:
     return float(np.mean(scores))
 
 
-def quantize(net: torch.nn.Module, crops: List[np.ndarray], folder: str) -> tuple:
+def quantize(net: SRNetwork, crops: List[np.ndarray], folder: str) -> tuple:
     """(OpenVINO int8 model, QDQ ONNX model path) of the deployed ``net``, calibrated on ``crops``; files in
     ``folder``."""
     for module in ('nncf', 'openvino', 'onnx'):
@@ -119,7 +120,7 @@ def quantize(net: torch.nn.Module, crops: List[np.ndarray], folder: str) -> tupl
     return ov_int8, qdq_path
 
 
-def write_int8(net: torch.nn.Module, out_dir: str, name: str, calibration: Optional[str] = None,
+def write_int8(net: SRNetwork, out_dir: str, name: str, calibration: Optional[str] = None,
                threads: Optional[int] = None, crops: int = 64, qat: Optional[dict] = None) -> Tuple[dict, dict]:
     """Write ``<name>_int8.xml/.bin`` (OpenVINO IR), ``<name>_int8.onnx`` (QDQ) and ``<name>_int8.json`` (how they
     were made, what each loses), atomically. The int8 model is the deployed ``net`` quantized after training

@@ -13,8 +13,11 @@ record of how they were made. Plain strings and tensors only, so it loads with `
 import enum
 import importlib
 import json
+from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
+from torch import nn
 
 from ....archs import spec_for
 from ....errors import CheckpointError
@@ -23,7 +26,7 @@ from ...runtime.onnx_graph import export_module
 from .config import need, settings
 
 
-def fake_quantized(net, crops):
+def fake_quantized(net: nn.Module, crops: List[np.ndarray]) -> nn.Module:
     """The deployed ``net`` (unchanged) as an NNCF fake-quantized graph-form copy, its ranges calibrated on
     ``crops`` (1 x C x h x w arrays or tensors); trainable (weights and quantizer ranges)."""
     need('nncf')
@@ -37,7 +40,7 @@ def fake_quantized(net, crops):
                          ignored_scope=nncf.IgnoredScope(types=list(spec.float_ops['torch']), validate=False))
 
 
-def quantizer_state(qnet, record):
+def quantizer_state(qnet: nn.Module, record: dict) -> dict:
     """What a checkpoint keeps of ``qnet``'s quantization (the ``'int8'`` entry): NNCF's placement config as JSON,
     the quantizers' tensors, and ``record`` (a dict saying how they were made) as JSON."""
     import nncf.torch
@@ -48,7 +51,7 @@ def quantizer_state(qnet, record):
             'record': json.dumps(record)}
 
 
-def restored(net, state, path=None):
+def restored(net: nn.Module, state: dict, path: Optional[str] = None) -> nn.Module:
     """The fake-quantized graph form of the deployed ``net`` (holding the checkpoint's float weights), with the
     quantizers of ``state`` (an ``'int8'`` entry) put back exactly."""
     need('nncf')
@@ -71,14 +74,14 @@ def restored(net, state, path=None):
     return qnet
 
 
-def float_state_dict(qnet, spec):
+def float_state_dict(qnet: nn.Module, spec: Any) -> Dict[str, torch.Tensor]:
     """``qnet``'s float weights in the released (deployed) layout: its architecture's graph form undone exactly
     (``ArchSpec.from_graph_form``)."""
     float_keys = set(_float_keys(qnet))
     return spec.from_graph_form({k: v.detach().cpu() for k, v in qnet.state_dict().items() if k in float_keys})
 
 
-def export_qdq(qnet, path, opset=17, sample_size=(64, 64)):
+def export_qdq(qnet: nn.Module, path: str, opset: int = 17, sample_size: Tuple[int, int] = (64, 64)) -> None:
     """``qnet`` as a QDQ ONNX (QuantizeLinear/DequantizeLinear pairs: what ONNX Runtime, TensorRT and NPUs take,
     and OpenVINO reads as int8) with dynamic batch, height and width, written atomically."""
     from nncf.torch.quantization.layers import BaseQuantizer, QuantizerExportMode
@@ -87,7 +90,7 @@ def export_qdq(qnet, path, opset=17, sample_size=(64, 64)):
     for m in qnet.modules():
         if isinstance(m, BaseQuantizer):
             m.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
-    export_module(qnet, qnet.num_in_ch, path, opset, sample_size)
+    export_module(qnet, int(getattr(qnet, 'num_in_ch')), path, opset, sample_size)
 
 
 def _float_keys(qnet):

@@ -3,6 +3,7 @@ libraries in its wheels) imported once, with the one-line reason of its errors."
 import contextlib
 import io
 import os
+from typing import Any, Iterator
 
 from ....errors import require
 
@@ -12,19 +13,19 @@ MUXERS = {'.mp4': 'mp4', '.m4v': 'mp4', '.mov': 'mov', '.mkv': 'matroska', '.web
 VIDEO_EXTS = tuple(MUXERS) + ('.mpg', '.mpeg', '.wmv', '.3gp', '.y4m', '.ogv', '.vob')
 
 
-def pyav():
+def pyav() -> Any:
     return require('av', 'video input and output', 'video')
 
 
-def why(err):
+def why(err: BaseException) -> str:
     return getattr(err, 'strerror', None) or str(err).splitlines()[0]
 
 
-def is_video(path):
+def is_video(path: str) -> bool:
     return path.lower().endswith(VIDEO_EXTS)
 
 
-def template_stream(out, template):
+def template_stream(out: Any, template: Any) -> Any:
     """``out.add_stream_from_template(template)``; where the template's decoder has no encoder of its name (AV1 is
     decoded by libdav1d), the decoder's context is copied instead (PyAV looks an encoder up by that name)."""
     av = pyav()
@@ -34,7 +35,7 @@ def template_stream(out, template):
         return out.add_stream_from_template(template, opaque=True)
 
 
-def codecs_held(muxer):
+def codecs_held(muxer: str) -> Any:
     """Codec names a container format holds (empty where FFmpeg does not say: then it is not checked)."""
     av = pyav()
     container = av.open(io.BytesIO(), 'w', format=muxer)
@@ -45,7 +46,7 @@ def codecs_held(muxer):
 
 
 @contextlib.contextmanager
-def kept_scheduling():
+def kept_scheduling() -> Iterator[None]:
     """The calling thread's scheduling policy as it was before the block. SVT-AV1 (libsvtav1, in PyAV's FFmpeg)
     makes the thread that opens it SCHED_FIFO at priority 99 where it may (as root, e.g. in a container): every
     thread then started by it inherits real-time priority, and on a small machine two busy ones starve the rest

@@ -4,6 +4,7 @@ doing it in memory."""
 import functools
 import io
 import os
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -46,7 +47,8 @@ class Encoding:
     against what the container holds. ``codec``: a name from ``CODECS`` or an FFmpeg encoder (None: the input's
     codec where this can encode it and the container holds it, else H.264); ``crf``: constant quality."""
 
-    def __init__(self, source, out_path, scale, codec=None, crf=None):
+    def __init__(self, source: Any, out_path: str, scale: int, codec: Optional[str] = None,
+                 crf: Optional[int] = None):
         av = pyav()
         ext = os.path.splitext(out_path)[1].lower()
         if ext not in MUXERS:
@@ -101,11 +103,11 @@ class Encoding:
         self.range = source.range if not source.rgb else 1
         self.width, self.height = source.width * scale, source.height * scale
 
-    def settings(self):
+    def settings(self) -> dict:
         return {'encoder': self.encoder, 'pix_fmt': self.pix_fmt, 'options': self.options, 'muxer': self.muxer,
                 'size': [self.width, self.height]}
 
-    def frame(self, pixels, sws=None, threads=0):
+    def frame(self, pixels: np.ndarray, sws: Any = None, threads: int = 0) -> Any:
         """A result (BGR, 8 or 16 bit) as the encoder takes it: this pixel format, matrix and range. ``threads``:
         swscale's (``probe.sws_threads``)."""
         av = pyav()
@@ -118,7 +120,7 @@ class Encoding:
         return frame.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, src_color_range=2,
                               dst_color_range=self.range, interpolation=sws or conversion(), threads=threads)
 
-    def open_part(self, path, source):
+    def open_part(self, path: str, source: Any) -> Tuple[Any, Any]:
         """An output container at ``path`` with one video stream of this encoding: (container, stream)."""
         av = pyav()
         container = av.open(path, 'w', format=self.segment_format)
@@ -136,7 +138,7 @@ class Encoding:
 
 
 @functools.lru_cache(maxsize=None)
-def segments_for(muxer, encoder):
+def segments_for(muxer: str, encoder: str) -> Optional[str]:
     """The first of ``SEGMENT_CONTAINERS`` whose parts made by ``encoder`` join into a ``muxer`` file, found by doing
     it in memory with a few frames (what FFmpeg's codec lists claim is not what muxing does: VP9 in .mov, H.264 with
     B-frames in .avi fail), or None."""

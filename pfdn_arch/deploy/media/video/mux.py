@@ -2,13 +2,14 @@
 the output (written atomically)."""
 import heapq
 import os
+from typing import Any
 
 from ....errors import DataError, PFDNError
 from ....files.atomic import atomic_path
 from .containers import pyav, template_stream
 
 
-def join(source, enc, plan, out_path):
+def join(source: Any, enc: Any, plan: Any, out_path: str) -> None:
     """The finished parts' video packets and the input's audio/subtitle packets, interleaved by time, into the
     output (atomically)."""
     av = pyav()

@@ -4,6 +4,7 @@ import contextlib
 import itertools
 import os
 from fractions import Fraction
+from typing import Any, Callable, Optional
 
 from ....errors import DataError
 from ....files.atomic import atomic_path
@@ -12,7 +13,8 @@ from .containers import kept_scheduling, pyav, why
 from .probe import conversion, decoded, sws_threads
 
 
-def encode_parts(source, enc, upscaler, plan, segment, progress=None):
+def encode_parts(source: Any, enc: Any, upscaler: Any, plan: Any, segment: float,
+                 progress: Optional[Callable[..., Any]] = None) -> None:
     """Decode ``source`` from the first unfinished part of ``plan``, run ``upscaler`` on the frames (batches of what
     is already decoded: no frame is held back), and encode each part of ``segment`` seconds into its own file; a part
     is added to the plan when it is whole. After an error or an interrupt the unfinished part is removed (its
@@ -26,6 +28,7 @@ def encode_parts(source, enc, upscaler, plan, segment, progress=None):
                         ahead=2 * streams + 2, behind=2)
     frames = _decoded_frames(source, plan.next_part, per_part, fmt, threads)
     with contextlib.closing(pipeline.results(frames)) as results:
+        # each result is ((part, index, frame), its pixels' finish): grouped by the frames' part
         for part, group in itertools.groupby(results, key=lambda done: done[0][0]):
             _write_part(part, group, source, enc, plan, progress, threads)
     plan.mark_complete()

@@ -11,7 +11,7 @@ class Plan:
     """The parts folder's record: the input's identity and the settings the parts were made with, and the
     finished parts (index, file, frames). Written atomically after each part."""
 
-    def __init__(self, folder, key):
+    def __init__(self, folder: str, key: dict):
         self.folder, self.key, self.path = folder, key, os.path.join(folder, 'plan.json')
         self.parts, self.discarded = [], False
         if os.path.isfile(self.path):
@@ -30,22 +30,22 @@ class Plan:
         os.makedirs(folder, exist_ok=True)
 
     @property
-    def next_part(self):
+    def next_part(self) -> int:
         return self.parts[-1]['index'] + 1 if self.parts else 0
 
     @property
-    def frames_done(self):
+    def frames_done(self) -> int:
         return sum(p['frames'] for p in self.parts)
 
     @property
-    def complete(self):
+    def complete(self) -> bool:
         return bool(self.parts) and self.parts[-1].get('last', False)
 
-    def add(self, index, name, frames):
+    def add(self, index: int, name: str, frames: int) -> None:
         self.parts.append({'index': index, 'file': name, 'frames': frames})
         self._save()
 
-    def mark_complete(self):
+    def mark_complete(self) -> None:
         """Every frame is in the parts (the decoder reached the input's end)."""
         if self.parts:
             self.parts[-1]['last'] = True

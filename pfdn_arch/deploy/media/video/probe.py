@@ -3,12 +3,15 @@ decoded for the network (matrix and range honoured, exact conversion), and wheth
 result."""
 import os
 from fractions import Fraction
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
 
 from ....errors import DataError, PFDNError
 from .containers import pyav, why
 
 
-def conversion():
+def conversion() -> Any:
     """swscale flags for every YUV <-> RGB conversion here: bicubic chroma, exact rounding, full chroma
     interpolation. Its defaults (bilinear, fast rounding, chroma not interpolated) cost a 4:2:0 round trip of an
     upscaled frame 11 dB (40.2 against 51.4 dB PSNR) and darken it by 1.5-2.7 levels, more than the encoder loses."""
@@ -22,7 +25,7 @@ class Source:
     """What a video input holds, checked: its video stream (codec, size, rate, time base, first frame's pixel format,
     colours, rotation), the streams to copy, a frame count for progress. Bad input raises one ``DataError``."""
 
-    def __init__(self, path):
+    def __init__(self, path: str):
         av = pyav()
         self.path = path
         try:
@@ -69,12 +72,12 @@ class Source:
         finally:
             container.close()
 
-    def identity(self):
+    def identity(self) -> Dict[str, Any]:
         st = os.stat(self.path)
         return {'path': os.path.abspath(self.path), 'size': st.st_size, 'mtime_ns': st.st_mtime_ns}
 
 
-def kept_video(out_path, width, height):
+def kept_video(out_path: str, width: int, height: int) -> Optional[str]:
     """None when an existing output is a complete result (a video of the result's size); else why not."""
     av = pyav()
     try:
@@ -89,7 +92,7 @@ def kept_video(out_path, width, height):
     return None
 
 
-def decoded(frame, source, fmt='bgr24', sws=None, threads=0):
+def decoded(frame: Any, source: Any, fmt: str = 'bgr24', sws: Any = None, threads: int = 0) -> np.ndarray:
     """A decoded frame as the network gets it: BGR (``bgr24``, or ``bgr48le`` for deep video) in the source's
     matrix and range. ``threads``: swscale's (``sws_threads``)."""
     return frame.to_ndarray(format=fmt, src_colorspace=None if source.rgb else source.matrix,
@@ -97,7 +100,7 @@ def decoded(frame, source, fmt='bgr24', sws=None, threads=0):
                             interpolation=sws or conversion(), threads=threads)
 
 
-def sws_threads(device_type):
+def sws_threads(device_type: str) -> int:
     """swscale's threads for the conversions around a network on ``device_type``: 1 where the network runs on the
     CPU, whose cores it already keeps busy (swscale's own slice threads then wait on each other's preempted slices:
     a 2040x1360 result's conversion took 21 ms a frame with them against 16.5 on the calling thread alone, beside
@@ -106,7 +109,7 @@ def sws_threads(device_type):
     return 1 if device_type == 'cpu' else 0
 
 
-def frames_of(path):
+def frames_of(path: str) -> Iterator[np.ndarray]:
     """Every frame of a video's first video stream as ``basicsr infer`` decodes it (BGR uint8)."""
     av = pyav()
     source = Source(path)
@@ -115,7 +118,7 @@ def frames_of(path):
             yield decoded(frame, source)
 
 
-def video_frames_shapes(path):
+def video_frames_shapes(path: str) -> List[Tuple[int, int]]:
     """[(h, w)] of a video's frames (its frame count, estimated where the container does not say), for the
     backends' cost model; [] when it cannot be read (reported when it is run)."""
     try:

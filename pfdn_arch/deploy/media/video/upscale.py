@@ -15,7 +15,7 @@ renamed, so the output's name appears only when it is complete; the parts folder
 """
 import os
 import shutil
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from ....errors import OutputExists, PFDNError
 from ....files.atomic import hidden_name
@@ -28,9 +28,9 @@ from .plan import Plan
 from .probe import Source, kept_video
 
 
-def upscale_video(src: str, out_path: str, upscaler, codec: Optional[str] = None, crf: Optional[int] = None,
-                  segment: float = 10.0, force: bool = False, settings: Optional[dict] = None, progress=None,
-                  note=print) -> str:
+def upscale_video(src: str, out_path: str, upscaler: Any, codec: Optional[str] = None, crf: Optional[int] = None,
+                  segment: float = 10.0, force: bool = False, settings: Optional[dict] = None,
+                  progress: Optional[Callable[..., Any]] = None, note: Callable[[str], None] = print) -> str:
     """Upscale the video ``src`` into ``out_path`` (its container by extension) with an ``upscaler.Upscaler``.
     ``segment``: seconds per resumable segment (0: one segment); ``settings``: what else the frames depend on (the
     weights, backend, dtype, tiles), kept in the plan so that a rerun with others starts over; ``progress(n,
