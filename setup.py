@@ -14,7 +14,7 @@ CORE = ['torch>=2.0', 'numpy', 'opencv-python', 'pillow', 'pillow-heif', 'pyyaml
 TRAIN = ['basicsr==1.4.2', 'torchvision', 'lmdb', 'scikit-image', 'setuptools<81']
 EXPORT = ['safetensors', 'onnx', 'onnxruntime', 'spandrel']
 # the inference backends beyond PyTorch (pfdn_arch/deploy/runtime/), which bench/bench_infer.py measured fastest on a
-# CPU, and python-isal: ISA-L's deflate, the PNG encoder of results (pfdn_arch/files/png_writer.py: 3.7x OpenCV's)
+# CPU, and python-isal: ISA-L's deflate, the PNG encoder of results (pfdn_arch/files/png_writer.py says why)
 FAST = ['onnx', 'onnxruntime', 'openvino', 'isal']
 # int8 export (NNCF post-training quantization) for OpenVINO and QDQ ONNX
 INT8 = ['nncf', 'onnx', 'onnxruntime', 'openvino']

@@ -100,7 +100,7 @@ def _tiny_deployed(seed=0):
 
 @pytest.mark.slow
 def test_a_qat_network_saves_as_released_weights_plus_quantizers_and_restores_exactly(tmp_path):
-    """The checkpoint form of deploy/fake_quant.py: float weights in the released layout (a plain PFDN loads them),
+    """The checkpoint form of the fake-quantized network (deploy/export/int8/qat.py): float weights in the released layout (a plain PFDN loads them),
     quantizers that come back bit for bit after training moved both (through weights_only loading)."""
     from pfdn_arch.deploy.export.int8.qat import fake_quantized, float_state_dict, quantizer_state, restored
     from pfdn_arch.errors import CheckpointError

@@ -2,6 +2,7 @@
 any two modules, hints on every public function and the type checker (``mypy.ini``, nothing left out) passing; each
 shown to fail when broken on purpose, so a later change that breaks them fails CI."""
 import ast
+import re
 import os
 import shutil
 import subprocess
@@ -192,3 +193,166 @@ def test_the_replacement_check_finds_a_patch(tmp_path):
     (tmp_path / 'm.py').write_text('import basicsr.train as train\nfrom basicsr.utils import options\n\n\n'
                                    'def f():\n    train.build_model = None\n    options.parse_options.x = 1\n')
     assert replacements_of_basicsr(str(tmp_path)) == ['m.py:6', 'm.py:7']
+
+
+# ------------------------------------------------------------------------------------ names in docs and comments
+DOCS = ['README.md', 'setup.py', '.importlinter', 'mypy.ini', os.path.join('.ci', 'run')]
+SOURCE_ROOTS = ('pfdn_arch', 'tests', 'bench', 'options')
+# a path of the project's own: its top folder, or a module path inside the package
+OWN_PATH = re.compile(r'(?<![\w./-])((?:pfdn_arch|tests|docs|bench|options|\.ci)/[\w./-]*[\w]|'
+                      r'(?:archs|cli|checks|data|deploy|evaluation|files|layout|losses|models|plugin|runs|schedule|'
+                      r'runtime|media|export|int8|video|pfdn)/[\w/]*\.py)(?:::(\w+))?')
+TICKED = re.compile(r'`{1,2}([A-Za-z_][\w.]*)(?:\(\))?`{1,2}')
+
+
+def _texts(root):
+    """(file, text) of every place the project names its own parts: the docs, and the comments and docstrings of its
+    code."""
+    import io
+    import tokenize
+    out = [(p, open(os.path.join(root, p)).read()) for p in DOCS if os.path.isfile(os.path.join(root, p))]
+    out += [(os.path.join('docs', n), open(os.path.join(root, 'docs', n)).read())
+            for n in sorted(os.listdir(os.path.join(root, 'docs'))) if n.endswith('.md')]
+    for top in SOURCE_ROOTS:
+        for folder, _, files in os.walk(os.path.join(root, top)):
+            for name in sorted(f for f in files if f.endswith('.py')):
+                path = os.path.join(folder, name)
+                with open(path) as f:
+                    source = f.read()
+                said = []
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+                    if tok.type == tokenize.COMMENT:
+                        said.append(tok.string)
+                tree = ast.parse(source)
+                for node in ast.walk(tree):
+                    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                        doc = ast.get_docstring(node, clean=False)
+                        if doc:
+                            said.append(doc)
+                out.append((os.path.relpath(path, root), '\n'.join(said)))
+    return out
+
+
+def _module_names(root):
+    """{module file stem: set of the names it defines or imports, and its classes' attributes and methods}."""
+    names = {}
+    for folder, _, files in os.walk(os.path.join(root, 'pfdn_arch')):
+        for name in (f for f in files if f.endswith('.py')):
+            with open(os.path.join(folder, name)) as f:
+                tree = ast.parse(f.read())
+            stem = 'pfdn_arch' if name == '__init__.py' and folder.endswith('pfdn_arch') else (
+                os.path.basename(folder) if name == '__init__.py' else name[:-3])
+            found = names.setdefault(stem, set())
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    found.add(node.name)
+                elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                    found |= {(a.asname or a.name).split('.')[0] for a in node.names}
+                elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                        for t in ast.walk(target):
+                            if isinstance(t, ast.Name):
+                                found.add(t.id)
+                            elif isinstance(t, ast.Attribute):
+                                found.add(t.attr)
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
+                    found.add(node.value)  # names given as text (PEP 562 tables, registries)
+    return names
+
+
+def _tests_defined(root):
+    found = set()
+    for name in os.listdir(os.path.join(root, 'tests')):
+        if name.endswith('.py'):
+            with open(os.path.join(root, 'tests', name)) as f:
+                found |= {n.name for n in ast.walk(ast.parse(f.read())) if isinstance(n, ast.FunctionDef)}
+    return found
+
+
+def _variables(root):
+    """The names the package's code gives its variables and arguments: ``runner.refresh`` or ``train.amp`` in a
+    comment reads as a variable's attribute or a yml key, not as the module of that name."""
+    found = set()
+    for folder, _, files in os.walk(os.path.join(root, 'pfdn_arch')):
+        for name in (f for f in files if f.endswith('.py')):
+            with open(os.path.join(folder, name)) as f:
+                for node in ast.walk(ast.parse(f.read())):
+                    if isinstance(node, ast.arg):
+                        found.add(node.arg)
+                    elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                        found.add(node.id)
+    return found
+
+
+FILE_NAME = re.compile(r'.*\.(py|md|mdb|json|yml|yaml|txt|png|pth|onnx|param|bin|xml|lmdb|sh)$')
+# not the project's own, though they look like it: BasicSR's docs, what the benches write, the options folder as
+# installed (``options/`` ships as ``pfdn_arch/options``)
+NOT_OURS = re.compile(r"BasicSR's\s+`?$")
+INSTALLED_AS = {'pfdn_arch/options': 'options'}
+
+
+def stale_names(root):
+    """'file: name' of each path, module, function or test the docs and the code's comments name that does not exist:
+    a path of the project's own (under pfdn_arch, tests, docs, bench, options, or a module path inside the package),
+    a dotted name in backticks whose first part is one of the package's modules (not a name its code uses for
+    variables), down its modules to the name it must define, and a test named after its file or alone in
+    backticks."""
+    modules, tests, variables = _module_names(root), _tests_defined(root), _variables(root)
+    stale = []
+    for where, text in _texts(root):
+        here = os.path.dirname(where)
+        for m in OWN_PATH.finditer(text):
+            path, test = m[1].rstrip('.'), m[2]
+            if NOT_OURS.search(text[max(0, m.start() - 12):m.start()]) or path.startswith('bench/out'):
+                continue
+            path = INSTALLED_AS.get(path, path)
+            candidates = [os.path.join(root, path), os.path.join(root, 'pfdn_arch', path),
+                          os.path.join(root, 'pfdn_arch', 'deploy', path), os.path.join(root, here, path)]
+            if not any(os.path.exists(c) for c in candidates) and not glob_like(path):
+                stale.append(f'{where}: {path}')
+            elif test and test not in tests:
+                stale.append(f'{where}: {path}::{test}')
+        for m in TICKED.finditer(text):
+            name = m[1]
+            if FILE_NAME.fullmatch(name):
+                continue  # a file's name: its paths are checked above
+            parts = name.split('.')
+            if parts[0] == 'pfdn_arch':
+                parts = parts[1:] or ['pfdn_arch']
+            elif parts[0] in variables:
+                continue
+            if len(parts) == 1:
+                if parts[0].startswith('test_') and parts[0] not in tests and \
+                        not os.path.exists(os.path.join(root, 'tests', parts[0] + '.py')):
+                    stale.append(f'{where}: {name}')
+                continue
+            if parts[0] not in modules:
+                if name.startswith('pfdn_arch.'):
+                    stale.append(f'{where}: {name}')
+                continue
+            while len(parts) > 1 and parts[1] in modules:
+                parts = parts[1:]  # a dotted module path: down to its last module
+            if len(parts) > 1 and parts[1] not in modules[parts[0]]:
+                stale.append(f'{where}: {name}')
+    return sorted(set(stale))
+
+
+def glob_like(path):
+    return any(c in path for c in '*<>')
+
+
+def test_every_module_file_and_test_the_docs_and_comments_name_exists():
+    assert stale_names(ROOT) == []
+
+
+def test_the_stale_name_check_finds_a_name_that_went(tmp_path):
+    for part in ('pfdn_arch', 'tests', 'docs'):
+        (tmp_path / part).mkdir()
+    (tmp_path / 'pfdn_arch' / '__init__.py').write_text('')
+    (tmp_path / 'pfdn_arch' / 'convert.py').write_text('def checkpoint_filter():\n    pass\n')
+    (tmp_path / 'tests' / 'test_a.py').write_text('def test_here():\n    pass\n')
+    (tmp_path / 'docs' / 'x.md').write_text('see ``convert.checkpoint_filter``, ``convert.gone``, `test_here`, '
+                                             '`test_gone`, pfdn_arch/convert.py, tests/test_b.py, '
+                                             'tests/test_a.py::test_gone\n')
+    assert stale_names(str(tmp_path)) == ['docs/x.md: convert.gone', 'docs/x.md: test_gone',
+                                          'docs/x.md: tests/test_a.py::test_gone', 'docs/x.md: tests/test_b.py']

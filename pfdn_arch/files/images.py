@@ -166,8 +166,7 @@ def _png_chunks(path):
     """(the raw gAMA/cHRM/sRGB chunks of a PNG file (length, type, data, CRC) in file order, its EXIF orientation
     (1 without an eXIf chunk)); None for a file that is not a PNG (by its signature, whatever its name). The chunks
     are walked by their lengths, image data skipped, to IEND: an eXIf chunk may follow the image data, which is why
-    PIL's ``getexif`` of a PNG decodes the whole image (as much again as OpenCV's decoding: 0.09 s for Urban100's
-    100 LR images)."""
+    PIL's ``getexif`` of a PNG decodes the whole image, as much again as OpenCV's decoding (docs/benchmarks.md, "Figures behind the code's choices")."""
     chunks, orientation = [], 1
     with open(path, 'rb') as f:
         if f.read(8) != b'\x89PNG\r\n\x1a\n':

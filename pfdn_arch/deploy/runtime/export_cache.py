@@ -1,8 +1,8 @@
 """The ONNX exports the runtimes start from, kept between runs: ``basicsr infer`` of the same weights starts without
 exporting again, and without importing torch.
 
-The export (PyTorch's TorchScript-based exporter) is most of a runtime's build: 1.85 s of OpenVINO's 2.1 s on a
-2-core AMD EPYC (its compilation 0.19 s), on every ``infer`` of a folder, a film or one photo. A file here is named by
+The export (PyTorch's TorchScript-based exporter) is most of a runtime's build, on every ``infer`` of a folder, a film
+or one photo (docs/benchmarks.md, "Figures behind the code's choices"). A file here is named by
 a digest of everything the graph is made from (the network's class, its structure and options, every weight's name,
 shape and bytes, this package's and PyTorch's versions), so new weights or a new exporter never find an old graph.
 

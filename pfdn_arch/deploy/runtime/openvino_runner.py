@@ -89,6 +89,5 @@ class OpenVINORunner(Runner):
 def infer_in_place(request: Any, arr: np.ndarray) -> None:
     """One forward of ``request`` on ``arr`` (contiguous float32), read by the runtime where it is; the result stays
     in the request's output tensor. ``infer`` by default copies the input in and every output out into the dict it
-    returns (unused here): 5.4-9.5 ms of the calling thread's CPU per 2040 x 1360 result against 0.4 shared (OpenVINO
-    2026.4, 2-core Intel Xeon), and on a CPU the network's cores pay for it."""
+    returns (unused here), and on a CPU the network's cores pay for those copies (docs/benchmarks.md, "Figures behind the code's choices")."""
     request.infer({0: arr}, share_inputs=True, share_outputs=True)

@@ -221,9 +221,7 @@ def to_network(img: np.ndarray) -> Tuple[np.ndarray, tuple]:
 def _scaled(values, peak, dtype):
     """float values in [0, 1] (beyond: clipped) -> ``dtype`` at ``peak``, rounded half to even: OpenCV's saturating
     multiply in one pass, the same integers as clipping, scaling and rounding in numpy (tested at every half-way
-    value) in a fraction of its time (13.3 ms for a 1024 x 768 RGB result in numpy, 3.6 by cv2.addWeighted, 0.14
-    against addWeighted's 0.31 ms per 1024 x 680 plane by cv2.multiply; one thread of a 2-core Intel Xeon; on two
-    cores shared with the network every result pays it)."""
+    value) in a fraction of its time; on two cores shared with the network every result pays it (docs/benchmarks.md, "Figures behind the code's choices")."""
     return cv2.multiply(values, (peak,) * 4, dtype=cv2.CV_8U if dtype == np.uint8 else cv2.CV_16U)  # every channel
 
 

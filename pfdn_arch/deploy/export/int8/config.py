@@ -39,8 +39,8 @@ def _extension_built():
 
 def has_int8_dot_products() -> bool:
     """Whether this CPU multiplies int8 with VNNI or AMX. Without (AVX2 alone), OpenVINO's int8 convolutions add
-    pairs of u8 x s8 products in 16 bits, which saturate on 8-bit weights: the released weights lost -1.76 dB there
-    (check photos, against -0.50 with VNNI). Linux tells by its CPU flags; elsewhere this says no."""
+    pairs of u8 x s8 products in 16 bits, which saturate on 8-bit weights (what the released weights lose there:
+    docs/int8.md). Linux tells by its CPU flags; elsewhere this says no."""
     try:
         with open('/proc/cpuinfo') as f:
             flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')), [])
@@ -51,8 +51,8 @@ def has_int8_dot_products() -> bool:
 
 def settings() -> Dict[str, Any]:
     """NNCF's settings for PFDN (docs/int8.md): asymmetric activations (MIXED), ranges from histograms; weights in
-    7 bits everywhere (NNCF's overflow fix) where this CPU lacks int8 dot products (-0.65 dB instead of -1.76 on an
-    AVX2 CPU), else only in the first layer (NNCF's default)."""
+    7 bits everywhere (NNCF's overflow fix) where this CPU lacks int8 dot products (far less lost there: docs/int8.md),
+    else only in the first layer (NNCF's default)."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet

@@ -2,9 +2,9 @@
 form NPUs, TensorRT and ONNX Runtime take), each with a record of how it was made and what it loses.
 
 What is quantized follows the sensitivity study in docs/int8.md: every convolution (weights per channel, activations
-asymmetric, ranges from histograms of the calibration crops); the attention's gating multiply stays in float (quantized,
-Set5 fell to 20.9 dB: the gate in [0, 1] and the features it scales share one quantizer there), and so do the
-residual additions (+0.16 dB for 3% of the time). Calibration uses crops of the images given, else of the built-in
+asymmetric, ranges from histograms of the calibration crops); the attention's gating multiply stays in float (the gate
+in [0, 1] and the features it scales would share one quantizer there), and so do the residual additions (what each
+costs and saves: docs/int8.md). Calibration uses crops of the images given, else of the built-in
 photos; the loss is measured on held-out built-in photos (never calibration images): PSNR on Y against their HR,
 int8 minus fp32.
 """

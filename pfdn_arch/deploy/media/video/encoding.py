@@ -19,15 +19,12 @@ CODECS = {'h264': 'libx264', 'x264': 'libx264', 'avc': 'libx264', 'h265': 'libx2
 # the input's codec -> the encoder used for it by default (others get libx264)
 ENCODER_FOR = {'h264': 'libx264', 'hevc': 'libx265', 'av1': 'libsvtav1', 'vp9': 'libvpx-vp9', 'ffv1': 'ffv1',
                'prores': 'prores_ks'}
-# constant quality per encoder: (default crf, options). x264 at crf 18 keeps every frame of a panned photo above
-# 41 dB RGB PSNR from the network's frames in 4:2:0 (with exact colour conversion, ``conversion``); the others are
-# their encoders' usual "visually lossless" values. The presets are fast ones: on a CPU the encoder shares the cores
-# with the network. x264 gets veryfast's lookahead and macroblock tree with superfast's search (diamond motion search,
-# subme 1): a 2040x1360 frame took 14.6 against 22 ms of one core (a pan across a photo) and 22 against 37 (a
-# zooming pan with grain), for files 6-18% larger at the same or higher PSNR (the tests' clip at crf 18: worst frame
-# 41.6 dB either way, 66 against 62 kB); superfast itself (no macroblock tree) made them 2-3x larger. Macroblocks
-# are not split (partitions=none): 18.5 against 20.5 ms (the bench's pan, files 1.5% smaller) and 30 against 36
-# (a zooming grainy pan across Urban100's img_012, 5% smaller), the same PSNR to 0.05 dB at the worst frame.
+# constant quality per encoder: (default crf, options). x264 at crf 18 keeps every frame of a panned photo close to
+# the network's frames in 4:2:0 (with exact colour conversion, ``conversion``); the others are their encoders' usual
+# "visually lossless" values. The presets are fast ones: on a CPU the encoder shares the cores with the network. x264
+# gets veryfast's lookahead and macroblock tree with superfast's search (diamond motion search, subme 1), and does not
+# split macroblocks (partitions=none): less of the encoder's time for files of the same PSNR (docs/video.md has the
+# figures, and the settings tried and not taken).
 QUALITY = {'libx264': (18, {'preset': 'veryfast', 'x264-params': 'me=dia:subme=1:partitions=none'}),
            'libx264rgb': (18, {'preset': 'veryfast'}),
            'libx265': (20, {'preset': 'fast'}), 'libsvtav1': (30, {'preset': '8'}),
@@ -111,8 +108,8 @@ class Encoding:
         """A result (BGR, 8 or 16 bit) as the encoder takes it: this pixel format, matrix and range. ``threads``:
         swscale's (``probe.sws_threads``)."""
         av = pyav()
-        # the frame reads the array where it is (from_ndarray copies it first: 1.4 ms of one core for a 2040 x
-        # 1360 result; swscale's output is the same to the byte)
+        # the frame reads the array where it is (from_ndarray copies it first: a core's time taken from the network,
+        # docs/benchmarks.md, "Figures behind the code's choices"; swscale's output is the same to the byte)
         frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(pixels),
                                                 format='bgr48le' if pixels.dtype.itemsize == 2 else 'bgr24')
         if self.rgb:

@@ -14,7 +14,7 @@ from .containers import pyav, why
 def conversion() -> Any:
     """swscale flags for every YUV <-> RGB conversion here: bicubic chroma, exact rounding, full chroma
     interpolation. Its defaults (bilinear, fast rounding, chroma not interpolated) cost a 4:2:0 round trip of an
-    upscaled frame 11 dB (40.2 against 51.4 dB PSNR) and darken it by 1.5-2.7 levels, more than the encoder loses."""
+    upscaled frame more PSNR than the encoder loses, and darken it (docs/video.md)."""
     from av.video.reformatter import Interpolation as I
     return I.BICUBIC | I.ACCURATE_RND | I.FULL_CHR_H_INT | I.FULL_CHR_H_INP
 SWS_MATRICES = (1, 4, 5, 6, 7, 9, 10)  # matrices swscale converts with (709, FCC, 601 x2, 240M, 2020 x2)
@@ -102,10 +102,8 @@ def decoded(frame: Any, source: Any, fmt: str = 'bgr24', sws: Any = None, thread
 
 def sws_threads(device_type: str) -> int:
     """swscale's threads for the conversions around a network on ``device_type``: 1 where the network runs on the
-    CPU, whose cores it already keeps busy (swscale's own slice threads then wait on each other's preempted slices:
-    a 2040x1360 result's conversion took 21 ms a frame with them against 16.5 on the calling thread alone, beside
-    OpenVINO's two streams on 2 cores, and ``bench_video`` went 1.30 -> 1.26x); 0 (swscale's choice, a thread per
-    core) where the cores are free."""
+    CPU, whose cores it already keeps busy (swscale's own slice threads then wait on each other's preempted slices,
+    docs/benchmarks.md, "Figures behind the code's choices"); 0 (swscale's choice, a thread per core) where the cores are free."""
     return 1 if device_type == 'cpu' else 0
 
 
