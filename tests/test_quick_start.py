@@ -40,6 +40,16 @@ def checkpoint(path, seed=0, **options):
     return str(path)
 
 
+def known_checkpoint(folder):
+    """(path, network) of a checkpoint an earlier run made known to the export cache (its graph and record)."""
+    weights = checkpoint(folder / 'net.pth')
+    net = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
+    net.load_state_dict(torch.load(weights, weights_only=True))
+    export_cache.cached_export(net)
+    export_cache.remember(weights, net)
+    return weights, net
+
+
 # enough pixels (0.66 LR Mpx) that the cost model gives the folder to OpenVINO in either precision
 SIZES = ((400, 420), (400, 420), (380, 400), (410, 400))
 
@@ -231,11 +241,7 @@ def test_a_known_checkpoint_runs_from_the_cache_where_the_choice_runs_the_export
     torch backends load the checkpoint (CUDA missing here: the CPU, with its note, and then the same rule)."""
     need_backend('openvino')
     need_backend('onnxruntime')
-    weights = checkpoint(tmp_path / 'net.pth')
-    net = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
-    net.load_state_dict(torch.load(weights, weights_only=True))
-    export_cache.cached_export(net)
-    export_cache.remember(weights, net)
+    weights, net = known_checkpoint(tmp_path)
     notes = []
     runner = build.build_runner(weights, backend, device, dtype, workload=Workload.of(WORKLOADS['a folder']),
                                 warn=notes.append)
@@ -249,11 +255,7 @@ def test_a_known_checkpoint_runs_from_the_cache_where_the_choice_runs_the_export
 
 def test_openvino_without_bf16_here_says_so_once_and_runs_fp32(cache, tmp_path, monkeypatch):
     need_backend('openvino')
-    weights = checkpoint(tmp_path / 'net.pth')
-    net = PFDN(**{k: v for k, v in TINY_NET.items() if k != 'type'}, deploy=True)
-    net.load_state_dict(torch.load(weights, weights_only=True))
-    export_cache.cached_export(net)
-    export_cache.remember(weights, net)
+    weights, _ = known_checkpoint(tmp_path)
     monkeypatch.setattr(choose, 'cached_precisions', lambda runner, device: ('fp32',))
     notes = []
     runner = build.build_runner(weights, 'openvino', 'cpu', 'bf16', warn=notes.append)

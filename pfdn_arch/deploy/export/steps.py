@@ -106,52 +106,64 @@ def _loads_in_spandrel(path: str, state_dict: Dict[str, 'torch.Tensor']) -> str:
     return "loads in spandrel (chaiNNer/ComfyUI) after pfdn_arch.deploy.export.spandrel_arch.register()"
 
 
-def _same_tensors(written: Dict[str, 'torch.Tensor'], wanted: Dict[str, 'torch.Tensor'], path: str) -> None:
+def _same_tensors(written: Dict[str, 'torch.Tensor'], wanted: Dict[str, 'torch.Tensor'], path: str,
+                  ordered: bool) -> None:
     import torch
 
-    if list(written) != list(wanted) or any(not torch.equal(written[k], wanted[k]) for k in wanted):
+    keys = (lambda sd: list(sd)) if ordered else (lambda sd: sorted(sd))
+    if keys(written) != keys(wanted) or any(not torch.equal(written[k], wanted[k]) for k in wanted):
         raise PFDNError('what was written does not read back as the network; it was not written', path)
 
 
-class Pth(Format):
-    name, what = 'pth', '.pth in the released key layout'
+class WeightsFile(Format):
+    """A file of the deployed weights (``suffix``): written (``save``), read back (``load``) and compared with the
+    network's tensors, and loaded in spandrel, before it takes its name."""
+    suffix = ''
+    layout = ''  # what the line says of its keys
+    ordered = False  # whether the file keeps the keys' order (the released layout does; safetensors sorts them)
 
     def files(self, job: Job) -> List[str]:
-        return [os.path.join(job.out, job.stem() + '.pth')]
+        return [os.path.join(job.out, job.stem() + self.suffix)]
+
+    def save(self, state_dict: Dict[str, 'torch.Tensor'], path: str, job: Job) -> None:
+        raise NotImplementedError
+
+    def load(self, path: str) -> Dict[str, 'torch.Tensor']:
+        raise NotImplementedError
 
     def write(self, job: Job, paths: List[str]) -> List[str]:
-        import torch
-
-        from . import formats
-
         sd = job.state_dict()
         with atomic_path(paths[0]) as tmp:  # read back and checked before it takes its name
-            formats.save_pth(sd, tmp)
-            back = torch.load(tmp, map_location='cpu', weights_only=True)
-            _same_tensors(back, sd, paths[0])
+            self.save(sd, tmp, job)
+            back = self.load(tmp)
+            _same_tensors(back, sd, paths[0], self.ordered)
             check = _loads_in_spandrel(paths[0], back)
-        return [f'{paths[0]}: {len(sd)} tensors, released key layout; {check}']
+        return [f'{paths[0]}: {len(sd)} tensors{self.layout}; {check}']
 
 
-class Safetensors(Format):
-    name, what = 'safetensors', '.safetensors'
+class Pth(WeightsFile):
+    name, what, suffix, layout, ordered = 'pth', '.pth in the released key layout', '.pth', ', released key layout', True
+
+    def save(self, state_dict: Dict[str, 'torch.Tensor'], path: str, job: Job) -> None:
+        from . import formats
+        formats.save_pth(state_dict, path)
+
+    def load(self, path: str) -> Dict[str, 'torch.Tensor']:
+        import torch
+        return torch.load(path, map_location='cpu', weights_only=True)
+
+
+class Safetensors(WeightsFile):
+    name, what, suffix = 'safetensors', '.safetensors', '.safetensors'
     needs = (('safetensors', 'export'),)
 
-    def files(self, job: Job) -> List[str]:
-        return [os.path.join(job.out, job.stem() + '.safetensors')]
-
-    def write(self, job: Job, paths: List[str]) -> List[str]:
-        from safetensors.torch import load_file
-
+    def save(self, state_dict: Dict[str, 'torch.Tensor'], path: str, job: Job) -> None:
         from . import formats
+        formats.save_safetensors(state_dict, path, {'architecture': 'PFDN', 'scale': str(job.scale)})
 
-        sd = job.state_dict()
-        with atomic_path(paths[0]) as tmp:
-            formats.save_safetensors(sd, tmp, {'architecture': 'PFDN', 'scale': str(job.scale)})
-            back = load_file(tmp)
-            _same_tensors({k: back[k] for k in sd if k in back}, sd, paths[0])
-            check = _loads_in_spandrel(paths[0], back)
-        return [f'{paths[0]}: {len(sd)} tensors; {check}']
+    def load(self, path: str) -> Dict[str, 'torch.Tensor']:
+        from safetensors.torch import load_file
+        return load_file(path)
 
 
 class Onnx(Format):

@@ -146,25 +146,25 @@ def run_in_smaller_pieces(upscaler: Upscaler, items: List[ToRun]) -> List[Finish
         pixels = item.picture.pixels
         h, w = pixels.shape[:2]
         tried = item.tile or upscaler.tile
-        if len(items) > 1:
-            try:
-                finishes.append(upscaler.with_tile(tried).run_images([pixels])[0])
-                continue
-            except Exception as err:
-                if not out_of_memory(err):
-                    raise
-        for side in smaller_tiles(h, w, tried):
-            try:
-                finishes.append(upscaler.with_tile(side).run_images([pixels])[0])
-                break
-            except Exception as err:
-                if not out_of_memory(err):
-                    raise
-        else:
+        sides = ([tried] if len(items) > 1 else []) + smaller_tiles(h, w, tried)  # alone, then in smaller tiles
+        finish = next((f for f in (_unless_out_of_memory(upscaler.with_tile(side), pixels) for side in sides)
+                       if f is not None), None)
+        if finish is None:
             raise NotEnoughMemory(f'{w}x{h} ran out of memory on {upscaler.runner} whole and in tiles down to '
                                   f'{MIN_INPUT_SIZE} px; close what else uses the device, or pass --tile '
                                   f'{MIN_INPUT_SIZE} with --batch 1', item.path)
+        finishes.append(finish)
     return finishes
+
+
+def _unless_out_of_memory(upscaler: Upscaler, pixels: np.ndarray) -> Optional[Finish]:
+    """The picture run by ``upscaler``, or None where its device ran out of memory."""
+    try:
+        return upscaler.run_images([pixels])[0]
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        return None
 
 
 def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler: Upscaler, force: bool = False,
