@@ -7,10 +7,14 @@ is). The start-up hook installed with the package does this import in every inte
 points need no import in user code. The import itself stays light: torch and BasicSR load when something here or in
 BasicSR is used.
 """
-from . import plugin
+from . import console, plugin
 from .version import __version__
 
 plugin.install()
+if console.started_as_command():  # Ctrl-C handled from here on, in a process started for a command only
+    from . import stopping
+
+    stopping.handle_signals()
 
 # the public names, loaded on first use (PEP 562): importing them imports torch and BasicSR
 _PUBLIC = {'PFDN': 'archs', 'RRRB': 'archs', 'NCCLoss': 'losses', 'PFDNModel': 'models',

@@ -26,6 +26,7 @@ STOPS = (signal.SIGINT, signal.SIGTERM)
 RETRY_S = 0.05  # how soon a stop that waited for module-level code is delivered again
 
 _requested = threading.Event()
+_raised = [0]  # how many times the pending stop was raised (by the handler or ``check``)
 
 
 def request() -> None:
@@ -46,6 +47,7 @@ def check() -> None:
     """KeyboardInterrupt while a stop is pending: the step that asks stops the run, even where the first raise was
     swallowed."""
     if _requested.is_set():
+        _raised[0] += 1
         raise KeyboardInterrupt
 
 
@@ -67,16 +69,18 @@ def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
     running, where it is delivered again ``RETRY_S`` later."""
     request()
     if in_module_code(frame):
-        _deliver_later(signum)
+        _deliver_later(signum, _raised[0])
         return
+    _raised[0] += 1
     raise KeyboardInterrupt
 
 
-def _deliver_later(signum: int) -> None:
-    """Send ``signum`` to this process again in ``RETRY_S`` seconds, while the stop is still pending and the
-    commands' handler still handles it (a command that ended meanwhile has nothing left to stop)."""
+def _deliver_later(signum: int, raised: int) -> None:
+    """Send ``signum`` to this process again in ``RETRY_S`` seconds, while the stop is still pending, not raised
+    since (a loop's ``check`` may have done it: once is enough, a second raise would land in the cleanup of the
+    first) and the commands' handler still handles it (a command that ended meanwhile has nothing left to stop)."""
     def again() -> None:
-        if _requested.is_set() and signal.getsignal(signum) is _interrupt:
+        if _requested.is_set() and _raised[0] == raised and signal.getsignal(signum) is _interrupt:
             os.kill(os.getpid(), signum)
     timer = threading.Timer(RETRY_S, again)
     timer.daemon = True
@@ -84,9 +88,11 @@ def _deliver_later(signum: int) -> None:
 
 
 def handle_signals() -> Optional[Tuple[Any, ...]]:
-    """Ctrl-C and SIGTERM (a scheduler, torchrun, kill) stop a command the same way, through ``_interrupt``; no stop
-    is pending yet. Returns the handlers they replace (None where signals cannot be handled: not the main thread)."""
-    reset()
+    """Ctrl-C and SIGTERM (a scheduler, torchrun, kill) stop a command the same way, through ``_interrupt``; a stop
+    already asked of this handler stays pending, else none is. Returns the handlers they replace (None where signals
+    cannot be handled: not the main thread)."""
+    if signal.getsignal(signal.SIGINT) is not _interrupt:
+        reset()
     try:
         return tuple(signal.signal(stop, _interrupt) for stop in STOPS)
     except ValueError:  # not the main thread (called from a library): leave signals alone

@@ -205,3 +205,122 @@ def test_bad_inputs_and_arguments_each_give_one_error_line(weights, data, tmp_pa
     code, _, err = cli(['export', '--weights', weights, '--out', tmp_path / 'exported'], capsys)
     assert code == 2 and len(err) == 1 and 'needs the onnx package' in err[0] and "pfdn[export]" in err[0]
     assert not (tmp_path / 'exported').exists()  # refused before anything was written
+
+
+# ------------------------------------------------------------------------------ names, option files, folders
+@pytest.mark.parametrize('command', ['train', 'test'])
+@pytest.mark.parametrize('name', ['../../escape', 'sub/deep', '..', 'a\\\\b'])
+def test_a_run_name_is_one_folder_name(photos, tiny, tmp_path, capsys, monkeypatch, command, name):
+    """``name`` is the run's folder under experiments/ or results/: a path there is one line naming the key, and
+    nothing is made, inside the working directory or out of it."""
+    from conftest import tiny_options, train_set, val_set
+    monkeypatch.chdir(tmp_path)
+    if command == 'train':
+        opt = tiny_options('run', datasets={'train': train_set(photos)})
+    else:
+        opt = dict(tiny_options('run', network_g={'deploy': True}), datasets={'test_1': val_set(photos)},
+                   path={'pretrain_network_g': str(tiny), 'strict_load_g': True}, val={'save_img': False})
+    yml = write_yml(opt, tmp_path / 'ymls')
+    before = sorted(os.listdir(tmp_path))
+    code, _, err = cli([command, '-opt', yml, '--force_yml', f'name={name}'], capsys)
+    one_error(code, err, 'name takes a single folder name', f'name={name}')
+    assert sorted(os.listdir(tmp_path)) == before and not os.path.exists(os.path.join(tmp_path, '..', 'escape'))
+
+
+def test_an_option_file_that_is_not_yaml_says_where(tmp_path, capsys):
+    yml = tmp_path / 'tabbed.yml'
+    yml.write_text('name: x\nmodel_type: PFDNModel\n\tscale: 4\n')
+    code, _, err = cli(['train', '-opt', yml], capsys)
+    one_error(code, err, 'not valid YAML at line 3, column 1', "found character '\\t' that cannot start any token")
+
+
+@pytest.mark.parametrize('key', ['pretrain_network_g', 'resume_state'])
+def test_a_folder_where_a_checkpoint_goes_says_so(photos, tmp_path, capsys, monkeypatch, key):
+    from conftest import tiny_options, train_set
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'models').mkdir()
+    yml = write_yml(tiny_options('folder', datasets={'train': train_set(photos)}), tmp_path)
+    code, _, err = cli(['train', '-opt', yml, '--force_yml', f'path:{key}={tmp_path / "models"}'], capsys)
+    one_error(code, err, f'path.{key}', 'is a folder, not a checkpoint file')
+    assert not (tmp_path / 'experiments').exists()
+
+
+# ------------------------------------------------------------------------------- prepare on a disk that cannot
+MOUNTED = '''set -e
+mount -t tmpfs -o size={size} tmpfs {where}
+{extra}
+cd {cwd} && exec {python} -m pfdn_arch.cli prepare df2k --hr {hr} --root {where}/DF2K --workers 1
+'''
+
+
+def _prepare_on_a_small_disk(tmp_path, hr, size, read_only=False):
+    """``basicsr prepare df2k`` with its root on a disk of its own of ``size`` (a tmpfs in a mount namespace of the
+    test's, read-only on request): (status, stderr, what is left there)."""
+    import subprocess
+    import sys
+    from conftest import ENV
+    where = tmp_path / 'disk'
+    where.mkdir()
+    script = MOUNTED.format(size=size, where=where, python=sys.executable, hr=hr, cwd=tmp_path,
+                            extra=f'mount -o remount,ro {where}' if read_only else '') + ''
+    listing = f'; ls -aR {where} > {tmp_path}/left.txt'
+    r = subprocess.run(['unshare', '-m', 'sh', '-c', script.replace('exec ', '') + listing + '; exit 0'],
+                       capture_output=True, text=True, env=ENV, timeout=600)
+    return r, (tmp_path / 'left.txt').read_text() if (tmp_path / 'left.txt').exists() else ''
+
+
+@pytest.fixture(scope='module')
+def df2k_hr(tmp_path_factory):
+    """Four HR photos (PNG): what ``prepare df2k`` makes of them needs about 10 MB."""
+    folder = tmp_path_factory.mktemp('df2k_hr')
+    for i, name in enumerate(('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg')):
+        cv2.imwrite(str(folder / f'{i}.png'), sample_image(name))
+    return folder
+
+
+def test_prepare_into_a_root_that_cannot_be_written_is_one_line(tmp_path, df2k_hr):
+    r, _ = _prepare_on_a_small_disk(tmp_path, df2k_hr, '64m', read_only=True)
+    err = [line for line in r.stderr.splitlines() if line.startswith('error: ')]
+    assert len(err) == 1 and 'cannot be written' in err[0] and 'Traceback' not in r.stderr, r.stderr[-2000:]
+
+
+def test_prepare_says_before_any_work_that_the_disk_has_no_room(tmp_path, df2k_hr):
+    r, left = _prepare_on_a_small_disk(tmp_path, df2k_hr, '2m')
+    err = [line for line in r.stderr.splitlines() if line.startswith('error: ')]
+    assert len(err) == 1 and 'not enough room' in err[0] and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert 'DF2K' not in left  # nothing was made
+
+
+def test_a_disk_that_fills_up_while_an_lmdb_is_written_stops_in_one_line_and_leaves_no_partial(
+        tmp_path, df2k_hr, monkeypatch):
+    """Room for the LR images, and a disk that fills up while the LMDB is written (a smaller one than the check
+    believed, as another program's writes make it): one line, no ``.partial`` left; the LR images are kept."""
+    from pfdn_arch.data import lmdb_store
+    from pfdn_arch.data.preparation import prepare_df2k
+    from pfdn_arch.errors import DataError
+    import lmdb
+
+    def full(*args, **kwargs):
+        raise lmdb.Error('mdb_txn_commit: Input/output error')
+    monkeypatch.setattr(lmdb_store, '_out_of_room', lambda err, folder: isinstance(err, lmdb.Error))
+    real_open = lmdb.open
+
+    class FullDisk:
+        def __init__(self, env):
+            self.env = env
+
+        def begin(self, write=False, **kwargs):
+            if write:
+                full()
+            return self.env.begin(write=write, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.env, name)
+    monkeypatch.setattr(lmdb, 'open', lambda *a, **k: FullDisk(real_open(*a, **k)))
+    root = tmp_path / 'DF2K'
+    with pytest.raises(DataError) as err:
+        prepare_df2k([str(df2k_hr)], str(root))
+    assert 'the disk filled up while it was written' in err.value.reason and 'unfinished LMDB was removed' in \
+        err.value.reason
+    assert not [p for p in os.listdir(root) if p.endswith('.partial')]
+    assert len(os.listdir(root / 'DF2K_LR_bicubic_X4')) == 4

@@ -269,8 +269,12 @@ def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
     net = build_from_checkpoint(weights)[0].eval()
     with torch.no_grad():
         assert np.abs(sess.run(None, {'lr': x.numpy()})[0] - net(x).numpy()).max() < 1e-4
-    # refuses to overwrite
-    code, _, err = cli(['export', '--weights', weights, '--out', tmp_path], capsys)
+    # the same export again: nothing to do, every file kept; other weights: refused, nothing replaced
+    code, stdout, err = cli(['export', '--weights', weights, '--out', tmp_path], capsys)
+    assert code == 0 and stdout.count('kept, written by an earlier run of this export') == 3, (stdout, err)
+    other = tmp_path / 'other.pth'
+    torch.save({k: v * 0.5 for k, v in released.items()}, other)
+    code, _, err = cli(['export', '--weights', other, '--out', tmp_path], capsys)
     assert code == 2 and err[-1].startswith(f"error: {tmp_path / 'pfdn_x4.pth'}: ") and '--force' in err[-1]
     # spandrel (chaiNNer/ComfyUI) loads the exported files in a fresh process once PFDN is registered
     script = ('import sys, torch, spandrel, pfdn_arch.deploy.export.spandrel_arch as s; s.register()\n'
@@ -283,6 +287,11 @@ def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
     assert r.stdout.split('\n')[:3] == ['PFDN 4 3 15 272224'] * 3, r.stderr[-1000:]
 
 
+def visible(folder):
+    """The files a user sees in ``folder`` (the export's record and lock are hidden ones)."""
+    return [n for n in os.listdir(folder) if not n.startswith('.')]
+
+
 @pytest.mark.parametrize('formats, files', [
     (['ncnn'], {'4x-PFDN.param', '4x-PFDN.bin'}),
     (['onnx'], {'pfdn_x4.onnx'}),
@@ -293,21 +302,22 @@ def test_export_writes_the_formats_named_and_nothing_else(tmp_path, tiny, capsys
     pair and no other file (its record of the unfinished export gone too)."""
     code, stdout, err = cli(['export', '--weights', tiny, '--out', tmp_path / 'out', '--formats', *formats], capsys)
     assert code == 0, err
-    assert set(os.listdir(tmp_path / 'out')) == files
+    assert set(visible(tmp_path / 'out')) == files  # beside them only the export's own record and lock, hidden
     assert len(stdout.splitlines()) == len(formats)  # one line per format written
 
 
 def test_the_old_export_flags_add_their_format(tmp_path, tiny, capsys):
     code, _, err = cli(['export', '--weights', tiny, '--out', tmp_path / 'out', '--formats', 'pth', '--ncnn'], capsys)
     assert code == 0, err
-    assert set(os.listdir(tmp_path / 'out')) == {'pfdn_x4.pth', '4x-PFDN.param', '4x-PFDN.bin'}
+    assert set(visible(tmp_path / 'out')) == {'pfdn_x4.pth', '4x-PFDN.param', '4x-PFDN.bin'}
     one_error(*cli(['export', '--weights', tiny, '--out', tmp_path / 'o2', '--formats', 'pth', '--ncnn-fp32'],
                    capsys)[::2], '--ncnn-fp32', 'ncnn')
 
 
 def test_a_stopped_export_continues_and_still_refuses_what_it_did_not_write(tmp_path, weights, capsys, monkeypatch):
-    """Ctrl-C after the .pth: the same command again keeps the .pth it wrote, redoes a file edited since, writes the
-    rest and removes its record; a file the stopped run did not claim, or other weights, are still refused."""
+    """Ctrl-C after the .pth: the same command again keeps the .pth it wrote, writes the rest; a rerun of the
+    finished export keeps everything (its record stays); other weights, a file edited by hand or one the export
+    never wrote are refused naming --force, and left as they are."""
     import pfdn_arch.deploy.export.formats as formats
     out, args = tmp_path / 'out', ['export', '--weights', weights, '--out', tmp_path / 'out', '--formats', 'pth',
                                    'safetensors']
@@ -325,25 +335,61 @@ def test_a_stopped_export_continues_and_still_refuses_what_it_did_not_write(tmp_
     sd = torch.load(weights, weights_only=True)
     torch.save({k: v + 1e-3 for k, v in sd.items()}, other)
     code, _, err = cli(['export', '--weights', other, '--out', out, '--formats', 'pth'], capsys)
-    assert code == 2 and err[-1].startswith(f"error: {out / 'pfdn_x4.pth'}: ")
+    assert code == 2 and err[-1].startswith(f"error: {out / 'pfdn_x4.pth'}: ") and '--force' in err[-1]
     code, stdout, err = cli(args, capsys)
     assert code == 0, err
-    assert 'kept from the stopped run' in stdout and not record.exists()
-    assert (out / 'pfdn_x4.safetensors').is_file()
-    # stopped again after the .pth, which is then edited: redone, not kept
-    (out / 'pfdn_x4.safetensors').unlink()
-    (out / 'pfdn_x4.pth').unlink()
-    with monkeypatch.context() as m:
-        m.setattr(formats, 'save_safetensors', stop)
-        assert cli(args, capsys)[0] == 130
+    assert 'kept, written by an earlier run of this export' in stdout and (out / 'pfdn_x4.safetensors').is_file()
+    code, stdout, err = cli(args, capsys)  # the whole export again: nothing to do
+    assert code == 0 and stdout.count('kept, written by an earlier run') == 2, (stdout, err)
+    # a file of the export edited by hand: refused, left as it is; --force replaces it
     (out / 'pfdn_x4.pth').write_bytes(b'changed by hand')
-    code, stdout, err = cli(args, capsys)
-    assert code == 0 and 'kept from' not in stdout
+    code, _, err = cli(args, capsys)
+    assert code == 2 and err[-1].startswith(f"error: {out / 'pfdn_x4.pth'}: ") and '--force' in err[-1]
+    assert (out / 'pfdn_x4.pth').read_bytes() == b'changed by hand'
+    assert cli(args + ['--force'], capsys)[0] == 0
     assert torch.load(out / 'pfdn_x4.pth', weights_only=True).keys() == sd.keys()
-    # a user's file the export never claimed is refused even with a record beside it
+    # a user's file the export never wrote is refused even with a record beside it
     (out / 'mine.onnx').write_bytes(b'mine')
     code, _, err = cli(['export', '--weights', weights, '--out', out, '--name', 'mine', '--formats', 'onnx'], capsys)
     assert code == 2 and (out / 'mine.onnx').read_bytes() == b'mine'
+
+
+@pytest.mark.parametrize('placed', ['after the .pth, at the .pth', 'before the ONNX step, at the .onnx'])
+def test_a_resumed_export_never_takes_a_file_put_where_it_writes(tmp_path, tiny, capsys, monkeypatch, placed):
+    """Stopped after its first format, a user's file put at one of its names (one it wrote, or one it has yet to
+    write): the rerun refuses it in one line naming --force, and the file stays the user's."""
+    import pfdn_arch.deploy.export.formats as formats
+    out = tmp_path / 'out'
+    args = ['export', '--weights', tiny, '--out', out, '--formats', 'pth', 'onnx']
+    with monkeypatch.context() as m:
+        m.setattr(formats, 'export_onnx', lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert cli(args, capsys)[0] == 130
+    mine = out / ('pfdn_x4.pth' if 'pth' in placed.split(',')[1] else 'pfdn_x4.onnx')
+    mine.write_bytes(b'my own file')
+    code, _, err = cli(args, capsys)
+    one_error(code, err, str(mine), 'not what this export wrote', '--force')
+    assert mine.read_bytes() == b'my own file'
+
+
+@pytest.mark.parametrize('record', ['{"key": {}, "written": []}', '{"key": 1}', '[1, 2]', 'not json',
+                                    '{"key": {}, "written": {"pth": {"pfdn_x4.pth": {"size": "1"}}}}'])
+def test_a_malformed_export_record_is_no_record(tmp_path, tiny, capsys, record):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / '.pfdn_x4.pfdn-export.json').write_text(record)
+    code, _, err = cli(['export', '--weights', tiny, '--out', out, '--formats', 'pth'], capsys)
+    assert code == 0, err
+    assert (out / 'pfdn_x4.pth').is_file()
+
+
+def test_one_export_into_a_folder_at_a_time(tmp_path, tiny, capsys):
+    from pfdn_arch.deploy.export.steps import LOCK
+    from pfdn_arch.files.locks import owned
+    out = tmp_path / 'out'
+    with owned(str(out), LOCK):  # another export holds the folder
+        code, _, err = cli(['export', '--weights', tiny, '--out', out, '--formats', 'pth'], capsys)
+    one_error(code, err, 'in use by another run')
+    assert not (out / 'pfdn_x4.pth').exists()
 
 
 def test_the_deployment_side_needs_no_basicsr(tmp_path, weights):
@@ -605,7 +651,8 @@ def test_tiny_images_run_on_one_thread(tmp_path, capsys):
 
 def test_every_export_file_gets_the_same_permissions(weights, tmp_path, capsys):
     assert cli(['export', '--weights', weights, '--out', tmp_path / 'e'], capsys)[0] == 0
-    modes = {f: os.stat(tmp_path / 'e' / f).st_mode & 0o777 for f in os.listdir(tmp_path / 'e')}
+    modes = {f: os.stat(tmp_path / 'e' / f).st_mode & 0o777 for f in os.listdir(tmp_path / 'e')
+             if os.path.isfile(tmp_path / 'e' / f)}
     assert len(set(modes.values())) == 1, modes
     cv2.imwrite(str(tmp_path / 'x.png'), sample_image('chelsea.png')[:20, :20])
     code, _, err = cli(['infer', '-i', tmp_path / 'x.png', '-o', tmp_path / 'o', '--weights',
@@ -651,12 +698,46 @@ def test_tiles_bound_memory_to_the_result_in_its_own_dtype_plus_a_band(tmp_path)
     assert grown < float_result, (grown, float_result)
 
 
-def test_an_image_that_cannot_fit_is_said_before_it_runs(tiny, tmp_path, capsys, monkeypatch):
+def test_an_image_that_cannot_fit_even_in_the_smallest_tiles_is_one_line(tiny, tmp_path, capsys, monkeypatch):
     import pfdn_arch.deploy.media.images as folder
     src = tmp_path / 'a.png'
     cv2.imwrite(str(src), sample_image('chelsea.png')[:60, :80])
     monkeypatch.setattr(folder, 'available_memory', lambda: 1 << 20)
     code, _, err = infer(['-i', src, '-o', tmp_path / 'out'], capsys, tiny)
-    line = one_error(code, err, 'a.png', 'GB to upscale', status=1)
-    assert '--tile' in line
+    one_error(code, err, 'a.png', 'to upscale even in tiles of 64', status=1)
     assert not (tmp_path / 'out' / 'a.png').exists()
+
+
+def test_a_result_that_cannot_be_held_is_refused_from_the_header_before_decoding(tiny, tmp_path, capsys,
+                                                                                monkeypatch):
+    """A picture whose x4 result itself is larger than the memory there is: no tile helps, the line says so, and
+    the picture is never decoded (a bomb took 22-44 s to decode before being refused)."""
+    import pfdn_arch.deploy.media.images as folder
+    src = tmp_path / 'big.png'
+    cv2.imwrite(str(src), sample_image('chelsea.png'))
+    monkeypatch.setattr(folder, 'available_memory', lambda: 4 << 20)
+    monkeypatch.setattr(folder, 'read_picture', lambda path: pytest.fail('decoded'))
+    code, _, err = infer(['-i', src, '-o', tmp_path / 'out', '--tile', '64'], capsys, tiny)
+    line = one_error(code, err, 'big.png', 'x4 result', 'no tile size changes that', status=1)
+    assert '--tile' not in line
+
+
+def test_a_picture_that_does_not_fit_whole_runs_in_tiles_sized_from_memory(tiny, tmp_path, capsys, monkeypatch):
+    """No flags: a picture that does not fit in memory whole is upscaled in the largest tiles that do, with a note,
+    into exactly the result of ``--tile`` by hand; a ``--tile`` that does not fit names the one that does."""
+    import pfdn_arch.deploy.media.images as folder
+    src = tmp_path / 'a.png'
+    cv2.imwrite(str(src), sample_image('chelsea.png')[:200, :240])
+    monkeypatch.setattr(folder, 'available_memory', lambda: 40 << 20)  # 128 px tiles need more than its share
+    code, _, err = infer(['-i', src, '-o', tmp_path / 'auto'], capsys, tiny)
+    assert code == 0, err
+    assert any('does not fit in memory whole; upscaled in tiles of 64 (the result of --tile 64)' in line
+               for line in err), err
+    monkeypatch.setattr(folder, 'available_memory', lambda: None)
+    assert infer(['-i', src, '-o', tmp_path / 'by_hand', '--tile', '64'], capsys, tiny)[0] == 0
+    assert (tmp_path / 'auto' / 'a.png').read_bytes() == (tmp_path / 'by_hand' / 'a.png').read_bytes()
+    monkeypatch.setattr(folder, 'available_memory', lambda: 40 << 20)
+    code, _, err = infer(['-i', src, '-o', tmp_path / 'asked', '--tile', '128'], capsys, tiny)
+    one_error(code, err, 'in tiles of 128', 'leave --tile out', '--tile 64', status=1)
+
+

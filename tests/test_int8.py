@@ -73,10 +73,14 @@ def test_export_int8_of_a_small_network_writes_all_files_and_keeps_what_exists(t
     out = tmp_path / 'out'
     code, stdout, err = cli(['export', '--weights', tiny, '--out', out, '--formats', 'pth', '--int8'], capsys)
     assert code == 0, err[-5:]
-    assert sorted(os.listdir(out)) == ['pfdn_x4.pth', 'pfdn_x4_int8.bin', 'pfdn_x4_int8.json', 'pfdn_x4_int8.onnx',
-                                       'pfdn_x4_int8.xml']
+    assert sorted(n for n in os.listdir(out) if not n.startswith('.')) == [
+        'pfdn_x4.pth', 'pfdn_x4_int8.bin', 'pfdn_x4_int8.json', 'pfdn_x4_int8.onnx', 'pfdn_x4_int8.xml']
     assert 'pfdn_x4_int8.xml: int8 (openvino);' in stdout and 'dB against fp32 on the check images' in stdout
     before = (out / 'pfdn_x4_int8.xml').read_bytes()
+    code, stdout, err = cli(['export', '--weights', tiny, '--out', out, '--formats', 'pth', '--int8'], capsys)
+    assert code == 0 and 'kept, written by an earlier run of this export' in stdout, (stdout, err)  # not made again
+    assert (out / 'pfdn_x4_int8.xml').read_bytes() == before
+    (out / 'pfdn_x4_int8.json').write_text('{}')  # edited since: not this export's any more
     code, _, err = cli(['export', '--weights', tiny, '--out', out, '--formats', 'pth', '--int8'], capsys)
     assert code == 2 and err[-1].startswith('error: ') and '--force' in err[-1]
     assert (out / 'pfdn_x4_int8.xml').read_bytes() == before

@@ -292,8 +292,10 @@ def test_the_default_names_give_upscayl_the_scale(weights, tmp_path, capsys):
                         '--name', 'pfdn_fast_x2'], capsys)
     assert code == 0 and any('Upscayl reads the scale from the file name' in line and 'x2, not x4' in line
                              for line in err)
+    (tmp_path / '4x-PFDN.param').write_text('7767517\n')  # not what the export wrote
     code, _, err = cli(['export', '--weights', weights, '--out', tmp_path, '--formats', 'pth', '--ncnn'], capsys)
     assert code == 2 and err[-1].startswith('error: ') and '--force' in err[-1]  # nothing replaced
+    assert (tmp_path / '4x-PFDN.param').read_text() == '7767517\n'
 
 
 @pytest.fixture(scope='module')

@@ -217,3 +217,32 @@ def test_what_counts_as_running_out_of_memory():
     assert out_of_memory(MemoryError())
     assert not out_of_memory(ValueError('PFDN needs an LR input of at least 15x15 pixels'))
     assert not out_of_memory(RuntimeError('shape mismatch'))
+
+
+JOIN_UNDER_A_SECOND_STOP = """import os, signal, sys, threading, time
+from pfdn_arch.deploy.media import pipeline
+signal.signal(signal.SIGINT, signal.default_int_handler)
+ended = threading.Event()
+
+def work():
+    time.sleep(0.5)  # a forward still running when the run stops
+    ended.set()
+threading.Thread(target=work, daemon=True).start()
+threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT)).start()  # a second Ctrl-C while it waits
+t = time.time()
+pipeline._join([ended])
+print('waited', ended.is_set(), round(time.time() - t, 1))
+"""
+
+
+def test_a_stopped_run_waits_for_its_threads_through_a_second_ctrl_c():
+    """A thread left running a forward when the interpreter ends kills the process; waiting for the pipeline's
+    threads survives another Ctrl-C (and never trusts CPython's ``Thread.join``, which an interrupt corrupts)."""
+    import subprocess
+    import sys
+    from conftest import ENV
+    r = subprocess.run([sys.executable, '-c', JOIN_UNDER_A_SECOND_STOP], capture_output=True, text=True, env=ENV,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    said, ended, seconds = r.stdout.split()
+    assert ended == 'True' and float(seconds) >= 0.4

@@ -92,6 +92,17 @@ def missing_inputs(opt: dict, is_train: bool, pretrained: bool, auto_resume: boo
     return missing
 
 
+def check_checkpoint_paths(opt: dict) -> None:
+    """A checkpoint or training state named by a folder: it is there, just not a file, and the line says so (else
+    it would read as missing)."""
+    for key, value in (opt.get('path') or {}).items():
+        if isinstance(value, str) and key.startswith(('pretrain_network', 'resume_state')) and \
+                os.path.isdir(os.path.expanduser(value)):
+            inside = 'net_g_latest.pth' if key.startswith('pretrain') else '<iter>.state'
+            raise OptionsError(f'{value} is a folder, not a checkpoint file: give the file in it (e.g. '
+                               f'{os.path.join(value, inside)})', f'path.{key}')
+
+
 def describe_missing(missing: List[Tuple[str, str]]) -> str:
     """One line: the missing inputs, grouped by the command that makes them."""
     by_how: Dict[str, List[str]] = {}

@@ -34,7 +34,10 @@ def read_yml(path: str) -> dict:
         with open(path) as f:
             opt = yaml.safe_load(f)
     except yaml.YAMLError as err:
-        raise OptionsError(f'not valid YAML: {str(err).splitlines()[0]}', path) from None
+        mark = getattr(err, 'problem_mark', None)
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark is not None else ''
+        what = getattr(err, 'problem', None) or str(err).splitlines()[0]
+        raise OptionsError(f'not valid YAML{where}: {what}', path) from None
     except OSError as err:
         raise OptionsError(f'cannot be read ({err.strerror})', path) from None
     if not isinstance(opt, dict):
@@ -157,6 +160,7 @@ class RunOptions:
             preflight.check_patch_fits_networks(opt)
         else:
             datasets.leave_out_missing_test_sets(opt, self.path, self.notes)
+        datasets.check_checkpoint_paths(opt)
         missing = datasets.missing_inputs(opt, self.is_train, pretrained, self.auto_resume)
         if missing:  # all of them at once, each with what makes it: not one per attempt
             self._fail(datasets.describe_missing(missing))

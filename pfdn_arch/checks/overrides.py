@@ -138,6 +138,13 @@ def _none_accept(value):
     return value
 
 
+def _folder_name_accept(value):
+    """A run's ``name``: one folder under experiments/ or results/, never a path (BasicSR joins it to them)."""
+    if not isinstance(value, str) or value.strip() in ('', '.', '..') or any(c in value for c in '/\\\0'):
+        raise ValueError
+    return value
+
+
 def _section_accept(value):
     if not isinstance(value, dict):
         raise ValueError
@@ -154,6 +161,7 @@ def _list_of(item):
 
 BOOL = Kind('true or false', _bool_accept)
 TEXT = Kind('a name or path', _text_accept)
+FOLDER_NAME = Kind('a single folder name (no /, \\ or ..)', _folder_name_accept)
 NONE = Kind('~ (none)', _none_accept)
 SECTION = Kind('a section of keys', _section_accept)
 
@@ -161,7 +169,7 @@ SECTION = Kind('a section of keys', _section_accept)
 # in --force_yml (``datasets:*:gt_size``); the first matching pattern applies. A choice of words is read from the
 # code that uses the key (tests/test_options.py holds each against its user).
 KEYS = (
-    ('name', TEXT),
+    ('name', FOLDER_NAME),
     ('model_type', TEXT),
     ('scale', _whole(1, 8)),
     ('num_gpu', _whole(0) | one_of(['auto'])),

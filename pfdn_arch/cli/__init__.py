@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Callable, Dict, NoReturn, Optional
 
-from ..errors import NotEnoughMemory, OptionsError, OutputExists
+from ..errors import OptionsError, OutputExists
 
 
 class Parser(argparse.ArgumentParser):
@@ -95,6 +95,4 @@ def error_line(err: Exception, flags: Dict[str, str]) -> str:
         text = str(err)
     if isinstance(err, OutputExists) and 'force' in flags:
         text += '; pass --force to replace it, or choose another output'
-    if isinstance(err, NotEnoughMemory) and 'tile' in flags:
-        text += '; pass --tile 512 (or smaller) to bound memory'
     return f'error: {text}'

@@ -83,6 +83,12 @@ def main(argv: Optional[List[str]] = None) -> int:
               f", then pip install --no-build-isolation basicsr==1.4.2 and pip install 'pfdn[{extra}]'",
               file=sys.stderr)
         return 2
+    except OSError as err:  # the system refused a read or a write no check foresaw: one line, what and why
+        from ..files.paths import refused
+
+        _end_progress_bars()
+        print(error_line(refused(err), command_flags(parser, args)), file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         _end_progress_bars()
         print(f'interrupted; {args.on_interrupt}', file=sys.stderr)

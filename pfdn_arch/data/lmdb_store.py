@@ -26,6 +26,7 @@ from .. import stopping
 from ..errors import DataError, OptionsError, OutputExists, PFDNError
 from ..files.atomic import write_text
 from ..files.images import image_size, list_images, read_image
+from ..files.paths import disk_full, free_bytes, output_dir
 from ..files.sources import Sources, digest
 
 FORMATS = ('decoded', 'png')
@@ -109,49 +110,61 @@ def write_lmdb(items: Sequence[Tuple[str, str]], lmdb_path: str, fmt: str = 'dec
     read = read or read_image
     partial = lmdb_path + '.partial'
     progress = os.path.join(partial, 'meta_info.partial')
-    os.makedirs(partial, exist_ok=True)
     done = {}
     if os.path.isfile(progress):  # an interrupted run: keep what was committed, rewrite the record without a torn line
         done = {key: _meta_line(key, shape, fmt, compress_level) for key, shape, _ in parse_meta(progress)}
         _rewrite(progress, list(done.values()))
     todo = [(k, p) for k, p in items if k not in done]
     if fmt == 'decoded':
-        need = sum(_image_bytes(p) for _, p in items)
-        map_size = int(need * 1.1) + (256 << 20)  # values are page-aligned: a few % over the pixel bytes
+        estimate = sum(_image_bytes(p) for _, p in items)
+        map_size = int(estimate * 1.1) + (256 << 20)  # values are page-aligned: a few % over the pixel bytes
     else:
-        map_size = max(sum(os.path.getsize(p) for _, p in items) * 10, 1 << 30)
-    env = lmdb.open(partial, map_size=map_size, subdir=True, meminit=False, map_async=False)
+        estimate = sum(os.path.getsize(p) for _, p in items)  # PNGs at about their sources' size
+        map_size = max(estimate * 10, 1 << 30)
+    # room for what is still to write, before any of it (an interrupted run's part is there already)
+    output_dir(os.path.dirname(os.path.abspath(lmdb_path)), need_bytes=max(0, estimate - _size_of(partial)))
+    os.makedirs(partial, exist_ok=True)
     try:
-        with open(progress, 'a') as record:
-            bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit='img')
-            batch, batch_bytes = [], 0
-            for i, (key, path) in enumerate(todo):
-                stopping.check()  # every image: a Ctrl-C whose first raise was lost still stops the run
-                img = read(path)
-                if fmt == 'decoded':
-                    value = np.ascontiguousarray(img[:, :, ::-1]).tobytes()  # RGB: no channel swap per sample
-                else:
-                    ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
-                    if not ok:
-                        raise PFDNError('cannot encode as PNG', path)
-                    value = buf.tobytes()
-                batch.append((key, value, img.shape))
-                batch_bytes += len(value)
-                if batch_bytes >= COMMIT_BYTES or i == len(todo) - 1:
-                    with env.begin(write=True) as txn:
-                        for k, v, _ in batch:
-                            txn.put(k.encode('ascii'), v)
-                    # recorded only after the commit: what the record names is in the LMDB
-                    record.write(''.join(_meta_line(k, s, fmt, compress_level) for k, _, s in batch))
-                    record.flush()
-                    os.fsync(record.fileno())
-                    done.update((k, _meta_line(k, s, fmt, compress_level)) for k, _, s in batch)
-                    bar.update(len(batch))
-                    batch, batch_bytes = [], 0
-            bar.close()
-        env.sync(True)
-    finally:
-        env.close()
+        env = lmdb.open(partial, map_size=map_size, subdir=True, meminit=False, map_async=False)
+        try:
+            with open(progress, 'a') as record:
+                bar = tqdm(total=len(items), initial=len(items) - len(todo), desc=desc, unit='img')
+                batch, batch_bytes = [], 0
+                for i, (key, path) in enumerate(todo):
+                    stopping.check()  # every image: a Ctrl-C whose first raise was lost still stops the run
+                    img = read(path)
+                    if fmt == 'decoded':
+                        value = np.ascontiguousarray(img[:, :, ::-1]).tobytes()  # RGB: no channel swap per sample
+                    else:
+                        ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
+                        if not ok:
+                            raise PFDNError('cannot encode as PNG', path)
+                        value = buf.tobytes()
+                    batch.append((key, value, img.shape))
+                    batch_bytes += len(value)
+                    if batch_bytes >= COMMIT_BYTES or i == len(todo) - 1:
+                        with env.begin(write=True) as txn:
+                            for k, v, _ in batch:
+                                txn.put(k.encode('ascii'), v)
+                        # recorded only after the commit: what the record names is in the LMDB
+                        record.write(''.join(_meta_line(k, s, fmt, compress_level) for k, _, s in batch))
+                        record.flush()
+                        os.fsync(record.fileno())
+                        done.update((k, _meta_line(k, s, fmt, compress_level)) for k, _, s in batch)
+                        bar.update(len(batch))
+                        batch, batch_bytes = [], 0
+                bar.close()
+            env.sync(True)
+        finally:
+            env.close()
+    except (lmdb.Error, OSError) as err:
+        if not _out_of_room(err, partial):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
+        free = free_bytes(os.path.dirname(os.path.abspath(lmdb_path)))
+        raise DataError(f'the disk filled up while it was written ({(free or 0) / 2**20:,.0f} MB free); the unfinished '
+                        f'LMDB was removed and nothing else changed: make room (it needs about {estimate / 2**30:.1f} '
+                        'GB) and rerun the same command', lmdb_path) from None
     _rewrite(os.path.join(partial, META), [done[k] for k in keys])
     os.remove(progress)
     if os.path.exists(lmdb_path):  # replace: the old one out of the way, the new one in, the old one removed
@@ -166,6 +179,23 @@ def write_lmdb(items: Sequence[Tuple[str, str]], lmdb_path: str, fmt: str = 'dec
     if os.path.exists(old):
         shutil.rmtree(old)
     return len(keys)
+
+
+def _size_of(folder: str) -> int:
+    """Bytes the files in ``folder`` hold (0 where it is not there)."""
+    if not os.path.isdir(folder):
+        return 0
+    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)
+               if os.path.isfile(os.path.join(folder, n)))
+
+
+def _out_of_room(err: BaseException, folder: str) -> bool:
+    """Whether writing the LMDB in ``folder`` failed because its disk filled up: the system said so, or LMDB said
+    its write failed (it reports a full disk as an input/output error) with less than a commit's room left."""
+    if isinstance(err, OSError):
+        return disk_full(err)
+    free = free_bytes(folder)
+    return free is not None and free < 2 * COMMIT_BYTES
 
 
 def _rewrite(path, lines):

@@ -21,6 +21,7 @@ from ..deploy.runtime.tiles import window_starts
 from ..errors import DataError, ImageError, OptionsError, OutputExists
 from ..files.images import image_size, list_images, read_image, write_image
 from ..files.locks import owned
+from ..files.paths import output_dir
 from ..files.sources import Sources, digest
 from .bicubic import bicubic_lr, mod_crop
 from .lmdb_store import gt_lmdb_name, lmdb_format, parse_meta, verify_lmdb, write_lmdb
@@ -61,6 +62,7 @@ def make_lr(hr_dirs: Union[str, Sequence[str]], lr_dir: str, scale: int, hr_out_
     note = note or _note
     dirs = [hr_dirs] if isinstance(hr_dirs, str) else list(hr_dirs)
     paths = [p for d in dirs for p in _images_in(d)]
+    output_dir(lr_dir)  # writable, before anything is read
     os.makedirs(lr_dir, exist_ok=True)
     parent, name = os.path.split(os.path.normpath(os.path.abspath(lr_dir)))
     with owned(parent, name):
@@ -356,11 +358,16 @@ def prepare_df2k(hr_dirs: Union[str, Sequence[str]], root: str = 'datasets/DF2K'
     images serve random crops of any size directly. png: BasicSR's way for ``PairedImageDataset``: ``crop``-px
     sub-images every ``step`` px (PNG decoding of a whole sub-image per sample is the cost that bounds it).
     Every step keeps what exists, so a rerun continues an interrupted one."""
-    names = [os.path.splitext(os.path.basename(p))[0] for d in hr_dirs for p in _images_in(d)]
+    hr_images = [p for d in hr_dirs for p in _images_in(d)]
+    names = [os.path.splitext(os.path.basename(p))[0] for p in hr_images]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise DataError(f'image names repeat across the HR folders (e.g. {dup[:3]}); they key the LMDBs and must '
                         'be unique')
+    # before any work: the root can be written, with room for all of it (the LR images, and the pixels of the two
+    # LMDBs; the png format's crops and LMDBs take about as much)
+    pixels = sum(3 * h * w for h, w in map(image_size, hr_images))
+    output_dir(root, need_bytes=pixels + 2 * pixels // scale ** 2)
     if fmt == 'png':
         if crop % scale:
             raise OptionsError(f'{crop} is not a multiple of the scale {scale}', 'crop')

@@ -81,14 +81,19 @@ def atomic_path(path: str) -> Iterator[str]:
         yield tmp
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
-            # the permissions a plain open() gives (writers such as safetensors' make their files 0600)
-            os.chmod(tmp, 0o666 & ~_umask())
+            plain_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     _fsync_folder(folder)
+
+
+def plain_permissions(path: str) -> None:
+    """Give the file at ``path`` the permissions a plain ``open()`` gives (writers such as safetensors make their
+    files 0600)."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def _umask():

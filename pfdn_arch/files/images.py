@@ -39,6 +39,10 @@ REFUSED = {'.jxl': 'JPEG XL is not decoded in this install (neither OpenCV nor P
 # PNG chunks that say how to show the colours (as an ICC profile does), copied into a PNG result
 PNG_COLOUR_CHUNKS = (b'gAMA', b'cHRM', b'sRGB')
 MAX_PIXELS = 1 << 30  # OpenCV's decoding limit (CV_IO_MAX_IMAGE_PIXELS)
+# Pillow refuses even to read the header of a picture above its own "decompression bomb" limit (178 M pixels), so
+# that the size of a picture too large to upscale could only be learnt by decoding all of it: its limit is made
+# OpenCV's, this package's (a picture whose result does not fit is refused from its header, before decoding)
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 # EXIF orientation -> how to make the stored pixels upright (cv2 rotate codes, then a horizontal flip)
 _ORIENT = {2: (None, True), 3: (cv2.ROTATE_180, False), 4: (cv2.ROTATE_180, True),
            5: (cv2.ROTATE_90_CLOCKWISE, True), 6: (cv2.ROTATE_90_CLOCKWISE, False),
@@ -225,6 +229,21 @@ def read_picture(path: str) -> 'Picture':
     if rotate is not None:
         pixels = cv2.rotate(pixels, rotate)
     return Picture(np.ascontiguousarray(pixels), icc, frames, chunks)
+
+
+def image_header(path: str) -> Tuple[int, int, int, int]:
+    """(h, w, channels, bytes per sample) of an image file from its header, without decoding it where PIL reads the
+    header (as stored: before its EXIF orientation); decoded otherwise (ImageError when that fails too)."""
+    _checked(path)
+    try:
+        with _pil_opened(path) as im:
+            wide = im.mode.startswith(('I;16', 'I', 'F')) or im.mode.endswith(';16')
+            return im.size[1], im.size[0], len(im.getbands()), 2 if wide else 1
+    except ImageError:
+        raise
+    except Exception:
+        img = read_image(path, cv2.IMREAD_UNCHANGED)
+        return img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2], img.dtype.itemsize
 
 
 def image_size(path: str) -> Tuple[int, int]:

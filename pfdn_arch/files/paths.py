@@ -123,3 +123,17 @@ def output_file(path: str, need_bytes: int = 0) -> str:
 def disk_full(err: OSError) -> bool:
     """Whether an OSError is the disk (or quota) running out."""
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def refused(err: OSError) -> PathError:
+    """The one line an OSError of the system's becomes (a full or read-only disk, a permission): the path and what
+    to do, for whatever wrote or read it without a check of its own."""
+    where = err.filename or ''
+    if disk_full(err):
+        free = free_bytes(os.path.dirname(os.path.abspath(where)) if where else '.')
+        room = f' ({free / 2**20:,.0f} MB free)' if free is not None else ''
+        return PathError(f'the disk is full{room}; what was finished is kept: make room and rerun the same command',
+                         where or None)
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PathError(f'cannot be written ({err.strerror}); choose a folder you can write to', where or None)
+    return PathError(f'{err.strerror or err}', where or None)

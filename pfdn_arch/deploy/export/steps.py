@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tupl
 
 from ... import errors
 from ...errors import NotInstalled, OptionsError, OutputExists, PFDNError
-from ...files.atomic import atomic_path
+from ...files.locks import owned
 from ...files.paths import output_dir
 from .unfinished import UnfinishedExport
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # torch is imported where a format writes (the command line l
 
     from ...archs.spec import SRNetwork
 
+LOCK = 'pfdn-export'  # the folder's lock (files.locks: .pfdn-export.pfdn-lock in it)
 ONNX_TOLERANCE = 1e-4  # the most an ONNX export may differ from PyTorch in onnxruntime (float32 on the CPU)
 
 
@@ -71,8 +72,9 @@ class Job:
 
 class Format:
     """One format: ``name`` (what ``--formats`` calls it), ``what`` (for the help), ``needs`` ((module, extra) that
-    must be installed), ``files`` (the paths it writes) and ``write`` (writes and checks them; returns the lines to
-    print)."""
+    must be installed), ``files`` (the paths it writes) and ``write`` (writes and checks them at ``staged``, the same
+    names in the export's staging folder, from where they take their names; returns the lines to print, which name
+    them by the paths they will have, ``shown``)."""
     name = ''
     what = ''
     needs: Tuple[Tuple[str, str], ...] = ()
@@ -87,7 +89,7 @@ class Format:
     def files(self, job: Job) -> List[str]:
         raise NotImplementedError
 
-    def write(self, job: Job, paths: List[str]) -> List[str]:
+    def write(self, job: Job, staged: List[str], shown: List[str]) -> List[str]:
         raise NotImplementedError
 
 
@@ -131,14 +133,13 @@ class WeightsFile(Format):
     def load(self, path: str) -> Dict[str, 'torch.Tensor']:
         raise NotImplementedError
 
-    def write(self, job: Job, paths: List[str]) -> List[str]:
+    def write(self, job: Job, staged: List[str], shown: List[str]) -> List[str]:
         sd = job.state_dict()
-        with atomic_path(paths[0]) as tmp:  # read back and checked before it takes its name
-            self.save(sd, tmp, job)
-            back = self.load(tmp)
-            _same_tensors(back, sd, paths[0], self.ordered)
-            check = _loads_in_spandrel(paths[0], back)
-        return [f'{paths[0]}: {len(sd)} tensors{self.layout}; {check}']
+        self.save(sd, staged[0], job)
+        back = self.load(staged[0])  # read back and checked before it takes its name
+        _same_tensors(back, sd, shown[0], self.ordered)
+        check = _loads_in_spandrel(shown[0], back)
+        return [f'{shown[0]}: {len(sd)} tensors{self.layout}; {check}']
 
 
 class Pth(WeightsFile):
@@ -173,18 +174,17 @@ class Onnx(Format):
     def files(self, job: Job) -> List[str]:
         return [os.path.join(job.out, job.stem() + '.onnx')]
 
-    def write(self, job: Job, paths: List[str]) -> List[str]:
+    def write(self, job: Job, staged: List[str], shown: List[str]) -> List[str]:
         from . import formats
 
-        with atomic_path(paths[0]) as tmp:  # checked before it takes the final name
-            formats.export_onnx(job.net, tmp, job.opset)
-            diff = formats.check_onnx(job.net, tmp)
-            if diff is not None and not diff <= ONNX_TOLERANCE:
-                raise PFDNError(f'the ONNX export disagrees with PyTorch in onnxruntime (max |diff| {diff:.1e}); it '
-                                'was not written', paths[0])
+        formats.export_onnx(job.net, staged[0], job.opset)
+        diff = formats.check_onnx(job.net, staged[0])  # checked before it takes its name
+        if diff is not None and not diff <= ONNX_TOLERANCE:
+            raise PFDNError(f'the ONNX export disagrees with PyTorch in onnxruntime (max |diff| {diff:.1e}); it was '
+                            'not written', shown[0])
         check = ("onnxruntime not installed, not checked (pip install 'pfdn[export]')" if diff is None
                  else f'onnxruntime vs PyTorch max |diff| {diff:.1e} on 3 sizes')
-        return [f'{paths[0]}: dynamic batch/height/width, opset {job.opset}; {check}']
+        return [f'{shown[0]}: dynamic batch/height/width, opset {job.opset}; {check}']
 
 
 class Int8(Format):
@@ -195,15 +195,16 @@ class Int8(Format):
     def files(self, job: Job) -> List[str]:
         return [os.path.join(job.out, f'{job.stem()}_int8{suffix}') for suffix in self.SUFFIXES]
 
-    def write(self, job: Job, paths: List[str]) -> List[str]:
+    def write(self, job: Job, staged: List[str], shown: List[str]) -> List[str]:
         from .int8.ptq import TARGET_LOSS, write_int8
 
         if job.qat is not None and job.calibration:
             job.note('note: --calibration is not used: this checkpoint holds the ranges quantization-aware '
                      'fine-tuning trained')
-        record, files = write_int8(job.net, job.out, job.stem(), job.calibration, qat=job.qat)
-        lines = [f"{path}: int8 ({kind}); {record['psnr_loss_db'][kind]:+.3f} dB against fp32 on the check images"
-                 for kind, path in files.items()]
+        record, files = write_int8(job.net, os.path.dirname(staged[0]), job.stem(), job.calibration, qat=job.qat)
+        final = {os.path.basename(p): p for p in shown}
+        lines = [f"{final[os.path.basename(path)]}: int8 ({kind}); {record['psnr_loss_db'][kind]:+.3f} dB against "
+                 'fp32 on the check images' for kind, path in files.items()]
         worst = min(record['psnr_loss_db'].values())
         if -worst > TARGET_LOSS:
             job.note(f'note: this int8 model loses {-worst:.2f} dB (more than {TARGET_LOSS} dB) on the check images; '
@@ -221,12 +222,12 @@ class Ncnn(Format):
         stem = job.name or default_name(job.scale)
         return [os.path.join(job.out, stem + suffix) for suffix in ('.param', '.bin')]
 
-    def write(self, job: Job, paths: List[str]) -> List[str]:
+    def write(self, job: Job, staged: List[str], shown: List[str]) -> List[str]:
         from .ncnn import export_ncnn
 
-        param, _ = export_ncnn(job.net, job.out, os.path.basename(paths[0])[:-len('.param')],
-                               fp16=not job.ncnn_fp32)
-        return [f"{param} (+ .bin): NCNN for Upscayl and other NCNN apps, {'fp32' if job.ncnn_fp32 else 'fp16'} "
+        export_ncnn(job.net, os.path.dirname(staged[0]), os.path.basename(staged[0])[:-len('.param')],
+                    fp16=not job.ncnn_fp32)
+        return [f"{shown[0]} (+ .bin): NCNN for Upscayl and other NCNN apps, {'fp32' if job.ncnn_fp32 else 'fp16'} "
                 "weights, blobs data/output, any input size; copy both into Upscayl's models folder"]
 
 
@@ -240,8 +241,9 @@ def export(weights: str, out: str, chosen: Sequence[str], *, name: Optional[str]
            say: Callable[[str], None] = print, note: Callable[[str], None] = print) -> List[str]:
     """Write the formats ``chosen`` of the checkpoint ``weights`` into ``out``, in ``FORMATS``' order (``Job`` says
     what the other arguments are). Before anything is written: every requirement, the output folder, no file that
-    is not this export's (``force`` replaces them). A format an earlier, stopped run of this same export finished,
-    whose files are still what it wrote, is kept. Returns the files of the formats written or kept."""
+    is not this export's (``force`` replaces them); one export at a time holds the folder. A format an earlier run of
+    this same export wrote, whose files are still what it wrote, is kept (``unfinished``). Returns the files of the
+    formats written or kept."""
     steps = [FORMATS[name] for name in FORMATS if name in chosen]
     for step in steps:  # before anything is loaded or written
         problem = step.missing()
@@ -267,23 +269,22 @@ def export(weights: str, out: str, chosen: Sequence[str], *, name: Optional[str]
     if same:
         raise OptionsError(f'{same[0]} is the --weights file itself; choose another --out or --name', 'out')
     settings = {'formats': sorted(files), 'opset': job.opset, 'calibration': job.calibration,
-                'ncnn_fp32': job.ncnn_fp32, 'paths': sorted(every)}
-    unfinished = UnfinishedExport(job.out, job.stem(), weights, settings) if os.path.isdir(job.out) else None
-    theirs = unfinished.theirs(every) if unfinished is not None else []
-    if theirs and not force:
-        raise OutputExists(theirs[0])
-    os.makedirs(job.out, exist_ok=True)
-    unfinished = unfinished or UnfinishedExport(job.out, job.stem(), weights, settings)
-    unfinished.begin(every)
-    for step in steps:
-        paths = files[step.name]
-        if not force and unfinished.finished(step.name, paths):
-            say(f"{', '.join(paths)}: kept from the stopped run of this export")
-            continue
-        for line in step.write(job, paths):
-            say(line)
-        unfinished.record(step.name, paths)
-    unfinished.complete()
+                'ncnn_fp32': job.ncnn_fp32, 'files': sorted(os.path.basename(p) for p in every)}
+    with owned(job.out, LOCK, job.out, 'wait for that export to end, or choose another --out'):  # one at a time
+        unfinished = UnfinishedExport(job.out, job.stem(), weights, settings)
+        theirs = unfinished.theirs(every)
+        if theirs and not force:
+            raise OutputExists(theirs[0], 'exists and is not what this export wrote')
+        for step in steps:
+            paths = files[step.name]
+            if not force and unfinished.finished(step.name, paths):
+                say(f"{', '.join(paths)}: kept, written by an earlier run of this export")
+                continue
+            staged = unfinished.staged(paths)
+            for line in step.write(job, staged, paths):
+                say(line)
+            unfinished.publish(step.name, staged, paths)
+        unfinished.complete()
     return every
 
 

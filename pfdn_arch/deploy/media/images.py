@@ -25,7 +25,7 @@ import numpy as np
 
 from ...archs.pfdn.limits import MIN_INPUT_SIZE
 from ...errors import ImageError, NotEnoughMemory, OutputExists, PFDNError
-from ...files.images import Picture, read_image, read_picture, write_picture
+from ...files.images import Picture, image_header, read_image, read_picture, write_picture
 from ...files.paths import disk_full, free_bytes, output_dir
 from ..runtime.base import out_of_memory
 from ..runtime.upscaler import Upscaler
@@ -100,11 +100,16 @@ def available_memory() -> Optional[int]:
 
 def _prepared(index: int, path: str, out_path: str, upscaler: Upscaler, force: bool, memory: Optional[int],
               note: Callable[[str], None]) -> Item:
-    """The item input ``index`` makes (the reader thread)."""
+    """The item input ``index`` makes (the reader thread): refused from its header where its result could never be
+    held, decoded, kept where its output already is its result, and given the tile side the memory there is allows
+    (``fitting_tile``)."""
     if os.path.exists(out_path) and os.path.samefile(out_path, path):
         return Failed(index, path, out_path, PFDNError('the output would replace the input; choose another output '
                                                        'folder', path))
     try:
+        too_large = _result_cannot_fit(path, upscaler.scale, memory)
+        if too_large:
+            return Failed(index, path, out_path, NotEnoughMemory(too_large, path))
         picture = read_picture(path)
     except ImageError as err:
         return Failed(index, path, out_path, err)
@@ -117,14 +122,64 @@ def _prepared(index: int, path: str, out_path: str, upscaler: Upscaler, force: b
             return Kept(index, path, out_path)
         return Failed(index, path, out_path, OutputExists(out_path, f'exists but is not a complete result ({why}); '
                                                                     'it was left as it is'))
-    need = upscaler.memory_needed(pixels.shape[0], pixels.shape[1], 1 if pixels.ndim == 2 else pixels.shape[2],
-                                  pixels.dtype.itemsize)
-    if memory is not None and need > memory:
-        return Failed(index, path, out_path, NotEnoughMemory(
-            f'{pixels.shape[1]}x{pixels.shape[0]} needs about {need / 2**30:.1f} GB to upscale'
-            + (' in tiles of this size' if upscaler.tiled(*pixels.shape[:2]) else ' whole')
-            + f', and {memory / 2**30:.1f} GB are available', path))
-    return ToRun(index, path, out_path, picture)
+    try:
+        tile = fitting_tile(upscaler, pixels, memory)
+    except NotEnoughMemory as err:
+        return Failed(index, path, out_path, NotEnoughMemory(err.reason, path))
+    if tile != upscaler.tile:
+        h, w = pixels.shape[:2]
+        note(f'note: {path}: {w}x{h} does not fit in memory whole; upscaled in tiles of {tile} (the result of '
+             f'--tile {tile})')
+    return ToRun(index, path, out_path, picture, tile)
+
+
+# the share of the available memory one picture may take: the pictures read ahead and written behind take theirs
+MEMORY_SHARE = 0.6
+# LR tile sides tried, largest first, where a picture does not fit whole: larger tiles run less overlap, but on a CPU
+# tiles over 1024 ran slower (docs/benchmarks.md, "Figures behind the code's choices")
+AUTO_TILES = (1024, 768, 512, 256, 128, 64)
+
+
+def fitting_tile(upscaler: Upscaler, pixels: np.ndarray, memory: Optional[int]) -> int:
+    """The tile side a picture runs in: the run's own (``--tile``, or 0: whole) where it fits in ``memory`` (bytes
+    available; None: unknown), else the largest of ``AUTO_TILES`` that does, which ``--tile`` of that side would give
+    too. NotEnoughMemory where a ``--tile`` given does not fit, naming one that does, or none fits."""
+    h, w = pixels.shape[:2]
+    channels, itemsize = 1 if pixels.ndim == 2 else pixels.shape[2], pixels.dtype.itemsize
+    if memory is None:
+        return upscaler.tile
+    budget = memory * MEMORY_SHARE
+
+    def need(tile: int) -> int:
+        return upscaler.with_tile(tile).memory_needed(h, w, channels, itemsize)
+    if need(upscaler.tile) <= budget:
+        return upscaler.tile
+    fits = next((t for t in AUTO_TILES if t < max(h, w) and need(t) <= budget), None)
+    if fits is None:
+        raise NotEnoughMemory(f'{w}x{h} needs about {_amount(need(AUTO_TILES[-1]))} to upscale even in tiles of '
+                              f'{AUTO_TILES[-1]}, more than the {_amount(budget)} one picture may take of the '
+                              f'{_amount(memory)} available')
+    if upscaler.tile:
+        raise NotEnoughMemory(f'{w}x{h} needs about {_amount(need(upscaler.tile))} to upscale in tiles of '
+                              f'{upscaler.tile}, and {_amount(memory)} are available: leave --tile out (tiles are '
+                              f'then sized to fit), or pass --tile {fits}')
+    return fits
+
+
+def _result_cannot_fit(path: str, scale: int, memory: Optional[int]) -> Optional[str]:
+    """Why a picture's result could never be held in ``memory`` (bytes available), read from its header before it is
+    decoded; None where it could (or the memory is unknown)."""
+    h, w, channels, itemsize = image_header(path)
+    result = h * scale * w * scale * channels * itemsize
+    if memory is None or result <= memory:
+        return None
+    return (f'{w}x{h}: its x{scale} result, {w * scale}x{h * scale}, takes {_amount(result)} to hold, and '
+            f'{_amount(memory)} of memory are available: no tile size changes that; upscale it in parts (crops), or '
+            'on a machine with more memory')
+
+
+def _amount(size: float) -> str:
+    return f'{size / 2**30:.1f} GB' if size >= 2**30 else f'{size / 2**20:.0f} MB'
 
 
 def smaller_tiles(h: int, w: int, tile: int) -> List[int]:

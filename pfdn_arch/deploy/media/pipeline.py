@@ -11,6 +11,7 @@ callables, so the pipeline is tested with fake ones (tests/test_pipeline.py).
 import contextlib
 import queue
 import threading
+import time
 from typing import Any, Callable, Generator, Hashable, Iterable, Iterator, List, Optional, Tuple
 
 from ... import stopping
@@ -54,13 +55,15 @@ class Pipeline:
         to_run: queue.Queue = queue.Queue(self.ahead)
         results: dict = {}
         ready = threading.Condition()
-        threads = [threading.Thread(target=self._read, args=(items, to_run), daemon=True)]
-        threads += [threading.Thread(target=self._run_work, args=(to_run, results, ready), daemon=True)
-                    for _ in range(self.workers)]
-        for thread in threads:
-            thread.start()
+        jobs = [(self._read, (items, to_run))] + [(self._run_work, (to_run, results, ready))] * self.workers
+        ended = [threading.Event() for _ in jobs]  # each thread's own word that it is over (``_join``)
+        threads = [threading.Thread(target=_until_ended, args=(job, args, done), daemon=True)
+                   for (job, args), done in zip(jobs, ended)]
         workers = threads[1:]
-        try:
+        try:  # the threads start inside: a stop that lands as they start still stops and joins them (a thread left
+            # running a forward when the interpreter ends takes the process down: docs/troubleshooting.md)
+            for thread in threads:
+                thread.start()
             index = 0
             while True:
                 with ready:  # results are added under this lock: once no worker is alive, none will come
@@ -79,8 +82,7 @@ class Pipeline:
             self._fail(err)
         finally:
             self.stop.set()
-            for thread in threads:
-                thread.join(timeout=60)
+            _join([done for thread, done in zip(threads, ended) if thread.ident is not None])  # the started ones
         if self.errors:
             raise self.errors[0]
 
@@ -171,6 +173,31 @@ class Pipeline:
         finally:
             with ready:
                 ready.notify_all()
+
+
+JOIN_S = 60  # the most a stopped run waits for its threads (each ends after the batch or image it is on)
+
+
+def _until_ended(job: Callable, args: tuple, ended: threading.Event) -> None:
+    try:
+        job(*args)
+    finally:
+        ended.set()
+
+
+def _join(ended: List[threading.Event]) -> None:
+    """Wait for the threads to end (each sets its ``ended``; up to ``JOIN_S``), also where another Ctrl-C lands
+    meanwhile. A thread still in a forward or a decoder when the interpreter ends takes the whole process down
+    (CPython ends such daemon threads by unwinding through C++ that must not be unwound: "terminate called without
+    an active exception"), and ``Thread.join`` cannot be trusted here: interrupted, CPython 3.11's marks a thread
+    that is still running as stopped. The stop stays pending, and the error that stopped the run is raised after."""
+    deadline = time.monotonic() + JOIN_S
+    for done in ended:
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                done.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except KeyboardInterrupt:
+                stopping.request()
 
 
 def _acquiring(items, slots, stop):
