@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .. import stopping
 from ..errors import PFDNError
@@ -50,6 +50,32 @@ def main(argv: Optional[List[str]] = None) -> int:
     are the commands' own from here on (``stopping``), and given back when it returns."""
     argv = list(sys.argv[1:] if argv is None else argv)
     previous = stopping.handle_signals()  # first: a Ctrl-C from here on ends with the command's line
+    stderr = sys.stderr
+    sys.stderr = LineEnds(stderr)
+    try:
+        return _main(argv, previous)
+    finally:
+        sys.stderr = stderr
+
+
+class LineEnds:
+    """A stream (stderr) that remembers whether its last write ended a line: a Ctrl-C that lands between the text
+    print() writes and its newline (two writes) would otherwise glue the last line onto the one after it."""
+
+    def __init__(self, stream: Any):
+        self.stream, self.mid_line = stream, False
+
+    def write(self, text: str) -> int:
+        written = self.stream.write(text)
+        if text:
+            self.mid_line = not text.endswith('\n')
+        return written
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _main(argv: List[str], previous: Any) -> int:
     try:
         parser = build_parser()
         if not argv:
@@ -60,6 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         except SystemExit as end:  # -h, --version, or argparse's own usage error
             return end.code if isinstance(end.code, int) else 2
     except KeyboardInterrupt:
+        _end_progress_bars()
         print('interrupted before it started; nothing was done', file=sys.stderr)
         stopping.restore(previous)
         return 130
@@ -91,17 +118,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except KeyboardInterrupt:
         _end_progress_bars()
-        print(f'interrupted; {args.on_interrupt}', file=sys.stderr)
+        said = args.on_interrupt(args) if callable(args.on_interrupt) else args.on_interrupt
+        print(f'interrupted; {said}', file=sys.stderr)
         return 130
     finally:
         stopping.restore(previous)
 
 
 def _end_progress_bars():
-    """Close progress bars an error interrupted, so the error line starts a line of its own."""
+    """Close progress bars an error interrupted, and end a line left open, so the error line starts a line of its
+    own."""
     try:
         from tqdm import tqdm
         for bar in list(getattr(tqdm, '_instances', ())):
             bar.close()
     except Exception:
         pass
+    if getattr(sys.stderr, 'mid_line', False):
+        sys.stderr.write('\n')
