@@ -22,10 +22,25 @@ import torch  # noqa: E402  (after the thread share)
 import pfdn_arch  # noqa: F401  (compat + registries)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# ../shared beside the checkout; PFDN_SHARED names another copy (the GPU machine gets one carried in .gpu/shared)
+# The data some tests need, found first where the README puts it in the checkout (weights/, datasets/benchmark/
+# Set5/HR, as its blocks fetch and prepare them), else in the folder PFDN_SHARED names, else ../shared beside the
+# checkout; those two are laid out as weights/, data/benchmark/<set>/HR, data/train/SunHays80/HR (the GPU machine
+# gets a copy carried in .gpu/shared). README.md's test paragraph says so.
 SHARED = os.path.normpath(os.environ.get('PFDN_SHARED') or os.path.join(ROOT, '..', 'shared'))
-WEIGHTS = os.path.join(SHARED, 'weights', 'team08_PFDN.pth')
-SET5_HR = os.path.join(SHARED, 'data', 'benchmark', 'Set5', 'HR')
+
+
+def _found(in_checkout, in_shared):
+    here = in_checkout and os.path.join(ROOT, in_checkout)
+    return here if here and os.path.exists(here) else os.path.join(SHARED, in_shared)
+
+
+WEIGHTS = _found(os.path.join('weights', 'team08_PFDN.pth'), os.path.join('weights', 'team08_PFDN.pth'))
+SET5_HR = _found(os.path.join('datasets', 'benchmark', 'Set5', 'HR'), os.path.join('data', 'benchmark', 'Set5', 'HR'))
+TRAIN_HR = _found(None, os.path.join('data', 'train', 'SunHays80', 'HR'))
+# what each is and the one command that brings it, for a skip line (pytest's "SKIPPED [1] file:line: " before it)
+MISSING = {WEIGHTS: 'no weights/team08_PFDN.pth (released weights): the curl line of README.md\'s upscale block',
+           SET5_HR: 'no datasets/benchmark/Set5/HR: basicsr prepare benchmark --hr <Set5 HR PNGs> --name Set5',
+           TRAIN_HR: 'no SunHays80 (80 JPEGs standing in for your photos): PFDN_SHARED=<folder with data/train/>'}
 # the ONNX exports the runtimes keep (pfdn_arch/deploy/runtime/export_cache.py) go to a folder of this run, shared by
 # its tests and the commands they start, never to the user's ~/.cache
 os.environ['PFDN_CACHE_DIR'] = tempfile.mkdtemp(prefix='pfdn-test-cache-')
@@ -39,15 +54,13 @@ def pytest_configure(config):
 
 
 def need_shared(path):
-    """Shared data is required in CI; on a user's machine without ../shared the test skips with the reason."""
+    """The data at ``path`` (``WEIGHTS``, ``SET5_HR``, ``TRAIN_HR``), required in CI; elsewhere, where it is
+    missing, the test skips with one short line: what is missing and the command that brings it."""
     if os.path.exists(path):
         return path
     if os.environ.get('CI'):
         raise FileNotFoundError(f'{path} is missing; CI must see ../shared')
-    pytest.skip(f'{path} not present: put the released weights at {WEIGHTS} (curl -L -o {WEIGHTS} '
-                'https://github.com/icandle/PFDN/raw/main/model_zoo/team08_PFDN.pth) and the Set5/Urban100 HR PNGs '
-                f'under {os.path.dirname(os.path.dirname(SET5_HR))}/<set>/HR, or set PFDN_SHARED to a folder laid '
-                'out so')
+    pytest.skip(MISSING.get(path, f'no {path}: set PFDN_SHARED to a folder laid out as ../shared'))
 
 
 @pytest.fixture

@@ -153,7 +153,8 @@ def test_malformed_files_in_a_folder_each_get_one_line_and_the_others_go_through
     code, out, err = cli(['infer', '-i', src, '-o', tmp_path / 'out', '--weights', data['tiny'], '--backend',
                           'torch'], capsys)
     assert code == 1 and '2 upscaled x4' in out
-    assert sorted(os.listdir(tmp_path / 'out')) == ['good1.png', 'good2.jpg']
+    assert sorted(os.listdir(tmp_path / 'out')) == ['.good1.png.pfdn-made.json', '.good2.jpg.pfdn-made.json',
+                                                    'good1.png', 'good2.jpg']  # results, and what made them
     assert err[0].startswith('weights: ') and err[1].startswith('backend: ')
     assert err[2:] == [
         f"error: {src / 'cut.jpg'}: the file is truncated (cut short while it was written or copied)",

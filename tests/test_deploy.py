@@ -242,8 +242,8 @@ def test_infer_cli_formats_layouts_and_failures(tmp_path, weights, capsys):
     assert np.abs(shapes['deep.tiff'].astype(np.float64) / 257 - shapes['a.png']).mean() < 1.0
 
     before = os.path.getmtime(out / 'a.png')
-    code, stdout, _ = cli(['infer', '-i', src / 'a.png', '-o', out, '--weights', weights], capsys)
-    assert code == 0 and 'skipped because the output exists' in stdout
+    code, stdout, _ = cli(['infer', '-i', src / 'a.png', '-o', out, '--weights', weights, '--tile', 40], capsys)
+    assert code == 0 and '0 upscaled' in stdout and '1 kept' in stdout
     assert os.path.getmtime(out / 'a.png') == before
     code, _, err = cli(['infer', '-i', src / 'a.png', '-o', out, '--weights', weights, '--force', '--dtype', 'bf16',
                         '--backend', 'torch', '--batch', 2], capsys)
@@ -251,6 +251,43 @@ def test_infer_cli_formats_layouts_and_failures(tmp_path, weights, capsys):
     assert err[-1] == 'backend: torch (bf16, cpu)' or 'bf16 is not supported' in err[0]
     code, _, err = cli(['infer', '-i', tmp_path / 'nothing', '-o', out, '--weights', weights], capsys)
     assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'nothing'}: ")
+
+
+def test_a_result_is_kept_only_where_the_same_work_made_it(tmp_path, tiny, capsys):
+    from conftest import tiny_state
+    photo, out = tmp_path / 'my_photo.jpg', tmp_path / 'my_photo_x4.png'
+    cv2.imwrite(str(photo), sample_image('coffee.png')[:48, :64])
+    mine = tmp_path / 'my_pfdn.pth'
+    torch.save(tiny_state(seed=1), mine)
+
+    def run(*extra, weights=tiny):
+        return cli(['infer', '-i', photo, '-o', out, '--weights', weights, '--backend', 'torch', *extra], capsys)
+
+    code, stdout, err = run()
+    first = out.read_bytes()
+    assert code == 0 and '1 upscaled' in stdout and f'weights: {tiny} (not the released file)' in err
+    code, stdout, _ = run()
+    assert code == 0 and '0 upscaled' in stdout and '1 kept' in stdout and out.read_bytes() == first
+    code, stdout, err = run(weights=mine)  # other weights: not the same work, made again and said so
+    assert code == 0 and '1 upscaled' in stdout and 'already made' not in stdout
+    assert f'weights: {mine} (not the released file)' in err and any('made again' in line for line in err)
+    assert out.read_bytes() != first
+    second = out.read_bytes()
+    one_error(*run('--tile', 16, weights=mine)[::2], '--tile-overlap', 'must be in 0..7 for tile 16')
+    code, stdout, _ = run('--tile', 48, weights=mine)  # a setting that changes pixels
+    assert code == 0 and '1 upscaled' in stdout
+    code, stdout, _ = run('--tile', 48, weights=mine)
+    assert code == 0 and '1 kept' in stdout
+    cv2.imwrite(str(photo), sample_image('coffee.png')[8:56, :64])  # the input changed
+    code, stdout, _ = run(weights=mine)
+    assert code == 0 and '1 upscaled' in stdout and out.read_bytes() not in (first, second)
+    cv2.imwrite(str(out), sample_image('astronaut.png'))  # a file this command did not make: left alone
+    users = out.read_bytes()
+    one_error(*run(weights=mine)[::2], str(out), '--force', status=1)
+    assert out.read_bytes() == users
+    # an input that is not there is said first, whatever the output
+    one_error(*cli(['infer', '-i', tmp_path / 'my_phot.jpg', '-o', tmp_path / 'out.png'], capsys)[::2],
+              f"{tmp_path / 'my_phot.jpg'}: not found")
 
 
 def test_export_all_formats_load_elsewhere(tmp_path, weights, capsys):
@@ -507,7 +544,8 @@ def test_streams_give_the_one_at_a_time_results_in_order(tmp_path, weights, caps
     assert code == 0
     one = cv2.imread(str(tmp_path / 'single' / '2.png'))
     assert np.abs(cv2.imread(str(tmp_path / 'streams' / '2.png')).astype(int) - one.astype(int)).max() <= 1
-    assert sorted(os.listdir(tmp_path / 'streams')) == ['0.png', '1.png', '2.png', '3.png']
+    assert sorted(p for p in os.listdir(tmp_path / 'streams') if not p.startswith('.')) == ['0.png', '1.png', '2.png',
+                                                                                         '3.png']
 
 
 def test_openvino_streams_have_run_once_before_threads_share_them(weights):

@@ -92,7 +92,7 @@ def test_output_names_and_repeated_inputs(tiny, tmp_path, capsys):
     assert code == 0 and cv2.imread(str(tmp_path / 'up' / 'cat_x4.png')).shape[:2] == (80, 96)
     assert not (tmp_path / 'up' / 'cat_x4.png').is_dir()
     code, out, _ = infer(['-i', tmp_path / 'a.png', '-i', tmp_path / 'b.png', '-o', tmp_path / 'both'], capsys, tiny)
-    assert code == 0 and sorted(os.listdir(tmp_path / 'both')) == ['a.png', 'b.png']
+    assert code == 0 and sorted(p for p in os.listdir(tmp_path / 'both') if p[0] != '.') == ['a.png', 'b.png']
     one_error(*infer(['-i', tmp_path / 'a.png', '-i', tmp_path / 'b.png', '-o', tmp_path / 'x.png'], capsys,
                      tiny)[::2], 'names one file, but 2 inputs')
     one_error(*infer(['-i', tmp_path / 'a.png', '-o', tmp_path / 'x.gif'], capsys, tiny)[::2], '.gif')
@@ -173,7 +173,7 @@ def test_multi_frame_files_give_their_first_frame_and_one_note(tiny, tmp_path, c
     assert code == 0
     notes = [line for line in err if line.startswith('note: ') and 'frames' in line]
     assert len(notes) == 2 and all('2 frames' in n and 'only the first' in n for n in notes), err
-    assert sorted(os.listdir(out)) == ['anim.webp', 'pages.tif']
+    assert sorted(p for p in os.listdir(out) if not p.startswith('.')) == ['anim.webp', 'pages.tif']
 
 
 def test_grey_alpha_stays_grey_alpha(tiny, tmp_path, capsys):
@@ -205,7 +205,8 @@ def test_subfolders_are_recursed_and_other_files_named(tiny, tmp_path, capsys):
     cv2.imwrite(str(src / '.thumbnails' / 'a.png'), sample_image('chelsea.png')[:20, :20])
     code, stdout, err = infer(['-i', src, '-o', out], capsys, tiny)
     assert code == 0 and '3 upscaled' in stdout
-    assert sorted(snapshot(out)) == ['a.png', 'trip/b.jpg', 'trip/day1/c.png']
+    assert sorted(snapshot(out)) == ['.a.png.pfdn-made.json', 'a.png', 'trip/.b.jpg.pfdn-made.json', 'trip/b.jpg',
+                                     'trip/day1/.c.png.pfdn-made.json', 'trip/day1/c.png']
     assert [line for line in err if line.startswith(('note:', 'error:'))] == [
         next(line for line in err if line.startswith('note: 1 file(s) under'))]
     assert any(line.startswith('note: 1 file(s) under') and 'notes.txt' in line for line in err), err

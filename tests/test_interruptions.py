@@ -54,7 +54,7 @@ def test_a_disk_that_fills_up_mid_run_stops_with_one_line_and_keeps_what_was_wri
     monkeypatch.setattr(images, 'write_bytes', fills_up)
     code, _, err = infer(['-i', src, '-o', out], capsys, tiny)
     one_error(code, err, 'b.png', 'disk is full')
-    assert sorted(os.listdir(out)) == ['a.png']
+    assert sorted(os.listdir(out)) == ['.a.png.pfdn-made.json', 'a.png']  # the result and what made it
 
 
 KILL_SCRIPT = '''
@@ -221,15 +221,16 @@ def test_infer_rerun_after_an_interruption_continues_and_keeps_no_torn_image(dat
         code, _, err = cli(args, capsys)
     assert code == 130 and err[-1] == ('interrupted; rerun the same command to continue: finished images and '
                                       'video segments are kept')
-    assert sorted(os.listdir(out)) == ['a.png']
+    assert sorted(os.listdir(out)) == ['.a.png.pfdn-made.json', 'a.png']  # the result and what made it
     first = (out / 'a.png').read_bytes()
     code, stdout, _ = cli(args, capsys)
-    assert code == 0 and '2 upscaled' in stdout and '1 skipped' in stdout and (out / 'a.png').read_bytes() == first
+    assert code == 0 and '2 upscaled' in stdout and '1 kept' in stdout and (out / 'a.png').read_bytes() == first
     (out / 'b.png').write_bytes((out / 'b.png').read_bytes()[:300])  # torn (as by an older version), or not ours
     torn = (out / 'b.png').read_bytes()
     code, _, err = cli(args, capsys)
-    assert code == 1 and err[-1].startswith(f'error: {out / "b.png"}: exists but is not a complete result')
-    assert 'truncated' in err[-1] and '--force' in err[-1]
+    assert code == 1 and err[-1] == (f'error: {out / "b.png"}: exists and is not a result this command made of this '
+                                     'input; it was left as it is; pass --force to replace it, or choose another '
+                                     'output')
     assert (out / 'b.png').read_bytes() == torn
     assert cli(args + ['--force'], capsys)[0] == 0 and cv2.imread(str(out / 'b.png')).shape == (160, 200, 3)
 
@@ -280,7 +281,8 @@ def test_stopping_schedule_stops_its_running_stage(data, tmp_path):
             if how == 'SIGTERM':
                 assert proc.returncode == 130
                 assert err.strip().splitlines()[-1] == ('interrupted; rerun the same command to continue: finished '
-                                                        'stages are skipped, the stopped one resumes')
+                                                        'stages are skipped, the stopped one resumes from its last '
+                                                        'saved training state (or starts again if none was saved)')
     finally:
         for _, _, proc in runs.values():
             try:
@@ -496,3 +498,18 @@ def test_ctrl_c_in_a_commands_first_second_is_one_line_never_a_traceback_or_a_ha
             assert err.strip().splitlines()[-1].startswith('interrupted'), (attempt, err[-500:])
         outcomes.append(proc.returncode)
     assert outcomes.count(130) >= 10, outcomes  # the instants fell in the start, not after the work
+
+
+@pytest.mark.parametrize('stop_at,says', [
+    (1, 'interrupted; nothing was saved yet (no training state in experiments/run/training_states): run the same '
+        'command to start again'),
+    (3, 'interrupted; rerun it with --auto_resume to continue from the training state saved at iter 2 '
+        '(experiments/run/training_states/2.state)')])
+def test_ctrl_c_offers_auto_resume_only_where_a_training_state_was_saved(data, tmp_path, capsys, monkeypatch,
+                                                                       stop_at, says):
+    from pfdn_arch.models.pfdn_model import PFDNModel
+    yml = train_yml(data, tmp_path, total=100, save_every=2)
+    monkeypatch.chdir(tmp_path)
+    interrupt_after(monkeypatch, PFDNModel, 'optimize_parameters', stop_at)
+    code, _, err = cli(['train', '-opt', yml], capsys)
+    assert code == 130 and err[-1] == says, err[-3:]

@@ -135,11 +135,16 @@ def test_the_test_yml_scores_the_sets_that_exist_and_says_which_it_left_out(weig
     assert any('datasets.test_2 (Urban100) is left out' in n for n in run.cpu_adjustments())
 
 
-def test_the_skip_message_says_where_to_put_the_data(monkeypatch):
-    monkeypatch.delenv('CI', raising=False)
-    with pytest.raises(pytest.skip.Exception, match='PFDN_SHARED') as skipped:
-        need_shared('/nowhere/weights/team08_PFDN.pth')
-    assert 'team08_PFDN.pth' in str(skipped.value)
+def test_a_skip_says_in_one_short_line_what_is_missing_and_what_brings_it(monkeypatch):
+    import conftest
+    for path, brings in ((conftest.WEIGHTS, 'curl'), (conftest.SET5_HR, 'basicsr prepare benchmark'),
+                         (conftest.TRAIN_HR, 'PFDN_SHARED')):
+        with monkeypatch.context() as m, pytest.raises(pytest.skip.Exception) as skipped:
+            m.delenv('CI', raising=False)
+            m.setattr(os.path, 'exists', lambda p: False)
+            need_shared(path)
+        line = f'SKIPPED [1] tests/test_deploy.py:1234: {skipped.value}'  # as pytest -rs prints it
+        assert brings in line and len(line) < 160 and '\n' not in line, line
 
 
 def test_scheduler_lists_that_do_not_agree_are_one_line(photos, tmp_path, capsys, monkeypatch):

@@ -71,7 +71,8 @@ def infer(args, env):
 
 
 def pixels(folder):
-    return {p: cv2.imread(os.path.join(folder, p), cv2.IMREAD_UNCHANGED) for p in sorted(os.listdir(folder))}
+    return {p: cv2.imread(os.path.join(folder, p), cv2.IMREAD_UNCHANGED) for p in sorted(os.listdir(folder))
+            if p[0] != '.'}  # not the records beside them
 
 
 @pytest.mark.parametrize('dtype', ['auto', 'fp32'])
@@ -322,4 +323,4 @@ def test_the_quick_route_says_of_a_qat_checkpoint_what_the_usual_route_says(cach
     assert code == 0, err
     assert any('quantization-aware fine-tuning' in line and 'basicsr export --formats int8' in line for line in err), err
     assert any(line.startswith('backend: openvino') for line in err), err
-    assert len(os.listdir(tmp_path / 'out')) == 4
+    assert len([p for p in os.listdir(tmp_path / 'out') if p[0] != '.']) == 4

@@ -113,7 +113,8 @@ def test_video_keeps_frames_timing_audio_colours_and_matches_infer_on_its_frames
     assert got['colours'] == src['colours'] == (5, 1) and got['codec'] == 'h264'
     quality = [psnr(g, r) for g, r in zip(got['frames'], reference)]  # RGB, every frame
     assert min(quality) > 38, quality
-    assert sorted(os.listdir(tmp_path / 'out')) == ['.clip_x4.mp4.pfdn-lock', 'clip_x4.mp4']  # parts gone
+    assert sorted(os.listdir(tmp_path / 'out')) == ['.clip_x4.mp4.pfdn-lock', '.clip_x4.mp4.pfdn-made.json',
+                                                    'clip_x4.mp4']  # parts gone; the film and what made it
 
     # lossless (FFV1 in RGB): exactly the frames infer makes from the images
     code, _, err = cli(['infer', '-i', clip, '-o', tmp_path / 'lossless.mkv', '--codec', 'ffv1'] + common, capsys)
@@ -126,9 +127,10 @@ def test_video_keeps_frames_timing_audio_colours_and_matches_infer_on_its_frames
     # sample; same-container outputs above and below keep them exactly)
     assert lossless['audio_packets'] == src['audio_packets'] and len(src['audio_packets']) > 80
 
-    # a rerun keeps the finished output; a folder may mix images and videos
-    code, out, _ = cli(['infer', '-i', clip, '-o', tmp_path / 'out' / 'clip_x4.mp4'] + common, capsys)
-    assert code == 0 and '1 skipped because the output exists' in out
+    # a rerun of the same work keeps the finished output; a folder may mix images and videos
+    code, out, _ = cli(['infer', '-i', clip, '-o', tmp_path / 'out' / 'clip_x4.mp4', '--segment', '0.5'] + common,
+                       capsys)
+    assert code == 0 and '1 kept' in out
     mixed = tmp_path / 'mixed'
     mixed.mkdir()
     os.replace(clip, mixed / 'clip.mp4')

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Dict, NoReturn, Optional
+from typing import Callable, Dict, NoReturn, Optional, Union
 
 from ..errors import OptionsError, OutputExists
 
@@ -58,9 +58,11 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def add_command(sub: 'argparse._SubParsersAction', name: str, help_: str, description: Optional[str] = None,
-                on_interrupt: str = 'nothing was left half-written') -> argparse.ArgumentParser:
+                on_interrupt: Union[str, Callable[[argparse.Namespace], str]] = 'nothing was left half-written'
+                ) -> argparse.ArgumentParser:
     """A sub-command's parser, in the style every command shares: each option's default shown in its help, and
-    what a rerun does after Ctrl-C/SIGTERM (``on_interrupt``)."""
+    what a rerun does after Ctrl-C/SIGTERM (``on_interrupt``: the line, or what makes it from the command's
+    arguments once it stopped, where the truth depends on what it did)."""
     p = sub.add_parser(name, help=help_, description=description or help_, formatter_class=_Help)
     p.set_defaults(on_interrupt=on_interrupt)
     return p

@@ -30,8 +30,9 @@ def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
     p = add_command(sub, 'infer', 'upscale an image, a video or a folder (backends, batches, tiles, 16-bit, alpha)',
                     'Upscale images with a deployed PFDN (png, jpg, bmp, tiff, webp; grayscale, RGBA and 16-bit kept '
                     'as such) and videos (any FFmpeg reads; needs pip install "pfdn[video]"): frame timestamps, '
-                    'colour matrix and range kept, audio and subtitles copied. Finished outputs are kept on a rerun; '
-                    '--force replaces them.',
+                    'colour matrix and range kept, audio and subtitles copied. A rerun keeps the results this '
+                    'same work made (same input, weights, scale and settings) and makes again those that other '
+                    'weights or settings made; --force replaces any.',
                     on_interrupt='rerun the same command to continue: finished images and video segments are kept')
     p.add_argument('-i', '--input', required=True, action='append',
                    help='an image, a video, or a folder of them (subfolders too); give -i again for more')
@@ -101,9 +102,11 @@ def run(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..deploy.media.images import upscale_files
+    from ..files.made import model_digest
     from ..deploy.media.inputs import folder_workload
     from ..deploy.media.video import is_video, upscale_video
     from ..deploy.runtime.base import default_threads
+    from ..deploy.runtime.tiles import check_tiles
     from ..deploy.runtime.build import build_runner, is_model_file
     from ..deploy.runtime.upscaler import Upscaler
     from ..errors import PFDNError
@@ -116,6 +119,7 @@ def run(a: argparse.Namespace) -> int:
     images = [(p, rel) for p, rel in inputs if not is_video(p)]
     weights = weights_or_default(a.weights)
     paths = [p for p, _ in inputs]
+    check_tiles(a.tile, a.tile_overlap)  # before the workload is sized from them
     workload = folder_workload(paths, a.tile, a.tile_overlap)
     runner = build_runner(weights, a.backend, a.device, a.dtype, workload=workload, warn=note,
                           streams=1 if len(paths) == 1 and not videos else default_threads(),
@@ -126,15 +130,15 @@ def run(a: argparse.Namespace) -> int:
     from ..layout.locations import describe_weights
     print(f'weights: {describe_weights(weights)}', file=sys.stderr)
     print(f'backend: {chosen(runner, a.dtype)}', file=sys.stderr)
-    done, skipped, failed = 0, [], []
+    # what the results depend on besides their input: a kept result is one this same work made (files/made.py)
+    made_with = {'weights': model_digest(weights), 'scale': runner.upscale, 'ran': str(runner), 'tile': a.tile,
+                 'tile_overlap': a.tile_overlap}
+    done, skipped, again, failed = 0, [], [], []
     if images:
         with tqdm(total=len(images), desc='upscaling', unit='img') as bar:
             run = upscale_files(images, out_dir, up, a.force, bar.update,
-                                lambda line: bar.write(line, file=sys.stderr), a.png_compression)
-        done, skipped, failed = run.done, run.skipped, run.failed
-    # what the frames depend on besides the input: a rerun with other settings starts its segments over
-    made_with = {'weights': _identity(weights), 'backend': str(runner), 'dtype': runner.dtype, 'tile': a.tile,
-                 'tile_overlap': a.tile_overlap}
+                                lambda line: bar.write(line, file=sys.stderr), a.png_compression, made_with)
+        done, skipped, again, failed = run.done, run.skipped, run.again, run.failed
     for path, rel in videos:
         out_path = out_file or _video_output(os.path.join(out_dir, rel), note)
         with tqdm(desc=os.path.basename(path), unit='frame', dynamic_ncols=True) as bar:
@@ -154,9 +158,14 @@ def run(a: argparse.Namespace) -> int:
             skipped.append(out_path)
         else:
             done += 1
+            if outcome == 'again':
+                again.append(out_path)
+    if again:
+        print(f'note: made again, with these weights and settings: {_listed(again)} (other weights or settings had '
+              'made them)', file=sys.stderr)
     where = out_file or a.output
     print(f'{done} upscaled x{runner.upscale} into {where}' + (
-        f'; {len(skipped)} skipped because the output exists (--force overwrites)' if skipped else ''))
+        f'; {len(skipped)} kept: already made by this same work (--force makes them again)' if skipped else ''))
     flags = {'force': '--force', 'tile': '--tile', 'codec': '--codec', 'crf': '--crf', 'output': '-o'}
     for failure in failed:
         print(error_line(failure, flags), file=sys.stderr)
@@ -173,8 +182,11 @@ def inputs_and_output(sources: List[str], output: str, note: Callable[[str], Non
     from ..deploy.media.video import MUXERS, VIDEO_EXTS, is_video
     from ..errors import OptionsError
     from ..files.images import IMAGE_EXTS, REFUSED
-    from ..files.paths import output_dir, output_file
+    from ..files.paths import input_file, output_dir, output_file
 
+    for source in sources:  # an input that is not there is the first thing to say
+        if not os.path.exists(source):
+            input_file(source)  # not found, or a broken link
     ext = os.path.splitext(output)[1].lower()
     names_file = ext in IMAGE_EXTS + VIDEO_EXTS + tuple(REFUSED) and not os.path.isdir(output)
     if names_file:
@@ -226,9 +238,10 @@ def chosen(runner: Runner, asked: str) -> str:
     return f'{runner.name} {runner.dtype} (auto; --dtype fp32 for exact)'
 
 
-def _identity(path):
-    st = os.stat(path)
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+def _listed(paths: List[str], most: int = 3) -> str:
+    """Up to ``most`` names, then how many more."""
+    shown = ', '.join(paths[:most])
+    return shown + (f' and {len(paths) - most} more' if len(paths) > most else '')
 
 
 def _video_output(path, note):

@@ -66,9 +66,12 @@ class LineEnds:
         self.stream, self.mid_line = stream, False
 
     def write(self, text: str) -> int:
+        # said open before the write and closed after it: a Ctrl-C at any instant leaves at worst a blank line
+        if text and not text.endswith('\n'):
+            self.mid_line = True
         written = self.stream.write(text)
-        if text:
-            self.mid_line = not text.endswith('\n')
+        if text.endswith('\n'):
+            self.mid_line = False
         return written
 
     def __getattr__(self, name: str) -> Any:

@@ -2,7 +2,10 @@
 model's score, a plot of validation PSNR across the stages and comparison crops.
 
 ``--profile smoke`` runs the same five stage files scaled down (small patches, few iterations, CPU) on LMDBs made
-from scikit-image's built-in photos: the whole recipe end to end in a few minutes on a laptop.
+from scikit-image's built-in photos: the whole recipe end to end in a few minutes on a laptop. ``--profile cpu
+--hr my_photos/`` scales the stages the same way (a few more iterations) and trains on the user's photos,
+validated on Set5 where ``prepare benchmark`` made it. ``--out`` copies the final deployed checkpoint to a file of
+the user's choosing.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from . import add_command, add_override_flag
 def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
     from ..archs.pfdn.limits import SCALES
     from ..layout.locations import DEFAULT_SCHEDULE
+    from ..schedule.profiles import OWN_ROOT, PROFILES
 
     p = add_command(sub, 'schedule', 'run the chain of training stages in order, resuming',
                     'Run the stages of a schedule in order: finished stages (a net_g_latest.pth that loads) are '
@@ -24,10 +28,17 @@ def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
                     'an ETA (each stage\'s own log: experiments/[smoke_]schedule_logs/), and ends with a report '
                     '(score, PSNR plot, comparison crops).',
                     on_interrupt='rerun the same command to continue: finished stages are skipped, the stopped '
-                                 'one resumes')
+                                 'one resumes from its last saved training state (or starts again if none was saved)')
     p.add_argument('--schedule', default=DEFAULT_SCHEDULE, help='schedule yml listing the stage ymls')
-    p.add_argument('--profile', choices=('full', 'smoke'), default='full',
-                   help='full: the stage files as they are; smoke: scaled down, CPU, built-in photos')
+    p.add_argument('--profile', choices=tuple(PROFILES), default='full',
+                   help='full: the stage files as they are (GPUs: days); smoke: scaled down to minutes on a CPU, on '
+                        'built-in photos; cpu: scaled down the same way (a few more iterations), on your photos '
+                        '(--hr), validated on Set5 where basicsr prepare benchmark made it')
+    p.add_argument('--hr', metavar='FOLDER', help='--profile cpu: the folder of your HR photos to train on (PNG, '
+                                                  'JPEG, WebP, TIFF, HEIC); LR images and LMDBs go to '
+                                                  f'{OWN_ROOT}/')
+    p.add_argument('--out', metavar='FILE.pth', help='copy the final deployed checkpoint (the released layout, for '
+                                                     'basicsr infer --weights) to this file')
     p.add_argument('--scale', type=int, choices=SCALES, default=4,
                    help='x2 or x3: every stage at that scale (same LR patches; upscale, LR data, names and metrics '
                         'follow: checks/scales.py)')
@@ -44,22 +55,33 @@ def run(args: argparse.Namespace) -> int:
     from ..checks.options import RunOptions
     from ..schedule.runner import Schedule
     from ..checks.scales import rescaled
-    from ..schedule.stages import SMOKE_ROOT, load_schedule, make_smoke_data, smoke_stage
+    from ..schedule.profiles import CPU_ITERS, PROFILES, SMOKE_ROOT
+    from ..schedule.stages import load_schedule, make_own_data, make_smoke_data, smoke_stage
 
+    photos = own_photos(args)
+    if args.out:
+        deliverable(args.out)  # before hours of training, not after
     stages = load_schedule(args.schedule)
-    prefix = 'smoke_' if args.profile == 'smoke' else ''
+    prefix = PROFILES[args.profile]
     tag = '' if args.scale == 4 else f'_x{args.scale}'
     val_dir = None
     derived = []
     if args.scale != 4:
         stages = [(path, rescaled(opt, args.scale)) for path, opt in stages]
-    if args.profile == 'smoke':
-        print(f'smoke profile: preparing data from built-in sample photos in {SMOKE_ROOT}', flush=True)
-        data = make_smoke_data(scale=args.scale)
-        val_dir = data[2]
+    if args.profile in ('smoke', 'cpu'):
         names = [opt['name'] for _, opt in stages]
-        stages = [(path, smoke_stage(opt, i, names, data)) for i, (path, opt) in enumerate(stages)]
-    if args.profile == 'smoke' or args.scale != 4:  # the stage files as they will run, written for each stage
+        if args.profile == 'smoke':
+            print(f'smoke profile: preparing data from built-in sample photos in {SMOKE_ROOT}', flush=True)
+            data = make_smoke_data(scale=args.scale)
+        else:
+            print(f'cpu profile: preparing data from {args.hr} ({len(photos)} photos)', flush=True)
+            data = make_own_data(args.hr, scale=args.scale)
+            set_aside_other_photos_runs([prefix + n for n in names], photos, tag)
+        val_dir = data[2]
+        iters = CPU_ITERS if args.profile == 'cpu' else None
+        stages = [(path, smoke_stage(opt, i, names, data, *((iters, prefix) if iters else ())))
+                  for i, (path, opt) in enumerate(stages)]
+    if prefix or args.scale != 4:  # the stage files as they will run, written for each stage
         out_dir = os.path.join('experiments', f'{prefix}schedule{tag}_options')
         os.makedirs(out_dir, exist_ok=True)
         for path, opt in stages:
@@ -75,7 +97,93 @@ def run(args: argparse.Namespace) -> int:
     Schedule(checked, os.path.join('experiments', f'{prefix}schedule{tag}_logs'),
              say=lambda line: print(line, flush=True)).run(overrides, args.verbose)
     report(checked, prefix + ('' if not tag else tag[1:] + '_'), val_dir, args.scale)
+    if args.out:
+        deliver(checked[-1][1]['name'], args.out)
     return 0
+
+
+def own_photos(args: argparse.Namespace) -> list:
+    """The photos ``--hr`` names (``--profile cpu`` only, where it is required); one line where they are not."""
+    from ..errors import OptionsError
+    from ..files.images import list_images
+
+    if args.profile != 'cpu':
+        if args.hr:
+            raise OptionsError(f'is for --profile cpu (your photos); --profile {args.profile} trains on '
+                               + ('built-in photos' if args.profile == 'smoke' else "the stage files' datasets"), 'hr')
+        return []
+    if not args.hr:
+        raise OptionsError('--profile cpu trains on your photos: give their folder, e.g. --hr my_photos/', 'hr')
+    if not os.path.isdir(args.hr):
+        raise OptionsError(f'{args.hr}: not found, or not a folder of photos', 'hr')
+    photos = list_images(args.hr)
+    if not photos:
+        raise OptionsError(f'{args.hr}: no photos here (PNG, JPEG, WebP, TIFF, HEIC)', 'hr')
+    return photos
+
+
+def set_aside_other_photos_runs(names: list, photos: list, tag: str) -> None:
+    """The cpu profile's experiments were trained on the photos recorded in ``experiments/cpu_schedule_options/
+    photos.json``: where these photos are others (or the record is gone: doubt), the experiments are renamed
+    ``<name>_archived_<time>`` as BasicSR sets aside a run it does not resume, so the schedule trains on these from
+    the start and nothing is lost."""
+    import json
+    import time
+
+    from ..files.atomic import write_text
+    from ..files.sources import digest
+
+    folder = os.path.join('experiments', f'cpu_schedule{tag}_options')
+    record = os.path.join(folder, 'photos.json')
+    now = {os.path.basename(p): digest(p) for p in photos}
+    try:
+        with open(record) as f:
+            before = json.load(f)
+    except (OSError, ValueError):
+        before = None
+    if before != now:
+        stamp = time.strftime('%Y%m%d_%H%M%S')
+        for name in names:
+            folder_of = os.path.join('experiments', name)
+            if os.path.isdir(folder_of):
+                os.replace(folder_of, f'{folder_of}_archived_{stamp}')
+                print(f'note: {folder_of} was trained on other photos: set aside as {folder_of}_archived_{stamp}',
+                      flush=True)
+    os.makedirs(folder, exist_ok=True)
+    write_text(record, json.dumps(now, indent=1, sort_keys=True))
+
+
+def deliverable(out: str) -> None:
+    """``--out`` may be written: a new file, or one this command wrote (its record says so); never the user's."""
+    from ..errors import OutputExists
+    from ..files.made import UNKNOWN, Made
+    from ..files.paths import output_file
+
+    output_file(out)
+    if os.path.lexists(out) and Made(out).verdict(OUT_WORK) == UNKNOWN:
+        raise OutputExists(out, 'exists and is not a model basicsr schedule wrote; it was left as it is: choose '
+                                'another --out')
+
+
+OUT_WORK = {'made by': 'basicsr schedule --out'}  # what the record beside --out says made it
+
+
+def deliver(final_stage: str, out: str) -> None:
+    """The final stage's deployed checkpoint, checked (it loads, every weight finite), copied to ``out``
+    atomically (its record first)."""
+    from ..files.atomic import write_bytes
+    from ..files.checkpoints import load_checkpoint
+    from ..files.made import Made, bytes_digest
+    from ..layout.experiment import Experiment
+
+    final = Experiment(final_stage).network('latest', deployed=True)
+    load_checkpoint(final)
+    deliverable(out)
+    with open(final, 'rb') as f:
+        data = f.read()
+    Made(out).record(bytes_digest(data), OUT_WORK)
+    write_bytes(out, data)
+    print(f'your model: {out} (the released layout: basicsr infer -i photo.jpg -o photo_x4.png --weights {out})')
 
 
 def report(stages: list, prefix: str, val_dir: Optional[str], scale: int = 4) -> None:

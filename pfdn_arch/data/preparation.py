@@ -350,14 +350,16 @@ def _make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt, scale, note):
 
 
 def prepare_df2k(hr_dirs: Union[str, Sequence[str]], root: str = 'datasets/DF2K', fmt: str = 'decoded',
-                 scale: int = 4, crop: int = 960, step: int = 480, workers: int = 1) -> Tuple[str, str]:
+                 scale: int = 4, crop: int = 960, step: int = 480, workers: int = 1,
+                 prefix: str = 'DF2K') -> Tuple[str, str]:
     """The training LMDBs of the schedule from HR folders (DIV2K_train_HR, Flickr2K_HR). Returns (gt, lq) paths.
 
     decoded (default): x4 LR of every whole HR image (``<root>/DF2K_LR_bicubic_X4/``, PNG), then decoded GT and
     LQ LMDBs of the whole images (``DF2K_HR.lmdb``, ``DF2K_LR_bicubic_X4.lmdb``) for ``PairedCropDataset``: whole
     images serve random crops of any size directly. png: BasicSR's way for ``PairedImageDataset``: ``crop``-px
     sub-images every ``step`` px (PNG decoding of a whole sub-image per sample is the cost that bounds it).
-    Every step keeps what exists, so a rerun continues an interrupted one."""
+    Every step keeps what exists, so a rerun continues an interrupted one. ``prefix``: the names' first part (DF2K:
+    the names the option files read)."""
     hr_images = [p for d in hr_dirs for p in _images_in(d)]
     names = [os.path.splitext(os.path.basename(p))[0] for p in hr_images]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -371,14 +373,14 @@ def prepare_df2k(hr_dirs: Union[str, Sequence[str]], root: str = 'datasets/DF2K'
     if fmt == 'png':
         if crop % scale:
             raise OptionsError(f'{crop} is not a multiple of the scale {scale}', 'crop')
-        hr = os.path.join(root, f'DF2K_HR_sub{crop}')
-        lr = os.path.join(root, f'DF2K_LR_bicubic_X{scale}_sub{crop // scale}')
+        hr = os.path.join(root, f'{prefix}_HR_sub{crop}')
+        lr = os.path.join(root, f'{prefix}_LR_bicubic_X{scale}_sub{crop // scale}')
         for folder in hr_dirs:
             extract_subimages(folder, hr, crop, step, desc=f'crops of {os.path.basename(folder)}')
         hr_dirs = [hr]
     else:
-        lr = os.path.join(root, f'DF2K_LR_bicubic_X{scale}')
-        hr = os.path.join(root, 'DF2K_HR')
+        lr = os.path.join(root, f'{prefix}_LR_bicubic_X{scale}')
+        hr = os.path.join(root, f'{prefix}_HR')
     make_lr(hr_dirs, lr, scale, desc=f'x{scale} LR', workers=workers)
     gt_lmdb, lq_lmdb = gt_lmdb_name(hr + '.lmdb', scale), lr + '.lmdb'
     make_paired_lmdb(hr_dirs, lr, gt_lmdb, lq_lmdb, fmt, scale)

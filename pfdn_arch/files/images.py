@@ -330,22 +330,28 @@ def _with_png_chunks(data, chunks):
 
 
 def write_picture(path: str, picture: 'Picture', note: Callable[[str], None] = print,
-                  params: Optional[List[int]] = None) -> None:
+                  params: Optional[List[int]] = None, before: Optional[Callable[[bytes], None]] = None) -> None:
     """Write ``picture`` (a Picture) in the format of ``path``'s extension, atomically, with its ICC profile and
     its kind (grey+alpha stays two channels); ``params``: OpenCV's PNG encoding flags. What a format cannot carry is
-    said through ``note``, once per file."""
+    said through ``note``, once per file. ``before(data)``: called with the file's bytes before the file is written
+    (a record of what is about to be written, kept before the file takes its name)."""
+    data = _picture_bytes(path, picture, note, params)
+    if before is not None:
+        before(data)
+    write_bytes(path, data)
+
+
+def _picture_bytes(path, picture, note, params):
     pixels, icc = picture.pixels, picture.icc
     ext = os.path.splitext(path)[1].lower()
     chunks = list(getattr(picture, 'png_chunks', ()))
     if chunks and ext != '.png':
         note(f'note: {path}: its PNG colour chunks (gAMA/cHRM/sRGB) have no place in a {ext} file and are left out')
     if ext in PIL_EXTS:
-        write_bytes(path, _pil_encode(path, pixels, icc))
-        return
+        return _pil_encode(path, pixels, icc)
     if ext in ('.tif', '.tiff') and pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] == 4:
         # OpenCV writes RGBA TIFF without saying its alpha is straight; Pillow marks it (ExtraSamples: unassociated)
-        write_bytes(path, _pil_bytes(np.ascontiguousarray(pixels[..., [2, 1, 0, 3]]), 'RGBA', 'TIFF', icc))
-        return
+        return _pil_bytes(np.ascontiguousarray(pixels[..., [2, 1, 0, 3]]), 'RGBA', 'TIFF', icc)
     if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey+alpha: OpenCV writes 1, 3 or 4 channels only
         if ext == '.png' and pixels.dtype == np.uint8:
             data = _pil_bytes(pixels, 'LA', 'PNG', icc)
@@ -360,7 +366,7 @@ def write_picture(path: str, picture: 'Picture', note: Callable[[str], None] = p
         data = _with_icc(path, ext, data, pixels, icc, note)
     if chunks and ext == '.png':
         data = _with_png_chunks(data, chunks)
-    write_bytes(path, data)
+    return data
 
 
 def _pil_bytes(pixels, mode, fmt, icc, **kwargs):

@@ -26,7 +26,7 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
-from basicsr.utils.dist_util import master_only
+from basicsr.utils.dist_util import get_dist_info, master_only
 
 from .. import stopping
 from ..archs import spec_for
@@ -40,8 +40,13 @@ from ..files.atomic import save_torch
 from ..files.checkpoints import check_fit, load_checkpoint, load_into
 from ..files.images import write_image
 from ..layout.experiment import Experiment, add_validation
+from ..layout.progress import PROGRESS, Progress, duration, remove_progress
 from .ncc_teacher import LayerwiseNCC
 from .train_step import TrainStep, amp_dtype
+
+
+# a stage that would train longer than this on a CPU says how to train on one in minutes instead
+SLOW_ON_CPU_S = 6 * 3600
 
 
 class PFDNModel(SRModel):
@@ -71,6 +76,7 @@ class PFDNModel(SRModel):
     _runner: Any
     _losses: Any
     _lq_path: Any
+    progress: Progress
 
     def __init__(self, opt: dict):
         self.amp_dtype = amp_dtype(opt)
@@ -157,9 +163,30 @@ class PFDNModel(SRModel):
             self.ncc = LayerwiseNCC(ncc_opt, self.get_bare_model(self.net_g), self._teacher(), self.device)
             get_root_logger().info(f'NCC loss on {self.ncc.describe()}')
         self._compile()
+        self.progress = self._progress()
         if not self.reparameterizable():
             get_root_logger().info(f'{type(self.get_bare_model(self.net_g)).__name__} has no reparameterize(): it '
                                    'trains and validates as it is, and no net_g_deploy_*.pth files are written.')
+
+    def _progress(self) -> Progress:
+        """The progress lines from the first seconds (``layout/progress.py``); on a CPU, a stage that would take more
+        than ``SLOW_ON_CPU_S`` says how to train in minutes instead. Only the first process of a distributed run
+        says them."""
+        logger, folder = get_root_logger(), self.opt['path'].get('experiments_root')
+        record = os.path.join(folder, PROGRESS) if folder and get_dist_info()[0] == 0 else None
+        if record:
+            remove_progress(record)
+
+        def say(line: str) -> None:
+            if get_dist_info()[0] != 0:
+                return
+            logger.info(line)
+            left = self.progress.eta(self._current_iter)
+            if self.progress.lines == 0 and self.device.type == 'cpu' and left is not None and left > SLOW_ON_CPU_S:
+                logger.info(f'on a CPU this stage takes {duration(left)}: basicsr schedule --profile cpu --hr '
+                            '<your photos> trains the recipe in minutes (docs/training.md, "Training on a CPU")')
+
+        return Progress(self.opt['train']['total_iter'], self.opt['logger'].get('print_freq', 100), say, record)
 
     def _teacher(self):
         """``network_t`` loaded from ``path.pretrain_network_t``, or None."""
@@ -231,6 +258,7 @@ class PFDNModel(SRModel):
         self._losses = OrderedDict((k, v.detach()) for k, v in losses.items())  # reduced only when logged
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+        self.progress.step(current_iter)
 
     def get_current_log(self) -> dict:
         self.step.check(self._current_iter)

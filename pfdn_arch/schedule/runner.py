@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from .. import stopping
 from ..errors import PFDNError
 from ..layout.experiment import Experiment
+from ..layout.progress import PROGRESS, duration, read_progress
 from .stages import stage_work
 
 POLL_SECONDS = 2.0
@@ -30,22 +31,18 @@ class StageFailed(PFDNError):
         self.log = log
 
 
-def duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return (f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 else
-            f'{seconds // 60}m{seconds % 60:02d}s')
-
-
 class Schedule:
     """Stages ``[(yml path, options)]`` and where the schedule keeps its own files (``logs``)."""
 
     def __init__(self, stages: List[Tuple[str, dict]], logs: str, say: Callable[[str], None] = print):
         self.stages, self.logs, self.say = stages, logs, say
+        self.rates = Rates()  # what the stages run so far measured
+        self.later: List[Tuple[dict, int]] = []  # the stages after the running one, and their iterations
 
     def run(self, overrides: Sequence[str] = (), verbose: bool = False) -> None:
         os.makedirs(self.logs, exist_ok=True)
         start, n = time.time(), len(self.stages)
-        rates = Rates()
+        rates = self.rates = Rates()
         for i, (path, opt) in enumerate(self.stages):
             exp, total = Experiment(opt['name']), opt['train']['total_iter']
             head = f'[stage {i + 1}/{n}] {exp.name}'
@@ -61,12 +58,15 @@ class Schedule:
             what = f'resuming at iter {done}/{total}' if done else f'{total} iters'
             self.say(f'{head}: {what}, LR patch {lr}, {form} | schedule {duration(time.time() - start)} elapsed, {eta}')
             t0 = time.time()
-            marks = self.run_stage(path, exp, total, overrides, verbose)
+            self.later = [(o, o['train']['total_iter']) for _, o in self.stages[i + 1:]
+                          if not Experiment(o['name']).finished()]
+            marks = self.run_stage(path, exp, total, overrides, verbose, opt)
             rates.add(opt, total - done, time.time() - t0, marks)
             self.say(f'{head}: done in {duration(time.time() - t0)}')
         self.say(f'schedule: all {n} stages finished ({duration(time.time() - start)} in this run)')
 
-    def run_stage(self, path: str, exp: Experiment, total: int, overrides: Sequence[str], verbose: bool) -> list:
+    def run_stage(self, path: str, exp: Experiment, total: int, overrides: Sequence[str], verbose: bool,
+                  opt: Optional[dict] = None) -> list:
         log = os.path.join(self.logs, exp.name + '.log')
         cmd = [sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', path, '--auto_resume']
         cmd += ['--force_yml', *overrides] if overrides else []
@@ -76,19 +76,21 @@ class Schedule:
             proc = subprocess.Popen(cmd, stdout=output, stderr=output,
                                     preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
             try:
-                marks = self._follow(proc, exp, total)
+                marks = self._follow(proc, exp, total, opt)
             except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI): stop the stage too
                 stop(proc)
                 raise
         self._outcome(proc.returncode, exp, log, start, verbose)
         return marks
 
-    def _follow(self, proc, exp, total):
-        """Progress lines from the stage's files while it runs: its validations and its saved states, each said
-        once (BasicSR validates the last iteration twice when it is also a validation step). Returns the (time,
-        iteration) of each progress seen, for the measured rate."""
+    def _follow(self, proc, exp, total, opt=None):
+        """Progress lines from the stage's files while it runs: its rate and ETA (its progress.json, from its first
+        seconds), its validations and its saved states, each said once (BasicSR validates the last iteration twice
+        when it is also a validation step). Returns the (time, iteration) of each progress seen, for the measured
+        rate."""
         said = {(e['iter'], e['dataset']) for e in exp.history()}
         seen_state, marks = exp.progress(), []
+        record, seen_record = os.path.join(exp.folder, PROGRESS), time.time()
         running = True
         while running:
             stopping.check()  # a Ctrl-C whose first raise was lost still stops the schedule (and its stage)
@@ -105,12 +107,26 @@ class Schedule:
                                    if k not in ('iter', 'dataset'))
                 self.say(f"    iter {entry['iter']}/{total}: {entry['dataset']} {values}")
                 marks.append((time.time(), entry['iter']))
+            now = read_progress(record)
+            if now is not None and now['time'] > seen_record and opt is not None:
+                seen_record = now['time']
+                self.say(f"    iter {now['iter']}/{total}: {self._rate_and_eta(opt, now)}")
+                marks.append((now['time'], now['iter']))
             saved = exp.progress()
             if saved > seen_state:
                 self.say(f'    iter {saved}/{total}: training state saved')
                 seen_state = saved
                 marks.append((time.time(), saved))
         return marks
+
+    def _rate_and_eta(self, opt: dict, now: dict) -> str:
+        """The stage's measured rate, and the ETAs of the stage and of the schedule at the rate it gets now."""
+        rate = now['per_second']
+        per = f'{rate:.2f} it/s' if rate >= 1 else f'{1 / rate:.1f} s/it'
+        stage_left = (now['total'] - now['iter']) / rate
+        per_work = 1 / (rate * stage_work(opt) / opt['train']['total_iter'])  # seconds per unit of work, now
+        later = self.rates.seconds_left(self.later, per_work)
+        return f'{per}, stage ETA {duration(stage_left)}, schedule ETA {duration(stage_left + (later or 0))}'
 
     def _outcome(self, code, exp, log, start, verbose):
         """The stage's exit status, and for a refused input (status 2) its one ``error:`` line from its log."""
@@ -158,11 +174,14 @@ class Rates:
             self.per_work.append(seconds / (iters * per_iter))
             self.fixed.append(0.0)
 
-    def seconds_left(self, stages: List[Tuple[dict, int]]) -> Optional[float]:
-        """Seconds for [(options, iterations left)], or None before anything was measured."""
-        if not self.per_work:
+    def seconds_left(self, stages: List[Tuple[dict, int]], per_work_now: Optional[float] = None) -> Optional[float]:
+        """Seconds for [(options, iterations left)], or None before anything was measured; ``per_work_now``: the
+        running stage's rate (seconds per unit of work), which says what this machine gives now (another job may
+        have started since the earlier stages ran)."""
+        if not self.per_work and per_work_now is None:
             return None
-        per_work, fixed = sum(self.per_work) / len(self.per_work), sum(self.fixed) / len(self.fixed)
+        per_work = per_work_now if per_work_now is not None else sum(self.per_work) / len(self.per_work)
+        fixed = sum(self.fixed) / len(self.fixed) if self.fixed else 0.0
         return sum(fixed + iters * stage_work(opt) / opt['train']['total_iter'] * per_work
                    for opt, iters in stages if iters > 0)
 

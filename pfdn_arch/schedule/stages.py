@@ -1,5 +1,6 @@
 """The training recipe as a chain of stage ymls (``options/schedule_pfdn_x4.yml``): loading it, what each stage
-costs, and the smoke profile (the same stages scaled down to a CPU and built-in photos).
+costs, and the profiles that scale it down to a CPU: smoke (built-in photos, the package's own check) and cpu (the
+user's own photos, validated on Set5 where it was prepared).
 """
 from __future__ import annotations
 
@@ -8,21 +9,14 @@ import os
 from typing import List, Optional, Sequence, Tuple
 
 from ..data.lmdb_store import gt_lmdb_name
-from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark
+from ..data.preparation import make_lr, make_paired_lmdb, prepare_benchmark, prepare_df2k
 from ..errors import OptionsError
 from ..layout.locations import DEFAULT_SCHEDULE, option_file
 from ..layout.samples import write_samples
 from ..models.train_step import AMP_OFF
 from ..checks.options import read_yml
+from .profiles import OWN_ROOT, SMOKE_BATCH, SMOKE_GT_SIZES, SMOKE_ITERS, SMOKE_ROOT, SMOKE_TRAIN, SMOKE_VAL
 
-# smoke profile: HR patch (LR = HR / 4; PFDN needs LR >= 15), iterations and batch per stage; stage 1 gets most
-# of the few minutes so that the deployed result beats bicubic
-SMOKE_GT_SIZES = (96, 112, 128, 144, 160)
-SMOKE_ITERS = (500, 40, 40, 40, 30)
-SMOKE_BATCH = (8, 4, 4, 4, 4)
-SMOKE_ROOT = os.path.join('datasets', 'smoke')
-SMOKE_TRAIN = ('coffee.png', 'rocket.jpg', 'ihc.png', 'hubble_deep_field.jpg', 'motorcycle_left.png')
-SMOKE_VAL = ('astronaut.png', 'chelsea.png')
 SET5 = os.path.join('datasets', 'benchmark', 'Set5', 'HR')
 
 
@@ -48,16 +42,32 @@ def make_smoke_data(root: str = SMOKE_ROOT, scale: int = 4) -> Tuple[str, str, s
     gt_lmdb = os.path.join(root, gt_lmdb_name('train_HR.lmdb', scale))
     lr = os.path.join(root, f'train_LR_X{scale}')
     lq_lmdb = lr + '.lmdb'
-    val = os.path.join(root, 'val')
     if not (os.path.isdir(gt_lmdb) and os.path.isdir(lq_lmdb)):
         photos = os.path.join(root, 'photos_train')
         write_samples(photos, SMOKE_TRAIN)
         make_lr(photos, lr, scale)
         make_paired_lmdb(photos, lr, gt_lmdb, lq_lmdb, 'decoded', scale)
+    return gt_lmdb, lq_lmdb, make_smoke_val(root, scale)
+
+
+def make_smoke_val(root: str = SMOKE_ROOT, scale: int = 4) -> str:
+    """The built-in validation photos in the benchmark layout (``<root>/val/HR``, ``LR_bicubic/X<scale>``)."""
+    val = os.path.join(root, 'val')
     if not os.path.isdir(os.path.join(val, 'LR_bicubic', f'X{scale}')):
         write_samples(os.path.join(root, 'photos_val'), SMOKE_VAL)
         prepare_benchmark(os.path.join(root, 'photos_val'), 'val', root=root, scales=(scale,))
-    return gt_lmdb, lq_lmdb, val
+    return val
+
+
+def make_own_data(hr: str, scale: int = 4, root: str = OWN_ROOT) -> Tuple[str, str, str]:
+    """Paired decoded LMDBs of the user's photos in ``hr`` (as ``prepare df2k`` makes them, under ``root``), and
+    the validation set: Set5 where ``prepare benchmark`` made it at this scale, else the built-in validation photos.
+    What exists is checked against the photos and kept, or made again where they changed."""
+    gt_lmdb, lq_lmdb = prepare_df2k([hr], root=root, scale=scale, prefix='own')
+    set5 = os.path.dirname(SET5)
+    if os.path.isdir(os.path.join(set5, 'LR_bicubic', f'X{scale}')):
+        return gt_lmdb, lq_lmdb, set5
+    return gt_lmdb, lq_lmdb, make_smoke_val(SMOKE_ROOT, scale)
 
 
 def scaled_stage(opt: dict, name: str, gt_size: int, total: int, batch: int, data: Tuple[str, str, str],
@@ -102,8 +112,9 @@ def scaled_stage(opt: dict, name: str, gt_size: int, total: int, batch: int, dat
 
 
 def smoke_stage(opt: dict, index: int, names: Sequence[str], data: Tuple[str, str, str],
-                iters: Sequence[int] = SMOKE_ITERS) -> dict:
-    """A real stage scaled to the smoke profile; the chain's paths point at the smoke experiments."""
+                iters: Sequence[int] = SMOKE_ITERS, prefix: str = 'smoke_') -> dict:
+    """A real stage scaled to the smoke profile (or the cpu profile: ``CPU_ITERS``, ``prefix`` cpu_); the chain's
+    paths point at the profile's experiments."""
     gt_size = SMOKE_GT_SIZES[index] // 4 * opt['scale']  # the same LR patches at every scale
-    return scaled_stage(opt, 'smoke_' + opt['name'], gt_size, iters[index], SMOKE_BATCH[index], data,
-                        {f'experiments/{n}/': f'experiments/smoke_{n}/' for n in names})
+    return scaled_stage(opt, prefix + opt['name'], gt_size, iters[index], SMOKE_BATCH[index], data,
+                        {f'experiments/{n}/': f'experiments/{prefix}{n}/' for n in names})

@@ -18,15 +18,17 @@ cannot go on (the output's disk is full, memory that no tile size fits, a runtim
 """
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
 from ...archs.pfdn.limits import MIN_INPUT_SIZE
 from ...errors import ImageError, NotEnoughMemory, OutputExists, PFDNError
-from ...files.images import Picture, image_header, read_image, read_picture, write_picture
-from ...files.paths import disk_full, free_bytes, output_dir
+from ...files.images import Picture, image_header, read_picture, write_picture
+from ...files.paths import PathError, disk_full, free_bytes, input_file, output_dir
+from ...files.sources import digest
+from ...files.made import SAME, UNKNOWN, Made, bytes_digest
 from ..runtime.base import out_of_memory
 from ..runtime.upscaler import Upscaler
 from .pipeline import Pipeline
@@ -36,12 +38,15 @@ READ_AHEAD, WRITE_BEHIND = 4, 4  # images decoded ahead of the network, and resu
 
 @dataclass
 class ToRun:
-    """A picture read, whose result is to be made; ``tile``: the LR tile side it runs in (0: the run's setting)."""
+    """A picture read, whose result is to be made; ``tile``: the LR tile side it runs in (0: the run's setting);
+    ``work``: what makes its result (``made``); ``again``: its output was another work's result, made again."""
     index: int
     path: str
     out_path: str
     picture: Picture
     tile: int = 0
+    work: Dict[str, Any] = field(default_factory=dict)
+    again: bool = False
 
 
 @dataclass
@@ -67,23 +72,12 @@ Finish = Callable[[], np.ndarray]  # the call that gives a result's pixels (``Up
 
 @dataclass
 class FolderRun:
-    """What one run did: ``done`` (count), ``skipped`` (outputs kept), ``failed`` (PFDNError per file, in input
-    order)."""
+    """What one run did: ``done`` (count), ``skipped`` (outputs kept: this same work's), ``again`` (outputs another
+    work had made, made anew), ``failed`` (PFDNError per file, in input order)."""
     done: int = 0
     skipped: List[str] = field(default_factory=list)
+    again: List[str] = field(default_factory=list)
     failed: List[PFDNError] = field(default_factory=list)
-
-
-def kept_output(out_path: str, src_shape: tuple, scale: int) -> Optional[str]:
-    """None when an existing output is a complete result for an input of ``src_shape`` (so a rerun keeps it);
-    otherwise why it is not (a rerun reports it and leaves it alone: it may be the user's)."""
-    try:
-        out = read_image(out_path, cv2.IMREAD_UNCHANGED)
-    except ImageError as err:
-        return err.reason
-    if out.shape[:2] != (src_shape[0] * scale, src_shape[1] * scale):
-        return f'it is {out.shape[1]}x{out.shape[0]}, not the x{scale} result of this input'
-    return None
 
 
 def available_memory() -> Optional[int]:
@@ -99,13 +93,30 @@ def available_memory() -> Optional[int]:
 
 
 def _prepared(index: int, path: str, out_path: str, upscaler: Upscaler, force: bool, memory: Optional[int],
-              note: Callable[[str], None]) -> Item:
-    """The item input ``index`` makes (the reader thread): refused from its header where its result could never be
-    held, decoded, kept where its output already is its result, and given the tile side the memory there is allows
+              note: Callable[[str], None], made_with: Dict[str, Any]) -> Item:
+    """The item input ``index`` makes (the reader thread): kept where its output already is this same work's result
+    (``made``; ``made_with``: the run's part of the work, the input's digest added here), refused from its header
+    where its result could never be held, else decoded and given the tile side the memory there is allows
     (``fitting_tile``)."""
     if os.path.exists(out_path) and os.path.samefile(out_path, path):
         return Failed(index, path, out_path, PFDNError('the output would replace the input; choose another output '
                                                        'folder', path))
+    try:
+        input_file(path)  # a FIFO or a device is refused before its digest would read it without end
+        work = dict(made_with, input=digest(path))
+    except PathError as err:
+        return Failed(index, path, out_path, ImageError(err.reason, path))
+    except OSError as err:
+        return Failed(index, path, out_path, ImageError(f'cannot be read ({err.strerror or err})', path))
+    again = False
+    if os.path.lexists(out_path) and not force:
+        verdict = Made(out_path).verdict(work)
+        if verdict == SAME:
+            return Kept(index, path, out_path)
+        if verdict == UNKNOWN:
+            return Failed(index, path, out_path, OutputExists(out_path, 'exists and is not a result this command made '
+                                                                        'of this input; it was left as it is'))
+        again = True  # ours, made by other weights or settings: made anew, and said so
     try:
         too_large = _result_cannot_fit(path, upscaler.scale, memory)
         if too_large:
@@ -116,12 +127,6 @@ def _prepared(index: int, path: str, out_path: str, upscaler: Upscaler, force: b
     if picture.frames > 1:
         note(f'note: {path}: {picture.frames} frames (an animation or pages); only the first is upscaled')
     pixels = picture.pixels
-    if os.path.exists(out_path) and not force:
-        why = kept_output(out_path, pixels.shape, upscaler.scale)
-        if why is None:
-            return Kept(index, path, out_path)
-        return Failed(index, path, out_path, OutputExists(out_path, f'exists but is not a complete result ({why}); '
-                                                                    'it was left as it is'))
     try:
         tile = fitting_tile(upscaler, pixels, memory)
     except NotEnoughMemory as err:
@@ -130,7 +135,7 @@ def _prepared(index: int, path: str, out_path: str, upscaler: Upscaler, force: b
         h, w = pixels.shape[:2]
         note(f'note: {path}: {w}x{h} does not fit in memory whole; upscaled in tiles of {tile} (the result of '
              f'--tile {tile})')
-    return ToRun(index, path, out_path, picture, tile)
+    return ToRun(index, path, out_path, picture, tile, work, again)
 
 
 # the share of the available memory one picture may take: the pictures read ahead and written behind take theirs
@@ -224,11 +229,12 @@ def _unless_out_of_memory(upscaler: Upscaler, pixels: np.ndarray) -> Optional[Fi
 
 def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler: Upscaler, force: bool = False,
                   progress: Optional[Callable[[int], object]] = None, note: Callable[[str], None] = print,
-                  png_compression: Optional[int] = None) -> FolderRun:
+                  png_compression: Optional[int] = None, made_with: Optional[Dict[str, Any]] = None) -> FolderRun:
     """Upscale ``inputs`` ([(path, relative path)]) into ``out_dir`` with an ``upscaler.Upscaler``; same-size
     images go through as one batch (up to ``upscaler.batch``). ``progress(n)`` is called as files are dealt with.
     The threads and what each does: the module's docstring. ``png_compression``: zlib level 0-9 of PNG results, by
-    OpenCV (None: the fast encoder, ``files.png_writer``)."""
+    OpenCV (None: the fast encoder, ``files.png_writer``). ``made_with``: what else makes the results (the weights'
+    digest, what runs in which precision), recorded beside each result (``made``)."""
     output_dir(out_dir)
     run, failures = FolderRun(), {}  # failures: {input index: error}, reported in input order
     step = progress or (lambda n: None)
@@ -237,7 +243,7 @@ def upscale_files(inputs: List[Tuple[str, str]], out_dir: str, upscaler: Upscale
 
     def reader():
         for index, (path, rel) in enumerate(inputs):
-            yield _prepared(index, path, os.path.join(out_dir, rel), upscaler, force, memory, note)
+            yield _prepared(index, path, os.path.join(out_dir, rel), upscaler, force, memory, note, made_with or {})
 
     def batch_key(item: object) -> Optional[tuple]:
         if not isinstance(item, ToRun) or item.tile or upscaler.tiled(*item.picture.pixels.shape[:2]):
@@ -290,9 +296,15 @@ def _write_result(item: ToRun, finish: Finish, out_dir: str, note: Callable[[str
     try:
         item.picture.pixels = finish()  # made here on a GPU run, beside the network on a CPU (Upscaler)
         os.makedirs(os.path.dirname(item.out_path) or '.', exist_ok=True)
-        write_picture(item.out_path, item.picture, note, params)  # atomic: whole or absent
+        made = Made(item.out_path)
+        # atomic, whole or absent; its record first, so that a result of ours at that name is always in it
+        write_picture(item.out_path, item.picture, note, params,
+                      before=lambda data: made.record(bytes_digest(data), item.work))
         run.done += 1
+        if item.again:
+            run.again.append(item.out_path)
     except OSError as err:
+        Made(item.out_path).drop_if_unwritten()
         if disk_full(err):  # nothing after this one could be written either: the run stops
             raise PFDNError(f'the disk is full ({(free_bytes(out_dir) or 0) / 2**20:.0f} MB free); the results '
                             'written before are kept, this one was not written', item.out_path) from None

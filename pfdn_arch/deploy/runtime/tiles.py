@@ -2,7 +2,20 @@
 tiles. ESA pools over the whole tile, so tiles are close to, never identical with, a whole-image run: neighbouring
 tiles overlap and are blended with linear ramps."""
 from typing import List
+
 import numpy as np
+
+from ...archs.pfdn.limits import MIN_INPUT_SIZE
+from ...errors import OptionsError
+
+
+def check_tiles(tile: int, overlap: int) -> None:
+    """``--tile`` and ``--tile-overlap`` that tile an image: a tile PFDN can run, neighbours sharing less than half
+    of it (one line naming the flag otherwise)."""
+    if tile and tile < MIN_INPUT_SIZE:
+        raise OptionsError(f"must be at least {MIN_INPUT_SIZE} (PFDN's smallest input), got {tile}", 'tile')
+    if tile and not 0 <= overlap < tile // 2:
+        raise OptionsError(f'must be in 0..{tile // 2 - 1} for tile {tile}, got {overlap}', 'tile_overlap')
 
 
 def window_starts(length: int, size: int, step: int, thresh: int = 0) -> List[int]:

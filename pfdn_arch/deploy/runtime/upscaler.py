@@ -18,7 +18,7 @@ import numpy as np
 
 from ...archs.pfdn.limits import MIN_INPUT_SIZE
 from ...errors import OptionsError
-from .tiles import ramp, window_starts
+from .tiles import check_tiles, ramp, window_starts
 
 BYTES_PER_LR_PIXEL = 2048  # a whole-image forward holds about this much per LR pixel (features, output): estimates
 
@@ -36,10 +36,7 @@ class Upscaler:
 
     def __init__(self, runner: Any, tile: int = 0, tile_overlap: int = 16, batch: int = 1):
         self.runner, self.scale = runner, runner.upscale
-        if tile and tile < MIN_INPUT_SIZE:
-            raise OptionsError(f"must be at least {MIN_INPUT_SIZE} (PFDN's smallest input), got {tile}", 'tile')
-        if tile and not 0 <= tile_overlap < tile // 2:
-            raise OptionsError(f'must be in 0..{tile // 2 - 1} for tile {tile}, got {tile_overlap}', 'tile_overlap')
+        check_tiles(tile, tile_overlap)
         if batch < 1:
             raise OptionsError(f'must be at least 1, got {batch}', 'batch')
         self.tile, self.overlap, self.batch = tile, tile_overlap, batch

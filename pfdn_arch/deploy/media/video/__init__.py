@@ -5,8 +5,8 @@ job itself (``upscale``). docs/video.md says what is kept of the input."""
 from .containers import MUXERS, VIDEO_EXTS, is_video
 from .encoding import Encoding
 from .plan import Plan
-from .probe import Source, conversion, decoded, frames_of, kept_video, video_frames_shapes
+from .probe import Source, conversion, decoded, frames_of, video_frames_shapes
 from .upscale import upscale_video
 
 __all__ = ['Encoding', 'MUXERS', 'Plan', 'Source', 'VIDEO_EXTS', 'conversion', 'decoded', 'frames_of', 'is_video',
-           'kept_video', 'upscale_video', 'video_frames_shapes']
+           'upscale_video', 'video_frames_shapes']

@@ -2,16 +2,17 @@
 the output (written atomically)."""
 import heapq
 import os
-from typing import Any
+from typing import Any, Callable, Optional
 
 from ....errors import DataError, PFDNError
 from ....files.atomic import atomic_path
 from .containers import pyav, template_stream
 
 
-def join(source: Any, enc: Any, plan: Any, out_path: str) -> None:
+def join(source: Any, enc: Any, plan: Any, out_path: str, before: Optional[Callable[[str], None]] = None) -> None:
     """The finished parts' video packets and the input's audio/subtitle packets, interleaved by time, into the
-    output (atomically)."""
+    output (atomically); ``before(path)``: called with the finished file's temporary path before it takes the
+    output's name (a record of what is about to be there)."""
     av = pyav()
     if not plan.parts:
         raise DataError('has no frames to write', source.path)
@@ -69,3 +70,5 @@ def join(source: Any, enc: Any, plan: Any, out_path: str) -> None:
                 out.mux(packet)
         finally:
             out.close()
+        if before is not None:
+            before(tmp)

@@ -72,25 +72,6 @@ class Source:
         finally:
             container.close()
 
-    def identity(self) -> Dict[str, Any]:
-        st = os.stat(self.path)
-        return {'path': os.path.abspath(self.path), 'size': st.st_size, 'mtime_ns': st.st_mtime_ns}
-
-
-def kept_video(out_path: str, width: int, height: int) -> Optional[str]:
-    """None when an existing output is a complete result (a video of the result's size); else why not."""
-    av = pyav()
-    try:
-        with av.open(out_path) as c:
-            if not c.streams.video:
-                return 'it has no video stream'
-            vs = c.streams.video[0]
-            if (vs.codec_context.width, vs.codec_context.height) != (width, height):
-                return f'it is {vs.codec_context.width}x{vs.codec_context.height}, not {width}x{height}'
-    except av.FFmpegError as err:
-        return f'FFmpeg cannot read it ({why(err)})'
-    return None
-
 
 def decoded(frame: Any, source: Any, fmt: str = 'bgr24', sws: Any = None, threads: int = 0) -> np.ndarray:
     """A decoded frame as the network gets it: BGR (``bgr24``, or ``bgr48le`` for deep video) in the source's

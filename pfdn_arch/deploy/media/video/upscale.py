@@ -11,7 +11,9 @@ in a hidden folder beside the output, ``.<output name>.pfdn-parts``, whose ``pla
 A rerun of the same command (same input, same settings) continues after the last finished segment: decoding seeks
 before its start and drops the frames before it, which gives the frames a straight decode gives. When all are done
 the segments' packets and the copied streams are joined into the output, written under a temporary name and
-renamed, so the output's name appears only when it is complete; the parts folder is then removed.
+renamed, so the output's name appears only when it is complete; the parts folder is then removed. What made the
+output is recorded beside it (``files/made.py``): a rerun keeps it only where the same work made it, makes it again
+where other weights or settings did, and leaves alone a file it did not make.
 """
 import os
 import shutil
@@ -21,11 +23,13 @@ from ....errors import OutputExists, PFDNError
 from ....files.atomic import hidden_name
 from ....files.locks import owned
 from ....files.paths import input_file
+from ....files.sources import digest
+from ....files.made import SAME, UNKNOWN, Made
 from .encoding import Encoding
 from .mux import join
 from .parts import encode_parts
 from .plan import Plan
-from .probe import Source, kept_video
+from .probe import Source
 
 
 def upscale_video(src: str, out_path: str, upscaler: Any, codec: Optional[str] = None, crf: Optional[int] = None,
@@ -35,17 +39,23 @@ def upscale_video(src: str, out_path: str, upscaler: Any, codec: Optional[str] =
     ``segment``: seconds per resumable segment (0: one segment); ``settings``: what else the frames depend on (the
     weights, backend, dtype, tiles), kept in the plan so that a rerun with others starts over; ``progress(n,
     total=None)``: called with the frame count first, then as frames are written; ``note``: one-line notes.
-    Returns 'done', or 'kept' when ``out_path`` is already a complete result (``force`` replaces it)."""
+    Returns 'done', 'again' (``out_path`` was this command's result of other weights or settings, made anew), or
+    'kept' when ``out_path`` is already this same work's result (``force`` replaces it)."""
     input_file(src)
     if os.path.exists(out_path) and os.path.samefile(out_path, src):
         raise PFDNError('the output would replace the input; choose another output name', src)
     source = Source(src)
     enc = Encoding(source, out_path, upscaler.scale, codec, crf)
-    if os.path.exists(out_path) and not force:
-        why = kept_video(out_path, enc.width, enc.height)
-        if why is None:
+    work = {'input': digest(src), 'encoding': enc.settings(), 'segment': segment, 'run': settings or {}}
+    made, outcome = Made(out_path), 'done'
+    if os.path.lexists(out_path) and not force:
+        verdict = made.verdict(work)
+        if verdict == SAME:
             return 'kept'
-        raise OutputExists(out_path, f'exists but is not a complete result ({why}); it was left as it is')
+        if verdict == UNKNOWN:
+            raise OutputExists(out_path, 'exists and is not a result this command made of this input; it was left '
+                                         'as it is')
+        outcome = 'again'
     if progress:
         progress(0, source.frames or None)
     for index, kind, name in source.left_out:
@@ -53,8 +63,7 @@ def upscale_video(src: str, out_path: str, upscaler: Any, codec: Optional[str] =
              'subtitles are)')
     folder, name = os.path.split(os.path.abspath(out_path))
     with owned(folder, name):
-        key = {'input': source.identity(), 'encoding': enc.settings(), 'segment': segment, 'run': settings or {}}
-        plan = Plan(os.path.join(folder, hidden_name(folder, name, '.pfdn-parts')), key)
+        plan = Plan(os.path.join(folder, hidden_name(folder, name, '.pfdn-parts')), work)
         if plan.discarded:
             note(f'note: {out_path}: segments of an earlier run with another input or settings were discarded')
         elif plan.parts:
@@ -64,6 +73,6 @@ def upscale_video(src: str, out_path: str, upscaler: Any, codec: Optional[str] =
             progress(plan.frames_done)
         if not plan.complete:
             encode_parts(source, enc, upscaler, plan, segment, progress)
-        join(source, enc, plan, out_path)
+        join(source, enc, plan, out_path, before=lambda tmp: made.record(digest(tmp), work))
         shutil.rmtree(plan.folder, ignore_errors=True)
-    return 'done'
+    return outcome
