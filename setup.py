@@ -57,7 +57,8 @@ setup(
     # editable and in a normal install: pfdn_arch/layout/locations.py)
     packages=find_packages(include=['pfdn_arch', 'pfdn_arch.*']) + ['pfdn_arch.options'],
     package_dir={'pfdn_arch.options': 'options'},
-    package_data={'pfdn_arch.options': ['*.yml'], 'pfdn_arch.comfyui_node': ['pyproject.toml']},
+    package_data={'pfdn_arch.options': ['*.yml'], 'pfdn_arch.comfyui_node': ['pyproject.toml'],
+                  'pfdn_arch.deploy.export.spandrel_pfdn.__arch': ['LICENSE']},
     python_requires='>=3.9',
     install_requires=CORE,
     # train: BasicSR and what its data needs; export: .safetensors, ONNX checked with onnxruntime, and loading in
@@ -65,8 +66,11 @@ setup(
     # infer; ncnn: NCNN export and running; test: all of it
     extras_require={'train': TRAIN, 'export': EXPORT, 'fast': FAST, 'int8': INT8, 'video': VIDEO,
                     'ncnn': NCNN,
-                    # pytest-xdist: the tests run on every core (README: -n auto)
-                    'test': ['pytest', 'pytest-xdist', 'import-linter', 'mypy']
+                    # pytest-xdist: the tests run on every core (README: -n auto); syrupy, beautifulsoup4 and the
+                    # pinned ruff and pyright: spandrel's own tests and linters run on the PFDN patch
+                    # (contrib/spandrel/; the versions its requirements-dev.txt pins)
+                    'test': ['pytest', 'pytest-xdist', 'import-linter', 'mypy', 'syrupy==5.1.0', 'beautifulsoup4',
+                             'ruff==0.5.0', 'pyright==1.1.342']
                     + sorted(set(TRAIN + EXPORT + FAST + INT8 + VIDEO + NCNN))},
     entry_points={'console_scripts': ['basicsr=pfdn_arch.console:console', 'pfdn=pfdn_arch.console:console']},
     cmdclass={'build_py': BuildPyWithHook},

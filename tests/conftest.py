@@ -37,10 +37,12 @@ def _found(in_checkout, in_shared):
 WEIGHTS = _found(os.path.join('weights', 'team08_PFDN.pth'), os.path.join('weights', 'team08_PFDN.pth'))
 SET5_HR = _found(os.path.join('datasets', 'benchmark', 'Set5', 'HR'), os.path.join('data', 'benchmark', 'Set5', 'HR'))
 TRAIN_HR = _found(None, os.path.join('data', 'train', 'SunHays80', 'HR'))
+SPANDREL = _found(None, os.path.join('upstream', 'spandrel'))  # spandrel 0.4.2's source: the PFDN patch's base
 # what each is and the one command that brings it, for a skip line (pytest's "SKIPPED [1] file:line: " before it)
 MISSING = {WEIGHTS: 'no weights/team08_PFDN.pth (released weights): the curl line of README.md\'s upscale block',
            SET5_HR: 'no datasets/benchmark/Set5/HR: basicsr prepare benchmark --hr <Set5 HR PNGs> --name Set5',
-           TRAIN_HR: 'no SunHays80 (80 JPEGs standing in for your photos): PFDN_SHARED=<folder with data/train/>'}
+           TRAIN_HR: 'no SunHays80 (80 JPEGs standing in for your photos): PFDN_SHARED=<folder with data/train/>',
+           SPANDREL: 'no spandrel 0.4.2 source tree: PFDN_SHARED=<folder with upstream/spandrel/>'}
 # the ONNX exports the runtimes keep (pfdn_arch/deploy/runtime/export_cache.py) go to a folder of this run, shared by
 # its tests and the commands they start, never to the user's ~/.cache
 os.environ['PFDN_CACHE_DIR'] = tempfile.mkdtemp(prefix='pfdn-test-cache-')

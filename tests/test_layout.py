@@ -284,10 +284,10 @@ def _variables(root):
     return found
 
 
-FILE_NAME = re.compile(r'.*\.(py|md|mdb|json|yml|yaml|txt|png|pth|onnx|param|bin|xml|lmdb|sh)$')
-# not the project's own, though they look like it: BasicSR's docs, what the benches write, the options folder as
-# installed (``options/`` ships as ``pfdn_arch/options``)
-NOT_OURS = re.compile(r"BasicSR's\s+`?$")
+FILE_NAME = re.compile(r'.*\.(py|md|mdb|json|yml|yaml|txt|png|pth|onnx|param|bin|xml|lmdb|sh|patch)$')
+# not the project's own, though they look like it: BasicSR's docs, spandrel's tree and tests, what the benches write,
+# the options folder as installed (``options/`` ships as ``pfdn_arch/options``)
+NOT_OURS = re.compile(r"(BasicSR's|spandrel's)\s+`?$")
 INSTALLED_AS = {'pfdn_arch/options': 'options'}
 
 
@@ -314,7 +314,7 @@ def stale_names(root):
                 stale.append(f'{where}: {path}::{test}')
         for m in TICKED.finditer(text):
             name = m[1]
-            if FILE_NAME.fullmatch(name):
+            if FILE_NAME.fullmatch(name) or NOT_OURS.search(text[max(0, m.start() - 12):m.start() + 1]):
                 continue  # a file's name: its paths are checked above
             parts = name.split('.')
             if parts[0] == 'pfdn_arch':

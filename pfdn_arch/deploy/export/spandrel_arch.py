@@ -1,45 +1,47 @@
-"""Teach spandrel (the model loader of chaiNNer and ComfyUI) to load PFDN checkpoints.
+"""Teach spandrel (the model loader of chaiNNer, ComfyUI, Forge and InvokeAI) to load PFDN checkpoints.
 
-spandrel ships no PFDN; it detects architectures by distinctive state-dict keys. ``register()`` adds a PFDN
-``Architecture`` to spandrel's ``MAIN_REGISTRY`` (idempotent), after which ``spandrel.ModelLoader`` loads the
+spandrel 0.4.2 ships no PFDN. ``register()`` adds to its ``MAIN_REGISTRY`` the very architecture this project
+contributes upstream (``spandrel_pfdn``: the folder the patch in ``contrib/spandrel/`` adds as
+``architectures/PFDN``; its detection, hyperparameters and network), after which ``spandrel.ModelLoader`` loads the
 released ``team08_PFDN.pth`` and the files ``basicsr export`` writes (.pth and .safetensors)::
 
     import pfdn_arch.deploy.export.spandrel_arch as s; s.register()
     model = spandrel.ModelLoader().load_from_file('pfdn_x4.safetensors')
 
-Detection, hyperparameters and the fusion of a training-form checkpoint are PFDN's spec's (``archs/pfdn/spec.py``).
+One addition of this package's own, since spandrel takes deployed weights only: a training-form checkpoint is fused
+exactly (``archs/pfdn/convert.py``) and then loaded by the same architecture. Where spandrel already has a PFDN (a
+release that merged the contribution), ``register()`` steps aside and changes nothing, so an app never sees two.
 """
 from typing import Any
 
-from ...archs import PFDN_SPEC
+from ...archs.pfdn.convert import is_training_form, reparameterize_state_dict
+from ...archs.pfdn.spec import PFDN_SPEC
 from ...errors import require
 
 ARCH_ID = 'PFDN'
 
 
 def register() -> Any:
-    """Add PFDN to spandrel's MAIN_REGISTRY (no-op when already there). Returns the registry."""
+    """Add PFDN to spandrel's MAIN_REGISTRY unless it has one already. Returns the registry."""
     spandrel = require('spandrel', 'loading PFDN through spandrel', 'export', 'spandrel')
-    if ARCH_ID in spandrel.MAIN_REGISTRY:
+    if ARCH_ID in spandrel.MAIN_REGISTRY:  # spandrel's own (or this one, registered before)
         return spandrel.MAIN_REGISTRY
+    from .spandrel_pfdn import PFDNArch  # imports spandrel's own classes: only once spandrel is there
 
-    base: Any = spandrel.Architecture  # spandrel is imported when asked for: its class is a value here
+    class PFDNWithTrainingForm(PFDNArch):
+        """The contribution's PFDN, which also takes a training-form checkpoint by fusing it first."""
 
-    class PFDNArch(base):
-        def __init__(self):
-            super().__init__(id=ARCH_ID, name='PFDN', detect=PFDN_SPEC.detect)
+        def detect(self, state_dict: Any) -> bool:
+            return super().detect(state_dict) or (PFDN_SPEC.detect(state_dict) and is_training_form(state_dict))
 
-        def load(self, state_dict):
-            net = PFDN_SPEC.build(state_dict, deploy=True)  # a training-form checkpoint is fused, exactly
-            opts = PFDN_SPEC.hyperparameters(state_dict)
-            return spandrel.ImageModelDescriptor(
-                net, net.state_dict(), architecture=self, purpose='SR',
-                tags=[f"{opts['num_feat']}nf", f"{opts['num_block']}nb"], supports_half=True,
-                supports_bfloat16=True, scale=opts['upscale'], input_channels=opts['num_in_ch'],
-                output_channels=opts['num_out_ch'],
-                size_requirements=spandrel.SizeRequirements(minimum=PFDN_SPEC.min_input))
+        def load(self, state_dict: Any) -> Any:
+            if is_training_form(state_dict):
+                state_dict = reparameterize_state_dict(dict(state_dict))
+            return super().load(state_dict)
 
-    # checked first: a generic architecture must not claim PFDN's keys
+    arch = PFDNWithTrainingForm()
+    # detected first: a generic architecture must not claim PFDN's keys (spandrel's own entry goes last; its
+    # detection test shows no other claims them, but a newer generic entry could)
     before = tuple(a.architecture.id for a in spandrel.MAIN_REGISTRY.architectures())
-    spandrel.MAIN_REGISTRY.add(spandrel.ArchSupport(PFDNArch(), PFDN_SPEC.detect, before=before))
+    spandrel.MAIN_REGISTRY.add(spandrel.ArchSupport(arch, arch.detect, before=before))
     return spandrel.MAIN_REGISTRY
