@@ -105,6 +105,24 @@ def released_and_random_scales(folder):
     return files
 
 
+def short_film(path, frames=6):
+    """A film of ``frames`` 48x32 H.264 frames, a real photo shifted a pixel each frame (what a reader's clip stands
+    for in the pages' commands)."""
+    import av
+    import numpy as np
+    from pfdn_arch.layout.samples import sample_image
+
+    with av.open(str(path), 'w') as c:
+        s = c.add_stream('libx264', rate=10)
+        s.width, s.height, s.pix_fmt = 48, 32, 'yuv420p'
+        for i in range(frames):
+            frame = np.ascontiguousarray(np.roll(sample_image('chelsea.png')[:32, :48], i, 1))
+            for packet in s.encode(av.VideoFrame.from_ndarray(frame, format='bgr24')):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+
+
 def lr_photo(name='coffee.png', size=(100, 150)):
     """A real photo, downscaled to ``size`` (h, w): BGR uint8."""
     import cv2

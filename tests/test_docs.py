@@ -17,7 +17,7 @@ import sys
 import cv2
 import pytest
 
-from conftest import ROOT, SET5_HR, SHARED, WEIGHTS, need_shared
+from conftest import ROOT, SET5_HR, SHARED, WEIGHTS, need_shared, short_film
 from pfdn_arch.cli.main import build_parser
 from pfdn_arch.layout.samples import sample_image
 
@@ -57,16 +57,7 @@ def readers_files(folder):
     (folder / 'photos').mkdir()
     for name in ('chelsea.png', 'astronaut.png'):
         cv2.imwrite(str(folder / 'photos' / name), cv2.resize(sample_image(name), (64, 48)))
-    import av
-    with av.open(str(folder / 'clip.mp4'), 'w') as c:
-        s = c.add_stream('libx264', rate=10)
-        s.width, s.height, s.pix_fmt = 48, 32, 'yuv420p'
-        for i in range(4):
-            frame = av.VideoFrame.from_ndarray(sample_image('chelsea.png')[i:32 + i, :48].copy(), format='bgr24')
-            for packet in s.encode(frame):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+    short_film(folder / 'clip.mp4', frames=4)
     data = folder / 'data'
     shutil.copytree(need_shared(SET5_HR), data / 'Set5' / 'HR')
     (data / 'Urban100' / 'HR').mkdir(parents=True)

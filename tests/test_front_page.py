@@ -8,11 +8,10 @@ import subprocess
 import sys
 
 import cv2
-import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, SET5_HR, TRAIN_HR, WEIGHTS, need_shared
+from conftest import ROOT, SET5_HR, TRAIN_HR, WEIGHTS, need_shared, short_film
 from pfdn_arch.layout.samples import sample_image
 
 README = os.path.join(ROOT, 'README.md')
@@ -41,16 +40,7 @@ def users_files(folder):
     (folder / 'my_photos').mkdir()
     for name in ('chelsea.png', 'astronaut.png'):
         cv2.imwrite(str(folder / 'my_photos' / name), cv2.resize(sample_image(name), (64, 48)))
-    import av
-    with av.open(str(folder / 'my_clip.mp4'), 'w') as c:
-        s = c.add_stream('libx264', rate=10)
-        s.width, s.height, s.pix_fmt = 48, 32, 'yuv420p'
-        for i in range(6):
-            frame = np.ascontiguousarray(np.roll(sample_image('chelsea.png')[:32, :48], i, 1))
-            for packet in s.encode(av.VideoFrame.from_ndarray(frame, format='bgr24')):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+    short_film(folder / 'my_clip.mp4')
     (folder / 'my_hr_photos').mkdir()
     for name in sorted(os.listdir(need_shared(TRAIN_HR)))[:20]:
         shutil.copy(os.path.join(TRAIN_HR, name), folder / 'my_hr_photos')

@@ -7,6 +7,7 @@ The temporary name is ``.<name>.pfdn-<pid>.tmp``: a name nobody else would pick.
 gone (a kill) is removed by the next write of the same target; no other file is ever touched.
 """
 import hashlib
+import json
 import os
 import re
 from contextlib import contextmanager
@@ -140,6 +141,16 @@ def write_bytes(path: str, data: bytes) -> None:
 
 def write_text(path: str, text: str) -> None:
     write_bytes(path, text.encode('utf-8'))
+
+
+def read_json(path: str) -> Any:
+    """The JSON at ``path``, or None where there is none or it does not parse (what a kill can never leave, since
+    everything here is written whole, but a hand or another program can): each record's reader checks its shape."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def save_torch(obj: Any, path: str) -> None:

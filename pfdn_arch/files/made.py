@@ -16,7 +16,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
-from .atomic import hidden_name, write_text
+from .atomic import hidden_name, read_json, write_text
 from .sources import digest
 
 SUFFIX = '.pfdn-made.json'
@@ -46,11 +46,7 @@ class Made:
         self.path = os.path.join(folder, hidden_name(folder, name, SUFFIX))
 
     def _entries(self) -> List[Dict[str, Any]]:
-        try:
-            with open(self.path) as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            return []
+        data = read_json(self.path)
         entries = data.get('made') if isinstance(data, dict) else None
         if not isinstance(entries, list):
             return []

@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..files.atomic import write_text
+from ..files.atomic import read_json, write_text
 
 FIRST_S = 15.0  # the first line, this long after the first iteration ended (its warm-up is not in the rate)
 EVERY_S = 30.0  # then one every this long while BasicSR's own lines are further apart
@@ -82,11 +82,7 @@ class Progress:
 
 def read_progress(path: str) -> Optional[Dict[str, Any]]:
     """A progress.json's content, or None where there is none or it is not one (a record: never trusted blindly)."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
+    data = read_json(path)
     ok = isinstance(data, dict) and all(isinstance(data.get(k), (int, float)) for k in ('iter', 'total',
                                                                                       'per_second', 'time'))
     return data if ok else None

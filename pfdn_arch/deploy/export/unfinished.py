@@ -16,7 +16,7 @@ import os
 import shutil
 from typing import Any, Dict, Iterable, List, Optional
 
-from ...files.atomic import hidden_name, plain_permissions, write_text
+from ...files.atomic import hidden_name, plain_permissions, read_json, write_text
 from ...files.sources import digest, fingerprint
 
 SUFFIX = '.pfdn-export.json'
@@ -98,11 +98,7 @@ def _made(path: str) -> dict:
 
 def _read(path: str) -> Optional[Dict[str, Any]]:
     """The record at ``path`` if it is one as ``_save`` writes it; None otherwise (missing, damaged, other shape)."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get('key'), dict):
         return None
     written = data.get('written')
