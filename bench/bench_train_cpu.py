@@ -87,7 +87,7 @@ def main():
         if not exp.finished():
             print(f"[{time.time() - t_start:5.0f} s] {opt['name']}: {opt['train']['total_iter']} iters", flush=True)
             Schedule([], 'experiments/cpu_schedule_logs').run_stage(write(opt, '.'), exp, opt['train']['total_iter'],
-                                                                  [], False)
+                                                                  [], False, opt)
         net, _ = build_from_checkpoint(f"experiments/{opt['name']}/models/net_g_deploy_latest.pth")
         r = evaluate_folder(net.eval(), set5)
         rows.append((run, opt['name'], opt['train']['total_iter'], time.time() - t0, r))

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from ..checks.options import RunOptions
     from ..schedule.runner import Schedule
     from ..checks.scales import rescaled
-    from ..schedule.profiles import CPU_ITERS, PROFILES, SMOKE_ROOT
+    from ..schedule.profiles import CPU_ITERS, PROFILES, SMOKE_ITERS, SMOKE_ROOT
     from ..schedule.stages import load_schedule, make_own_data, make_smoke_data, smoke_stage
 
     photos = own_photos(args)
@@ -78,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
             data = make_own_data(args.hr, scale=args.scale)
             set_aside_other_photos_runs([prefix + n for n in names], photos, tag)
         val_dir = data[2]
-        iters = CPU_ITERS if args.profile == 'cpu' else None
-        stages = [(path, smoke_stage(opt, i, names, data, *((iters, prefix) if iters else ())))
-                  for i, (path, opt) in enumerate(stages)]
+        iters = CPU_ITERS if args.profile == 'cpu' else SMOKE_ITERS
+        stages = [(path, smoke_stage(opt, i, names, data, iters, prefix)) for i, (path, opt) in enumerate(stages)]
     if prefix or args.scale != 4:  # the stage files as they will run, written for each stage
         out_dir = os.path.join('experiments', f'{prefix}schedule{tag}_options')
         os.makedirs(out_dir, exist_ok=True)
@@ -130,18 +129,13 @@ def set_aside_other_photos_runs(names: list, photos: list, tag: str) -> None:
     import json
     import time
 
-    from ..files.atomic import write_text
+    from ..files.atomic import read_json, write_text
     from ..files.sources import digest
 
     folder = os.path.join('experiments', f'cpu_schedule{tag}_options')
     record = os.path.join(folder, 'photos.json')
     now = {os.path.basename(p): digest(p) for p in photos}
-    try:
-        with open(record) as f:
-            before = json.load(f)
-    except (OSError, ValueError):
-        before = None
-    if before != now:
+    if read_json(record) != now:
         stamp = time.strftime('%Y%m%d_%H%M%S')
         for name in names:
             folder_of = os.path.join('experiments', name)

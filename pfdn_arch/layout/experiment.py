@@ -9,6 +9,7 @@ import re
 from typing import Any, List, Optional, Tuple, Union
 
 from ..errors import CheckpointError
+from ..files.atomic import read_json
 from ..files.checkpoints import load_checkpoint, read_training_state, set_aside
 
 _STATE_NAME = re.compile(r'(\d+)\.state')
@@ -117,9 +118,5 @@ def add_validation(folder: str, iteration: Optional[int], dataset: str, metrics:
 def read_history(path: str) -> List[dict]:
     """The entries of a ``validation.json``, [] when there is none or it is not one this package wrote (the next
     validation writes it anew)."""
-    try:
-        with open(path) as f:
-            history = json.load(f)
-    except (OSError, ValueError):
-        return []
+    history = read_json(path)
     return [e for e in history if isinstance(e, dict)] if isinstance(history, list) else []

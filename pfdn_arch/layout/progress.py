@@ -28,6 +28,11 @@ def duration(seconds: float) -> str:
     return f'{seconds // 60}m{seconds % 60:02d}s'
 
 
+def speed(per_second: float) -> str:
+    """``3.21 it/s``, or ``4.2 s/it`` below one iteration a second."""
+    return f'{per_second:.2f} it/s' if per_second >= 1 else f'{1 / per_second:.1f} s/it'
+
+
 class Progress:
     """Told of every iteration (``step``); says a line through ``say`` ``FIRST_S`` after the first, then every
     ``EVERY_S`` unless BasicSR's own line (every ``print_freq`` iterations) came since, and records each in
@@ -70,8 +75,7 @@ class Progress:
         rate, left = self.rate(), self.eta(iteration)
         if rate is None or left is None:
             return
-        per = f'{rate:.2f} it/s' if rate >= 1 else f'{1 / rate:.1f} s/it'
-        self.say(f'iter {iteration}/{self.total}: {per} (the last {duration(now - self.marks[0][0])}), ETA '
+        self.say(f'iter {iteration}/{self.total}: {speed(rate)} (the last {duration(now - self.marks[0][0])}), ETA '
                  f'{duration(left)}')
         self.last_said = now
         self.lines += 1

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from .. import stopping
 from ..errors import PFDNError
 from ..layout.experiment import Experiment
-from ..layout.progress import PROGRESS, duration, read_progress
+from ..layout.progress import PROGRESS, duration, read_progress, speed
 from .stages import stage_work
 
 POLL_SECONDS = 2.0
@@ -66,7 +66,7 @@ class Schedule:
         self.say(f'schedule: all {n} stages finished ({duration(time.time() - start)} in this run)')
 
     def run_stage(self, path: str, exp: Experiment, total: int, overrides: Sequence[str], verbose: bool,
-                  opt: Optional[dict] = None) -> list:
+                  opt: dict) -> list:
         log = os.path.join(self.logs, exp.name + '.log')
         cmd = [sys.executable, '-m', 'pfdn_arch.cli', 'train', '-opt', path, '--auto_resume']
         cmd += ['--force_yml', *overrides] if overrides else []
@@ -83,7 +83,7 @@ class Schedule:
         self._outcome(proc.returncode, exp, log, start, verbose)
         return marks
 
-    def _follow(self, proc, exp, total, opt=None):
+    def _follow(self, proc, exp, total, opt):
         """Progress lines from the stage's files while it runs: its rate and ETA (its progress.json, from its first
         seconds), its validations and its saved states, each said once (BasicSR validates the last iteration twice
         when it is also a validation step). Returns the (time, iteration) of each progress seen, for the measured
@@ -108,7 +108,7 @@ class Schedule:
                 self.say(f"    iter {entry['iter']}/{total}: {entry['dataset']} {values}")
                 marks.append((time.time(), entry['iter']))
             now = read_progress(record)
-            if now is not None and now['time'] > seen_record and opt is not None:
+            if now is not None and now['time'] > seen_record:
                 seen_record = now['time']
                 self.say(f"    iter {now['iter']}/{total}: {self._rate_and_eta(opt, now)}")
                 marks.append((now['time'], now['iter']))
@@ -122,11 +122,10 @@ class Schedule:
     def _rate_and_eta(self, opt: dict, now: dict) -> str:
         """The stage's measured rate, and the ETAs of the stage and of the schedule at the rate it gets now."""
         rate = now['per_second']
-        per = f'{rate:.2f} it/s' if rate >= 1 else f'{1 / rate:.1f} s/it'
         stage_left = (now['total'] - now['iter']) / rate
         per_work = 1 / (rate * stage_work(opt) / opt['train']['total_iter'])  # seconds per unit of work, now
         later = self.rates.seconds_left(self.later, per_work)
-        return f'{per}, stage ETA {duration(stage_left)}, schedule ETA {duration(stage_left + (later or 0))}'
+        return f'{speed(rate)}, stage ETA {duration(stage_left)}, schedule ETA {duration(stage_left + (later or 0))}'
 
     def _outcome(self, code, exp, log, start, verbose):
         """The stage's exit status, and for a refused input (status 2) its one ``error:`` line from its log."""

@@ -15,7 +15,7 @@ from ..layout.locations import DEFAULT_SCHEDULE, option_file
 from ..layout.samples import write_samples
 from ..models.train_step import AMP_OFF
 from ..checks.options import read_yml
-from .profiles import OWN_ROOT, SMOKE_BATCH, SMOKE_GT_SIZES, SMOKE_ITERS, SMOKE_ROOT, SMOKE_TRAIN, SMOKE_VAL
+from .profiles import OWN_ROOT, PROFILES, SMOKE_BATCH, SMOKE_GT_SIZES, SMOKE_ITERS, SMOKE_ROOT, SMOKE_TRAIN, SMOKE_VAL
 
 SET5 = os.path.join('datasets', 'benchmark', 'Set5', 'HR')
 
@@ -112,7 +112,7 @@ def scaled_stage(opt: dict, name: str, gt_size: int, total: int, batch: int, dat
 
 
 def smoke_stage(opt: dict, index: int, names: Sequence[str], data: Tuple[str, str, str],
-                iters: Sequence[int] = SMOKE_ITERS, prefix: str = 'smoke_') -> dict:
+                iters: Sequence[int] = SMOKE_ITERS, prefix: str = PROFILES['smoke']) -> dict:
     """A real stage scaled to the smoke profile (or the cpu profile: ``CPU_ITERS``, ``prefix`` cpu_); the chain's
     paths point at the profile's experiments."""
     gt_size = SMOKE_GT_SIZES[index] // 4 * opt['scale']  # the same LR patches at every scale

@@ -218,7 +218,8 @@ def to_network(img: np.ndarray) -> Tuple[np.ndarray, tuple]:
 def _scaled(values, peak, dtype):
     """float values in [0, 1] (beyond: clipped) -> ``dtype`` at ``peak``, rounded half to even: OpenCV's saturating
     multiply in one pass, the same integers as clipping, scaling and rounding in numpy (tested at every half-way
-    value) in a fraction of its time; on two cores shared with the network every result pays it (docs/benchmarks.md, "Figures behind the code's choices")."""
+    value) in a fraction of its time; on two cores shared with the network every result pays it (docs/benchmarks.md,
+    "Figures behind the code's choices")."""
     return cv2.multiply(values, (peak,) * 4, dtype=cv2.CV_8U if dtype == np.uint8 else cv2.CV_16U)  # every channel
 
 

@@ -5,19 +5,15 @@ import json
 import os
 from typing import Optional
 
+from ....files.atomic import read_json
+
 PACKAGES = ('nncf', 'openvino', 'onnx', 'onnxruntime', 'torch', 'pfdn')
 
 
 def file_record(model_path: str) -> Optional[dict]:
     """The record written beside an int8 model (``<name>.json``), or None."""
     path = os.path.splitext(model_path)[0] + '.json'
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    return read_json(path) if os.path.isfile(path) else None
 
 
 def state_record(state: dict) -> dict:

@@ -4,7 +4,7 @@ import json
 import os
 import shutil
 
-from ....files.atomic import write_text
+from ....files.atomic import read_json, write_text
 
 
 class Plan:
@@ -15,11 +15,7 @@ class Plan:
         self.folder, self.key, self.path = folder, key, os.path.join(folder, 'plan.json')
         self.parts, self.discarded = [], False
         if os.path.isfile(self.path):
-            try:
-                with open(self.path) as f:
-                    saved = json.load(f)
-            except (OSError, ValueError):
-                saved = {}
+            saved = read_json(self.path) or {}
             if saved.get('key') == key and all(os.path.isfile(os.path.join(folder, p['file']))
                                                for p in saved.get('parts', [])):
                 self.parts = saved['parts']
