@@ -27,6 +27,34 @@ def test_bad_numbers_and_names_on_the_command_line_are_one_line(args, flag, caps
     one_error(code, err, flag)
 
 
+
+@pytest.mark.parametrize('case, names', [
+    ('no_hr', ['--hr', '--profile cpu']), ('hr_for_smoke', ['--hr', '--profile smoke']),
+    ('hr_missing', ['--hr', 'input folder not found']), ('hr_a_file', ['--hr', 'input folder not found']),
+    ('hr_empty', ['--hr', 'no images (png']), ('out_is_users', ['mine.pth', 'not a model basicsr schedule wrote']),
+    ('out_is_folder', ['models', 'is a folder']),
+])
+def test_the_schedules_photos_and_model_file_are_checked_before_any_work(case, names, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    cv2.imwrite(str(photos / 'a.png'), sample_image('chelsea.png')[:64, :64])
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'notes.txt').write_text('not a folder')
+    (tmp_path / 'mine.pth').write_bytes(b'the user\'s own model')
+    (tmp_path / 'models').mkdir()
+    args = {'no_hr': ['--profile', 'cpu'], 'hr_for_smoke': ['--profile', 'smoke', '--hr', photos],
+            'hr_missing': ['--profile', 'cpu', '--hr', tmp_path / 'nowhere'],
+            'hr_a_file': ['--profile', 'cpu', '--hr', tmp_path / 'notes.txt'],
+            'hr_empty': ['--profile', 'cpu', '--hr', tmp_path / 'empty'],
+            'out_is_users': ['--profile', 'cpu', '--hr', photos, '--out', tmp_path / 'mine.pth'],
+            'out_is_folder': ['--profile', 'cpu', '--hr', photos, '--out', tmp_path / 'models']}[case]
+    before = snapshot(tmp_path)
+    code, _, err = cli(['schedule', *args], capsys)
+    one_error(code, err, *names)
+    assert snapshot(tmp_path) == before  # nothing prepared, trained or replaced
+
+
 def checkpoints(weights, folder):
     released = torch.load(weights, weights_only=True)
     cases = {}

@@ -191,3 +191,30 @@ def test_each_validation_is_recorded_once_in_order_and_a_rerun_replaces_its_own(
     add_validation(str(tmp_path / 'results'), None, 'Set5', {'psnr': 32.0437})
     assert read_history(str(tmp_path / 'results' / 'validation.json')) == [{'iter': None, 'dataset': 'Set5',
                                                                           'psnr': 32.0437}]
+
+
+def test_the_cpu_profiles_runs_on_other_photos_are_set_aside_never_deleted(tmp_path, monkeypatch, capsys):
+    from pfdn_arch.cli.schedule import set_aside_other_photos_runs
+
+    monkeypatch.chdir(tmp_path)
+    import time
+    monkeypatch.setattr(time, 'strftime', lambda fmt: '20261207_120000')  # every set-aside in one second
+    photos = []
+    for name in ('a.png', 'b.png'):
+        photos.append(tmp_path / name)
+        photos[-1].write_bytes(name.encode())
+    run = tmp_path / 'experiments' / 'cpu_stage1'
+    run.mkdir(parents=True)
+    (run / 'trained.txt').write_text('hours of work')
+    set_aside_other_photos_runs(['cpu_stage1'], photos, '')  # no record of earlier photos: doubt, set aside
+    archived = [p for p in os.listdir(tmp_path / 'experiments') if p.startswith('cpu_stage1_archived_')]
+    assert len(archived) == 1 and not run.exists()
+    assert (tmp_path / 'experiments' / archived[0] / 'trained.txt').read_text() == 'hours of work'
+    run.mkdir()
+    set_aside_other_photos_runs(['cpu_stage1'], photos, '')  # the same photos: the run stays to be resumed
+    assert run.is_dir() and len(os.listdir(tmp_path / 'experiments')) == 3
+    photos[1].write_bytes(b'edited')  # one photo changed: what was trained on the old ones is set aside too, beside
+    set_aside_other_photos_runs(['cpu_stage1'], photos, '')  # the first archive (same second), not onto it
+    assert not run.exists()
+    assert sorted(p for p in os.listdir(tmp_path / 'experiments') if p.startswith('cpu_stage1_archived_')) == [
+        'cpu_stage1_archived_20261207_120000', 'cpu_stage1_archived_20261207_120000_2']

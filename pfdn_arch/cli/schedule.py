@@ -34,8 +34,8 @@ def add_parser(sub: 'argparse._SubParsersAction') -> argparse.ArgumentParser:
                    help='full: the stage files as they are (GPUs: days); smoke: scaled down to minutes on a CPU, on '
                         'built-in photos; cpu: scaled down the same way (a few more iterations), on your photos '
                         '(--hr), validated on Set5 where basicsr prepare benchmark made it')
-    p.add_argument('--hr', metavar='FOLDER', help='--profile cpu: the folder of your HR photos to train on (PNG, '
-                                                  'JPEG, WebP, TIFF, HEIC); LR images and LMDBs go to '
+    p.add_argument('--hr', metavar='FOLDER', help='--profile cpu: the folder of your HR photos to train on (what '
+                                                  'basicsr prepare reads, HEIC included); LR images and LMDBs go to '
                                                   f'{OWN_ROOT}/')
     p.add_argument('--out', metavar='FILE.pth', help='copy the final deployed checkpoint (the released layout, for '
                                                      'basicsr infer --weights) to this file')
@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
 def own_photos(args: argparse.Namespace) -> list:
     """The photos ``--hr`` names (``--profile cpu`` only, where it is required); one line where they are not."""
-    from ..errors import OptionsError
-    from ..files.images import list_images
+    from ..data.preparation import images_in
+    from ..errors import DataError, OptionsError
 
     if args.profile != 'cpu':
         if args.hr:
@@ -113,12 +113,10 @@ def own_photos(args: argparse.Namespace) -> list:
         return []
     if not args.hr:
         raise OptionsError('--profile cpu trains on your photos: give their folder, e.g. --hr my_photos/', 'hr')
-    if not os.path.isdir(args.hr):
-        raise OptionsError(f'{args.hr}: not found, or not a folder of photos', 'hr')
-    photos = list_images(args.hr)
-    if not photos:
-        raise OptionsError(f'{args.hr}: no photos here (PNG, JPEG, WebP, TIFF, HEIC)', 'hr')
-    return photos
+    try:
+        return images_in(args.hr)  # the check prepare's folders get: not a folder, or no pictures in it
+    except DataError as err:
+        raise OptionsError(str(err), 'hr') from None  # the line names the flag too
 
 
 def set_aside_other_photos_runs(names: list, photos: list, tag: str) -> None:
@@ -140,9 +138,12 @@ def set_aside_other_photos_runs(names: list, photos: list, tag: str) -> None:
         for name in names:
             folder_of = os.path.join('experiments', name)
             if os.path.isdir(folder_of):
-                os.replace(folder_of, f'{folder_of}_archived_{stamp}')
-                print(f'note: {folder_of} was trained on other photos: set aside as {folder_of}_archived_{stamp}',
-                      flush=True)
+                target, n = f'{folder_of}_archived_{stamp}', 1
+                while os.path.lexists(target):  # set aside twice within a second: never onto the first
+                    n += 1
+                    target = f'{folder_of}_archived_{stamp}_{n}'
+                os.replace(folder_of, target)
+                print(f'note: {folder_of} was trained on other photos: set aside as {target}', flush=True)
     os.makedirs(folder, exist_ok=True)
     write_text(record, json.dumps(now, indent=1, sort_keys=True))
 

@@ -19,7 +19,7 @@ from .. import stopping
 from ..archs.pfdn.limits import SCALES
 from ..deploy.runtime.tiles import window_starts
 from ..errors import DataError, ImageError, OptionsError, OutputExists
-from ..files.images import image_size, list_images, read_image, write_image
+from ..files.images import IMAGE_EXTS, image_size, list_images, read_image, write_image
 from ..files.locks import owned
 from ..files.paths import output_dir
 from ..files.sources import Sources, digest
@@ -34,12 +34,13 @@ def _read(path):
         raise ImageError(f'{err.reason}; remove or replace it and rerun', err.path) from None
 
 
-def _images_in(folder):
+def images_in(folder: str) -> List[str]:
+    """The pictures of an input folder (``list_images``); DataError where it is not a folder or holds none."""
     if not os.path.isdir(folder):
         raise DataError('input folder not found', folder)
     paths = list_images(folder)
     if not paths:
-        raise DataError('no images (png, jpg, bmp, tif, webp) here', folder)
+        raise DataError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTS)}) here", folder)
     return paths
 
 
@@ -61,7 +62,7 @@ def make_lr(hr_dirs: Union[str, Sequence[str]], lr_dir: str, scale: int, hr_out_
         raise OptionsError(f"must be one of {', '.join(map(str, SCALES))}, got {scale}", 'scale')
     note = note or _note
     dirs = [hr_dirs] if isinstance(hr_dirs, str) else list(hr_dirs)
-    paths = [p for d in dirs for p in _images_in(d)]
+    paths = [p for d in dirs for p in images_in(d)]
     output_dir(lr_dir)  # writable, before anything is read
     os.makedirs(lr_dir, exist_ok=True)
     parent, name = os.path.split(os.path.normpath(os.path.abspath(lr_dir)))
@@ -185,7 +186,7 @@ def extract_subimages(in_dir: str, out_dir: str, crop_size: int, step: int, thre
     Images smaller than the crop are skipped with a count. A crop an earlier run made is kept when it is complete
     and recorded as made from the image as it is now (rerunnable); a stale one is made again, with a note."""
     note = note or _note
-    paths = _images_in(in_dir)
+    paths = images_in(in_dir)
     os.makedirs(out_dir, exist_ok=True)
     record = Sources(out_dir)
     skipped, stale = 0, 0
@@ -235,7 +236,7 @@ def make_lmdb(img_dirs: Union[str, Sequence[str]], lmdb_path: str, fmt: str = 'd
 
 def _lmdb_items(img_dirs):
     dirs = [img_dirs] if isinstance(img_dirs, str) else list(img_dirs)
-    return [(os.path.splitext(os.path.basename(p))[0], p) for d in dirs for p in _images_in(d)]
+    return [(os.path.splitext(os.path.basename(p))[0], p) for d in dirs for p in images_in(d)]
 
 
 def _lmdb_made_with(fmt, mod):
@@ -319,8 +320,8 @@ def make_paired_lmdb(gt_dirs: Union[str, Sequence[str]], lq_dir: str, gt_lmdb: s
 
 
 def _make_paired_lmdb(gt_dirs, lq_dir, gt_lmdb, lq_lmdb, fmt, scale, note):
-    gt_names = [os.path.splitext(os.path.basename(p))[0] for d in gt_dirs for p in _images_in(d)]
-    lq_names = {os.path.splitext(os.path.basename(p))[0] for p in _images_in(lq_dir)}
+    gt_names = [os.path.splitext(os.path.basename(p))[0] for d in gt_dirs for p in images_in(d)]
+    lq_names = {os.path.splitext(os.path.basename(p))[0] for p in images_in(lq_dir)}
     if set(gt_names) != lq_names:
         only = sorted(set(gt_names) ^ lq_names)[:5]
         raise DataError(f'the GT and LQ folders hold different image names (e.g. {only}); make LR for every GT '
@@ -360,7 +361,7 @@ def prepare_df2k(hr_dirs: Union[str, Sequence[str]], root: str = 'datasets/DF2K'
     sub-images every ``step`` px (PNG decoding of a whole sub-image per sample is the cost that bounds it).
     Every step keeps what exists, so a rerun continues an interrupted one. ``prefix``: the names' first part (DF2K:
     the names the option files read)."""
-    hr_images = [p for d in hr_dirs for p in _images_in(d)]
+    hr_images = [p for d in hr_dirs for p in images_in(d)]
     names = [os.path.splitext(os.path.basename(p))[0] for p in hr_images]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
